@@ -1,0 +1,194 @@
+"""Bundle writer: model source → quantized, sharded, verified bundle folder.
+
+Streaming: params are read, quantized and written one at a time, so peak
+memory stays near the largest tensor, not the model. Atomic: everything is
+written into a temporary folder beside the target and renamed into place only
+when complete; on any failure the temporary folder is removed and an existing
+bundle at the target is left untouched. Deterministic: the same input and
+options give byte-identical bundles (no timestamps, sorted JSON keys).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BuildError
+from ..models import decoder
+from ..models.config import DecoderConfig
+from ..models.registry import parse_config
+from ..models.rope import inv_freq
+from ..models.source import ModelSource
+from ..progress import progress_bar
+from ..quant import FORMATS, dequantize, quantization_error, quantize
+from .manifest import DEFAULT_SHARD_BYTES, FORMAT, FORMAT_VERSION
+from .shards import ShardWriter
+from .tokenizer_meta import tokenizer_metadata
+
+DEFAULT_CONTEXT_WINDOW = 2048
+DEFAULT_PREFILL_CHUNK = 128
+
+
+def _weight_format(role: str, scheme: str, embedding_format: str | None) -> str:
+    """Which stored format a param gets: norms, biases and tables stay f32."""
+    if role == "linear":
+        return scheme
+    if role == "embedding":
+        return embedding_format or scheme
+    return "f32"
+
+
+def _check_weights(source: ModelSource, cfg: DecoderConfig, graph) -> None:
+    """Every param the graph reads must exist with the right shape; nothing may be left unused."""
+    expected = decoder.checkpoint_names(cfg, graph)
+    present = set(source.tensor_names())
+    missing = sorted(set(expected) - present)
+    if missing:
+        raise BuildError(f"missing tensors: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}", source.path)
+    unused = sorted(n for n in present - set(expected) if not decoder.ignorable(cfg, n))
+    if unused:
+        raise BuildError(
+            f"tensors not used by the {cfg.model_type} graph (wrong architecture or config?): "
+            f"{', '.join(unused[:5])}{' ...' if len(unused) > 5 else ''}",
+            source.path,
+        )
+    for name, shape in expected.items():
+        got = tuple(source.tensor_shape(name))
+        if got != tuple(shape):
+            raise BuildError(f"tensor {name} has shape {list(got)}, the config implies {list(shape)}", source.where(name))
+
+
+def _read_param(source: ModelSource, cfg: DecoderConfig, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    if name == decoder.INV_FREQ:
+        return inv_freq(cfg)
+    arr = source.read(name)
+    if not np.all(np.isfinite(arr)):
+        raise BuildError(f"tensor {name} contains NaN or Inf", source.where(name))
+    return arr.reshape(shape)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_bundle(
+    source: ModelSource,
+    out: str | Path,
+    *,
+    quantization: str = "q4",
+    embedding_format: str | None = None,
+    context_window: int | None = None,
+    prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    model_id: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Compile `source` into a bundle folder at `out`; return its path."""
+    if quantization not in FORMATS:
+        raise BuildError(f"unknown quantization {quantization!r}; choose one of {', '.join(FORMATS)}")
+    if embedding_format is not None and embedding_format not in FORMATS:
+        raise BuildError(f"unknown embedding format {embedding_format!r}; choose one of {', '.join(FORMATS)}")
+    cfg = parse_config(source.config, source.path / "config.json" if source.path.is_dir() else source.path)
+    ctx = context_window or min(cfg.max_position_embeddings, DEFAULT_CONTEXT_WINDOW)
+    if cfg.sliding_window and ctx > cfg.sliding_window:
+        ctx = cfg.sliding_window  # beyond the window the model attends differently; keep exact semantics
+    if ctx < 1 or prefill_chunk < 1:
+        raise BuildError("context window and prefill chunk must be positive")
+    prefill_chunk = min(prefill_chunk, ctx)
+    graph_all = decoder.build_graph(cfg, ctx, logits="all")
+    graph_last = decoder.build_graph(cfg, ctx, logits="last")
+    _check_weights(source, cfg, graph_all)
+    tok_meta = tokenizer_metadata(source, cfg)
+
+    out = Path(out).absolute()
+    if out.exists() and not (out / "manifest.json").exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BuildError("output exists and is not a webllm-py bundle; refusing to replace it", out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; a bundle is meant to be served
+    try:
+        shards = ShardWriter(tmp / "params", shard_bytes)
+        weights: dict[str, Any] = {}
+        params = graph_all.params
+        total = sum(int(np.prod(p.shape)) for p in params.values())
+        with progress_bar(total, "quantize", enabled=progress, unit="param") as bar:
+            for name, p in params.items():
+                arr = _read_param(source, cfg, name, p.shape)
+                fmt = _weight_format(p.role, quantization, embedding_format) if arr.ndim == 2 else "f32"
+                if fmt == "f32" and arr.ndim != 2:
+                    parts = {"data": np.ascontiguousarray(arr, dtype=np.float32)}
+                    err = {"max_abs": 0.0, "rms": 0.0, "weight_rms": float(np.sqrt(np.mean(arr.astype(np.float64) ** 2)))}
+                else:
+                    parts = quantize(arr, fmt)
+                    err = quantization_error(arr, dequantize(parts, fmt, arr.shape))
+                refs = {k: shards.add(v) for k, v in parts.items()}
+                weights[name] = {"shape": list(p.shape), "format": fmt, "parts": refs, "error": err}
+                bar.update(arr.size)
+                del arr, parts
+        shards.finish()
+        for w in weights.values():
+            w["parts"] = {k: r.to_json() for k, r in w["parts"].items()}
+
+        (tmp / "tokenizer.json").write_text(source.tokenizer_json, encoding="utf-8")
+        _write_json(tmp / "tokenizer_config.json", source.tokenizer_config)
+        files = []
+        for rel in sorted(shards.files) + ["tokenizer.json", "tokenizer_config.json"]:
+            f = tmp / rel
+            files.append({"path": rel, "size": f.stat().st_size, "sha256": _sha256(f)})
+        gen = source.generation_config
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model": {"id": model_id or source.path.stem, "architecture": cfg.model_type, "config": cfg.to_json()},
+            "context_window": ctx,
+            "prefill_chunk": prefill_chunk,
+            "quantization": {
+                "scheme": quantization,
+                "group_size": 32,
+                "embedding": _weight_format("embedding", quantization, embedding_format),
+                "lm_head": _weight_format("embedding" if cfg.tie_word_embeddings else "linear", quantization, embedding_format),
+            },
+            "tokenizer": tok_meta,
+            "generation": {
+                "temperature": float(gen.get("temperature", 1.0)) if gen.get("do_sample", True) else 0.0,
+                "top_p": float(gen.get("top_p", 1.0)),
+                "eos_token_ids": tok_meta["eos_token_ids"],
+            },
+            "graphs": {"logits_all": graph_all.to_json(), "logits_last": graph_last.to_json()},
+            "weights": weights,
+            "files": files,
+        }
+        _write_json(tmp / "manifest.json", manifest)
+        _replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Move the finished bundle into place; an old bundle at `out` is removed only afterwards."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)

@@ -1,0 +1,223 @@
+"""The `webllm-py` command line: one subcommand per verb, registered in COMMANDS.
+
+Errors of webllm-py's own types print as one line (`error: <file>: <problem>`)
+with exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .errors import WebLLMError
+
+
+def _add_load_args(p: argparse.ArgumentParser, default_backend: str = "native") -> None:
+    p.add_argument("bundle", help="bundle folder")
+    p.add_argument("--backend", choices=["native", "reference"], default=default_backend)
+    p.add_argument("--precision", choices=["auto", "f32", "f16"], default="auto")
+
+
+def _load(args):
+    from .api import load
+
+    return load(args.bundle, backend=args.backend, precision=args.precision, progress=True)
+
+
+# -- build ----------------------------------------------------------------------
+
+def _build_args(p):
+    p.add_argument("model", help="HF model folder or .gguf file")
+    p.add_argument("-o", "--out", required=True, help="bundle folder to write")
+    p.add_argument("--quantization", "-q", default="q4", choices=["q4", "q8", "f16", "f32"])
+    p.add_argument("--embedding-format", choices=["q4", "q8", "f16", "f32"], help="keep the embedding/LM head in another format")
+    p.add_argument("--context-window", type=int)
+    p.add_argument("--prefill-chunk", type=int, default=128)
+    p.add_argument("--shard-mib", type=int, default=32)
+
+
+def cmd_build(args) -> int:
+    from .api import build
+
+    out = build(args.model, args.out, quantization=args.quantization, embedding_format=args.embedding_format,
+                context_window=args.context_window, prefill_chunk=args.prefill_chunk,
+                shard_bytes=args.shard_mib * 1024 * 1024)
+    print(f"wrote {out}")
+    return 0
+
+
+# -- inspect --------------------------------------------------------------------
+
+def _inspect_args(p):
+    p.add_argument("bundle")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def inspect_summary(bundle_dir: str | Path) -> dict:
+    from .bundle import Bundle
+
+    m = Bundle(bundle_dir).manifest
+    by_format: dict[str, dict] = {}
+    for name, w in m["weights"].items():
+        n = math.prod(w["shape"])
+        f = by_format.setdefault(w["format"], {"tensors": 0, "params": 0, "max_abs_err": 0.0, "_sq": 0.0, "_w": 0.0})
+        f["tensors"] += 1
+        f["params"] += n
+        f["max_abs_err"] = max(f["max_abs_err"], w["error"]["max_abs"])
+        f["_sq"] += w["error"]["rms"] ** 2 * n
+        f["_w"] += w["error"]["weight_rms"] ** 2 * n
+    for f in by_format.values():
+        f["rms_err"] = math.sqrt(f.pop("_sq") / f["params"])
+        f["relative_rms_err"] = f["rms_err"] / max(math.sqrt(f.pop("_w") / f["params"]), 1e-30)
+    worst = sorted(m["weights"].items(), key=lambda kv: -kv[1]["error"]["rms"] / max(kv[1]["error"]["weight_rms"], 1e-30))[:5]
+    cfg = m["model"]["config"]
+    return {
+        "model": m["model"]["id"], "architecture": m["model"]["architecture"], "format_version": m["format_version"],
+        "layers": cfg["num_hidden_layers"], "hidden_size": cfg["hidden_size"], "vocab_size": cfg["vocab_size"],
+        "context_window": m["context_window"], "prefill_chunk": m["prefill_chunk"],
+        "quantization": m["quantization"],
+        "bytes": sum(f["size"] for f in m["files"]), "files": len(m["files"]),
+        "eos_token_ids": m["tokenizer"]["eos_token_ids"],
+        "weights_by_format": by_format,
+        "worst_relative_error": {k: w["error"]["rms"] / max(w["error"]["weight_rms"], 1e-30) for k, w in worst},
+    }
+
+
+def cmd_inspect(args) -> int:
+    s = inspect_summary(args.bundle)
+    if args.json:
+        print(json.dumps(s, indent=1))
+        return 0
+    print(f"{s['model']}  ({s['architecture']}, bundle format {s['format_version']})")
+    print(f"  layers {s['layers']}, hidden {s['hidden_size']}, vocab {s['vocab_size']}, "
+          f"context {s['context_window']}, prefill chunk {s['prefill_chunk']}")
+    print(f"  quantization {s['quantization']['scheme']} (embedding {s['quantization']['embedding']}, "
+          f"lm_head {s['quantization']['lm_head']})")
+    print(f"  {s['files']} files, {s['bytes'] / 2**20:.1f} MiB; eos ids {s['eos_token_ids']}")
+    print("  quantization error by format:")
+    print(f"    {'format':6} {'tensors':>7} {'params':>12} {'max |err|':>10} {'rms err':>10} {'rel rms':>8}")
+    for name, f in s["weights_by_format"].items():
+        print(f"    {name:6} {f['tensors']:7d} {f['params']:12d} {f['max_abs_err']:10.4g} {f['rms_err']:10.4g} {f['relative_rms_err']:8.2%}")
+    print("  largest relative rms error:")
+    for k, v in s["worst_relative_error"].items():
+        print(f"    {v:8.2%}  {k}")
+    return 0
+
+
+# -- eval -----------------------------------------------------------------------
+
+def _eval_args(p):
+    _add_load_args(p, default_backend="reference")
+    p.add_argument("--text", required=True, help="UTF-8 text file to score")
+    p.add_argument("--max-tokens", type=int, default=None, help="score at most this many tokens")
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_eval(args) -> int:
+    from .eval import perplexity
+
+    model = _load(args)
+    res = perplexity(model, Path(args.text).read_text(encoding="utf-8"), max_tokens=args.max_tokens)
+    print(json.dumps(res) if args.json else f"perplexity {res['perplexity']:.4f} over {res['tokens']} tokens ({res['windows']} windows)")
+    return 0
+
+
+# -- generate / chat ------------------------------------------------------------
+
+def _generate_args(p):
+    _add_load_args(p)
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+
+
+def cmd_generate(args) -> int:
+    from .runtime.engine import Engine
+
+    eng = Engine(_load(args))
+    kw = dict(max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed, stream=True)
+    kw = {k: v for k, v in kw.items() if v is not None}
+    if args.chat:
+        stream = eng.chat.completions.create(messages=[{"role": "user", "content": args.prompt}], **kw)
+        for chunk in stream:
+            if chunk.choices:
+                print(chunk.choices[0].delta.content or "", end="", flush=True)
+    else:
+        print(args.prompt, end="", flush=True)
+        for chunk in eng.completions.create(prompt=args.prompt, **kw):
+            if chunk.choices:
+                print(chunk.choices[0].text or "", end="", flush=True)
+    print()
+    return 0
+
+
+def _chat_args(p):
+    _add_load_args(p)
+    p.add_argument("--system", default=None, help="system message")
+    p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument("--temperature", type=float, default=None)
+
+
+def cmd_chat(args) -> int:
+    from .runtime.engine import Engine
+
+    eng = Engine(_load(args))
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    print("chat: empty line or Ctrl-D to quit, /reset for a new conversation", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            break
+        if not line.strip():
+            break
+        if line.strip() == "/reset":
+            messages = messages[:1] if args.system else []
+            continue
+        messages.append({"role": "user", "content": line})
+        kw = {"max_tokens": args.max_tokens}
+        if args.temperature is not None:
+            kw["temperature"] = args.temperature
+        reply = []
+        for chunk in eng.chat.completions.create(messages=messages, stream=True, **kw):
+            if chunk.choices and chunk.choices[0].delta.content:
+                reply.append(chunk.choices[0].delta.content)
+                print(chunk.choices[0].delta.content, end="", flush=True)
+        print()
+        messages.append({"role": "assistant", "content": "".join(reply)})
+    return 0
+
+
+COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
+    "build": (_build_args, cmd_build, "compile an HF model folder or GGUF file into a bundle"),
+    "inspect": (_inspect_args, cmd_inspect, "summarize a bundle (config, sizes, quantization error)"),
+    "eval": (_eval_args, cmd_eval, "perplexity of a bundle on a text file"),
+    "generate": (_generate_args, cmd_generate, "complete a prompt, streamed"),
+    "chat": (_chat_args, cmd_chat, "interactive multi-turn chat, streamed"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="webllm-py", description="Compile LLMs to WebGPU bundles and run them.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (add_args, _, help_) in COMMANDS.items():
+        add_args(sub.add_parser(name, help=help_, description=help_))
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args)
+    except WebLLMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The op catalog: for every op, a shape rule and a numpy reference.
+
+This table is the one definition of what each op computes. The reference
+interpreter runs these functions; every WGSL kernel is tested against them.
+
+Conventions (HF vocabulary throughout):
+  n          tokens in this step, p tokens already in the KV cache;
+  x          activations (n, features), f32, row-major;
+  linear W   (out_features, in_features), as in torch.nn.Linear;
+  caches     (context_window, num_key_value_heads * head_dim), rows = positions;
+  heads      are contiguous blocks of head_dim features (HF's view(n, heads, head_dim)).
+Ops that change state (kv_write) have no output value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+ShapeRule = Callable[[list[tuple], dict[str, Any]], tuple | None]
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a reference op may know about the step besides its inputs."""
+
+    n: int  # tokens in this step
+    p: int  # tokens already in the KV cache before this step
+
+
+Reference = Callable[[list[np.ndarray], dict[str, Any], StepContext], np.ndarray | None]
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    shape_rule: ShapeRule
+    reference: Reference
+    doc: str
+
+
+def _same_as_first(shapes, attrs):
+    return shapes[0]
+
+
+# -- references ------------------------------------------------------------------
+
+def _embedding(inputs, attrs, ctx):
+    ids, table = inputs
+    return table[ids.astype(np.int64)].astype(np.float32)
+
+
+def _rms_norm(inputs, attrs, ctx):
+    x, w = inputs
+    group = attrs.get("group") or x.shape[-1]
+    xs = x.reshape(x.shape[0], -1, group).astype(np.float32)
+    inv = 1.0 / np.sqrt(np.mean(xs * xs, axis=-1, keepdims=True) + np.float32(attrs["eps"]))
+    return (xs * inv.astype(np.float32) * w.astype(np.float32)).reshape(x.shape).astype(np.float32)
+
+
+def _add(inputs, attrs, ctx):
+    a, b = inputs
+    return (a + b).astype(np.float32)
+
+
+def _linear(inputs, attrs, ctx):
+    x, w = inputs[0], inputs[1]
+    y = x.astype(np.float32) @ w.astype(np.float32).T
+    if len(inputs) > 2:
+        y = y + inputs[2].astype(np.float32)
+    return y.astype(np.float32)
+
+
+def rope_cos_sin(inv_freq: np.ndarray, p: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos/sin tables (n, head_dim/2) for positions p..p+n-1, in f32 as transformers computes them."""
+    pos = np.arange(p, p + n, dtype=np.float32)[:, None]
+    ang = (pos * inv_freq.astype(np.float32)[None, :]).astype(np.float32)
+    return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+
+
+def _rope(inputs, attrs, ctx):
+    # rotate_half layout: pairs are (i, i + head_dim/2) within each head.
+    x, inv_freq = inputs
+    hd, heads = attrs["head_dim"], attrs["heads"]
+    half = hd // 2
+    xs = x.reshape(ctx.n, heads, hd)
+    cos, sin = rope_cos_sin(inv_freq, ctx.p, ctx.n)
+    cos, sin = cos[:, None, :], sin[:, None, :]
+    x1, x2 = xs[..., :half], xs[..., half:]
+    out = np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out.reshape(x.shape).astype(np.float32)
+
+
+def _kv_write(inputs, attrs, ctx):
+    x, cache = inputs
+    cache[ctx.p : ctx.p + ctx.n] = x
+    return None
+
+
+def _attention(inputs, attrs, ctx):
+    # Causal: the query at position p+i sees cache rows 0..p+i.
+    q, kc, vc = inputs
+    heads, kv_heads, hd = attrs["heads"], attrs["kv_heads"], attrs["head_dim"]
+    group = heads // kv_heads
+    total = ctx.p + ctx.n
+    qs = q.reshape(ctx.n, heads, hd).astype(np.float32)
+    ks = kc[:total].reshape(total, kv_heads, hd).astype(np.float32)
+    vs = vc[:total].reshape(total, kv_heads, hd).astype(np.float32)
+    ks = np.repeat(ks, group, axis=1)  # (total, heads, hd)
+    vs = np.repeat(vs, group, axis=1)
+    scores = np.einsum("nhd,thd->hnt", qs, ks) * np.float32(attrs["scale"])
+    mask = np.arange(total)[None, :] > (ctx.p + np.arange(ctx.n))[:, None]
+    scores = np.where(mask[None], -np.inf, scores)
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    w = np.exp(scores)
+    w = w / w.sum(axis=-1, keepdims=True)
+    out = np.einsum("hnt,thd->nhd", w, vs)
+    return out.reshape(ctx.n, heads * hd).astype(np.float32)
+
+
+def _silu_mul(inputs, attrs, ctx):
+    g, u = inputs
+    g = g.astype(np.float32)
+    return (g / (1.0 + np.exp(-g)) * u).astype(np.float32)
+
+
+def _last_row(inputs, attrs, ctx):
+    return inputs[0][-1:].copy()
+
+
+# -- shape rules -----------------------------------------------------------------
+
+def _embedding_shape(shapes, attrs):
+    (n,), (vocab, hidden) = shapes
+    return (n, hidden)
+
+
+def _linear_shape(shapes, attrs):
+    x, w = shapes[0], shapes[1]
+    if x[-1] != w[1]:
+        raise ValueError(f"linear: input features {x[-1]} != weight in_features {w[1]}")
+    if len(shapes) > 2 and tuple(shapes[2]) != (w[0],):
+        raise ValueError(f"linear: bias shape {shapes[2]} != ({w[0]},)")
+    return (x[0], w[0])
+
+
+def _rms_norm_shape(shapes, attrs):
+    x, w = shapes
+    group = attrs.get("group") or x[-1]
+    if tuple(w) != (group,) or x[-1] % group:
+        raise ValueError(f"rms_norm: weight {w} does not fit input {x} with group {group}")
+    return x
+
+
+def _rope_shape(shapes, attrs):
+    x, f = shapes
+    if x[-1] != attrs["heads"] * attrs["head_dim"] or tuple(f) != (attrs["head_dim"] // 2,):
+        raise ValueError(f"rope: input {x} / inv_freq {f} do not fit heads={attrs['heads']} head_dim={attrs['head_dim']}")
+    return x
+
+
+def _attention_shape(shapes, attrs):
+    q, kc, vc = shapes
+    if attrs["heads"] % attrs["kv_heads"]:
+        raise ValueError("attention: heads must be a multiple of kv_heads")
+    return (q[0], attrs["heads"] * attrs["head_dim"])
+
+
+def _kv_write_shape(shapes, attrs):
+    return None
+
+
+def _last_row_shape(shapes, attrs):
+    return (1,) + tuple(shapes[0][1:])
+
+
+OPS: dict[str, OpDef] = {
+    d.name: d
+    for d in [
+        OpDef("embedding", _embedding_shape, _embedding, "out[i] = table[ids[i]]"),
+        OpDef("rms_norm", _rms_norm_shape, _rms_norm, "x / sqrt(mean(x^2 over each `group` features) + eps) * w"),
+        OpDef("add", _same_as_first, _add, "a + b"),
+        OpDef("linear", _linear_shape, _linear, "x @ W.T (+ bias)"),
+        OpDef("rope", _rope_shape, _rope, "rotary embedding (rotate_half pairs) at positions p..p+n-1"),
+        OpDef("kv_write", _kv_write_shape, _kv_write, "cache[p:p+n] = x"),
+        OpDef("attention", _attention_shape, _attention, "causal GQA softmax(q k^T * scale) v over cache rows 0..p+n-1"),
+        OpDef("silu_mul", _same_as_first, _silu_mul, "silu(gate) * up"),
+        OpDef("last_row", _last_row_shape, _last_row, "x[n-1:n]"),
+    ]
+}

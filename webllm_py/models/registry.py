@@ -1,0 +1,45 @@
+"""Architecture registry: HF model_type -> how to parse its config.
+
+One entry per supported `model_type`. All current entries share the Llama-family
+decoder (models/decoder.py); the entry says what differs in the config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import BuildError
+from .config import DecoderConfig, parse_decoder_config
+
+
+@dataclass(frozen=True)
+class Architecture:
+    model_type: str
+    family: str
+    parse_config: Callable[[dict[str, Any], Path], DecoderConfig]
+
+
+def _entry(model_type: str, family: str, **kw: Any) -> Architecture:
+    return Architecture(model_type, family, lambda cfg, path: parse_decoder_config(cfg, path, **kw))
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.model_type: a
+    for a in [
+        _entry("llama", "llama"),  # Llama 2/3/3.1/3.2, TinyLlama, SmolLM/SmolLM2
+        _entry("mistral", "llama"),
+        _entry("qwen2", "qwen", qkv_bias_default=True),  # q/k/v carry biases
+        _entry("qwen3", "qwen", qk_norm=True),  # q/k RMSNorm per head, explicit head_dim
+    ]
+}
+
+
+def parse_config(cfg: dict[str, Any], path: Path) -> DecoderConfig:
+    model_type = cfg.get("model_type")
+    if model_type not in ARCHITECTURES:
+        raise BuildError(
+            f"model_type {model_type!r} is not supported; supported: {', '.join(sorted(ARCHITECTURES))}", path
+        )
+    return ARCHITECTURES[model_type].parse_config(cfg, path)
