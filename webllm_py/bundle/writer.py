@@ -26,6 +26,7 @@ from ..models.config import DecoderConfig
 from ..models.registry import parse_config
 from ..models.rope import inv_freq
 from ..models.source import ModelSource
+from ..passes.lower import lower_bundle
 from ..progress import progress_bar
 from ..quant import FORMATS, dequantize, quantization_error, quantize
 from .manifest import DEFAULT_SHARD_BYTES, FORMAT, FORMAT_VERSION
@@ -146,10 +147,12 @@ def write_bundle(
         for w in weights.values():
             w["parts"] = {k: r.to_json() for k, r in w["parts"].items()}
 
+        lowered = lower_bundle({"logits_all": graph_all, "logits_last": graph_last}, weights, prefill_chunk, ctx)
+        kernel_files = _write_kernels(tmp, lowered["kernels"])
         (tmp / "tokenizer.json").write_text(source.tokenizer_json, encoding="utf-8")
         _write_json(tmp / "tokenizer_config.json", source.tokenizer_config)
         files = []
-        for rel in sorted(shards.files) + ["tokenizer.json", "tokenizer_config.json"]:
+        for rel in sorted(shards.files) + sorted(set(kernel_files.values())) + ["tokenizer.json", "tokenizer_config.json"]:
             f = tmp / rel
             files.append({"path": rel, "size": f.stat().st_size, "sha256": _sha256(f)})
         gen = source.generation_config
@@ -173,6 +176,11 @@ def write_bundle(
             },
             "graphs": {"logits_all": graph_all.to_json(), "logits_last": graph_last.to_json()},
             "weights": weights,
+            "buffers": lowered["buffers"],
+            "programs": lowered["programs"],
+            "kernels": {name: {"file": kernel_files[name], "bindings": [list(b) for b in k.bindings],
+                               "workgroup_size": list(k.workgroup_size), "key": k.key.to_json()}
+                        for name, k in sorted(lowered["kernels"].items())},
             "files": files,
         }
         _write_json(tmp / "manifest.json", manifest)
@@ -181,6 +189,18 @@ def write_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _write_kernels(tmp: Path, kernels: dict[str, Any]) -> dict[str, str]:
+    """Write each distinct WGSL text once, named by its content hash; kernel name -> file."""
+    (tmp / "kernels").mkdir()
+    files = {}
+    for name, k in kernels.items():
+        rel = f"kernels/{hashlib.sha256(k.wgsl.encode()).hexdigest()[:16]}.wgsl"
+        if not (tmp / rel).exists():
+            (tmp / rel).write_text(k.wgsl, encoding="utf-8")
+        files[name] = rel
+    return files
 
 
 def _replace(tmp: Path, out: Path) -> None:

@@ -145,3 +145,12 @@ class Graph:
         g.nodes = [Node(n["op"], list(n["inputs"]), list(n["outputs"]), dict(n["attrs"])) for n in d["nodes"]]
         g.output = d["output"]
         return g
+
+
+def compile_dim(dim: Dim):
+    """A fast callable f(n, p) -> int for a dim, validated like eval_dim (runtimes call it per step)."""
+    if isinstance(dim, int):
+        return lambda n, p: dim
+    eval_dim(dim, {"n": 1, "p": 0})  # validates: only ints, n, p and + - * //
+    code = compile(ast.parse(dim, mode="eval"), "<dim>", "eval")
+    return lambda n, p: eval(code, {"__builtins__": {}}, {"n": n, "p": p})

@@ -1,0 +1,30 @@
+"""WGSL code generation: kernel keys -> WGSL text + bindings + dispatch (see kernels.py)."""
+
+from .kernels import (
+    ACTS,
+    KEY_TYPES,
+    WEIGHT_FORMATS,
+    AddKey,
+    AddRmsNormKey,
+    AttentionKey,
+    EmbeddingKey,
+    Kernel,
+    KernelKey,
+    KvWriteKey,
+    LastRowKey,
+    MatmulKey,
+    RmsNormKey,
+    RopeKey,
+    SiluMulKey,
+    build,
+    f32_literal,
+    key_from_json,
+    matmul_key,
+    render,
+)
+
+__all__ = [
+    "ACTS", "KEY_TYPES", "WEIGHT_FORMATS", "AddKey", "AddRmsNormKey", "AttentionKey", "EmbeddingKey",
+    "Kernel", "KernelKey", "KvWriteKey", "LastRowKey", "MatmulKey", "RmsNormKey", "RopeKey", "SiluMulKey",
+    "build", "f32_literal", "key_from_json", "matmul_key", "render",
+]

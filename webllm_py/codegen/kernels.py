@@ -1,0 +1,507 @@
+"""Kernel variants: one frozen key per variant, rendered from `wgsl_templates/`.
+
+A key names a kernel family (`family`) and every constant baked into its WGSL:
+activation dtype ("f32" | "f16"), weight format, shapes, eps, and the tuning
+knobs (workgroup size `wg`, tokens per invocation `tn`, ...). `build(key)`
+returns a `Kernel`: the WGSL text plus the plain data a runtime needs to run it:
+
+  bindings        ((name, kind), ...), kind "read" | "read_write" | "uniform";
+                  binding index = position, all in @group(0).
+  workgroup_size  (x, y, z)
+  dispatch        workgroup counts (x, y, z) as expressions over n (tokens this
+                  step) and p (tokens already cached): integers, n, p, + - * //
+                  and parentheses; evaluated with webllm_py.ir.eval_dim.
+
+Every kernel that needs n or p binds "step", a 16-byte uniform
+`struct Step { n: u32, p: u32, _pad0: u32, _pad1: u32 }`, written once per step.
+
+Buffer element types (what the lowering pass must allocate):
+  activations and KV cache: f32 (act="f32") or f16 (act="f16", needs shader-f16);
+  ids: i32;  norm weights, biases, rope inv_freq: f32;
+  weights: the stored formats of webllm_py.quant.formats, bound as raw words
+  (q4/q8 data u32, scales f16 read two per u32 word, f16 data read two per u32).
+Every binding's size must be a multiple of 16 bytes (round buffers up; the
+kernels never read past the logical extent except within the last 16 bytes).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+import jinja2
+import numpy as np
+
+from ..ir.graph import eval_dim
+from ..quant.formats import FORMATS, GROUP_SIZE
+
+ACTS = ("f32", "f16")
+WEIGHT_FORMATS = ("f32", "f16", "q8", "q4")
+MAX_WORKGROUPS = 65535  # WebGPU maxComputeWorkgroupsPerDimension
+MAX_INVOCATIONS = 256  # WebGPU maxComputeInvocationsPerWorkgroup (default limit)
+MAX_WORKGROUP_STORAGE = 16384  # WebGPU maxComputeWorkgroupStorageSize (default limit)
+MAX_STORAGE_BUFFERS = 8  # WebGPU maxStorageBuffersPerShaderStage (default limit)
+
+
+def _template_dir() -> Path:
+    top = Path(__file__).resolve().parents[2] / "wgsl_templates"
+    if top.is_dir():
+        return top
+    return Path(__file__).resolve().parents[1] / "wgsl_templates"  # installed wheel
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(_template_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def f32_literal(x: float) -> str:
+    """A WGSL literal that parses to exactly float32(x)."""
+    v = float(np.float32(x))
+    if not math.isfinite(v):
+        raise ValueError(f"cannot bake non-finite constant {x!r} into WGSL")
+    return repr(v) + "f" if ("." in repr(v) or "e" in repr(v)) else repr(v) + ".0f"
+
+
+def _ceil(a: str, b: int) -> str:
+    return a if b == 1 else f"({a} + {b - 1}) // {b}"
+
+
+def _const_groups(count: int, what: str, key: Any) -> None:
+    if count > MAX_WORKGROUPS:
+        raise ValueError(f"{key.name}: {count} workgroups along x for {what} exceeds WebGPU's {MAX_WORKGROUPS}; raise wg")
+
+
+# -- keys ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class KernelKey:
+    """Base of all keys. `family` is the template name; fields are baked constants."""
+
+    family: ClassVar[str] = ""
+
+    @property
+    def name(self) -> str:
+        """Deterministic variant name, e.g. matmul_act-f32_fmt-q4_rows-576_..."""
+        parts = []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool):
+                v = int(v)
+            parts.append(f"{f.name}-{v}")
+        return "_".join([self.family] + parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"family": self.family, **asdict(self)}
+
+    def _check_act(self) -> None:
+        act = getattr(self, "act")
+        if act not in ACTS:
+            raise ValueError(f"{self.family}: act must be one of {ACTS}, got {act!r}")
+
+    def _check_wg(self, wg: int) -> None:
+        if not 1 <= wg <= MAX_INVOCATIONS:
+            raise ValueError(f"{self.family}: workgroup size {wg} outside 1..{MAX_INVOCATIONS}")
+
+
+@dataclass(frozen=True)
+class EmbeddingKey(KernelKey):
+    """out[i, :] = dequant(table[ids[i], :]); one invocation per output element."""
+
+    family: ClassVar[str] = "embedding"
+    act: str
+    fmt: str
+    vocab: int
+    hidden: int
+    wg: int = 64
+
+
+@dataclass(frozen=True)
+class RmsNormKey(KernelKey):
+    """out = x / sqrt(mean(x^2 over each `group` features) + eps) * w; one invocation per group."""
+
+    family: ClassVar[str] = "rms_norm"
+    act: str
+    cols: int
+    eps: float
+    group: int = 0  # 0: the whole row
+    wg: int = 64
+
+
+@dataclass(frozen=True)
+class AddRmsNormKey(KernelKey):
+    """r = a + b (the residual stream); out = rms_norm(r) * w. One invocation per row.
+
+    inplace=True binds the residual once as "x" (read_write): x += b."""
+
+    family: ClassVar[str] = "add_rms_norm"
+    act: str
+    cols: int
+    eps: float
+    inplace: bool = False
+    wg: int = 64
+
+
+@dataclass(frozen=True)
+class MatmulKey(KernelKey):
+    """out = x @ dequant(W).T (+ bias). W: (rows, cols) = (out_features, in_features).
+
+    One invocation per output row and `tn` tokens: every weight word loaded is
+    reused for tn tokens. tn=1 is the decode (GEMV) form, tn=4..8 the prefill
+    form. last_row=True reads only row n-1 of x and writes one output row (the
+    LM head of a logits_last graph; needs tn=1)."""
+
+    family: ClassVar[str] = "matmul"
+    act: str
+    fmt: str
+    rows: int
+    cols: int
+    bias: bool = False
+    tn: int = 1
+    wg: int = 64
+    last_row: bool = False
+
+
+@dataclass(frozen=True)
+class RopeKey(KernelKey):
+    """rotate_half rotary embedding at positions p..p+n-1 of x (n, heads*head_dim).
+
+    to_cache=True writes the rotated rows into cache rows p..p+n-1 (the fused
+    kv_write of k) instead of an "out" buffer."""
+
+    family: ClassVar[str] = "rope"
+    act: str
+    heads: int
+    head_dim: int
+    to_cache: bool = False
+    wg: int = 64
+
+
+@dataclass(frozen=True)
+class KvWriteKey(KernelKey):
+    """cache[p + i, :] = x[i, :] for i < n; width = kv_heads * head_dim."""
+
+    family: ClassVar[str] = "kv_write"
+    act: str
+    width: int
+    wg: int = 64
+
+
+@dataclass(frozen=True)
+class AttentionKey(KernelKey):
+    """Causal GQA attention of q (n, heads*head_dim) over cache rows 0..p+n-1.
+
+    form="decode": one workgroup per (head, query); its wg lanes split the keys,
+    each keeps an online softmax, one combine at the end (good for n == 1,
+    correct for any n). form="prefill": one invocation per (query, head), wg
+    queries of one head per workgroup, no barriers (good for n > 1)."""
+
+    family: ClassVar[str] = "attention"
+    act: str
+    heads: int
+    kv_heads: int
+    head_dim: int
+    scale: float
+    form: str = "decode"
+    wg: int = 0  # 0: the default for the form
+
+    def lanes(self) -> int:
+        if self.wg:
+            return self.wg
+        if self.form == "prefill":
+            return 8
+        lanes = 32
+        while lanes > 1 and lanes * (self.head_dim * 4 + 8) > MAX_WORKGROUP_STORAGE:
+            lanes //= 2
+        return lanes
+
+
+@dataclass(frozen=True)
+class SiluMulKey(KernelKey):
+    """out = silu(gate) * up, (n, cols)."""
+
+    family: ClassVar[str] = "silu_mul"
+    act: str
+    cols: int
+    wg: int = 64
+
+
+@dataclass(frozen=True)
+class AddKey(KernelKey):
+    """out = a + b, (n, cols)."""
+
+    family: ClassVar[str] = "add"
+    act: str
+    cols: int
+    wg: int = 64
+
+
+@dataclass(frozen=True)
+class LastRowKey(KernelKey):
+    """out[0, :] = x[n-1, :]."""
+
+    family: ClassVar[str] = "last_row"
+    act: str
+    cols: int
+    wg: int = 64
+
+
+KEY_TYPES: dict[str, type[KernelKey]] = {
+    k.family: k
+    for k in [EmbeddingKey, RmsNormKey, AddRmsNormKey, MatmulKey, RopeKey, KvWriteKey,
+              AttentionKey, SiluMulKey, AddKey, LastRowKey]
+}
+
+
+def key_from_json(d: dict[str, Any]) -> KernelKey:
+    d = dict(d)
+    cls = KEY_TYPES[d.pop("family")]
+    return cls(**d)
+
+
+# -- kernels ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Kernel:
+    key: KernelKey
+    name: str
+    wgsl: str
+    bindings: tuple[tuple[str, str], ...]
+    workgroup_size: tuple[int, int, int]
+    dispatch: tuple[str, str, str]
+
+    def dispatch_for(self, n: int, p: int) -> tuple[int, int, int]:
+        env = {"n": n, "p": p}
+        return tuple(eval_dim(e, env) for e in self.dispatch)  # type: ignore[return-value]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "key": self.key.to_json(), "bindings": [list(b) for b in self.bindings],
+                "workgroup_size": list(self.workgroup_size), "dispatch": list(self.dispatch)}
+
+
+@dataclass
+class _Plan:
+    """What a family's planner hands the template: declarations and constants."""
+
+    decls: list[tuple[str, str, str, str]]  # (name, kind, wgsl type, layout comment)
+    workgroup_size: tuple[int, int, int]
+    dispatch: tuple[str, str, str]
+    consts: dict[str, Any]
+
+
+def _act_arr(act: str, vec: int = 1) -> str:
+    return f"array<{act}>" if vec == 1 else f"array<vec{vec}<{act}>>"
+
+
+STEP = ("step", "uniform", "Step", "Step { n, p }: tokens this step, tokens already cached")
+
+
+def _weight_decls(fmt: str, rows: int, cols: int, vec_ok: bool) -> list[tuple[str, str, str, str]]:
+    """Declarations of a (rows, cols) weight in `fmt`. vec_ok: bind vectorized word arrays."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown weight format {fmt!r}; known: {sorted(FORMATS)}")
+    g = -(-cols // GROUP_SIZE)
+    if fmt == "q4":
+        ty = "array<vec4<u32>>" if vec_ok else "array<u32>"
+        return [("w", "read", ty, f"({rows}, {g}*4) u32: 4-bit q+8 nibbles, column c at bits 4*(c%8) of word c/8"),
+                ("scales", "read", "array<u32>", f"({rows}, {g}) f16 scales, two per u32 word")]
+    if fmt == "q8":
+        ty = "array<vec4<u32>>" if vec_ok else "array<u32>"
+        return [("w", "read", ty, f"({rows}, {g}*8) u32: int8 q, column c at bits 8*(c%4) of word c/4"),
+                ("scales", "read", "array<u32>", f"({rows}, {g}) f16 scales, two per u32 word")]
+    if fmt == "f16":
+        ty = "array<vec4<u32>>" if vec_ok and cols % 8 == 0 else "array<u32>"
+        return [("w", "read", ty, f"({rows}, {cols}) f16, two per u32 word")]
+    ty = "array<vec4<f32>>" if vec_ok and cols % 4 == 0 else "array<f32>"
+    return [("w", "read", ty, f"({rows}, {cols}) f32")]
+
+
+def _plan_embedding(k: EmbeddingKey) -> _Plan:
+    k._check_act(), k._check_wg(k.wg)
+    decls = [("ids", "read", "array<i32>", "(n,) i32 token ids"),
+             *_weight_decls(k.fmt, k.vocab, k.hidden, vec_ok=False),
+             ("out", "read_write", _act_arr(k.act), f"(n, {k.hidden}) {k.act}"), STEP]
+    _const_groups(-(-k.hidden // k.wg), "hidden", k)
+    return _Plan(decls, (k.wg, 1, 1), (str(-(-k.hidden // k.wg)), "n", "1"),
+                 dict(groups=-(-k.hidden // GROUP_SIZE)))
+
+
+def _plan_rms_norm(k: RmsNormKey) -> _Plan:
+    k._check_act(), k._check_wg(k.wg)
+    group = k.group or k.cols
+    if k.cols % group:
+        raise ValueError(f"{k.name}: cols {k.cols} is not a multiple of group {group}")
+    units = k.cols // group
+    decls = [("x", "read", _act_arr(k.act), f"(n, {k.cols}) {k.act}"),
+             ("w", "read", "array<f32>", f"({group},) f32"),
+             ("out", "read_write", _act_arr(k.act), f"(n, {k.cols}) {k.act}"), STEP]
+    return _Plan(decls, (k.wg, 1, 1), (_ceil(f"n * {units}", k.wg), "1", "1"),
+                 dict(group=group, units=units, eps_lit=f32_literal(k.eps)))
+
+
+def _plan_add_rms_norm(k: AddRmsNormKey) -> _Plan:
+    k._check_act(), k._check_wg(k.wg)
+    row = f"(n, {k.cols}) {k.act}"
+    if k.inplace:
+        decls = [("x", "read_write", _act_arr(k.act), row + ": residual in, x + b out"),
+                 ("b", "read", _act_arr(k.act), row)]
+    else:
+        decls = [("a", "read", _act_arr(k.act), row), ("b", "read", _act_arr(k.act), row)]
+    decls += [("w", "read", "array<f32>", f"({k.cols},) f32")]
+    if not k.inplace:
+        decls += [("r", "read_write", _act_arr(k.act), row + ": a + b")]
+    decls += [("out", "read_write", _act_arr(k.act), row + ": rms_norm(a + b) * w"), STEP]
+    return _Plan(decls, (k.wg, 1, 1), (_ceil("n", k.wg), "1", "1"),
+                 dict(eps_lit=f32_literal(k.eps), a_name="x" if k.inplace else "a", r_name="x" if k.inplace else "r"))
+
+
+def _plan_matmul(k: MatmulKey) -> _Plan:
+    k._check_act(), k._check_wg(k.wg)
+    if k.tn < 1 or k.tn > 16:
+        raise ValueError(f"{k.name}: tn must be 1..16")
+    if k.last_row and k.tn != 1:
+        raise ValueError(f"{k.name}: last_row needs tn=1")
+    quant = FORMATS[k.fmt].quantized if k.fmt in FORMATS else False
+    decls = [("x", "read", _act_arr(k.act, 4 if k.cols % 4 == 0 else 1), f"(n, {k.cols}) {k.act}"),
+             *_weight_decls(k.fmt, k.rows, k.cols, vec_ok=True)]
+    if k.bias:
+        decls.append(("bias", "read", "array<f32>", f"({k.rows},) f32"))
+    out_rows = "1" if k.last_row else "n"
+    decls += [("out", "read_write", _act_arr(k.act), f"({out_rows}, {k.rows}) {k.act}"), STEP]
+    gx = -(-k.rows // k.wg)
+    _const_groups(gx, "rows", k)
+    gy = "1" if k.last_row else _ceil("n", k.tn)
+    groups = -(-k.cols // GROUP_SIZE)
+    if quant:
+        path = "quant"
+    elif k.fmt == "f16":
+        path = "f16vec" if k.cols % 8 == 0 else "scalar"
+    else:
+        path = "f32vec" if k.cols % 4 == 0 else "scalar"
+    return _Plan(decls, (k.wg, 1, 1), (str(gx), gy, "1"),
+                 dict(path=path, groups=groups, full=k.cols // GROUP_SIZE, tail=k.cols % GROUP_SIZE != 0,
+                      xvec=k.cols % 4 == 0))
+
+
+def _plan_rope(k: RopeKey) -> _Plan:
+    k._check_act(), k._check_wg(k.wg)
+    if k.head_dim % 2:
+        raise ValueError(f"{k.name}: head_dim must be even")
+    width = k.heads * k.head_dim
+    decls = [("x", "read", _act_arr(k.act), f"(n, {width}) {k.act}"),
+             ("inv_freq", "read", "array<f32>", f"({k.head_dim // 2},) f32")]
+    if k.to_cache:
+        decls.append(("cache", "read_write", _act_arr(k.act), f"(context_window, {width}) {k.act}: rows p..p+n-1 written"))
+    else:
+        decls.append(("out", "read_write", _act_arr(k.act), f"(n, {width}) {k.act}"))
+    decls.append(STEP)
+    pairs = k.heads * (k.head_dim // 2)
+    _const_groups(-(-pairs // k.wg), "pairs", k)
+    return _Plan(decls, (k.wg, 1, 1), (str(-(-pairs // k.wg)), "n", "1"), dict(width=width, half=k.head_dim // 2))
+
+
+def _plan_kv_write(k: KvWriteKey) -> _Plan:
+    k._check_act(), k._check_wg(k.wg)
+    decls = [("x", "read", _act_arr(k.act), f"(n, {k.width}) {k.act}"),
+             ("cache", "read_write", _act_arr(k.act), f"(context_window, {k.width}) {k.act}: rows p..p+n-1 written"), STEP]
+    _const_groups(-(-k.width // k.wg), "width", k)
+    return _Plan(decls, (k.wg, 1, 1), (str(-(-k.width // k.wg)), "n", "1"), {})
+
+
+def _plan_attention(k: AttentionKey) -> _Plan:
+    k._check_act()
+    if k.heads % k.kv_heads:
+        raise ValueError(f"{k.name}: heads {k.heads} is not a multiple of kv_heads {k.kv_heads}")
+    if k.head_dim % 4:
+        raise ValueError(f"{k.name}: head_dim must be a multiple of 4 (vec4 loads)")
+    if k.form not in ("decode", "prefill"):
+        raise ValueError(f"{k.name}: form must be 'decode' or 'prefill'")
+    lanes = k.lanes()
+    k._check_wg(lanes)
+    if k.form == "decode" and lanes * (k.head_dim * 4 + 8) > MAX_WORKGROUP_STORAGE:
+        raise ValueError(f"{k.name}: {lanes} lanes x head_dim {k.head_dim} exceed 16 KiB of workgroup storage")
+    qw, kvw = k.heads * k.head_dim, k.kv_heads * k.head_dim
+    decls = [("q", "read", _act_arr(k.act, 4), f"(n, {qw}) {k.act}"),
+             ("k_cache", "read", _act_arr(k.act, 4), f"(context_window, {kvw}) {k.act}: rows 0..p+n-1 read"),
+             ("v_cache", "read", _act_arr(k.act, 4), f"(context_window, {kvw}) {k.act}: rows 0..p+n-1 read"),
+             ("out", "read_write", _act_arr(k.act, 4), f"(n, {qw}) {k.act}"), STEP]
+    if k.form == "decode":
+        disp = (str(k.heads), "n", "1")
+    else:
+        disp = (_ceil("n", lanes), str(k.heads), "1")
+    return _Plan(decls, (lanes, 1, 1), disp,
+                 dict(lanes=lanes, group=k.heads // k.kv_heads, hd4=k.head_dim // 4, qw=qw, kvw=kvw,
+                      scale_lit=f32_literal(k.scale)))
+
+
+def _plan_elementwise(k: Any, ins: list[str]) -> _Plan:
+    k._check_act(), k._check_wg(k.wg)
+    vec = 4 if k.cols % 4 == 0 else 1
+    decls = [(name, "read", _act_arr(k.act, vec), f"(n, {k.cols}) {k.act}") for name in ins]
+    decls += [("out", "read_write", _act_arr(k.act, vec), f"(n, {k.cols}) {k.act}"), STEP]
+    per_row = k.cols // vec
+    _const_groups(-(-per_row // k.wg), "cols", k)
+    return _Plan(decls, (k.wg, 1, 1), (str(-(-per_row // k.wg)), "n", "1"), dict(vec=vec, per_row=per_row))
+
+
+def _plan_last_row(k: LastRowKey) -> _Plan:
+    k._check_act(), k._check_wg(k.wg)
+    decls = [("x", "read", _act_arr(k.act), f"(n, {k.cols}) {k.act}"),
+             ("out", "read_write", _act_arr(k.act), f"(1, {k.cols}) {k.act}"), STEP]
+    _const_groups(-(-k.cols // k.wg), "cols", k)
+    return _Plan(decls, (k.wg, 1, 1), (str(-(-k.cols // k.wg)), "1", "1"), {})
+
+
+_PLANNERS = {
+    "embedding": _plan_embedding,
+    "rms_norm": _plan_rms_norm,
+    "add_rms_norm": _plan_add_rms_norm,
+    "matmul": _plan_matmul,
+    "rope": _plan_rope,
+    "kv_write": _plan_kv_write,
+    "attention": _plan_attention,
+    "silu_mul": lambda k: _plan_elementwise(k, ["gate", "up"]),
+    "add": lambda k: _plan_elementwise(k, ["a", "b"]),
+    "last_row": _plan_last_row,
+}
+
+_TEMPLATE = {"attention": lambda k: f"attention_{k.form}.wgsl"}
+
+
+@lru_cache(maxsize=None)
+def build(key: KernelKey) -> Kernel:
+    """Render and describe one kernel variant (cached per key)."""
+    plan = _PLANNERS[key.family](key)
+    storage = sum(1 for d in plan.decls if d[1] != "uniform")
+    if storage > MAX_STORAGE_BUFFERS:
+        raise ValueError(f"{key.name}: {storage} storage buffers exceed WebGPU's {MAX_STORAGE_BUFFERS}")
+    ctx = {f.name: getattr(key, f.name) for f in fields(key)}
+    ctx.update(plan.consts)
+    ctx.update(key=key, family=key.family, name=key.name, decls=plan.decls,
+               workgroup_size=plan.workgroup_size, dispatch=plan.dispatch)
+    tname = _TEMPLATE.get(key.family, lambda k: f"{k.family}.wgsl")(key)
+    wgsl = _env().get_template(tname).render(**ctx)
+    return Kernel(key=key, name=key.name, wgsl=wgsl,
+                  bindings=tuple((d[0], d[1]) for d in plan.decls),
+                  workgroup_size=plan.workgroup_size, dispatch=plan.dispatch)
+
+
+def render(key: KernelKey) -> str:
+    """The WGSL source of one kernel variant."""
+    return build(key).wgsl
+
+
+def matmul_key(act: str, fmt: str, rows: int, cols: int, bias: bool = False, prefill: bool = False,
+               last_row: bool = False) -> MatmulKey:
+    """The default-tuned matmul variant: decode form (tn=1) or prefill form (tn=4)."""
+    return MatmulKey(act=act, fmt=fmt, rows=rows, cols=cols, bias=bias, tn=4 if prefill and not last_row else 1,
+                     last_row=last_row)

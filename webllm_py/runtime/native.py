@@ -1,0 +1,184 @@
+"""The native runtime: interprets the bundle's programs on a wgpu-py device.
+
+Everything per step is prepared at load: weights uploaded once, activation,
+KV-cache, ids, step-uniform, logits and staging buffers allocated once,
+pipelines and bind groups created once per dispatch. A step writes the ids and
+the 16-byte step uniform, records every dispatch of one program in one compute
+pass, copies the logits rows to a staging buffer, submits once and maps the
+staging buffer: one submission and one readback per step, no allocation.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..bundle import Bundle
+from ..errors import BundleError, ContextWindowExceededError
+from ..ir.graph import compile_dim
+from .device import create_pipeline, request_device, select_adapter
+
+ACT_BYTES = {"f32": 4, "f16": 2}
+PRECISIONS = ("auto", "f32", "f16")
+
+
+def _round16(n: int) -> int:
+    return max(16, (n + 15) // 16 * 16)
+
+
+class NativeModel:
+    """LanguageModel (runtime/lm.py) on the GPU through wgpu-py."""
+
+    def __init__(self, bundle: Bundle, precision: str = "auto", adapter: Any = None, profile: bool = False):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        m = bundle.manifest
+        if "programs" not in m:
+            raise BundleError("bundle has no programs (built by an older webllm-py?); rebuild it", bundle.dir)
+        self.bundle, self.bundle_dir, self.manifest = bundle, bundle.dir, m
+        self.vocab_size = int(m["model"]["config"]["vocab_size"])
+        self.context_window = int(m["context_window"])
+        self.prefill_chunk = int(m["prefill_chunk"])
+        self.eos_token_ids = set(m["tokenizer"]["eos_token_ids"])
+
+        self.adapter = adapter or select_adapter()
+        has_f16 = "shader-f16" in self.adapter.features
+        self.precision = ("f16" if has_f16 else "f32") if precision == "auto" else precision
+        act_bytes = ACT_BYTES[self.precision]
+        sizes = {name: self._buffer_bytes(b, act_bytes) for name, b in m["buffers"].items()}
+        max_storage = max(len(k["bindings"]) for k in m["kernels"].values())
+        self.device = request_device(self.adapter, f16=self.precision == "f16",
+                                     storage_binding_bytes=max(sizes.values()), buffer_bytes=max(sizes.values()),
+                                     storage_buffers=max_storage)
+        self._t_load = time.perf_counter()
+        self._buffers = self._create_buffers(m["buffers"], sizes)
+        self._programs = self._prepare_programs(m["programs"][self.precision])
+        self._act_dtype = np.float16 if self.precision == "f16" else np.float32
+        self._position = 0
+        self.stats: dict[str, float] = {}
+
+    # -- load ------------------------------------------------------------------------
+    @staticmethod
+    def _buffer_bytes(b: dict[str, Any], act_bytes: int) -> int:
+        if "bytes" in b:
+            return _round16(b["bytes"])
+        elem = act_bytes if b["dtype"] == "act" else 4
+        return _round16(b["elements"] * elem)
+
+    def _create_buffers(self, specs: dict[str, Any], sizes: dict[str, int]) -> dict[str, Any]:
+        import wgpu
+
+        U = wgpu.BufferUsage
+        d = self.device
+        bufs = {}
+        for name, b in specs.items():
+            usage = U.STORAGE | U.COPY_DST
+            if b["kind"] == "uniform":
+                usage = U.UNIFORM | U.COPY_DST
+            elif b["kind"] == "output":
+                usage |= U.COPY_SRC
+            bufs[name] = d.create_buffer(size=sizes[name], usage=usage, label=name)
+            if b["kind"] == "weight":
+                ref = self.manifest["weights"][b["param"]]["parts"][b["part"]]
+                data = self.bundle.read_part(ref).tobytes()
+                d.queue.write_buffer(bufs[name], 0, data + b"\0" * (-len(data) % 4))
+        self._staging = d.create_buffer(size=sizes["logits"], usage=U.MAP_READ | U.COPY_DST, label="logits-staging")
+        return bufs
+
+    def _prepare_programs(self, programs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        pipelines: dict[str, tuple[Any, Any]] = {}
+        out = {}
+        for pname, prog in programs.items():
+            steps = []
+            for disp in prog["dispatches"]:
+                kname = disp["kernel"]
+                if kname not in pipelines:
+                    k = self.manifest["kernels"][kname]
+                    wgsl = (self.bundle_dir / k["file"]).read_text(encoding="utf-8")
+                    pipelines[kname] = create_pipeline(self.device, wgsl, k["bindings"], kname)
+                pipe, bgl = pipelines[kname]
+                bg = self.device.create_bind_group(layout=bgl, entries=[
+                    {"binding": i, "resource": {"buffer": self._buffers[b], "offset": 0, "size": self._buffers[b].size}}
+                    for i, b in enumerate(disp["bindings"])])
+                steps.append((pipe, bg, [compile_dim(w) for w in disp["workgroups"]]))
+            out[pname] = {"steps": steps, "rows": compile_dim(prog["logits_rows"])}
+        return out
+
+    # -- LanguageModel -----------------------------------------------------------------
+    @property
+    def position(self) -> int:
+        return self._position
+
+    def reset(self) -> None:
+        self._position = 0
+
+    def truncate(self, position: int) -> None:
+        if not 0 <= position <= self._position:
+            raise ValueError(f"cannot truncate to {position}: cache holds {self._position} tokens")
+        self._position = position  # attention reads rows < p+n only, and kv writes them first
+
+    def _run(self, program: str, ids: Sequence[int]) -> np.ndarray:
+        """One step of `program` over ids at the current position; returns its logits rows."""
+        n, p = len(ids), self._position
+        prog = self._programs[program]
+        q = self.device.queue
+        q.write_buffer(self._buffers["ids"], 0, np.asarray(ids, dtype=np.int32).tobytes())
+        q.write_buffer(self._buffers["step"], 0, np.array([n, p, 0, 0], dtype=np.uint32).tobytes())
+        enc = self.device.create_command_encoder()
+        cp = enc.begin_compute_pass()
+        for pipe, bg, wg in prog["steps"]:
+            cp.set_pipeline(pipe)
+            cp.set_bind_group(0, bg)
+            cp.dispatch_workgroups(wg[0](n, p), wg[1](n, p), wg[2](n, p))
+        cp.end()
+        rows = prog["rows"](n, p)
+        nbytes = rows * self.vocab_size * np.dtype(self._act_dtype).itemsize
+        enc.copy_buffer_to_buffer(self._buffers["logits"], 0, self._staging, 0, _round16(nbytes))
+        q.submit([enc.finish()])
+        self._staging.map_sync("READ_NOSYNC" if False else 1, 0, _round16(nbytes))
+        data = np.frombuffer(self._staging.read_mapped(0, _round16(nbytes), copy=True), dtype=self._act_dtype)
+        self._staging.unmap()
+        self._position += n
+        return data[: rows * self.vocab_size].reshape(rows, self.vocab_size).astype(np.float32)
+
+    def _check(self, ids: Sequence[int]) -> list[int]:
+        ids = [int(i) for i in ids]
+        if not ids:
+            raise ValueError("ids must not be empty")
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ValueError(f"token ids {bad[:5]} are outside the vocabulary (size {self.vocab_size})")
+        if self._position + len(ids) > self.context_window:
+            raise ContextWindowExceededError(
+                f"{self._position} cached + {len(ids)} new tokens exceed the context window of {self.context_window}")
+        return ids
+
+    def forward(self, ids: Sequence[int]) -> np.ndarray:
+        ids = self._check(ids)
+        t0 = time.perf_counter()
+        for start in range(0, len(ids), self.prefill_chunk):
+            chunk = ids[start : start + self.prefill_chunk]
+            row = self._run("decode" if len(chunk) == 1 else "prefill", chunk)[-1]
+        self.stats = {"tokens": len(ids), "seconds": time.perf_counter() - t0}
+        return row
+
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        self.reset()
+        ids = self._check(ids)
+        return np.concatenate([self._run("score", ids[s : s + self.prefill_chunk])
+                               for s in range(0, len(ids), self.prefill_chunk)], axis=0)
+
+    def generate(self, ids: Sequence[int], max_new_tokens: int) -> list[int]:
+        self.reset()
+        out: list[int] = []
+        row = self.forward(ids)
+        for _ in range(max_new_tokens):
+            tok = int(np.argmax(row))
+            out.append(tok)
+            if tok in self.eos_token_ids or self._position >= self.context_window or len(out) == max_new_tokens:
+                break
+            row = self.forward([tok])
+        return out

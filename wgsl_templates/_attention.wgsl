@@ -1,0 +1,35 @@
+{#- Online-softmax pieces shared by attention_decode and attention_prefill.
+    Registers: q0..q{HD4-1} (the query, pre-scaled), acc0.. (sum of e * v), m (running max), l (running sum). -#}
+{% macro consts() -%}
+const HD4: u32 = {{ hd4 }}u;    // head_dim / 4
+const GROUP: u32 = {{ group }}u;  // query heads per kv head
+const QW4: u32 = {{ qw // 4 }}u;   // q / out row stride in vec4s
+const KVW4: u32 = {{ kvw // 4 }}u;  // cache row stride in vec4s
+const SCALE: f32 = {{ scale_lit }};
+const NEG_BIG: f32 = -1.0e30;  // finite "minus infinity": exp(NEG_BIG - x) == 0 without inf - inf
+{%- endmacro %}
+
+{% macro load_q(qb) %}
+{% for d in range(hd4) %}
+  let q{{ d }} = vec4<f32>(q[{{ qb }} + {{ d }}u]) * SCALE;
+  var acc{{ d }} = vec4<f32>(0.0);
+{% endfor %}
+  var m = NEG_BIG;
+  var l = 0.0;
+{%- endmacro %}
+
+{#- one key/value row at vec4 index kb of the caches -#}
+{% macro key_step(kb) %}
+    var s = 0.0;
+{% for d in range(hd4) %}
+    s = s + dot(q{{ d }}, vec4<f32>(k_cache[{{ kb }} + {{ d }}u]));
+{% endfor %}
+    let mn = max(m, s);
+    let corr = exp(m - mn);
+    let e = exp(s - mn);
+    l = l * corr + e;
+{% for d in range(hd4) %}
+    acc{{ d }} = acc{{ d }} * corr + e * vec4<f32>(v_cache[{{ kb }} + {{ d }}u]);
+{% endfor %}
+    m = mn;
+{%- endmacro %}

@@ -1,0 +1,38 @@
+{% import "_common.wgsl" as c with context %}
+{{ c.header("out[i, :] = dequant(table[ids[i], :]); one invocation per output element") }}
+{{ c.prelude() }}
+
+const VOCAB: u32 = {{ vocab }}u;
+const HIDDEN: u32 = {{ hidden }}u;
+const G: u32 = {{ groups }}u;  // 32-column groups per row (quantized formats)
+
+{% if fmt in ("q4", "q8", "f16") %}
+{{ c.half_fn("half_at", "scales" if fmt != "f16" else "w") }}
+{% endif %}
+
+fn w_at(r: u32, col: u32) -> f32 {
+{% if fmt == "q4" %}
+  let word = w[r * G * 4u + col / 8u];
+  let q = f32((word >> (4u * (col % 8u))) & 15u) - 8.0;
+  return q * half_at(r * G + col / 32u);
+{% elif fmt == "q8" %}
+  let word = w[r * G * 8u + col / 4u];
+  let q = f32(bitcast<i32>(word << (24u - 8u * (col % 4u))) >> 24u);
+  return q * half_at(r * G + col / 32u);
+{% elif fmt == "f16" %}
+  return half_at(r * HIDDEN + col);
+{% else %}
+  return w[r * HIDDEN + col];
+{% endif %}
+}
+
+@compute @workgroup_size({{ wg }}, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let col = gid.x;
+  let t = gid.y;
+  if (col >= HIDDEN || t >= step.n) {
+    return;
+  }
+  let r = min(u32(ids[t]), VOCAB - 1u);  // out-of-range ids read the last row, never out of bounds
+  out[t * HIDDEN + col] = A(w_at(r, col));
+}
