@@ -195,12 +195,32 @@ def cmd_chat(args) -> int:
     return 0
 
 
+def _bench_args(p):
+    p.add_argument("bundle")
+    p.add_argument("--backends", default="native,reference", help="comma-separated; reference is the numpy baseline")
+    p.add_argument("--precision", choices=["auto", "f32", "f16"], default="auto")
+    p.add_argument("--prompt-tokens", type=int, default=128)
+    p.add_argument("--decode-tokens", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_bench(args) -> int:
+    from .bench import format_table, run_bench
+
+    report = run_bench(args.bundle, args.backends.split(","), args.precision, args.prompt_tokens,
+                       args.decode_tokens, args.repeats)
+    print(json.dumps(report, indent=1) if args.json else format_table(report))
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "build": (_build_args, cmd_build, "compile an HF model folder or GGUF file into a bundle"),
     "inspect": (_inspect_args, cmd_inspect, "summarize a bundle (config, sizes, quantization error)"),
     "eval": (_eval_args, cmd_eval, "perplexity of a bundle on a text file"),
     "generate": (_generate_args, cmd_generate, "complete a prompt, streamed"),
     "chat": (_chat_args, cmd_chat, "interactive multi-turn chat, streamed"),
+    "bench": (_bench_args, cmd_bench, "prefill/decode tokens/s per backend, measured side by side"),
 }
 
 
