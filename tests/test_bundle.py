@@ -39,7 +39,9 @@ def test_sharding_alignment_and_hashes(tiny_models, tmp_path):
         sizes = parts_in[f"params/{f.name}"]
         assert f.stat().st_size <= shard or (len(sizes) == 1 and sizes[0] > shard)
     listed = {f["path"]: f for f in m["files"]}
-    assert set(listed) == {f"params/{f.name}" for f in shards} | {"tokenizer.json", "tokenizer_config.json"}
+    kernels = {f"kernels/{f.name}" for f in (out / "kernels").glob("*.wgsl")}
+    assert kernels and all(hashlib.sha256((out / k).read_bytes()).hexdigest()[:16] == Path(k).stem for k in kernels)
+    assert set(listed) == {f"params/{f.name}" for f in shards} | kernels | {"tokenizer.json", "tokenizer_config.json"}
     for rel, f in listed.items():
         data = (out / rel).read_bytes()
         assert len(data) == f["size"] and hashlib.sha256(data).hexdigest() == f["sha256"]

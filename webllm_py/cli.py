@@ -214,6 +214,37 @@ def cmd_bench(args) -> int:
     return 0
 
 
+# -- serve ----------------------------------------------------------------------
+
+def _serve_args(p):
+    p.add_argument("bundle", help="a bundle folder, or a folder of bundles (each subfolder with a manifest.json)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api", action="store_true", help="also serve the OpenAI-compatible REST API under /v1")
+    p.add_argument("--cors", default=None, metavar="ORIGIN", help="allow cross-origin requests: '*' or origin(s), comma-separated")
+    p.add_argument("--backend", choices=["native", "reference"], default="native", help="runtime of the REST API")
+    p.add_argument("--precision", choices=["auto", "f32", "f16"], default="auto")
+    p.add_argument("--queue", type=int, default=8, help="requests waiting per model before 503 (REST API)")
+
+
+def cmd_serve(args) -> int:
+    from .api import load
+    from .runtime.engine import Engine
+    from .serve import discover_bundles, make_app, print_banner, serve
+
+    if args.queue < 0:
+        raise SystemExit("error: --queue must be >= 0")
+    bundles = discover_bundles(args.bundle)
+    engines = None
+    if args.api:
+        # Loaded up front so that a broken bundle is a one-line error, not a 500 later.
+        engines = {mid: Engine(load(path, backend=args.backend, precision=args.precision, progress=True),
+                               model_name=mid) for mid, path in bundles.items()}
+    app = make_app(bundles, engines, cors=args.cors, queue_size=args.queue)
+    serve(app, args.host, args.port, on_ready=lambda url: print_banner(url, bundles, engines))
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "build": (_build_args, cmd_build, "compile an HF model folder or GGUF file into a bundle"),
     "inspect": (_inspect_args, cmd_inspect, "summarize a bundle (config, sizes, quantization error)"),
@@ -221,6 +252,7 @@ COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "generate": (_generate_args, cmd_generate, "complete a prompt, streamed"),
     "chat": (_chat_args, cmd_chat, "interactive multi-turn chat, streamed"),
     "bench": (_bench_args, cmd_bench, "prefill/decode tokens/s per backend, measured side by side"),
+    "serve": (_serve_args, cmd_serve, "serve bundles, the JS package and the demo page over HTTP (--api: OpenAI REST)"),
 }
 
 

@@ -1,5 +1,5 @@
 {% import "_common.wgsl" as c with context %}
-{{ c.header("out = x @ dequant(w).T" ~ (" + bias" if bias else "") ~ "; one invocation per output row and " ~ tn ~ " token(s), no barriers") }}
+{{ c.header("out = x @ dequant(w).T" ~ (" + bias" if bias else "") ~ "; one invocation per " ~ rpi ~ " output row(s) x " ~ tn ~ " token(s), no barriers") }}
 {{ c.prelude() }}
 
 const ROWS: u32 = {{ rows }}u;  // out_features
@@ -44,49 +44,63 @@ fn w_at(i: u32) -> f32 {
 {% endif %}
 {% endif %}
 
+{#- Per 4-column chunk i of a weight block, row slot j: weight vector w{j}_{i}.
+    The x chunk of token slot t is loaded once (x{t}_{i}) and reused for every row slot. -#}
 {% macro accumulate(nvec, col0, masked) %}
 {% for t in range(tn) %}
-    acc{{ t }} = acc{{ t }} + {{ "s * (" if path == "quant" }}
+{% for i in range(nvec) %}
+    let x{{ t }}_{{ i }} = {% if masked %}ldxm(xr{{ t }} + {{ col0 }} + {{ 4 * i }}u, {{ col0 }} + {{ 4 * i }}u){% else %}ldx(xr{{ t }} + {{ col0 }} + {{ 4 * i }}u){% endif %};
+{% endfor %}
+{% for j in range(rpi) %}
+    acc{{ j }}_{{ t }} = acc{{ j }}_{{ t }} + {{ "s%d * (" % j if path == "quant" }}
 {%- for i in range(nvec) -%}
-{{ " + " if i }}dot(w{{ i }}, {% if masked %}ldxm(xr{{ t }} + {{ col0 }} + {{ 4 * i }}u, {{ col0 }} + {{ 4 * i }}u){% else %}ldx(xr{{ t }} + {{ col0 }} + {{ 4 * i }}u){% endif %})
+{{ " + " if i }}dot(w{{ j }}_{{ i }}, x{{ t }}_{{ i }})
 {%- endfor %}{{ ")" if path == "quant" }};
+{% endfor %}
 {% endfor %}
 {% endmacro %}
 
 {% macro quant_group(masked) %}
-    let s = scale_at(r * G + g);
     let c0 = g * 32u;
+{% for j in range(rpi) %}
+    let s{{ j }} = scale_at(wr{{ j }} * G + g);
 {% if fmt == "q4" %}
-    let wv = w[r * G + g];  // 4 words = 32 nibbles
-{% for j in range(4) %}
-    let w{{ 2 * j }} = vec4<f32>((vec4<u32>(wv[{{ j }}]) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)) - 8.0;
-    let w{{ 2 * j + 1 }} = vec4<f32>((vec4<u32>(wv[{{ j }}]) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u)) - 8.0;
+    let wv{{ j }} = w[wr{{ j }} * G + g];  // 4 words = 32 nibbles
+{% for k in range(4) %}
+    let w{{ j }}_{{ 2 * k }} = vec4<f32>((vec4<u32>(wv{{ j }}[{{ k }}]) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)) - 8.0;
+    let w{{ j }}_{{ 2 * k + 1 }} = vec4<f32>((vec4<u32>(wv{{ j }}[{{ k }}]) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u)) - 8.0;
 {% endfor %}
 {% else %}
-    let wv0 = w[(r * G + g) * 2u];  // 8 words = 32 int8
-    let wv1 = w[(r * G + g) * 2u + 1u];
-{% for j in range(8) %}
-    let w{{ j }} = vec4<f32>((vec4<i32>(bitcast<i32>(wv{{ j // 4 }}[{{ j % 4 }}])) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
+    let wa{{ j }} = w[(wr{{ j }} * G + g) * 2u];  // 8 words = 32 int8
+    let wb{{ j }} = w[(wr{{ j }} * G + g) * 2u + 1u];
+{% for k in range(8) %}
+    let w{{ j }}_{{ k }} = vec4<f32>((vec4<i32>(bitcast<i32>({{ "wa" if k < 4 else "wb" }}{{ j }}[{{ k % 4 }}])) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
 {% endfor %}
 {% endif %}
+{% endfor %}
 {{ accumulate(8, "c0", masked) }}
 {%- endmacro %}
 
 @compute @workgroup_size({{ wg }}, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let r = gid.x;
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let r0 = gid.x * {{ rpi }}u;  // first of this invocation's {{ rpi }} output row(s)
   let n = step.n;
 {% if last_row %}
   let t0 = n - 1u;  // only the last token's row
 {% else %}
-  let t0 = gid.y * {{ tn }}u;
+  let t0 = wid.y * {{ tn }}u;
 {% endif %}
-  if (r >= ROWS || t0 >= n) {
+  if (r0 >= ROWS || t0 >= n) {
     return;
   }
+{% for j in range(rpi) %}
+  let wr{{ j }} = min(r0 + {{ j }}u, ROWS - 1u);  // weight row of row slot {{ j }} (clamped, store skipped)
+{% endfor %}
 {% for t in range(tn) %}
   let xr{{ t }} = min(t0 + {{ t }}u, n - 1u) * COLS;  // x row of token slot {{ t }} (clamped, store skipped)
-  var acc{{ t }} = 0.0;
+{% for j in range(rpi) %}
+  var acc{{ j }}_{{ t }} = 0.0;
+{% endfor %}
 {% endfor %}
 {% if path == "quant" %}
   for (var g = 0u; g < FULL; g = g + 1u) {
@@ -100,34 +114,47 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 {% endif %}
 {% elif path == "f16vec" %}
   for (var k = 0u; k < COLS / 8u; k = k + 1u) {
-    let wv = w[r * (COLS / 8u) + k];  // 8 halves
-    let w0 = vec4<f32>(unpack2x16float(wv.x), unpack2x16float(wv.y));
-    let w1 = vec4<f32>(unpack2x16float(wv.z), unpack2x16float(wv.w));
     let c0 = k * 8u;
+{% for j in range(rpi) %}
+    let wv{{ j }} = w[wr{{ j }} * (COLS / 8u) + k];  // 8 halves
+    let w{{ j }}_0 = vec4<f32>(unpack2x16float(wv{{ j }}.x), unpack2x16float(wv{{ j }}.y));
+    let w{{ j }}_1 = vec4<f32>(unpack2x16float(wv{{ j }}.z), unpack2x16float(wv{{ j }}.w));
+{% endfor %}
 {{ accumulate(2, "c0", False) }}
   }
 {% elif path == "f32vec" %}
   for (var k = 0u; k < COLS / 4u; k = k + 1u) {
-    let w0 = w[r * (COLS / 4u) + k];
     let c0 = k * 4u;
+{% for j in range(rpi) %}
+    let w{{ j }}_0 = w[wr{{ j }} * (COLS / 4u) + k];
+{% endfor %}
 {{ accumulate(1, "c0", False) }}
   }
 {% else %}
   // rows are not vector-aligned: scalar path
   for (var col = 0u; col < COLS; col = col + 1u) {
-    let wc = w_at(r * COLS + col);
 {% for t in range(tn) %}
-    acc{{ t }} = acc{{ t }} + wc * xat(xr{{ t }} + col);
+    let x{{ t }} = xat(xr{{ t }} + col);
+{% endfor %}
+{% for j in range(rpi) %}
+    let wc{{ j }} = w_at(wr{{ j }} * COLS + col);
+{% for t in range(tn) %}
+    acc{{ j }}_{{ t }} = acc{{ j }}_{{ t }} + wc{{ j }} * x{{ t }};
+{% endfor %}
 {% endfor %}
   }
 {% endif %}
+{% for j in range(rpi) %}
 {% for t in range(tn) %}
 {% if last_row %}
-  out[r] = A(acc{{ t }}{{ " + bias[r]" if bias }});
+  if (r0 + {{ j }}u < ROWS) {
+    out[r0 + {{ j }}u] = A(acc{{ j }}_{{ t }}{{ " + bias[r0 + %du]" % j if bias }});
+  }
 {% else %}
-  if (t0 + {{ t }}u < n) {
-    out[(t0 + {{ t }}u) * ROWS + r] = A(acc{{ t }}{{ " + bias[r]" if bias }});
+  if (r0 + {{ j }}u < ROWS && t0 + {{ t }}u < n) {
+    out[(t0 + {{ t }}u) * ROWS + r0 + {{ j }}u] = A(acc{{ j }}_{{ t }}{{ " + bias[r0 + %du]" % j if bias }});
   }
 {% endif %}
+{% endfor %}
 {% endfor %}
 }

@@ -47,7 +47,7 @@ class ShardWriter:
     files: list[str] = field(default_factory=list)  # closed shard paths, relative to the bundle
 
     def add(self, arr: np.ndarray) -> PartRef:
-        data = np.ascontiguousarray(arr).tobytes()
+        data = memoryview(np.ascontiguousarray(arr)).cast("B")  # no copy of the tensor
         pad = -self._size % PART_ALIGN
         if self._fh is not None and self._size + pad + len(data) > self.shard_bytes:
             self._close()
@@ -70,7 +70,7 @@ class ShardWriter:
         self._hash = hashlib.sha256()
         self._size = 0
 
-    def _write(self, b: bytes) -> None:
+    def _write(self, b: bytes | memoryview) -> None:
         if b:
             self._fh.write(b)
             self._hash.update(b)

@@ -75,6 +75,30 @@ def _read_param(source: ModelSource, cfg: DecoderConfig, name: str, shape: tuple
     return arr.reshape(shape)
 
 
+QUANT_BLOCK_ELEMENTS = 1 << 21  # rows are quantized in blocks of ~2M values to bound peak memory
+
+
+def _quantize_blocked(arr: np.ndarray, fmt: str) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """quantize() + quantization_error() over blocks of rows: temporaries stay a few MB, not 8x the tensor."""
+    if fmt == "f32":  # stored as is: no copy, no error
+        wrms = float(np.sqrt(np.mean(arr.astype(np.float64) ** 2)))
+        return {"data": np.ascontiguousarray(arr, dtype=np.float32)}, {"max_abs": 0.0, "rms": 0.0, "weight_rms": wrms}
+    rows = max(1, QUANT_BLOCK_ELEMENTS // max(1, arr.shape[1]))
+    blocks: dict[str, list[np.ndarray]] = {}
+    max_abs, sq, wsq = 0.0, 0.0, 0.0
+    for r0 in range(0, arr.shape[0], rows):
+        w = arr[r0 : r0 + rows]
+        parts = quantize(w, fmt)
+        e = quantization_error(w, dequantize(parts, fmt, w.shape))
+        max_abs = max(max_abs, e["max_abs"])
+        sq += e["rms"] ** 2 * w.size
+        wsq += e["weight_rms"] ** 2 * w.size
+        for k, v in parts.items():
+            blocks.setdefault(k, []).append(v)
+    parts = {k: np.concatenate(v, axis=0) for k, v in blocks.items()}
+    return parts, {"max_abs": max_abs, "rms": float(np.sqrt(sq / arr.size)), "weight_rms": float(np.sqrt(wsq / arr.size))}
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -137,8 +161,7 @@ def write_bundle(
                     parts = {"data": np.ascontiguousarray(arr, dtype=np.float32)}
                     err = {"max_abs": 0.0, "rms": 0.0, "weight_rms": float(np.sqrt(np.mean(arr.astype(np.float64) ** 2)))}
                 else:
-                    parts = quantize(arr, fmt)
-                    err = quantization_error(arr, dequantize(parts, fmt, arr.shape))
+                    parts, err = _quantize_blocked(arr, fmt)
                 refs = {k: shards.add(v) for k, v in parts.items()}
                 weights[name] = {"shape": list(p.shape), "format": fmt, "parts": refs, "error": err}
                 bar.update(arr.size)

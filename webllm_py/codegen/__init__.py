@@ -22,9 +22,10 @@ from .kernels import (
     matmul_key,
     render,
 )
+from .runner import KernelRunner, has_f16, request_device
 
 __all__ = [
     "ACTS", "KEY_TYPES", "WEIGHT_FORMATS", "AddKey", "AddRmsNormKey", "AttentionKey", "EmbeddingKey",
     "Kernel", "KernelKey", "KvWriteKey", "LastRowKey", "MatmulKey", "RmsNormKey", "RopeKey", "SiluMulKey",
-    "build", "f32_literal", "key_from_json", "matmul_key", "render",
+    "build", "f32_literal", "key_from_json", "matmul_key", "render", "KernelRunner", "has_f16", "request_device",
 ]

@@ -155,9 +155,10 @@ class AddRmsNormKey(KernelKey):
 class MatmulKey(KernelKey):
     """out = x @ dequant(W).T (+ bias). W: (rows, cols) = (out_features, in_features).
 
-    One invocation per output row and `tn` tokens: every weight word loaded is
-    reused for tn tokens. tn=1 is the decode (GEMV) form, tn=4..8 the prefill
-    form. last_row=True reads only row n-1 of x and writes one output row (the
+    One invocation per `rpi` output rows x `tn` tokens: every weight word
+    loaded is reused for tn tokens, every x chunk loaded for rpi rows (on
+    lavapipe the x loads, repeated per lane, dominate). tn=1 is the decode
+    (GEMV) form, tn=4..8 the prefill form. last_row=True reads only row n-1 of x and writes one output row (the
     LM head of a logits_last graph; needs tn=1)."""
 
     family: ClassVar[str] = "matmul"
@@ -169,6 +170,7 @@ class MatmulKey(KernelKey):
     tn: int = 1
     wg: int = 64
     last_row: bool = False
+    rpi: int = 1
 
 
 @dataclass(frozen=True)
@@ -368,6 +370,8 @@ def _plan_matmul(k: MatmulKey) -> _Plan:
     k._check_act(), k._check_wg(k.wg)
     if k.tn < 1 or k.tn > 16:
         raise ValueError(f"{k.name}: tn must be 1..16")
+    if k.rpi < 1 or k.rpi * k.tn > 32:
+        raise ValueError(f"{k.name}: rpi must be >= 1 and rpi * tn <= 32 (accumulator registers)")
     if k.last_row and k.tn != 1:
         raise ValueError(f"{k.name}: last_row needs tn=1")
     quant = FORMATS[k.fmt].quantized if k.fmt in FORMATS else False
@@ -377,7 +381,7 @@ def _plan_matmul(k: MatmulKey) -> _Plan:
         decls.append(("bias", "read", "array<f32>", f"({k.rows},) f32"))
     out_rows = "1" if k.last_row else "n"
     decls += [("out", "read_write", _act_arr(k.act), f"({out_rows}, {k.rows}) {k.act}"), STEP]
-    gx = -(-k.rows // k.wg)
+    gx = -(-k.rows // (k.wg * k.rpi))
     _const_groups(gx, "rows", k)
     gy = "1" if k.last_row else _ceil("n", k.tn)
     groups = -(-k.cols // GROUP_SIZE)
@@ -502,6 +506,7 @@ def render(key: KernelKey) -> str:
 
 def matmul_key(act: str, fmt: str, rows: int, cols: int, bias: bool = False, prefill: bool = False,
                last_row: bool = False) -> MatmulKey:
-    """The default-tuned matmul variant: decode form (tn=1) or prefill form (tn=4)."""
-    return MatmulKey(act=act, fmt=fmt, rows=rows, cols=cols, bias=bias, tn=4 if prefill and not last_row else 1,
-                     last_row=last_row)
+    """The default-tuned matmul variant (lavapipe, 2 cores): decode form (tn=1) or prefill form (tn=4),
+    4 rows per invocation, 16 invocations per workgroup."""
+    tn = 4 if prefill and not last_row else 1
+    return MatmulKey(act=act, fmt=fmt, rows=rows, cols=cols, bias=bias, tn=tn, wg=16, last_row=last_row, rpi=4)

@@ -1,0 +1,489 @@
+"""Every kernel family, every variant, on wgpu-py (lavapipe) against the numpy op catalog.
+
+Error measure: max |got - ref| / max |ref| over the valid region (llama.cpp's
+test-backend-ops uses a normalized error the same way); NaN or Inf in the
+valid region always fails.
+
+Tolerances, and why:
+
+| what                         | tol   | why                                                                   |
+|------------------------------|-------|-----------------------------------------------------------------------|
+| f32 activations, reductions  | 1e-4  | f32 sums of <= 1000 terms in another order than numpy's (~1e-6 seen)   |
+| f32 activations, elementwise | 1e-5  | one or two f32 roundings; exp/sin/cos of the driver (~1e-6)            |
+| f16 activations              | 2e-3  | output rounded to f16 (2^-11 = 4.9e-4 relative) plus f32 math inside;  |
+|                              |       | the reference runs on the same f16-rounded inputs                      |
+| data movement (kv_write,     | exact | a copy: bits must match                                               |
+|   last_row, embedding f32)   |       |                                                                       |
+
+Sentinels: every written buffer has rows beyond the valid range (and, for KV
+caches, rows before p) filled with a NaN pattern or known data; they must come
+back bit-identical, which catches out-of-bounds writes. KV cache rows past
+p+n hold NaN, so a kernel that reads them produces NaN and fails.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zlib
+
+import numpy as np
+import pytest
+
+from webllm_py.codegen import (
+    AddKey,
+    AddRmsNormKey,
+    AttentionKey,
+    EmbeddingKey,
+    KvWriteKey,
+    LastRowKey,
+    MatmulKey,
+    RmsNormKey,
+    RopeKey,
+    SiluMulKey,
+    build,
+    key_from_json,
+    matmul_key,
+)
+from webllm_py.codegen.kernels import MAX_WORKGROUPS
+from webllm_py.ir.graph import eval_dim
+from webllm_py.ir.ops import OPS, StepContext
+from webllm_py.quant.formats import dequantize, quantize
+
+TOL = {"f32": 1e-4, "f16": 2e-3}
+TOL_ELEMENTWISE = {"f32": 1e-5, "f16": 2e-3}
+NP = {"f32": np.float32, "f16": np.float16}
+SENTINEL_BITS = {"f32": (np.uint32, 0x7FC0DEAD), "f16": (np.uint16, 0x7E5A)}  # quiet NaNs with a payload
+FORMATS = ["f32", "f16", "q8", "q4"]
+ACTS = ["f32", "f16"]
+EXTRA = 3  # sentinel rows after the valid ones
+
+
+# -- device ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def runner():
+    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    wgpu = pytest.importorskip("wgpu")
+    from webllm_py.codegen.runner import KernelRunner, request_device
+
+    try:
+        adapter, device = request_device()
+    except Exception as e:  # pragma: no cover - machines without a driver
+        pytest.skip(f"no wgpu adapter: {e}")
+    del wgpu, adapter
+    return KernelRunner(device)
+
+
+def need(runner, act):
+    if act == "f16" and "shader-f16" not in runner.device.features:
+        pytest.skip("adapter lacks shader-f16: f16-activation variants cannot run here")
+
+
+# -- helpers -----------------------------------------------------------------------
+
+def rng_for(*args) -> np.random.Generator:
+    return np.random.default_rng(zlib.crc32(repr(args).encode()))  # deterministic across runs
+
+
+def sentinel(shape, act) -> np.ndarray:
+    ut, bits = SENTINEL_BITS[act]
+    return np.full(shape, bits, dtype=ut).view(NP[act])
+
+
+def rand(rng, shape, act, scale=1.0) -> np.ndarray:
+    return (rng.standard_normal(shape) * scale).astype(NP[act])
+
+
+def check(got: np.ndarray, ref: np.ndarray, tol: float, what: str = "") -> None:
+    got = got.astype(np.float32)
+    ref = ref.astype(np.float32)
+    assert got.shape == ref.shape
+    assert np.isfinite(got).all(), f"{what}: non-finite values in the valid region"
+    denom = max(float(np.abs(ref).max()), 1e-30)
+    err = float(np.abs(got - ref).max()) / denom
+    assert err <= tol, f"{what}: normalized max error {err:.3g} > {tol}"
+
+
+def padded(a: np.ndarray, act: str) -> np.ndarray:
+    """An input with NaN rows after its n valid ones: a kernel reading past row n-1 yields NaN and fails."""
+    return np.concatenate([a, sentinel((EXTRA,) + a.shape[1:], act)])
+
+
+def same_bits(a: np.ndarray, b: np.ndarray, what: str) -> None:
+    assert a.tobytes() == b.tobytes(), f"{what}: bytes changed (out-of-bounds write or wrong copy)"
+
+
+def weight_parts(rng, fmt, rows, cols):
+    w = rng.standard_normal((rows, cols)).astype(np.float32)
+    parts = quantize(w, fmt)
+    arrays = {"w": parts["data"]}
+    if "scales" in parts:
+        arrays["scales"] = parts["scales"]
+    return arrays, dequantize(parts, fmt, (rows, cols))
+
+
+def ref_op(op, inputs, n, p=0, **attrs):
+    return OPS[op].reference(inputs, attrs, StepContext(n, p))
+
+
+def f(a):
+    return a.astype(np.float32)
+
+
+# -- embedding ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("hidden", [13, 127, 1000])
+@pytest.mark.parametrize("n", [1, 7])
+def test_embedding(runner, act, fmt, hidden, n):
+    need(runner, act)
+    rng = rng_for("emb", act, fmt, hidden, n)
+    vocab = 50
+    arrays, table = weight_parts(rng, fmt, vocab, hidden)
+    ids = rng.integers(0, vocab, size=n).astype(np.int32)
+    ids[0] = vocab - 1
+    out = sentinel((n + EXTRA, hidden), act)
+    k = build(EmbeddingKey(act, fmt, vocab, hidden))
+    got = runner.run(k, {**arrays, "ids": ids, "out": out}, n)["out"]
+    ref = ref_op("embedding", [ids, table], n)
+    if act == "f32":
+        same_bits(got[:n], ref, "embedding")  # dequant q * scale is exact in f32
+    else:
+        same_bits(got[:n], ref.astype(np.float16), "embedding")
+    same_bits(got[n:], out[n:], "sentinel rows")
+
+
+# -- rms_norm / add_rms_norm -------------------------------------------------------
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("cols,group", [(13, 0), (127, 0), (1000, 0), (96, 32), (36, 12)])
+@pytest.mark.parametrize("n", [1, 7])
+def test_rms_norm(runner, act, cols, group, n):
+    need(runner, act)
+    rng = rng_for("rms", act, cols, group, n)
+    g = group or cols
+    x = rand(rng, (n, cols), act, 3.0)
+    w = rng.standard_normal(g).astype(np.float32)
+    out = sentinel((n + EXTRA, cols), act)
+    k = build(RmsNormKey(act, cols, eps=1e-5, group=group))
+    got = runner.run(k, {"x": padded(x, act), "w": w, "out": out}, n)["out"]
+    attrs = {"eps": 1e-5} | ({"group": group} if group else {})
+    check(got[:n], ref_op("rms_norm", [f(x), w], n, **attrs), TOL[act], "rms_norm")
+    same_bits(got[n:], out[n:], "sentinel rows")
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("cols", [13, 127, 1000])
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("n", [1, 7])
+def test_add_rms_norm(runner, act, cols, inplace, n):
+    need(runner, act)
+    rng = rng_for("addrms", act, cols, inplace, n)
+    a = rand(rng, (n, cols), act)
+    b = rand(rng, (n, cols), act)
+    w = rng.standard_normal(cols).astype(np.float32)
+    out = sentinel((n + EXTRA, cols), act)
+    k = build(AddRmsNormKey(act, cols, eps=1e-6, inplace=inplace))
+    if inplace:
+        xbuf = np.concatenate([a, sentinel((EXTRA, cols), act)])
+        res = runner.run(k, {"x": xbuf, "b": padded(b, act), "w": w, "out": out}, n)
+        r, r_in = res["x"], xbuf
+    else:
+        r_in = sentinel((n + EXTRA, cols), act)
+        res = runner.run(k, {"a": padded(a, act), "b": padded(b, act), "w": w, "r": r_in, "out": out}, n)
+        r = res["r"]
+    r_ref = ref_op("add", [f(a), f(b)], n).astype(NP[act])  # one rounding of a + b to the activation dtype
+    same_bits(r[:n], r_ref, "residual a + b")
+    check(res["out"][:n], ref_op("rms_norm", [f(r_ref), w], n, eps=1e-6), TOL[act], "add_rms_norm")
+    same_bits(r[n:], r_in[n:], "residual sentinel rows")
+    same_bits(res["out"][n:], out[n:], "sentinel rows")
+
+
+# -- matmul ------------------------------------------------------------------------
+
+def _run_matmul(runner, key: MatmulKey, n: int, rng):
+    act = key.act
+    arrays, wd = weight_parts(rng, key.fmt, key.rows, key.cols)
+    x = rand(rng, (n, key.cols), act)
+    inputs = [f(x), wd]
+    if key.bias:
+        arrays["bias"] = rng.standard_normal(key.rows).astype(np.float32)
+        inputs.append(arrays["bias"])
+    out_rows = 1 if key.last_row else n
+    out = sentinel((out_rows + EXTRA, key.rows), act)
+    got = runner.run(build(key), {**arrays, "x": padded(x, act), "out": out}, n)["out"]
+    ref = ref_op("linear", inputs, n)
+    if key.last_row:
+        ref = ref[-1:]
+    check(got[:out_rows], ref, TOL[act], key.name)
+    same_bits(got[out_rows:], out[out_rows:], "sentinel rows")
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("cols", [13, 127, 1000, 64])
+@pytest.mark.parametrize("tn,rpi", [(1, 1), (1, 4), (4, 3)])
+@pytest.mark.parametrize("n", [1, 7])
+def test_matmul(runner, act, fmt, cols, tn, rpi, n):
+    need(runner, act)
+    rng = rng_for("mm", act, fmt, cols, tn, rpi, n)
+    rows = 37 if cols != 64 else 130  # not a multiple of the workgroup nor of rpi; 130 > one workgroup
+    _run_matmul(runner, MatmulKey(act, fmt, rows, cols, bias=cols in (13, 1000), tn=tn, rpi=rpi), n, rng)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("cols,bias", [(127, True), (1000, False)])
+def test_matmul_last_row(runner, act, fmt, cols, bias):
+    need(runner, act)
+    rng = rng_for("mmlast", act, fmt, cols)
+    for n in (1, 7):
+        _run_matmul(runner, MatmulKey(act, fmt, 29, cols, bias=bias, last_row=True, rpi=4), n, rng)
+
+
+@pytest.mark.parametrize("tn,wg,rpi", [(2, 32, 2), (8, 16, 1), (3, 256, 1), (4, 8, 8)])
+def test_matmul_tuning_knobs(runner, tn, wg, rpi):
+    rng = rng_for("mmtune", tn, wg, rpi)
+    for fmt in ("q4", "f16"):
+        _run_matmul(runner, MatmulKey("f32", fmt, 300, 96, tn=tn, wg=wg, rpi=rpi), 11, rng)
+
+
+# -- rope / kv_write ---------------------------------------------------------------
+
+def inv_freq_for(head_dim, base=10000.0):
+    return (1.0 / base ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim)).astype(np.float32)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("heads,head_dim", [(3, 6), (2, 64)])
+@pytest.mark.parametrize("to_cache", [False, True])
+@pytest.mark.parametrize("n,p", [(1, 0), (1, 5), (7, 0), (7, 5), (3, 4000)])
+def test_rope(runner, act, heads, head_dim, to_cache, n, p):
+    need(runner, act)
+    rng = rng_for("rope", act, heads, head_dim, to_cache, n, p)
+    width = heads * head_dim
+    x = rand(rng, (n, width), act)
+    inv = inv_freq_for(head_dim)
+    k = build(RopeKey(act, heads, head_dim, to_cache=to_cache))
+    ref = ref_op("rope", [f(x), inv], n, p, heads=heads, head_dim=head_dim)
+    # f32 at position 4000: numpy's and the driver's cos of a ~4000 rad angle agree to ~1e-6 after our reduction
+    tol = TOL_ELEMENTWISE[act] * (10 if p > 1000 else 1)
+    if to_cache:
+        cache = rand(rng, (p + n + EXTRA, width), act)
+        cache[p + n:] = sentinel((EXTRA, width), act)
+        got = runner.run(k, {"x": padded(x, act), "inv_freq": inv, "cache": cache}, n, p)["cache"]
+        check(got[p:p + n], ref, tol, "rope -> cache")
+        same_bits(got[:p], cache[:p], "cache rows before p")
+        same_bits(got[p + n:], cache[p + n:], "cache rows after p+n")
+    else:
+        out = sentinel((n + EXTRA, width), act)
+        got = runner.run(k, {"x": padded(x, act), "inv_freq": inv, "out": out}, n, p)["out"]
+        check(got[:n], ref, tol, "rope")
+        same_bits(got[n:], out[n:], "sentinel rows")
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("width", [13, 128])
+@pytest.mark.parametrize("n,p", [(1, 0), (1, 5), (7, 0), (7, 5)])
+def test_kv_write(runner, act, width, n, p):
+    need(runner, act)
+    rng = rng_for("kv", act, width, n, p)
+    x = rand(rng, (n, width), act)
+    cache = rand(rng, (p + n + EXTRA, width), act)
+    cache[p + n:] = sentinel((EXTRA, width), act)
+    got = runner.run(build(KvWriteKey(act, width)), {"x": padded(x, act), "cache": cache}, n, p)["cache"]
+    ref = cache.copy()
+    ref_op("kv_write", [x, ref], n, p)
+    same_bits(got, ref, "kv cache")
+
+
+# -- attention ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("form", ["decode", "prefill"])
+@pytest.mark.parametrize("heads,kv_heads,head_dim", [(4, 2, 8), (3, 1, 12), (2, 2, 64)])
+@pytest.mark.parametrize("n,p", [(1, 0), (1, 5), (7, 0), (7, 5), (1, 45), (5, 40)])
+def test_attention(runner, act, form, heads, kv_heads, head_dim, n, p):
+    need(runner, act)
+    rng = rng_for("att", act, form, heads, kv_heads, head_dim, n, p)
+    scale = 1.0 / math.sqrt(head_dim)
+    kvw = kv_heads * head_dim
+    q = rand(rng, (n, heads * head_dim), act, 2.0)
+    ctx = p + n + EXTRA
+    kc = rand(rng, (ctx, kvw), act, 2.0)
+    vc = rand(rng, (ctx, kvw), act)
+    kc[p + n:] = sentinel((EXTRA, kvw), act)  # never read: NaN would poison the output
+    vc[p + n:] = sentinel((EXTRA, kvw), act)
+    out = sentinel((n + EXTRA, heads * head_dim), act)
+    k = build(AttentionKey(act, heads, kv_heads, head_dim, scale, form=form))
+    got = runner.run(k, {"q": padded(q, act), "k_cache": kc, "v_cache": vc, "out": out}, n, p)["out"]
+    ref = ref_op("attention", [f(q), f(kc), f(vc)], n, p, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+                 scale=scale)
+    check(got[:n], ref, TOL[act], k.name)
+    same_bits(got[n:], out[n:], "sentinel rows")
+
+
+# -- elementwise -------------------------------------------------------------------
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("op", ["silu_mul", "add"])
+@pytest.mark.parametrize("cols", [13, 127, 1000])
+@pytest.mark.parametrize("n", [1, 7])
+def test_elementwise(runner, act, op, cols, n):
+    need(runner, act)
+    rng = rng_for("ew", act, op, cols, n)
+    a = rand(rng, (n, cols), act, 4.0)
+    b = rand(rng, (n, cols), act)
+    out = sentinel((n + EXTRA, cols), act)
+    if op == "silu_mul":
+        k, arrays = build(SiluMulKey(act, cols)), {"gate": padded(a, act), "up": padded(b, act)}
+    else:
+        k, arrays = build(AddKey(act, cols)), {"a": padded(a, act), "b": padded(b, act)}
+    got = runner.run(k, {**arrays, "out": out}, n)["out"]
+    check(got[:n], ref_op(op, [f(a), f(b)], n), TOL_ELEMENTWISE[act], op)
+    same_bits(got[n:], out[n:], "sentinel rows")
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("cols", [13, 1000])
+@pytest.mark.parametrize("n", [1, 7])
+def test_last_row(runner, act, cols, n):
+    need(runner, act)
+    rng = rng_for("last", act, cols, n)
+    x = rand(rng, (n, cols), act)
+    out = sentinel((1 + EXTRA, cols), act)
+    got = runner.run(build(LastRowKey(act, cols)), {"x": padded(x, act), "out": out}, n)["out"]
+    same_bits(got[:1], ref_op("last_row", [x], n), "last_row")
+    same_bits(got[1:], out[1:], "sentinel rows")
+
+
+# -- every variant a model needs: naga validation, contract checks -----------------
+
+def smollm_like_keys(act: str) -> list:
+    """The variants of a SmolLM2-135M-shaped model (plus qk-norm and bias options) in `act`."""
+    H, I, nh, nkv, hd, vocab = 576, 1536, 9, 3, 64, 49152
+    keys = [EmbeddingKey(act, "q4", vocab, H), RmsNormKey(act, H, 1e-5), RmsNormKey(act, nh * hd, 1e-6, group=hd),
+            AddRmsNormKey(act, H, 1e-5), AddRmsNormKey(act, H, 1e-5, inplace=True), SiluMulKey(act, I),
+            AddKey(act, H), LastRowKey(act, H), KvWriteKey(act, nkv * hd),
+            RopeKey(act, nh, hd), RopeKey(act, nkv, hd, to_cache=True)]
+    for fmt in FORMATS:
+        for rows, cols in [(nh * hd, H), (nkv * hd, H), (I, H), (H, I), (vocab, H)]:
+            for prefill in (False, True):
+                keys.append(matmul_key(act, fmt, rows, cols, bias=rows == nkv * hd, prefill=prefill))
+        keys.append(matmul_key(act, fmt, vocab, H, last_row=True))
+    for form in ("decode", "prefill"):
+        for head_dim in (64, 128, 256):
+            keys.append(AttentionKey(act, nh, nkv, head_dim, 1 / math.sqrt(head_dim), form=form))
+    return keys
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_model_variants_validate(runner, act):
+    need(runner, act)
+    import re
+
+    for key in smollm_like_keys(act):
+        k = build(key)
+        runner.pipeline(k)  # naga parses + validates, the driver compiles
+        declared = re.findall(r"@group\(0\) @binding\((\d+)\) var<([^>]*)> (\w+)", k.wgsl)
+        assert [int(i) for i, _, _ in declared] == list(range(len(k.bindings))), k.name
+        assert [nm for _, _, nm in declared] == [nm for nm, _ in k.bindings], k.name
+        for (_, kind), (_, space, _) in zip(k.bindings, declared):
+            assert space == ("uniform" if kind == "uniform" else f"storage, {kind}"), k.name
+        assert ("enable f16;" in k.wgsl) == (act == "f16"), k.name
+        assert k.wgsl.startswith(f"// {k.name}\n"), "header comment"
+        for n, p in [(1, 0), (128, 1920), (1, 2047)]:
+            counts = k.dispatch_for(n, p)
+            assert all(1 <= c <= MAX_WORKGROUPS for c in counts), (k.name, counts)
+        assert math.prod(k.workgroup_size) <= 256
+        assert key_from_json(key.to_json()) == key
+
+
+def test_dispatch_expressions_are_plain():
+    import ast
+
+    allowed = (ast.Expression, ast.BinOp, ast.Add, ast.Sub, ast.Mult, ast.FloorDiv, ast.Constant, ast.Name, ast.Load)
+    for key in smollm_like_keys("f32"):
+        for e in build(key).dispatch:
+            tree = ast.parse(e, mode="eval")
+            assert all(isinstance(node, allowed) for node in ast.walk(tree)), e
+            eval_dim(e, {"n": 3, "p": 4})
+
+
+def test_key_errors_say_the_fix():
+    with pytest.raises(ValueError, match="multiple of kv_heads"):
+        build(AttentionKey("f32", 5, 2, 64, 0.1))
+    with pytest.raises(ValueError, match="raise wg"):
+        build(MatmulKey("f32", "q4", 200_000, 64, wg=1))
+    with pytest.raises(ValueError, match="act must be"):
+        build(AddKey("bf16", 8))
+
+
+# -- Tint (Chromium) accepts what naga accepts ---------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-vulkan=swiftshader",
+                 "--use-webgpu-adapter=swiftshader", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+_TINT_JS = """async (kernels) => {
+  const adapter = await navigator.gpu.requestAdapter();
+  if (!adapter) return {error: 'no WebGPU adapter'};
+  const f16 = adapter.features.has('shader-f16');
+  const device = await adapter.requestDevice({requiredFeatures: f16 ? ['shader-f16'] : []});
+  const types = {read: 'read-only-storage', read_write: 'storage', uniform: 'uniform'};
+  const out = [];
+  for (const k of kernels) {
+    if (k.f16 && !f16) continue;
+    device.pushErrorScope('validation');
+    const module = device.createShaderModule({code: k.wgsl});
+    const info = await module.getCompilationInfo();
+    const msgs = info.messages.filter(m => m.type !== 'info').map(m => `${m.type}: ${m.message} @${m.lineNum}`);
+    const bgl = device.createBindGroupLayout({entries: k.kinds.map((kind, i) =>
+        ({binding: i, visibility: GPUShaderStage.COMPUTE, buffer: {type: types[kind]}}))});
+    try {
+      await device.createComputePipelineAsync({layout: device.createPipelineLayout({bindGroupLayouts: [bgl]}),
+                                               compute: {module, entryPoint: 'main'}});
+    } catch (e) { msgs.push('pipeline: ' + e.message); }
+    const err = await device.popErrorScope();
+    if (err) msgs.push('validation: ' + err.message);
+    out.push({name: k.name, msgs});
+  }
+  return {out};
+}"""
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_tint_accepts_model_variants(tmp_path):
+    """Chrome's Tint compiles every variant a model needs (f16 ones only where the adapter has shader-f16;
+    SwiftShader does not)."""
+    import functools
+    import http.server
+    import threading
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} missing: apt-get install chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    kernels = [build(k) for act in ACTS for k in smollm_like_keys(act)]
+    payload = [{"name": k.name, "wgsl": k.wgsl, "kinds": [kind for _, kind in k.bindings],
+                "f16": k.key.act == "f16"} for k in kernels]
+    (tmp_path / "index.html").write_text("<html><body>kernels</body></html>")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a, **k: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{srv.server_address[1]}/index.html")  # WebGPU needs a secure context
+            res = page.evaluate(_TINT_JS, payload)
+            browser.close()
+    finally:
+        srv.shutdown()
+    assert "error" not in res, res.get("error")
+    assert len(res["out"]) >= len(smollm_like_keys("f32"))
+    bad = {r["name"]: r["msgs"] for r in res["out"] if r["msgs"]}
+    assert not bad, bad

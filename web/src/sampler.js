@@ -1,0 +1,256 @@
+// Token sampling exactly as docs/sampling.md (format 1), so that a seed gives the
+// same tokens here and in webllm_py/runtime/sampler.py. float64 throughout;
+// the PRNG uses u32 arithmetic only (Math.imul and >>> 0).
+
+/** murmur3 fmix32. @param {number} x u32 @returns {number} u32 */
+export function mix32(x) {
+  x >>>= 0;
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x85ebca6b) >>> 0;
+  x ^= x >>> 13;
+  x = Math.imul(x, 0xc2b2ae35) >>> 0;
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/** @param {number} seed integer in [0, 2^53) @param {number} counter @returns {number} u32 */
+export function randomU32(seed, counter) {
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`seed must be an integer in [0, 2^53), got ${seed}`);
+  const lo = seed >>> 0;
+  const hi = Math.floor(seed / 4294967296) >>> 0;
+  return mix32((mix32((lo ^ mix32(hi)) >>> 0) ^ Math.imul(counter, 0x9e3779b9)) >>> 0);
+}
+
+/** 24-bit uniform in [0, 1). @param {number} seed @param {number} counter */
+export function uniform(seed, counter) {
+  return (randomU32(seed, counter) >>> 8) / 16777216;
+}
+
+/** A random seed for requests that give none. @returns {number} */
+export function randomSeed() {
+  const w = new Uint32Array(2);
+  globalThis.crypto.getRandomValues(w);
+  return (w[0] & 0x1fffff) * 4294967296 + w[1];
+}
+
+/**
+ * @typedef {object} SamplingParams
+ * @property {number} [temperature] default 1; 0 = greedy
+ * @property {number} [top_p] default 1
+ * @property {number} [seed] integer in [0, 2^53); required unless temperature is 0
+ * @property {number} [counter] index of the token within the completion (0 for the first)
+ * @property {Record<number|string, number>|Map<number, number>} [logit_bias]
+ * @property {number} [repetition_penalty] default 1 (HF semantics, prompt + generated)
+ * @property {number} [presence_penalty] default 0 (OpenAI semantics, generated only)
+ * @property {number} [frequency_penalty] default 0 (OpenAI semantics, generated only)
+ * @property {ArrayLike<number>} [promptTokens]
+ * @property {ArrayLike<number>} [generatedTokens]
+ */
+
+/**
+ * Steps 1-3: logit_bias, repetition penalty, presence/frequency penalties.
+ * @param {ArrayLike<number>} logits float32 (vocab_size)
+ * @param {SamplingParams} p
+ * @returns {Float64Array} adjusted logits (a new array)
+ */
+export function applyPenalties(logits, p = {}) {
+  const x = new Float64Array(/** @type {ArrayLike<number>} */ (logits)); // float32 -> float64 is exact
+  const V = x.length;
+  if (p.logit_bias) {
+    const entries = p.logit_bias instanceof Map ? p.logit_bias.entries() : Object.entries(p.logit_bias);
+    for (const [k, b] of entries) {
+      const id = Number(k);
+      if (Number.isInteger(id) && id >= 0 && id < V) x[id] += b;
+    }
+  }
+  const r = p.repetition_penalty ?? 1;
+  if (r !== 1) {
+    const seen = new Set();
+    for (const ids of [p.promptTokens ?? [], p.generatedTokens ?? []]) for (let i = 0; i < ids.length; i++) seen.add(ids[i]);
+    for (const id of seen) if (id >= 0 && id < V) x[id] = x[id] > 0 ? x[id] / r : x[id] * r;
+  }
+  const a = p.presence_penalty ?? 0;
+  const f = p.frequency_penalty ?? 0;
+  if ((a !== 0 || f !== 0) && p.generatedTokens) {
+    /** @type {Map<number, number>} */
+    const count = new Map();
+    const g = p.generatedTokens;
+    for (let i = 0; i < g.length; i++) count.set(g[i], (count.get(g[i]) ?? 0) + 1);
+    for (const [id, c] of count) if (id >= 0 && id < V) x[id] -= f * c + a * (c > 0 ? 1 : 0);
+  }
+  return x;
+}
+
+/** Lowest id among the maxima. @param {ArrayLike<number>} x */
+export function argmax(x) {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+  return best;
+}
+
+/** float64 log-softmax (for `logprobs`: apply to applyPenalties' output). @param {ArrayLike<number>} x */
+export function logSoftmax(x) {
+  let m = -Infinity;
+  for (let i = 0; i < x.length; i++) if (x[i] > m) m = x[i];
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += Math.exp(x[i] - m);
+  const lse = m + Math.log(s);
+  const out = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = x[i] - lse;
+  return out;
+}
+
+/**
+ * Step 5: probs = exp(z - max z) / sum, z = x / temperature, summed in id order.
+ * @param {ArrayLike<number>} x @param {number} temperature
+ */
+export function softmaxProbs(x, temperature) {
+  const V = x.length;
+  const probs = new Float64Array(V);
+  let zmax = -Infinity;
+  for (let i = 0; i < V; i++) {
+    const z = (probs[i] = x[i] / temperature);
+    if (z > zmax) zmax = z;
+  }
+  let sum = 0;
+  for (let i = 0; i < V; i++) {
+    const e = (probs[i] = Math.exp(probs[i] - zmax));
+    sum += e;
+  }
+  for (let i = 0; i < V; i++) probs[i] /= sum;
+  return probs;
+}
+
+/**
+ * Non-negative float64 values sorted descending. Large arrays use an LSD radix sort
+ * on the top 48 IEEE bits (for x >= 0 the bit pattern orders like the value), then an
+ * insertion pass that fixes the rare runs equal in those bits: V8's native typed-array
+ * sort takes ~25 ms for 150k values, this ~8 ms.
+ * @param {ArrayLike<number>} values
+ * @returns {Float64Array}
+ */
+export function sortDescending(values) {
+  const n = values.length;
+  let a = new Float64Array(values);
+  if (n < 2048) return a.sort().reverse();
+  let b = new Float64Array(n);
+  let aw = new Uint32Array(a.buffer);
+  let bw = new Uint32Array(b.buffer);
+  const hist = new Uint32Array(3 * 65536); // digits: lo[16..32), hi[0..16), hi[16..32)
+  for (let i = 0; i < n; i++) {
+    const lo = aw[2 * i];
+    const hi = aw[2 * i + 1];
+    hist[lo >>> 16]++;
+    hist[65536 + (hi & 0xffff)]++;
+    hist[131072 + (hi >>> 16)]++;
+  }
+  for (let pass = 0; pass < 3; pass++) {
+    const base = pass * 65536;
+    let pos = 0;
+    for (let d = 65535; d >= 0; d--) {
+      const c = hist[base + d];
+      hist[base + d] = pos; // descending: bucket 65535 first
+      pos += c;
+    }
+    for (let i = 0; i < n; i++) {
+      const d = pass === 0 ? aw[2 * i] >>> 16 : pass === 1 ? aw[2 * i + 1] & 0xffff : aw[2 * i + 1] >>> 16;
+      b[hist[base + d]++] = a[i];
+    }
+    [a, b] = [b, a];
+    [aw, bw] = [bw, aw];
+  }
+  for (let i = 1; i < n; i++) {
+    const v = a[i];
+    if (v <= a[i - 1]) continue;
+    let j = i - 1;
+    for (; j >= 0 && a[j] < v; j--) a[j + 1] = a[j];
+    a[j + 1] = v;
+  }
+  return a;
+}
+
+/**
+ * The id at position `pos` of the full order (probability descending, lower id
+ * first), given that position's value v: ids with p > v come first, then those
+ * with p == v by id.
+ * @param {Float64Array} probs @param {number} v @param {number} pos
+ */
+function idAtPosition(probs, v, pos) {
+  let rank = pos;
+  for (let i = 0; i < probs.length; i++) if (probs[i] > v) rank--;
+  for (let i = 0; i < probs.length; i++) if (probs[i] === v && rank-- === 0) return i;
+  throw new Error("unreachable: value not found");
+}
+
+/**
+ * Steps 6-7. Equivalent to ordering all ids (prob desc, lower id first), keeping the
+ * top_p prefix and walking it; equal values are interchangeable in every sum, so
+ * only values are sorted and the one chosen position is mapped back to its id.
+ * @param {Float64Array} probs @param {number} topP @param {number} u01 uniform draw in [0, 1)
+ * @returns {number}
+ */
+export function sampleFromProbs(probs, topP, u01) {
+  const V = probs.length;
+  /** @type {Float64Array|null} */
+  let kept = null;
+  if (topP < 1) {
+    // The kept prefix usually lies among the few largest probabilities. Every value >= t
+    // precedes every value < t, so a prefix reaching top_p among them is exact.
+    let pmax = 0;
+    for (let i = 0; i < V; i++) if (probs[i] > pmax) pmax = probs[i];
+    for (let t = pmax / 256; kept === null && t > 0; t = t > pmax * 2 ** -48 ? t / 256 : 0) {
+      const big = [];
+      for (let i = 0; i < V; i++) if (probs[i] >= t) big.push(probs[i]);
+      kept = keptPrefix(sortDescending(big), topP);
+    }
+  }
+  kept ??= keptPrefix(sortDescending(probs), topP) ?? sortDescending(probs);
+  // Step 7: u = u01 * kept sum; the first position whose running sum exceeds u.
+  let sum = 0;
+  for (let k = 0; k < kept.length; k++) sum += kept[k];
+  const u = u01 * sum;
+  let run = 0;
+  let pos = kept.length - 1;
+  for (let k = 0; k < kept.length; k++) {
+    if ((run += kept[k]) > u) {
+      pos = k;
+      break;
+    }
+  }
+  return idAtPosition(probs, kept[pos], pos);
+}
+
+/**
+ * The shortest prefix of `vals` (descending) whose running sum >= topP, or null if
+ * the whole array does not reach it. topP >= 1 keeps everything.
+ * @param {Float64Array} vals @param {number} topP
+ */
+function keptPrefix(vals, topP) {
+  if (topP >= 1) return vals;
+  let cum = 0;
+  for (let k = 0; k < vals.length; k++) if ((cum += vals[k]) >= topP) return vals.subarray(0, k + 1);
+  return null;
+}
+
+/**
+ * Steps 4-7 on already-adjusted logits.
+ * @param {Float64Array} x adjusted logits
+ * @param {SamplingParams} p
+ * @returns {number} token id
+ */
+export function sampleAdjusted(x, p = {}) {
+  const temperature = p.temperature ?? 1;
+  if (temperature === 0) return argmax(x);
+  if (p.seed == null) throw new TypeError("sampling with temperature > 0 needs a seed (use randomSeed())");
+  return sampleFromProbs(softmaxProbs(x, temperature), p.top_p ?? 1, uniform(p.seed, p.counter ?? 0));
+}
+
+/**
+ * Sample one token from the last position's logits (docs/sampling.md steps 1-7).
+ * @param {ArrayLike<number>} logits float32 (vocab_size)
+ * @param {SamplingParams} params
+ * @returns {number}
+ */
+export function sampleToken(logits, params = {}) {
+  return sampleAdjusted(applyPenalties(logits, params), params);
+}

@@ -1,0 +1,270 @@
+"""GGUFSource: a llama-architecture GGUF file presented as an HF model (a ModelSource).
+
+The file is read with llama.cpp's own `gguf` package (GGUFReader, which memory-
+maps it, and gguf.quants.dequantize); tensors are dequantized one at a time
+to float32 and renamed / re-laid-out to HF's LlamaForCausalLM conventions:
+
+- GGUF lists dims fastest-first (ggml `ne`); numpy shapes are the reverse.
+- convert_hf_to_gguf.py permutes q_proj / k_proj rows from HF's rotate_half
+  layout into interleaved RoPE pairs; `read` undoes that (n_head for q,
+  n_head_kv for k), so the weights match the original HF checkpoint.
+- No `output.weight` tensor means the embeddings are tied.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BuildError
+from .gguf_tokenizer import build_tokenizer
+
+SUPPORTED_ARCHITECTURES = ["llama"]
+
+# GGUF tensor name -> HF name ({i} is the layer index).
+_GLOBAL_NAMES = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+_LAYER_NAMES = {
+    "attn_norm.weight": "input_layernorm.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+    "attn_q.weight": "self_attn.q_proj.weight",
+    "attn_k.weight": "self_attn.k_proj.weight",
+    "attn_v.weight": "self_attn.v_proj.weight",
+    "attn_output.weight": "self_attn.o_proj.weight",
+    "attn_q.bias": "self_attn.q_proj.bias",
+    "attn_k.bias": "self_attn.k_proj.bias",
+    "attn_v.bias": "self_attn.v_proj.bias",
+    "attn_output.bias": "self_attn.o_proj.bias",
+    "ffn_gate.weight": "mlp.gate_proj.weight",
+    "ffn_up.weight": "mlp.up_proj.weight",
+    "ffn_down.weight": "mlp.down_proj.weight",
+}
+# Tensors that carry no weights of their own: rope_freqs holds Llama 3's rope
+# scaling factors, turned back into config.rope_scaling.
+_CONSUMED = {"rope_freqs.weight"}
+_LAYER_RE = re.compile(r"blk\.(\d+)\.(.+)")
+
+
+def _f32(v: Any) -> float:
+    """A float32 metadata value as the shortest decimal that round-trips (9.99999975e-06 -> 1e-05)."""
+    return float(str(np.float32(v)))
+
+
+def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Inverse of convert_hf_to_gguf.py's LlamaModel.permute: interleaved RoPE pairs -> rotate_half halves."""
+    dim = w.shape[0] // n_head // 2
+    return w.reshape(n_head, dim, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _llama3_scaling(factors: np.ndarray, theta: float, head_dim: int, path: Path) -> dict[str, Any]:
+    """Recover HF's llama3 rope_scaling from the rope_freqs tensor convert_hf_to_gguf.py writes.
+
+    The GGUF keeps only the per-frequency factors; the parameters are found by
+    recomputing the factors for the known Llama 3.x settings and matching.
+    """
+    freqs = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+    factor = float(np.round(factors.max(), 4))
+    for old_ctx in (8192, 4096, 16384, 32768, 2048):
+        for low, high in ((1.0, 4.0), (1.0, 2.0), (1.0, 8.0), (2.0, 4.0)):
+            wavelen = 2 * math.pi / freqs
+            smooth = (old_ctx / wavelen - low) / (high - low)
+            want = np.where(
+                wavelen < old_ctx / high, 1.0, np.where(wavelen > old_ctx / low, factor, 1 / ((1 - smooth) / factor + smooth))
+            )
+            if factors.shape == want.shape and np.allclose(factors, want, rtol=1e-5, atol=1e-6):
+                return {
+                    "rope_type": "llama3",
+                    "factor": factor,
+                    "low_freq_factor": low,
+                    "high_freq_factor": high,
+                    "original_max_position_embeddings": old_ctx,
+                }
+    raise BuildError("rope_freqs.weight does not match any known llama3 rope scaling; cannot recover rope_scaling", path)
+
+
+class GGUFSource:
+    """A llama-architecture .gguf file as a ModelSource (config, tokenizer, HF-named float32 tensors)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._reader = _open_reader(self.path)
+        self._meta = {k: _field_value(f) for k, f in self._reader.fields.items() if not k.startswith("GGUF.")}
+        arch = self._meta.get("general.architecture")
+        if arch not in SUPPORTED_ARCHITECTURES:
+            raise BuildError(
+                f"general.architecture {arch!r} is not supported by the GGUF importer; supported: {', '.join(SUPPORTED_ARCHITECTURES)}",
+                self.path,
+            )
+        self._by_gguf = {t.name: t for t in self._reader.tensors}
+        self._names = self._map_names()  # HF name -> GGUF name
+        self.config = self._build_config()
+        self.generation_config = {
+            k: self.config[k] for k in ("bos_token_id", "eos_token_id") if self.config.get(k) is not None
+        }
+        self.tokenizer_json, self.tokenizer_config = build_tokenizer(self._meta, self.path)
+
+    # ---- metadata -> config.json
+
+    def _key(self, suffix: str, default: Any = ...) -> Any:
+        key = f"llama.{suffix}"
+        if key not in self._meta:
+            if default is ...:
+                raise BuildError(f"missing required metadata key '{key}'", self.path)
+            return default
+        return self._meta[key]
+
+    def _build_config(self) -> dict[str, Any]:
+        hidden = int(self._key("embedding_length"))
+        heads = int(self._key("attention.head_count"))
+        kv_heads = int(self._key("attention.head_count_kv", heads))
+        head_dim = int(self._key("attention.key_length", hidden // heads))
+        rope_dim = int(self._key("rope.dimension_count", head_dim))
+        if rope_dim != head_dim:
+            raise BuildError(f"partial rotary embeddings (rope.dimension_count {rope_dim} != head_dim {head_dim}) are not supported", self.path)
+        if int(self._key("attention.value_length", head_dim)) != head_dim:
+            raise BuildError("attention.value_length differs from attention.key_length; not supported", self.path)
+        embd = self._by_gguf.get("token_embd.weight")
+        tokens = self._meta.get("tokenizer.ggml.tokens")
+        vocab = self._key("vocab_size", None) or (len(tokens) if tokens else None) or (int(embd.shape[1]) if embd is not None else None)
+        if vocab is None:
+            raise BuildError("cannot tell the vocabulary size (no llama.vocab_size, tokens or token_embd.weight)", self.path)
+        theta = _f32(self._key("rope.freq_base", 10000.0))
+        cfg: dict[str, Any] = {
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "hidden_act": "silu",
+            "hidden_size": hidden,
+            "intermediate_size": int(self._key("feed_forward_length")),
+            "num_hidden_layers": int(self._key("block_count")),
+            "num_attention_heads": heads,
+            "num_key_value_heads": kv_heads,
+            "head_dim": head_dim,
+            "vocab_size": int(vocab),
+            "rms_norm_eps": _f32(self._key("attention.layer_norm_rms_epsilon", 1e-5)),
+            "rope_theta": theta,
+            "rope_scaling": self._rope_scaling(theta, head_dim),
+            "max_position_embeddings": int(self._key("context_length", 2048)),
+            "tie_word_embeddings": "output.weight" not in self._by_gguf,
+            "attention_bias": "blk.0.attn_q.bias" in self._by_gguf,
+            "mlp_bias": False,
+        }
+        for hf, key in (("bos_token_id", "bos"), ("eos_token_id", "eos"), ("pad_token_id", "padding")):
+            v = self._meta.get(f"tokenizer.ggml.{key}_token_id")
+            if v is not None:
+                cfg[hf] = int(v)
+        return cfg
+
+    def _rope_scaling(self, theta: float, head_dim: int) -> dict[str, Any] | None:
+        if "rope_freqs.weight" in self._by_gguf:
+            factors = self._dequantize("rope_freqs.weight").astype(np.float64).ravel()
+            return _llama3_scaling(factors, theta, head_dim, self.path)
+        kind = self._key("rope.scaling.type", "none")
+        if kind in ("none", None):
+            return None
+        scaling: dict[str, Any] = {"rope_type": kind, "factor": _f32(self._key("rope.scaling.factor", 1.0))}
+        if self._key("rope.scaling.original_context_length", None) is not None:
+            scaling["original_max_position_embeddings"] = int(self._key("rope.scaling.original_context_length"))
+        return scaling  # types other than linear are rejected by config.parse_decoder_config
+
+    # ---- tensors
+
+    def _map_names(self) -> dict[str, str]:
+        names: dict[str, str] = {}
+        for g in self._by_gguf:
+            if g in _CONSUMED:
+                continue
+            hf = _GLOBAL_NAMES.get(g)
+            m = _LAYER_RE.fullmatch(g)
+            if m and m.group(2) in _LAYER_NAMES:
+                hf = f"model.layers.{m.group(1)}.{_LAYER_NAMES[m.group(2)]}"
+            if hf is None:
+                raise BuildError(f"tensor '{g}' has no HF llama equivalent; not supported", self.path)
+            names[hf] = g
+        return names
+
+    def tensor_names(self) -> list[str]:
+        return list(self._names)
+
+    def tensor_shape(self, name: str) -> tuple[int, ...]:
+        # ggml's ne lists the fastest-varying dim first; numpy's shape is the reverse.
+        return tuple(int(d) for d in reversed(self._tensor(name).shape.tolist()))
+
+    def gguf_tensor_type(self, name: str) -> str:
+        """The GGUF storage type of an HF-named tensor, e.g. "Q4_1", "Q8_0", "F32"."""
+        return self._tensor(name).tensor_type.name
+
+    def read(self, name: str) -> np.ndarray:
+        """The tensor as float32 in HF layout (dequantized on its own, never the whole model)."""
+        g = self._names.get(name)
+        if g is None:
+            raise KeyError(name)
+        w = self._dequantize(g)
+        if g.endswith(("attn_q.weight", "attn_q.bias")):
+            w = _unpermute(w, self.config["num_attention_heads"])
+        elif g.endswith(("attn_k.weight", "attn_k.bias")):
+            w = _unpermute(w, self.config["num_key_value_heads"])
+        return np.ascontiguousarray(w, dtype=np.float32)
+
+    def where(self, name: str) -> str:
+        return str(self.path)
+
+    def _tensor(self, name: str) -> Any:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._by_gguf[self._names[name]]
+
+    def _dequantize(self, gguf_name: str) -> np.ndarray:
+        from gguf.quants import dequantize
+
+        t = self._by_gguf[gguf_name]
+        shape = tuple(int(d) for d in reversed(t.shape.tolist()))
+        try:
+            w = dequantize(t.data, t.tensor_type)
+        except NotImplementedError:
+            raise BuildError(f"tensor '{gguf_name}' has type {t.tensor_type.name}, which the gguf package cannot dequantize", self.path) from None
+        return np.asarray(w, dtype=np.float32).reshape(shape)
+
+
+def _open_reader(path: Path) -> Any:
+    """GGUFReader over `path`, with every way a bad file fails turned into a BuildError naming it."""
+    from gguf import GGUFReader
+
+    if not path.is_file():
+        raise BuildError("file not found", path)
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"GGUF":
+        raise BuildError(f"not a GGUF file (starts with {magic!r}, expected b'GGUF')", path)
+    try:
+        reader = GGUFReader(path, "r")
+    except Exception as e:  # the reader raises ValueError, IndexError, struct/numpy errors on bad bytes
+        raise BuildError(f"truncated or corrupt GGUF file ({type(e).__name__}: {e})", path) from None
+    size = path.stat().st_size
+    for t in reader.tensors:
+        # A truncated file can still parse: the reader's memmap views just come up short.
+        if t.data_offset + t.n_bytes > size or t.data.nbytes != t.n_bytes:
+            raise BuildError(f"tensor '{t.name}' runs past the end of the file (truncated download?)", path)
+    return reader
+
+
+def _field_value(field: Any) -> Any:
+    """A metadata field as a Python value (str, int, float, bool, or a list of those)."""
+    try:
+        return field.contents()
+    except Exception:  # a field the reader cannot decode is simply left out of the config
+        return None
+
+
+def tokenizer_from_gguf(path: str | Path) -> tuple[str, dict[str, Any]]:
+    """(tokenizer.json text, tokenizer_config) of any GGUF, whatever its architecture
+    (vocab-only files included); GGUFSource does the same for llama models."""
+    path = Path(path)
+    reader = _open_reader(path)
+    return build_tokenizer({k: _field_value(f) for k, f in reader.fields.items() if k.startswith("tokenizer.")}, path)
