@@ -54,7 +54,7 @@ TOL = {"f32": 1e-4, "f16": 2e-3}
 TOL_ELEMENTWISE = {"f32": 1e-5, "f16": 2e-3}
 NP = {"f32": np.float32, "f16": np.float16}
 SENTINEL_BITS = {"f32": (np.uint32, 0x7FC0DEAD), "f16": (np.uint16, 0x7E5A)}  # quiet NaNs with a payload
-FORMATS = ["f32", "f16", "q8", "q4"]
+FORMATS = ["f32", "f16", "q8", "q4", "q4a"]
 ACTS = ["f32", "f16"]
 EXTRA = 3  # sentinel rows after the valid ones
 

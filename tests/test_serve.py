@@ -593,3 +593,25 @@ def test_cli_serve_end_to_end(tiny_bundles, tmp_path):
             p.kill()
         p.stdout.close()
         p.stderr.close()
+
+
+def test_native_backend_behind_the_api(tiny_bundles):
+    """The native (wgpu) runtime, loaded on this thread and run on the worker thread
+    (numerical agreement with the reference backend is test_native's business)."""
+    import webllm_py
+    from webllm_py import Engine
+    from webllm_py.errors import DeviceError
+
+    bundle = tiny_bundles("llama", "q4")
+    try:
+        eng = Engine(webllm_py.load(bundle, backend="native"), model_name="tiny")
+    except DeviceError as e:
+        pytest.skip(str(e))
+    body = {"model": "tiny", "messages": MSGS, "max_tokens": 8, "temperature": 0}
+    with start_in_thread(make_app(None, api_models={"tiny": eng})) as srv:
+        s, _, r = post_json(srv.port, "/v1/chat/completions", body)
+        assert s == 200 and r["choices"][0]["message"]["role"] == "assistant" and r["usage"]["completion_tokens"] >= 1
+        s, _, raw = request(srv.port, "POST", "/v1/chat/completions", json.dumps({**body, "stream": True}))
+        text = "".join(json.loads(e[6:])["choices"][0]["delta"].get("content") or ""
+                       for e in raw.decode().split("\n\n") if e.startswith("data: {"))
+        assert s == 200 and text == r["choices"][0]["message"]["content"]

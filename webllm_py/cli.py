@@ -241,7 +241,11 @@ def cmd_serve(args) -> int:
         engines = {mid: Engine(load(path, backend=args.backend, precision=args.precision, progress=True),
                                model_name=mid) for mid, path in bundles.items()}
     app = make_app(bundles, engines, cors=args.cors, queue_size=args.queue)
-    serve(app, args.host, args.port, on_ready=lambda url: print_banner(url, bundles, engines))
+    try:
+        serve(app, args.host, args.port, on_ready=lambda url: print_banner(url, bundles, engines))
+    except OSError as e:  # port in use, unknown host: one line, like the other errors
+        print(f"error: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -11,7 +11,11 @@ const G: u32 = {{ groups }}u;  // 32-column groups per row (quantized formats)
 {% endif %}
 
 fn w_at(r: u32, col: u32) -> f32 {
-{% if fmt == "q4" %}
+{% if fmt == "q4a" %}
+  let word = w[r * G * 4u + col / 8u];
+  let sl = unpack2x16float(scales[r * G + col / 32u]);  // (scale, lo)
+  return f32((word >> (4u * (col % 8u))) & 15u) * sl.x + sl.y;
+{% elif fmt == "q4" %}
   let word = w[r * G * 4u + col / 8u];
   let q = f32((word >> (4u * (col % 8u))) & 15u) - 8.0;
   return q * half_at(r * G + col / 32u);

@@ -34,6 +34,11 @@ fn ldxm(b: u32, col: u32) -> vec4<f32> {
 
 {% if fmt in ("q4", "q8") %}
 {{ c.half_fn("scale_at", "scales") }}
+{% elif fmt == "q4a" %}
+// (scale, lo) of group i: w = scale * q + lo
+fn scale_lo_at(i: u32) -> vec2<f32> {
+  return unpack2x16float(scales[i]);
+}
 {% elif path == "scalar" %}
 {% if fmt == "f16" %}
 {{ c.half_fn("w_at", "w") }}
@@ -51,11 +56,15 @@ fn w_at(i: u32) -> f32 {
 {% for i in range(nvec) %}
     let x{{ t }}_{{ i }} = {% if masked %}ldxm(xr{{ t }} + {{ col0 }} + {{ 4 * i }}u, {{ col0 }} + {{ 4 * i }}u){% else %}ldx(xr{{ t }} + {{ col0 }} + {{ 4 * i }}u){% endif %};
 {% endfor %}
+{% if fmt == "q4a" and path == "quant" %}
+    // q4a: sum_c (s*q_c + lo) * x_c = s * dot(q, x) + lo * sum(x)
+    let xs{{ t }} = dot({% for i in range(nvec) %}{{ " + " if i }}x{{ t }}_{{ i }}{% endfor %}, vec4<f32>(1.0));
+{% endif %}
 {% for j in range(rpi) %}
     acc{{ j }}_{{ t }} = acc{{ j }}_{{ t }} + {{ "s%d * (" % j if path == "quant" }}
 {%- for i in range(nvec) -%}
 {{ " + " if i }}dot(w{{ j }}_{{ i }}, x{{ t }}_{{ i }})
-{%- endfor %}{{ ")" if path == "quant" }};
+{%- endfor %}{{ ")" if path == "quant" }}{{ " + lo%d * xs%d" % (j, t) if fmt == "q4a" and path == "quant" }};
 {% endfor %}
 {% endfor %}
 {% endmacro %}
@@ -63,12 +72,18 @@ fn w_at(i: u32) -> f32 {
 {% macro quant_group(masked) %}
     let c0 = g * 32u;
 {% for j in range(rpi) %}
+{% if fmt == "q4a" %}
+    let sl{{ j }} = scale_lo_at(wr{{ j }} * G + g);
+    let s{{ j }} = sl{{ j }}.x;
+    let lo{{ j }} = sl{{ j }}.y;
+{% else %}
     let s{{ j }} = scale_at(wr{{ j }} * G + g);
-{% if fmt == "q4" %}
+{% endif %}
+{% if fmt in ("q4", "q4a") %}
     let wv{{ j }} = w[wr{{ j }} * G + g];  // 4 words = 32 nibbles
 {% for k in range(4) %}
-    let w{{ j }}_{{ 2 * k }} = vec4<f32>((vec4<u32>(wv{{ j }}[{{ k }}]) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)) - 8.0;
-    let w{{ j }}_{{ 2 * k + 1 }} = vec4<f32>((vec4<u32>(wv{{ j }}[{{ k }}]) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u)) - 8.0;
+    let w{{ j }}_{{ 2 * k }} = vec4<f32>((vec4<u32>(wv{{ j }}[{{ k }}]) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)){{ " - 8.0" if fmt == "q4" }};
+    let w{{ j }}_{{ 2 * k + 1 }} = vec4<f32>((vec4<u32>(wv{{ j }}[{{ k }}]) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u)){{ " - 8.0" if fmt == "q4" }};
 {% endfor %}
 {% else %}
     let wa{{ j }} = w[(wr{{ j }} * G + g) * 2u];  // 8 words = 32 int8

@@ -46,6 +46,12 @@ def _weight_format(role: str, scheme: str, embedding_format: str | None) -> str:
     return "f32"
 
 
+def _source_blocks(source: ModelSource, name: str, fmt: str) -> tuple[str, dict[str, np.ndarray]] | None:
+    if not FORMATS[fmt].quantized or not hasattr(source, "stored_parts"):
+        return None
+    return source.stored_parts(name)
+
+
 def _check_weights(source: ModelSource, cfg: DecoderConfig, graph) -> None:
     """Every param the graph reads must exist with the right shape; nothing may be left unused."""
     expected = decoder.checkpoint_names(cfg, graph)
@@ -78,25 +84,32 @@ def _read_param(source: ModelSource, cfg: DecoderConfig, name: str, shape: tuple
 QUANT_BLOCK_ELEMENTS = 1 << 21  # rows are quantized in blocks of ~2M values to bound peak memory
 
 
-def _quantize_blocked(arr: np.ndarray, fmt: str) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """quantize() + quantization_error() over blocks of rows: temporaries stay a few MB, not 8x the tensor."""
-    if fmt == "f32":  # stored as is: no copy, no error
-        wrms = float(np.sqrt(np.mean(arr.astype(np.float64) ** 2)))
-        return {"data": np.ascontiguousarray(arr, dtype=np.float32)}, {"max_abs": 0.0, "rms": 0.0, "weight_rms": wrms}
-    rows = max(1, QUANT_BLOCK_ELEMENTS // max(1, arr.shape[1]))
-    blocks: dict[str, list[np.ndarray]] = {}
+def _row_blocks(arr: np.ndarray) -> range:
+    return range(0, arr.shape[0], max(1, QUANT_BLOCK_ELEMENTS // max(1, arr.shape[1])))
+
+
+def _blocked_error(arr: np.ndarray, parts: dict[str, np.ndarray], fmt: str) -> dict[str, float]:
+    """quantization_error() of stored parts against `arr`, over blocks of rows (bounded temporaries)."""
     max_abs, sq, wsq = 0.0, 0.0, 0.0
-    for r0 in range(0, arr.shape[0], rows):
-        w = arr[r0 : r0 + rows]
-        parts = quantize(w, fmt)
-        e = quantization_error(w, dequantize(parts, fmt, w.shape))
+    step = _row_blocks(arr).step
+    for r0 in _row_blocks(arr):
+        w = arr[r0 : r0 + step]
+        e = quantization_error(w, dequantize({k: v[r0 : r0 + step] for k, v in parts.items()}, fmt, w.shape))
         max_abs = max(max_abs, e["max_abs"])
         sq += e["rms"] ** 2 * w.size
         wsq += e["weight_rms"] ** 2 * w.size
-        for k, v in parts.items():
-            blocks.setdefault(k, []).append(v)
-    parts = {k: np.concatenate(v, axis=0) for k, v in blocks.items()}
-    return parts, {"max_abs": max_abs, "rms": float(np.sqrt(sq / arr.size)), "weight_rms": float(np.sqrt(wsq / arr.size))}
+    return {"max_abs": max_abs, "rms": float(np.sqrt(sq / arr.size)), "weight_rms": float(np.sqrt(wsq / arr.size))}
+
+
+def _quantize_blocked(arr: np.ndarray, fmt: str) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """quantize() over blocks of rows: temporaries stay a few MB, not 8x the tensor."""
+    if fmt == "f32":  # stored as is: no copy, no error
+        wrms = float(np.sqrt(np.mean(arr.astype(np.float64) ** 2)))
+        return {"data": np.ascontiguousarray(arr, dtype=np.float32)}, {"max_abs": 0.0, "rms": 0.0, "weight_rms": wrms}
+    step = _row_blocks(arr).step
+    blocks = [quantize(arr[r0 : r0 + step], fmt) for r0 in _row_blocks(arr)]
+    parts = {k: np.concatenate([b[k] for b in blocks], axis=0) for k in blocks[0]}
+    return parts, _blocked_error(arr, parts, fmt)
 
 
 def _sha256(path: Path) -> str:
@@ -121,9 +134,14 @@ def write_bundle(
     prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     model_id: str | None = None,
+    keep_source_quantization: bool = True,
     progress: bool = True,
 ) -> Path:
-    """Compile `source` into a bundle folder at `out`; return its path."""
+    """Compile `source` into a bundle folder at `out`; return its path.
+
+    keep_source_quantization: when a quantized scheme is asked for and the source
+    holds a tensor in blocks a bundle format represents exactly (GGUF Q4_0, Q4_1,
+    Q8_0), keep those blocks instead of quantizing their dequantized values again."""
     if quantization not in FORMATS:
         raise BuildError(f"unknown quantization {quantization!r}; choose one of {', '.join(FORMATS)}")
     if embedding_format is not None and embedding_format not in FORMATS:
@@ -157,7 +175,11 @@ def write_bundle(
             for name, p in params.items():
                 arr = _read_param(source, cfg, name, p.shape)
                 fmt = _weight_format(p.role, quantization, embedding_format) if arr.ndim == 2 else "f32"
-                if fmt == "f32" and arr.ndim != 2:
+                stored = _source_blocks(source, name, fmt) if keep_source_quantization else None
+                if stored is not None:  # the source's own blocks, re-laid-out losslessly
+                    fmt, parts = stored
+                    err = _blocked_error(arr, parts, fmt)
+                elif fmt == "f32" and arr.ndim != 2:
                     parts = {"data": np.ascontiguousarray(arr, dtype=np.float32)}
                     err = {"max_abs": 0.0, "rms": 0.0, "weight_rms": float(np.sqrt(np.mean(arr.astype(np.float64) ** 2)))}
                 else:

@@ -39,7 +39,7 @@ from ..ir.graph import eval_dim
 from ..quant.formats import FORMATS, GROUP_SIZE
 
 ACTS = ("f32", "f16")
-WEIGHT_FORMATS = ("f32", "f16", "q8", "q4")
+WEIGHT_FORMATS = ("f32", "f16", "q8", "q4", "q4a")
 MAX_WORKGROUPS = 65535  # WebGPU maxComputeWorkgroupsPerDimension
 MAX_INVOCATIONS = 256  # WebGPU maxComputeInvocationsPerWorkgroup (default limit)
 MAX_WORKGROUP_STORAGE = 16384  # WebGPU maxComputeWorkgroupStorageSize (default limit)
@@ -316,6 +316,10 @@ def _weight_decls(fmt: str, rows: int, cols: int, vec_ok: bool) -> list[tuple[st
         ty = "array<vec4<u32>>" if vec_ok else "array<u32>"
         return [("w", "read", ty, f"({rows}, {g}*4) u32: 4-bit q+8 nibbles, column c at bits 4*(c%8) of word c/8"),
                 ("scales", "read", "array<u32>", f"({rows}, {g}) f16 scales, two per u32 word")]
+    if fmt == "q4a":
+        ty = "array<vec4<u32>>" if vec_ok else "array<u32>"
+        return [("w", "read", ty, f"({rows}, {g}*4) u32: 4-bit q nibbles, column c at bits 4*(c%8) of word c/8"),
+                ("scales", "read", "array<u32>", f"({rows}, {g}) u32: f16 (scale, lo) pair per group, w = scale*q + lo")]
     if fmt == "q8":
         ty = "array<vec4<u32>>" if vec_ok else "array<u32>"
         return [("w", "read", ty, f"({rows}, {g}*8) u32: int8 q, column c at bits 8*(c%4) of word c/4"),

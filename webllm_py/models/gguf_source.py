@@ -49,6 +49,8 @@ _LAYER_NAMES = {
 # Tensors that carry no weights of their own: rope_freqs holds Llama 3's rope
 # scaling factors, turned back into config.rope_scaling.
 _CONSUMED = {"rope_freqs.weight"}
+# GGUF block types a bundle format holds exactly: type -> (format, bytes per block of 32)
+_LOSSLESS = {"Q4_0": ("q4", 18), "Q4_1": ("q4a", 20), "Q8_0": ("q8", 34)}
 _LAYER_RE = re.compile(r"blk\.(\d+)\.(.+)")
 
 
@@ -214,6 +216,42 @@ class GGUFSource:
 
     def where(self, name: str) -> str:
         return str(self.path)
+
+    def stored_parts(self, name: str) -> tuple[str, dict[str, np.ndarray]] | None:
+        """The tensor's GGUF blocks re-laid-out losslessly into a bundle format, or None.
+
+        Q4_0 -> q4 (w = d * (n - 8)), Q4_1 -> q4a (w = d * n + m), Q8_0 -> q8 (w = d * q):
+        the same group of 32, the same f16 scales and the same integer codes, so
+        the bundle reproduces the GGUF's own weights bit for bit (no double quantization).
+        A ggml block keeps element j in the low nibble of byte j and element j+16 in its high nibble."""
+        t = self._tensor(name)
+        kind = t.tensor_type.name
+        if kind not in _LOSSLESS or len(t.shape) != 2:
+            return None
+        fmt, block_bytes = _LOSSLESS[kind]
+        rows, cols = self.tensor_shape(name)
+        blocks = np.asarray(t.data).reshape(-1).view(np.uint8).reshape(rows, cols // 32, block_bytes)
+        d = np.ascontiguousarray(blocks[..., 0:2]).view(np.float16)[..., 0]
+        if fmt == "q8":
+            data = np.ascontiguousarray(blocks[..., 2:34]).view(np.uint32).reshape(rows, -1)
+            parts = {"data": data, "scales": d}
+        else:
+            qs = blocks[..., -16:]
+            nib = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.uint32)  # (rows, G, 32) in column order
+            words = np.bitwise_or.reduce(nib.reshape(rows, -1, 8) << (np.arange(8, dtype=np.uint32) * 4), axis=-1)
+            parts = {"data": words.astype(np.uint32)}
+            if fmt == "q4a":
+                m = np.ascontiguousarray(blocks[..., 2:4]).view(np.float16)[..., 0]
+                parts["scales"] = np.stack([d, m], axis=-1).reshape(rows, -1)
+            else:
+                parts["scales"] = d
+        g = self._names[name]
+        heads = {"attn_q.weight": "num_attention_heads", "attn_k.weight": "num_key_value_heads"}
+        for suffix, key in heads.items():
+            if g.endswith(suffix):  # the same row permutation read() undoes, applied to whole rows of blocks
+                order = _unpermute(np.arange(rows), self.config[key])
+                parts = {k: v[order] for k, v in parts.items()}
+        return fmt, {k: np.ascontiguousarray(v) for k, v in parts.items()}
 
     def _tensor(self, name: str) -> Any:
         if name not in self._names:

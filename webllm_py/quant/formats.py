@@ -16,7 +16,14 @@ linear, (vocab, hidden) for an embedding — is stored in one of:
                 as the unsigned nibble q + 8 (0..15).
         scales: (rows, G) float16.
 
-  dequantized w = scale[row, c // 32] * q. Columns past `cols` (padding of the
+  q4a   groups of 32 consecutive columns of one row, asymmetric (exactly GGUF's Q4_1):
+          lo = f16(min w); scale = f16((max w - lo) / 15); q = clip(rint((w - lo) / scale), 0, 15)
+        data:   (rows, G*4) u32, as q4 but the nibble holds q itself (0..15).
+        scales: (rows, G*2) float16: (scale, lo) pairs, so one u32 word per group
+                unpacks with unpack2x16float to vec2(scale, lo).
+        dequantized w = scale * q + lo.
+
+  q4/q8: dequantized w = scale[row, c // 32] * q. Columns past `cols` (padding of the
   last group, when cols % 32 != 0) hold q = 0 and are never read as weights.
   An all-zero group has scale 0.
 
@@ -57,6 +64,7 @@ FORMATS: dict[str, WeightFormat] = {
         WeightFormat("f16", None),
         WeightFormat("q8", 8, qmax=127, qmin=-127),
         WeightFormat("q4", 4, qmax=7, qmin=-8),
+        WeightFormat("q4a", 4, qmax=15, qmin=0),
     ]
 }
 
@@ -80,6 +88,8 @@ def quantize(w: np.ndarray, fmt: str) -> dict[str, np.ndarray]:
     padded = np.zeros((rows, g * GROUP_SIZE), dtype=np.float32)
     padded[:, :cols] = w
     grouped = padded.reshape(rows, g, GROUP_SIZE)
+    if fmt == "q4a":
+        return _quantize_q4a(w, grouped, rows, g)
     scales = (np.abs(grouped).max(axis=-1) / np.float32(f.qmax)).astype(np.float16)
     s32 = scales.astype(np.float32)[..., None]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -94,6 +104,25 @@ def quantize(w: np.ndarray, fmt: str) -> dict[str, np.ndarray]:
     return {"data": data, "scales": scales}
 
 
+def _pack_nibbles(q: np.ndarray, rows: int) -> np.ndarray:
+    """(rows, cols) ints 0..15 -> (rows, cols/8) u32, column c at bits 4*(c%8) of word c//8."""
+    u = q.astype(np.uint32).reshape(rows, -1, 8)
+    return np.bitwise_or.reduce(u << (np.arange(8, dtype=np.uint32) * np.uint32(4)), axis=-1).astype(np.uint32)
+
+
+def _quantize_q4a(w: np.ndarray, grouped: np.ndarray, rows: int, g: int) -> dict[str, np.ndarray]:
+    valid = np.zeros(grouped.shape, dtype=bool)  # padding columns must not stretch a group's range
+    valid.reshape(rows, -1)[:, : w.shape[1]] = True
+    lo = np.where(valid, grouped, np.inf).min(axis=-1).astype(np.float16)
+    hi = np.where(valid, grouped, -np.inf).max(axis=-1)
+    scale = ((hi - lo.astype(np.float32)) / np.float32(15)).astype(np.float16)
+    s32, lo32 = scale.astype(np.float32)[..., None], lo.astype(np.float32)[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(s32 > 0, np.rint((grouped - lo32) / s32), 0.0)
+    q = np.where(valid, np.clip(q, 0, 15), 0).reshape(rows, -1)
+    return {"data": _pack_nibbles(q, rows), "scales": np.stack([scale, lo], axis=-1).reshape(rows, 2 * g)}
+
+
 def dequantize(parts: dict[str, np.ndarray], fmt: str, shape: tuple[int, int]) -> np.ndarray:
     """Decode the parts of `fmt` back to an f32 array of logical `shape`."""
     f = FORMATS[fmt]
@@ -103,6 +132,10 @@ def dequantize(parts: dict[str, np.ndarray], fmt: str, shape: tuple[int, int]) -
     data = parts["data"].astype(np.uint32)
     shifts = np.arange(f.per_word, dtype=np.uint32) * np.uint32(f.bits)
     fields = ((data[..., None] >> shifts) & np.uint32((1 << f.bits) - 1)).reshape(rows, -1).astype(np.int32)
+    if fmt == "q4a":
+        pairs = parts["scales"].astype(np.float32).reshape(rows, -1, 2)
+        w = fields.reshape(rows, -1, GROUP_SIZE) * pairs[..., :1] + pairs[..., 1:]
+        return w.reshape(rows, -1)[:, :cols].astype(np.float32)
     q = fields - 8 if fmt == "q4" else np.where(fields >= 128, fields - 256, fields)
     scales = parts["scales"].astype(np.float32)
     w = q.reshape(rows, -1, GROUP_SIZE) * scales[..., None]
