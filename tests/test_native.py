@@ -106,3 +106,22 @@ def test_stories260k_native_golden(tmp_path, adapter):
     m = load_native(b, "f32", adapter)
     for case in golden["cases"]:
         assert m.generate(case["prompt_ids"], len(case["greedy_new_ids"])) == case["greedy_new_ids"]
+
+
+def test_weights_larger_than_the_binding_limit_are_split(tiny_models, tmp_path, adapter):
+    """A 4 KiB binding limit splits the embedding, LM head and MLP weights into row slices;
+    logits must be the unsplit bundle's (f32: 2e-4 relative, different dispatch grouping only)."""
+    import json
+
+    whole = webllm_py.build(tiny_models["qwen2"], tmp_path / "whole", quantization="q4", progress=False)
+    split = webllm_py.build(tiny_models["qwen2"], tmp_path / "split", quantization="q4", progress=False,
+                            max_binding_bytes=4096)
+    m = json.loads((split / "manifest.json").read_text())
+    pieces = [b for b in m["buffers"] if "#" in b]
+    assert any(b.startswith("w/model.embed_tokens.weight/data#") for b in pieces)
+    assert all(v["bytes"] <= 4096 for k, v in m["buffers"].items() if v["kind"] == "weight")
+    ref = load_native(whole, "f32", adapter).logits(PROMPT)
+    got = load_native(split, "f32", adapter)
+    np.testing.assert_allclose(got.logits(PROMPT), ref, atol=2e-4 * scale(ref))
+    got.reset()
+    np.testing.assert_allclose(got.forward(PROMPT[:17]), ref[16], atol=2e-4 * scale(ref))

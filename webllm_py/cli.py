@@ -249,6 +249,26 @@ def cmd_serve(args) -> int:
     return 0
 
 
+# -- publish --------------------------------------------------------------------
+
+def _publish_args(p):
+    p.add_argument("model", help="bundle folder, or an HF model folder / .gguf file (built first)")
+    p.add_argument("-o", "--out", required=True, help="site folder to write (replaced only if made by publish)")
+    p.add_argument("--quantization", "-q", default="q4", choices=["q4", "q8", "f16", "f32"],
+                   help="when building: weight format")
+    p.add_argument("--context-window", type=int, help="when building: context window")
+
+
+def cmd_publish(args) -> int:
+    from .publish import publish
+
+    opts = {"context_window": args.context_window} if args.context_window else {}
+    out = publish(args.model, args.out, quantization=args.quantization, **opts)
+    print(f"wrote {out}\n  serve it from any static host, e.g.: python3 -m http.server -d {out} 8000"
+          "  (then open http://localhost:8000/)")
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "build": (_build_args, cmd_build, "compile an HF model folder or GGUF file into a bundle"),
     "inspect": (_inspect_args, cmd_inspect, "summarize a bundle (config, sizes, quantization error)"),
@@ -257,6 +277,7 @@ COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "chat": (_chat_args, cmd_chat, "interactive multi-turn chat, streamed"),
     "bench": (_bench_args, cmd_bench, "prefill/decode tokens/s per backend, measured side by side"),
     "serve": (_serve_args, cmd_serve, "serve bundles, the JS package and the demo page over HTTP (--api: OpenAI REST)"),
+    "publish": (_publish_args, cmd_publish, "write a static chat site (demo page + JS package + bundle) for any static host"),
 }
 
 

@@ -4,6 +4,7 @@
 
 const VOCAB: u32 = {{ vocab }}u;
 const HIDDEN: u32 = {{ hidden }}u;
+const VOCAB_OFFSET: u32 = {{ vocab_offset }}u;
 const G: u32 = {{ groups }}u;  // 32-column groups per row (quantized formats)
 
 {% if fmt in ("q4", "q8", "f16") %}
@@ -37,6 +38,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (col >= HIDDEN || t >= step.n) {
     return;
   }
+{% if sliced %}
+  // this dispatch owns ids VOCAB_OFFSET .. VOCAB_OFFSET + VOCAB - 1 of a table split in slices
+  let id = u32(ids[t]);
+  if (id < VOCAB_OFFSET || id >= VOCAB_OFFSET + VOCAB) {
+    return;
+  }
+  let r = id - VOCAB_OFFSET;
+{% else %}
   let r = min(u32(ids[t]), VOCAB - 1u);  // out-of-range ids read the last row, never out of bounds
+{% endif %}
   out[t * HIDDEN + col] = A(w_at(r, col));
 }

@@ -6,6 +6,8 @@ const ROWS: u32 = {{ rows }}u;  // out_features
 const COLS: u32 = {{ cols }}u;  // in_features
 const G: u32 = {{ groups }}u;   // 32-column groups per weight row
 const FULL: u32 = {{ full }}u;  // groups entirely inside COLS
+const ROW_OFFSET: u32 = {{ row_offset }}u;  // this weight slice's first row within the full output
+const OUT_ROWS: u32 = {{ out_rows or rows }}u;  // row stride of out (the full weight's rows)
 
 {% if xvec %}
 // x row starts are 16-byte aligned (COLS % 4 == 0): vec4 loads.
@@ -163,11 +165,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 {% for t in range(tn) %}
 {% if last_row %}
   if (r0 + {{ j }}u < ROWS) {
-    out[r0 + {{ j }}u] = A(acc{{ j }}_{{ t }}{{ " + bias[r0 + %du]" % j if bias }});
+    out[ROW_OFFSET + r0 + {{ j }}u] = A(acc{{ j }}_{{ t }}{{ " + bias[ROW_OFFSET + r0 + %du]" % j if bias }});
   }
 {% else %}
   if (r0 + {{ j }}u < ROWS && t0 + {{ t }}u < n) {
-    out[(t0 + {{ t }}u) * ROWS + r0 + {{ j }}u] = A(acc{{ j }}_{{ t }}{{ " + bias[r0 + %du]" % j if bias }});
+    out[(t0 + {{ t }}u) * OUT_ROWS + ROW_OFFSET + r0 + {{ j }}u] = A(acc{{ j }}_{{ t }}{{ " + bias[ROW_OFFSET + r0 + %du]" % j if bias }});
   }
 {% endif %}
 {% endfor %}

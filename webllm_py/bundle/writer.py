@@ -26,7 +26,7 @@ from ..models.config import DecoderConfig
 from ..models.registry import parse_config
 from ..models.rope import inv_freq
 from ..models.source import ModelSource
-from ..passes.lower import lower_bundle
+from ..passes.lower import DEFAULT_MAX_BINDING_BYTES, lower_bundle
 from ..progress import progress_bar
 from ..quant import FORMATS, dequantize, quantization_error, quantize
 from .manifest import DEFAULT_SHARD_BYTES, FORMAT, FORMAT_VERSION
@@ -135,13 +135,16 @@ def write_bundle(
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     model_id: str | None = None,
     keep_source_quantization: bool = True,
+    max_binding_bytes: int = DEFAULT_MAX_BINDING_BYTES,
     progress: bool = True,
 ) -> Path:
     """Compile `source` into a bundle folder at `out`; return its path.
 
     keep_source_quantization: when a quantized scheme is asked for and the source
     holds a tensor in blocks a bundle format represents exactly (GGUF Q4_0, Q4_1,
-    Q8_0), keep those blocks instead of quantizing their dequantized values again."""
+    Q8_0), keep those blocks instead of quantizing their dequantized values again.
+    max_binding_bytes: weights larger than this are bound as several row slices
+    (WebGPU's default maxStorageBufferBindingSize is 128 MiB)."""
     if quantization not in FORMATS:
         raise BuildError(f"unknown quantization {quantization!r}; choose one of {', '.join(FORMATS)}")
     if embedding_format is not None and embedding_format not in FORMATS:
@@ -192,7 +195,8 @@ def write_bundle(
         for w in weights.values():
             w["parts"] = {k: r.to_json() for k, r in w["parts"].items()}
 
-        lowered = lower_bundle({"logits_all": graph_all, "logits_last": graph_last}, weights, prefill_chunk, ctx)
+        lowered = lower_bundle({"logits_all": graph_all, "logits_last": graph_last}, weights, prefill_chunk, ctx,
+                               max_binding_bytes=max_binding_bytes)
         kernel_files = _write_kernels(tmp, lowered["kernels"])
         (tmp / "tokenizer.json").write_text(source.tokenizer_json, encoding="utf-8")
         _write_json(tmp / "tokenizer_config.json", source.tokenizer_config)

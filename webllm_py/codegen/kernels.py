@@ -123,6 +123,8 @@ class EmbeddingKey(KernelKey):
     vocab: int
     hidden: int
     wg: int = 64
+    vocab_offset: int = 0  # a slice of a larger table: rows for ids vocab_offset..vocab_offset+vocab-1
+    sliced: bool = False  # True: ids outside the slice are left to the other slices' dispatches
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,8 @@ class MatmulKey(KernelKey):
     wg: int = 64
     last_row: bool = False
     rpi: int = 1
+    row_offset: int = 0  # a row slice of a larger weight: these rows are out columns row_offset..
+    out_rows: int = 0  # row stride of `out` (0: rows); > rows when the weight is split in slices
 
 
 @dataclass(frozen=True)
@@ -383,8 +387,11 @@ def _plan_matmul(k: MatmulKey) -> _Plan:
              *_weight_decls(k.fmt, k.rows, k.cols, vec_ok=True)]
     if k.bias:
         decls.append(("bias", "read", "array<f32>", f"({k.rows},) f32"))
+    if k.out_rows and k.row_offset + k.rows > k.out_rows:
+        raise ValueError(f"{k.name}: row slice {k.row_offset}+{k.rows} exceeds out_rows {k.out_rows}")
     out_rows = "1" if k.last_row else "n"
-    decls += [("out", "read_write", _act_arr(k.act), f"({out_rows}, {k.rows}) {k.act}"), STEP]
+    decls += [("out", "read_write", _act_arr(k.act), f"({out_rows}, {k.out_rows or k.rows}) {k.act}"
+               + (f": rows {k.row_offset}..{k.row_offset + k.rows - 1} written" if k.out_rows else "")), STEP]
     gx = -(-k.rows // (k.wg * k.rpi))
     _const_groups(gx, "rows", k)
     gy = "1" if k.last_row else _ceil("n", k.tn)
@@ -509,8 +516,9 @@ def render(key: KernelKey) -> str:
 
 
 def matmul_key(act: str, fmt: str, rows: int, cols: int, bias: bool = False, prefill: bool = False,
-               last_row: bool = False) -> MatmulKey:
+               last_row: bool = False, row_offset: int = 0, out_rows: int = 0) -> MatmulKey:
     """The default-tuned matmul variant (lavapipe, 2 cores): decode form (tn=1) or prefill form (tn=4),
     4 rows per invocation, 16 invocations per workgroup."""
     tn = 4 if prefill and not last_row else 1
-    return MatmulKey(act=act, fmt=fmt, rows=rows, cols=cols, bias=bias, tn=tn, wg=16, last_row=last_row, rpi=4)
+    return MatmulKey(act=act, fmt=fmt, rows=rows, cols=cols, bias=bias, tn=tn, wg=16, last_row=last_row, rpi=4,
+                     row_offset=row_offset, out_rows=out_rows)

@@ -31,8 +31,26 @@ from ..ir.graph import eval_shape
 ACT_BYTES = {"f32": 4, "f16": 2}
 
 
-def weight_buffer(param: str, part: str) -> str:
-    return f"w/{param}/{part}"
+DEFAULT_MAX_BINDING_BYTES = 128 << 20  # WebGPU's default maxStorageBufferBindingSize
+
+
+def weight_buffer(param: str, part: str, piece: int | None = None) -> str:
+    return f"w/{param}/{part}" + ("" if piece is None else f"#{piece}")
+
+
+def row_slices(weight: dict[str, Any], max_bytes: int) -> list[tuple[int, int]]:
+    """(first row, rows) slices of a 2-D weight so that no part of a slice exceeds max_bytes.
+
+    A weight within the limit is one slice; a larger one (the embedding / LM head
+    of a 1B model is ~130 MiB in q4) is bound as several buffers, one per slice."""
+    rows = weight["shape"][0]
+    per_row = max(ref["nbytes"] // rows for ref in weight["parts"].values())
+    if per_row * rows <= max_bytes:
+        return [(0, rows)]
+    step = max_bytes // per_row
+    if step < 1:
+        raise ValueError(f"one row of {per_row} bytes exceeds the storage binding limit {max_bytes}")
+    return [(r0, min(step, rows - r0)) for r0 in range(0, rows, step)]
 
 
 @dataclass
@@ -59,22 +77,27 @@ class _Lowering:
     act: str
     form: str  # "decode" | "prefill"
     max_n: int
+    max_binding_bytes: int
     kernels: dict[str, K.Kernel]
     pool: "_Pool"
     dispatches: list[Dispatch] = field(default_factory=list)
     where: dict[str, str] = field(default_factory=dict)  # tensor -> buffer name
 
-    def buffer_of(self, tensor: str, binding: str) -> str:
+    def slices(self, param: str) -> list[tuple[int, int]]:
+        return row_slices(self.weights[param], self.max_binding_bytes)
+
+    def buffer_of(self, tensor: str, binding: str, piece: int | None = None) -> str:
         if tensor == "ids":
             return "ids"
         if tensor in self.graph.params:
             part = "scales" if binding == "scales" else "data"
-            return weight_buffer(tensor, part)
+            return weight_buffer(tensor, part, piece if binding in ("w", "scales") else None)
         if tensor in self.graph.state:
             return tensor
         return self.where[tensor]
 
-    def emit(self, key: K.KernelKey, tensors: dict[str, str]) -> None:
+    def emit(self, key: K.KernelKey, tensors: dict[str, str], piece: int | None = None) -> None:
+        """One dispatch of `key`; `piece` selects a row slice of the weight bound as w/scales."""
         kern = K.build(key)
         self.kernels[kern.name] = kern
         binds = []
@@ -82,9 +105,9 @@ class _Lowering:
             if name == "step":
                 binds.append("step")
             elif name == "scales":
-                binds.append(self.buffer_of(tensors["w"], "scales"))
+                binds.append(self.buffer_of(tensors["w"], "scales", piece))
             else:
-                binds.append(self.buffer_of(tensors[name], name))
+                binds.append(self.buffer_of(tensors[name], name, piece))
         self.dispatches.append(Dispatch(kern.name, binds, list(kern.dispatch)))
 
     def elements(self, value: str) -> int:
@@ -177,11 +200,8 @@ def _lower(L: _Lowering, logits_value: str) -> LoweredProgram:
             release_dead(i), release_dead(i + 1)
             continue
         if node.op == "last_row" and nxt is not None and nxt.op == "linear" and nxt.inputs[0] == node.outputs[0]:
-            w = nxt.inputs[1]
-            rows, cols = L.graph.params[w].shape
             L.where[nxt.outputs[0]] = "logits"
-            L.emit(K.MatmulKey(act=L.act, fmt=L.fmt(w), rows=rows, cols=cols, bias=len(nxt.inputs) > 2, last_row=True),
-                   {"x": node.inputs[0], "w": w, "bias": nxt.inputs[2] if len(nxt.inputs) > 2 else "", "out": nxt.outputs[0]})
+            _emit_matmul(L, nxt, node.inputs[0], last_row=True)
             skip.add(i + 1)
             release_dead(i), release_dead(i + 1)
             continue
@@ -205,8 +225,12 @@ def _out(L: _Lowering, node: Node, out_buffer: Callable, i: int, logits_value: s
 def _embedding(L, node, out_buffer, i, lv):
     ids, table = node.inputs
     vocab, hidden = L.graph.params[table].shape
-    L.emit(K.EmbeddingKey(act=L.act, fmt=L.fmt(table), vocab=vocab, hidden=hidden),
-           {"ids": ids, "w": table, "out": _out(L, node, out_buffer, i, lv)})
+    out = _out(L, node, out_buffer, i, lv)
+    slices = L.slices(table)
+    for piece, (r0, rows) in enumerate(slices):
+        sliced = len(slices) > 1
+        L.emit(K.EmbeddingKey(act=L.act, fmt=L.fmt(table), vocab=rows, hidden=hidden, vocab_offset=r0, sliced=sliced),
+               {"ids": ids, "w": table, "out": out}, piece if sliced else None)
 
 
 def _rms_norm(L, node, out_buffer, i, lv):
@@ -216,12 +240,23 @@ def _rms_norm(L, node, out_buffer, i, lv):
            {"x": x, "w": w, "out": _out(L, node, out_buffer, i, lv)})
 
 
-def _linear(L, node, out_buffer, i, lv):
-    x, w = node.inputs[:2]
+def _emit_matmul(L, node, x: str, last_row: bool = False) -> None:
+    """x @ W.T (+ bias) into node's output, one dispatch per row slice of W."""
+    w = node.inputs[1]
     rows, cols = L.graph.params[w].shape
-    key = K.matmul_key(L.act, L.fmt(w), rows, cols, bias=len(node.inputs) > 2, prefill=L.form == "prefill")
-    L.emit(key, {"x": x, "w": w, "bias": node.inputs[2] if len(node.inputs) > 2 else "",
-                 "out": _out(L, node, out_buffer, i, lv)})
+    slices = L.slices(w)
+    tensors = {"x": x, "w": w, "bias": node.inputs[2] if len(node.inputs) > 2 else "", "out": node.outputs[0]}
+    for piece, (r0, n_rows) in enumerate(slices):
+        sliced = len(slices) > 1
+        key = K.matmul_key(L.act, L.fmt(w), n_rows, cols, bias=len(node.inputs) > 2,
+                           prefill=L.form == "prefill", last_row=last_row,
+                           row_offset=r0, out_rows=rows if sliced else 0)
+        L.emit(key, tensors, piece if sliced else None)
+
+
+def _linear(L, node, out_buffer, i, lv):
+    _out(L, node, out_buffer, i, lv)
+    _emit_matmul(L, node, node.inputs[0])
 
 
 def _rope(L, node, out_buffer, i, lv):
@@ -275,7 +310,8 @@ PROGRAMS = {  # program -> (graph, kernel form)
 
 
 def lower_bundle(graphs: dict[str, Graph], weights: dict[str, Any], prefill_chunk: int, context_window: int,
-                 acts: tuple[str, ...] = ("f32", "f16")) -> dict[str, Any]:
+                 acts: tuple[str, ...] = ("f32", "f16"),
+                 max_binding_bytes: int = DEFAULT_MAX_BINDING_BYTES) -> dict[str, Any]:
     """Programs, buffers and kernels for the manifest (kernels as Kernel objects, keyed by name)."""
     kernels: dict[str, K.Kernel] = {}
     programs: dict[str, dict[str, Any]] = {}
@@ -286,7 +322,8 @@ def lower_bundle(graphs: dict[str, Graph], weights: dict[str, Any], prefill_chun
         for prog, (gname, form) in PROGRAMS.items():
             g = graphs[gname]
             pool.free = list(pool.sizes)  # every program starts with the whole pool free
-            L = _Lowering(g, weights, act, form, 1 if prog == "decode" else prefill_chunk, kernels, pool)
+            L = _Lowering(g, weights, act, form, 1 if prog == "decode" else prefill_chunk, max_binding_bytes,
+                          kernels, pool)
             lowered = _lower(L, g.output)
             programs[act][prog] = {"dispatches": [d.to_json() for d in lowered.dispatches],
                                    "logits_rows": lowered.output_rows}
@@ -304,7 +341,14 @@ def lower_bundle(graphs: dict[str, Graph], weights: dict[str, Any], prefill_chun
     for name, size in pool.sizes.items():
         buffers[name] = {"kind": "activation", "elements": size, "dtype": "act"}
     for param, w in weights.items():
+        slices = row_slices(w, max_binding_bytes) if len(w["shape"]) == 2 else [(0, w["shape"][0])]
         for part, ref in w["parts"].items():
-            buffers[weight_buffer(param, part)] = {"kind": "weight", "param": param, "part": part,
-                                                   "bytes": ref["nbytes"]}
+            if len(slices) == 1:
+                buffers[weight_buffer(param, part)] = {"kind": "weight", "param": param, "part": part,
+                                                       "offset": 0, "bytes": ref["nbytes"]}
+                continue
+            per_row = ref["nbytes"] // w["shape"][0]
+            for piece, (r0, rows) in enumerate(slices):  # a byte range of the part, bound on its own
+                buffers[weight_buffer(param, part, piece)] = {"kind": "weight", "param": param, "part": part,
+                                                              "offset": r0 * per_row, "bytes": rows * per_row}
     return {"programs": programs, "buffers": buffers, "kernels": kernels}

@@ -83,7 +83,7 @@ class NativeModel:
             bufs[name] = d.create_buffer(size=sizes[name], usage=usage, label=name)
             if b["kind"] == "weight":
                 ref = self.manifest["weights"][b["param"]]["parts"][b["part"]]
-                data = self.bundle.read_part(ref).tobytes()
+                data = self.bundle.read_part(ref).tobytes()[b["offset"] : b["offset"] + b["bytes"]]
                 d.queue.write_buffer(bufs[name], 0, data + b"\0" * (-len(data) % 4))
         self._staging = d.create_buffer(size=sizes["logits"], usage=U.MAP_READ | U.COPY_DST, label="logits-staging")
         return bufs
