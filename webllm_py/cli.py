@@ -269,12 +269,34 @@ def cmd_publish(args) -> int:
     return 0
 
 
+def _profile_args(p):
+    p.add_argument("bundle")
+    p.add_argument("--precision", choices=["auto", "f32", "f16"], default="auto")
+    p.add_argument("--program", choices=["decode", "prefill", "score"], default="decode")
+    p.add_argument("-n", type=int, default=None, help="tokens in the step (default: 1 for decode, prefill_chunk otherwise)")
+    p.add_argument("-p", type=int, default=256, help="tokens already in the KV cache")
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_profile(args) -> int:
+    from .api import load
+    from .runtime.profile import format_profile, profile_step
+
+    model = load(args.bundle, backend="native", precision=args.precision, profile=True)
+    n = args.n or (1 if args.program == "decode" else model.prefill_chunk)
+    p = min(args.p, model.context_window - n)
+    r = profile_step(model, args.program, n=n, p=p)
+    print(json.dumps(r, indent=1) if args.json else format_profile(r))
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "build": (_build_args, cmd_build, "compile an HF model folder or GGUF file into a bundle"),
     "inspect": (_inspect_args, cmd_inspect, "summarize a bundle (config, sizes, quantization error)"),
     "eval": (_eval_args, cmd_eval, "perplexity of a bundle on a text file"),
     "generate": (_generate_args, cmd_generate, "complete a prompt, streamed"),
     "chat": (_chat_args, cmd_chat, "interactive multi-turn chat, streamed"),
+    "profile": (_profile_args, cmd_profile, "GPU time per kernel of one step (timestamp queries)"),
     "bench": (_bench_args, cmd_bench, "prefill/decode tokens/s per backend, measured side by side"),
     "serve": (_serve_args, cmd_serve, "serve bundles, the JS package and the demo page over HTTP (--api: OpenAI REST)"),
     "publish": (_publish_args, cmd_publish, "write a static chat site (demo page + JS package + bundle) for any static host"),

@@ -41,7 +41,7 @@ def select_adapter() -> Any:
 
 
 def request_device(adapter: Any, *, f16: bool, storage_binding_bytes: int, buffer_bytes: int,
-                   storage_buffers: int) -> Any:
+                   storage_buffers: int, timestamps: bool = False) -> Any:
     """A device with shader-f16 if `f16`, and limits raised to what the bundle needs."""
     limits = adapter.limits
     need = {
@@ -57,6 +57,10 @@ def request_device(adapter: Any, *, f16: bool, storage_binding_bytes: int, buffe
     if f16 and "shader-f16" not in adapter.features:
         raise DeviceError(f"precision f16 needs the shader-f16 feature, which {adapter.info.get('device')} lacks; "
                           "use precision='f32' or 'auto'")
+    if timestamps:
+        if "timestamp-query" not in adapter.features:
+            raise DeviceError(f"profiling needs the timestamp-query feature, which {adapter.info.get('device')} lacks")
+        features.append("timestamp-query")
     required = {k: max(v, _DEFAULTS[k]) for k, v in need.items()}
     return adapter.request_device_sync(required_features=features, required_limits=required)
 

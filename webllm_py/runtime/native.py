@@ -52,7 +52,7 @@ class NativeModel:
         max_storage = max(len(k["bindings"]) for k in m["kernels"].values())
         self.device = request_device(self.adapter, f16=self.precision == "f16",
                                      storage_binding_bytes=max(sizes.values()), buffer_bytes=max(sizes.values()),
-                                     storage_buffers=max_storage)
+                                     storage_buffers=max_storage, timestamps=profile)
         self._t_load = time.perf_counter()
         self._buffers = self._create_buffers(m["buffers"], sizes)
         self._programs = self._prepare_programs(m["programs"][self.precision])
@@ -103,7 +103,7 @@ class NativeModel:
                 bg = self.device.create_bind_group(layout=bgl, entries=[
                     {"binding": i, "resource": {"buffer": self._buffers[b], "offset": 0, "size": self._buffers[b].size}}
                     for i, b in enumerate(disp["bindings"])])
-                steps.append((pipe, bg, [compile_dim(w) for w in disp["workgroups"]]))
+                steps.append((pipe, bg, [compile_dim(w) for w in disp["workgroups"]], kname))
             out[pname] = {"steps": steps, "rows": compile_dim(prog["logits_rows"])}
         return out
 
@@ -129,7 +129,7 @@ class NativeModel:
         q.write_buffer(self._buffers["step"], 0, np.array([n, p, 0, 0], dtype=np.uint32).tobytes())
         enc = self.device.create_command_encoder()
         cp = enc.begin_compute_pass()
-        for pipe, bg, wg in prog["steps"]:
+        for pipe, bg, wg, _ in prog["steps"]:
             cp.set_pipeline(pipe)
             cp.set_bind_group(0, bg)
             cp.dispatch_workgroups(wg[0](n, p), wg[1](n, p), wg[2](n, p))
