@@ -26,7 +26,8 @@ from ..models.config import DecoderConfig
 from ..models.registry import parse_config
 from ..models.rope import inv_freq
 from ..models.source import ModelSource
-from ..passes.lower import DEFAULT_MAX_BINDING_BYTES, lower_bundle
+from ..passes.fuse_linears import fuse_linears
+from ..passes.lower import DEFAULT_MAX_BINDING_BYTES, fusion_supported, lower_bundle
 from ..progress import progress_bar
 from ..quant import FORMATS, dequantize, quantization_error, quantize
 from .manifest import DEFAULT_SHARD_BYTES, FORMAT, FORMAT_VERSION
@@ -46,10 +47,14 @@ def _weight_format(role: str, scheme: str, embedding_format: str | None) -> str:
     return "f32"
 
 
-def _source_blocks(source: ModelSource, name: str, fmt: str) -> tuple[str, dict[str, np.ndarray]] | None:
+def _source_blocks(source: ModelSource, members: tuple[str, ...], fmt: str) -> tuple[str, dict[str, np.ndarray]] | None:
+    """The members' own quantized blocks stacked by rows, when all are stored losslessly in one format."""
     if not FORMATS[fmt].quantized or not hasattr(source, "stored_parts"):
         return None
-    return source.stored_parts(name)
+    stored = [source.stored_parts(m) for m in members]
+    if any(s is None for s in stored) or len({s[0] for s in stored}) != 1:
+        return None
+    return stored[0][0], {k: np.concatenate([s[1][k] for s in stored]) for k in stored[0][1]}
 
 
 def _check_weights(source: ModelSource, cfg: DecoderConfig, graph) -> None:
@@ -72,13 +77,13 @@ def _check_weights(source: ModelSource, cfg: DecoderConfig, graph) -> None:
             raise BuildError(f"tensor {name} has shape {list(got)}, the config implies {list(shape)}", source.where(name))
 
 
-def _read_param(source: ModelSource, cfg: DecoderConfig, name: str, shape: tuple[int, ...]) -> np.ndarray:
+def _read_param(source: ModelSource, cfg: DecoderConfig, name: str, shape: tuple[int, ...] | None) -> np.ndarray:
     if name == decoder.INV_FREQ:
         return inv_freq(cfg)
     arr = source.read(name)
     if not np.all(np.isfinite(arr)):
         raise BuildError(f"tensor {name} contains NaN or Inf", source.where(name))
-    return arr.reshape(shape)
+    return arr if shape is None else arr.reshape(shape)
 
 
 QUANT_BLOCK_ELEMENTS = 1 << 21  # rows are quantized in blocks of ~2M values to bound peak memory
@@ -136,6 +141,7 @@ def write_bundle(
     model_id: str | None = None,
     keep_source_quantization: bool = True,
     max_binding_bytes: int = DEFAULT_MAX_BINDING_BYTES,
+    fuse: bool | None = None,
     progress: bool = True,
 ) -> Path:
     """Compile `source` into a bundle folder at `out`; return its path.
@@ -144,7 +150,9 @@ def write_bundle(
     holds a tensor in blocks a bundle format represents exactly (GGUF Q4_0, Q4_1,
     Q8_0), keep those blocks instead of quantizing their dequantized values again.
     max_binding_bytes: weights larger than this are bound as several row slices
-    (WebGPU's default maxStorageBufferBindingSize is 128 MiB)."""
+    (WebGPU's default maxStorageBufferBindingSize is 128 MiB).
+    fuse: stack q/k/v and gate/up weights and fuse norms, residual adds and the SiLU
+    gate into matmuls (6 dispatches per layer instead of 14); None: when the kernels support it."""
     if quantization not in FORMATS:
         raise BuildError(f"unknown quantization {quantization!r}; choose one of {', '.join(FORMATS)}")
     if embedding_format is not None and embedding_format not in FORMATS:
@@ -158,7 +166,11 @@ def write_bundle(
     prefill_chunk = min(prefill_chunk, ctx)
     graph_all = decoder.build_graph(cfg, ctx, logits="all")
     graph_last = decoder.build_graph(cfg, ctx, logits="last")
-    _check_weights(source, cfg, graph_all)
+    _check_weights(source, cfg, graph_all)  # against checkpoint names, before fusion renames them
+    if fuse is None:
+        fuse = fusion_supported()
+    if fuse:
+        graph_all, graph_last = fuse_linears(graph_all), fuse_linears(graph_last)
     tok_meta = tokenizer_metadata(source, cfg)
 
     out = Path(out).absolute()
@@ -176,9 +188,10 @@ def write_bundle(
         total = sum(int(np.prod(p.shape)) for p in params.values())
         with progress_bar(total, "quantize", enabled=progress, unit="param") as bar:
             for name, p in params.items():
-                arr = _read_param(source, cfg, name, p.shape)
+                members = p.concat or (name,)
+                arr = np.concatenate([_read_param(source, cfg, m, None) for m in members]).reshape(p.shape)
                 fmt = _weight_format(p.role, quantization, embedding_format) if arr.ndim == 2 else "f32"
-                stored = _source_blocks(source, name, fmt) if keep_source_quantization else None
+                stored = _source_blocks(source, members, fmt) if keep_source_quantization else None
                 if stored is not None:  # the source's own blocks, re-laid-out losslessly
                     fmt, parts = stored
                     err = _blocked_error(arr, parts, fmt)
@@ -196,7 +209,7 @@ def write_bundle(
             w["parts"] = {k: r.to_json() for k, r in w["parts"].items()}
 
         lowered = lower_bundle({"logits_all": graph_all, "logits_last": graph_last}, weights, prefill_chunk, ctx,
-                               max_binding_bytes=max_binding_bytes)
+                               max_binding_bytes=max_binding_bytes, fuse=fuse)
         kernel_files = _write_kernels(tmp, lowered["kernels"])
         (tmp / "tokenizer.json").write_text(source.tokenizer_json, encoding="utf-8")
         _write_json(tmp / "tokenizer_config.json", source.tokenizer_config)

@@ -69,6 +69,7 @@ class Param:
     name: str
     shape: tuple[int, ...]
     role: str = "other"  # "linear" | "embedding" | "norm" | "bias" | "table": decides quantization
+    concat: tuple[str, ...] = ()  # made by stacking the rows of these checkpoint tensors (fused linears)
 
 
 @dataclass
@@ -118,6 +119,20 @@ class Graph:
         self.nodes.append(Node(op, list(inputs), [out] if out else [], dict(attrs)))
         return out
 
+    def add_multi(self, op: str, inputs: list[str], outs: list[str], **attrs: Any) -> list[str]:
+        """Append a node with several outputs (split)."""
+        from .ops import OPS
+
+        shapes = OPS[op].shape_rule([self.shape_of(i) for i in inputs], attrs)
+        if len(shapes) != len(outs):
+            raise ValueError(f"{op}: {len(outs)} output names for {len(shapes)} outputs")
+        for out, shape in zip(outs, shapes):
+            if out in self.values or out in self.params or out in self.state:
+                raise ValueError(f"value {out} defined twice")
+            self.values[out] = Value(out, tuple(shape))
+        self.nodes.append(Node(op, list(inputs), list(outs), dict(attrs)))
+        return list(outs)
+
     def shape_of(self, name: str) -> Shape:
         if name == "ids":
             return ("n",)
@@ -129,7 +144,8 @@ class Graph:
     # -- (de)serialization ------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         return {
-            "params": {k: {"shape": list(v.shape), "role": v.role} for k, v in self.params.items()},
+            "params": {k: {"shape": list(v.shape), "role": v.role, **({"concat": list(v.concat)} if v.concat else {})}
+                       for k, v in self.params.items()},
             "state": {k: {"shape": list(v.shape), "dtype": v.dtype} for k, v in self.state.items()},
             "values": {k: {"shape": list(v.shape), "dtype": v.dtype} for k, v in self.values.items()},
             "nodes": [asdict(n) for n in self.nodes],
@@ -139,7 +155,8 @@ class Graph:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Graph":
         g = cls()
-        g.params = {k: Param(k, tuple(v["shape"]), v.get("role", "other")) for k, v in d["params"].items()}
+        g.params = {k: Param(k, tuple(v["shape"]), v.get("role", "other"), tuple(v.get("concat", ())))
+                    for k, v in d["params"].items()}
         g.state = {k: Value(k, tuple(v["shape"]), v["dtype"]) for k, v in d["state"].items()}
         g.values = {k: Value(k, tuple(v["shape"]), v["dtype"]) for k, v in d["values"].items()}
         g.nodes = [Node(n["op"], list(n["inputs"]), list(n["outputs"]), dict(n["attrs"])) for n in d["nodes"]]

@@ -9,7 +9,7 @@ Conventions (HF vocabulary throughout):
   linear W   (out_features, in_features), as in torch.nn.Linear;
   caches     (context_window, num_key_value_heads * head_dim), rows = positions;
   heads      are contiguous blocks of head_dim features (HF's view(n, heads, head_dim)).
-Ops that change state (kv_write) have no output value.
+Ops that change state (kv_write) have no output value; split has several.
 """
 
 from __future__ import annotations
@@ -126,6 +126,18 @@ def _silu_mul(inputs, attrs, ctx):
     return (g / (1.0 + np.exp(-g)) * u).astype(np.float32)
 
 
+def _split(inputs, attrs, ctx):
+    bounds = np.cumsum(attrs["sizes"])[:-1]
+    return [part.copy() for part in np.split(inputs[0], bounds, axis=-1)]
+
+
+def _split_shape(shapes, attrs):
+    (x,) = shapes
+    if sum(attrs["sizes"]) != x[-1]:
+        raise ValueError(f"split: sizes {attrs['sizes']} do not add up to {x[-1]}")
+    return [tuple(x[:-1]) + (s,) for s in attrs["sizes"]]
+
+
 def _last_row(inputs, attrs, ctx):
     return inputs[0][-1:].copy()
 
@@ -188,5 +200,6 @@ OPS: dict[str, OpDef] = {
         OpDef("attention", _attention_shape, _attention, "causal GQA softmax(q k^T * scale) v over cache rows 0..p+n-1"),
         OpDef("silu_mul", _same_as_first, _silu_mul, "silu(gate) * up"),
         OpDef("last_row", _last_row_shape, _last_row, "x[n-1:n]"),
+        OpDef("split", _split_shape, _split, "consecutive column ranges of x (several outputs)"),
     ]
 }

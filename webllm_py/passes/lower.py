@@ -9,10 +9,16 @@ cached). Three programs per activation precision:
   prefill  1 <= n <= prefill_chunk, last logits   (from the logits_last graph)
   score    1 <= n <= prefill_chunk, every row     (from the logits_all graph)
 
-Fusions made here (each is a rule on the node list, not a new op):
-  add → rms_norm          one add_rms_norm kernel, residual updated in place
-  rope(k) → kv_write      rope writes rotated k straight into the cache
-  last_row → linear       the LM head reads only row n-1 (matmul last_row)
+Fusions made here (FUSION_RULES, each a rule on the node list, tried in order):
+  [rms_norm] [last_row] linear [split [silu_mul] | add]
+                          one matmul: norm as prologue, several outputs for a
+                          split (fused q/k/v), SiLU-gate or residual-add epilogue
+  rope(q) rope(k) kv_write kv_write
+                          one rope_kv: q rotated in place, k rotated and v copied
+                          into the KV cache
+  add -> rms_norm         one add_rms_norm (where no matmul took the norm)
+  rope(k) -> kv_write     rope writes straight into the cache (where rope_kv did not match)
+With fuse_linears (q/k/v and gate/up stacked) a decoder layer is 6 dispatches.
 
 Buffers: activations come from a pool planned by liveness for the largest n
 (prefill_chunk), so they are allocated once; the pool is shared by all
@@ -82,6 +88,9 @@ class _Lowering:
     pool: "_Pool"
     dispatches: list[Dispatch] = field(default_factory=list)
     where: dict[str, str] = field(default_factory=dict)  # tensor -> buffer name
+    uses: Any = None  # _Uses of the graph being lowered
+    logits_value: str = ""
+    fuse: bool = True  # matmul prologue/epilogue and rope_kv fusions
 
     def slices(self, param: str) -> list[tuple[int, int]]:
         return row_slices(self.weights[param], self.max_binding_bytes)
@@ -147,85 +156,182 @@ class _Pool:
             self.free.append(buffer)
 
 
-def _last_uses(nodes: list[Node]) -> dict[str, int]:
-    last: dict[str, int] = {}
-    for i, node in enumerate(nodes):
-        for t in node.inputs:
-            last[t] = i
-    return last
+class _Uses:
+    """Who reads each tensor: last use and consumer nodes."""
+
+    def __init__(self, nodes: list[Node]):
+        self.last: dict[str, int] = {}
+        self.consumers: dict[str, list[int]] = {}
+        for i, node in enumerate(nodes):
+            for t in node.inputs:
+                self.last[t] = i
+                self.consumers.setdefault(t, []).append(i)
+
+    def only(self, tensor: str, j: int) -> bool:
+        return self.consumers.get(tensor) == [j]
 
 
 def _lower(L: _Lowering, logits_value: str) -> LoweredProgram:
     nodes = L.graph.nodes
-    last = _last_uses(nodes)
-    consumers: dict[str, list[int]] = {}
-    for i, node in enumerate(nodes):
-        for t in node.inputs:
-            consumers.setdefault(t, []).append(i)
-    skip: set[int] = set()
-
-    def out_buffer(i: int, value: str, inplace_of: str | None = None) -> None:
-        L.where[value] = L.where[inplace_of] if inplace_of else L.pool.take(L.elements(value))
-
-    def release_dead(i: int) -> None:
-        # a buffer is free once every tensor living in it (in-place aliases included) is dead
-        for t in set(nodes[i].inputs):
-            if last.get(t) == i and t in L.where and t != logits_value:
-                buf = L.where[t]
-                if all(last.get(o, -1) <= i for o, b in L.where.items() if b == buf):
-                    L.pool.release(buf)
-
-    for i, node in enumerate(nodes):
-        if i in skip:
-            continue
-        a = node.attrs
-        nxt = nodes[i + 1] if i + 1 < len(nodes) else None
-        if node.op == "add" and nxt is not None and nxt.op == "rms_norm" and nxt.inputs[0] == node.outputs[0] \
-                and last.get(node.inputs[0]) == i and node.inputs[0] in L.where and not nxt.attrs.get("group"):
-            # residual += b in place, then norm: the residual value takes the old residual's buffer
-            resid, b = node.inputs
-            cols = L.graph.values[node.outputs[0]].shape[-1]
-            out_buffer(i, node.outputs[0], inplace_of=resid)
-            out_buffer(i + 1, nxt.outputs[0])
-            L.emit(K.AddRmsNormKey(act=L.act, cols=cols, eps=nxt.attrs["eps"], inplace=True),
-                   {"x": node.outputs[0], "b": b, "w": nxt.inputs[1], "out": nxt.outputs[0]})
-            skip.add(i + 1)
-            release_dead(i), release_dead(i + 1)
-            continue
-        if node.op == "rope" and nxt is not None and nxt.op == "kv_write" and nxt.inputs[0] == node.outputs[0] \
-                and consumers[node.outputs[0]] == [i + 1]:
-            L.emit(K.RopeKey(act=L.act, heads=a["heads"], head_dim=a["head_dim"], to_cache=True),
-                   {"x": node.inputs[0], "inv_freq": node.inputs[1], "cache": nxt.inputs[1]})
-            skip.add(i + 1)
-            release_dead(i), release_dead(i + 1)
-            continue
-        if node.op == "last_row" and nxt is not None and nxt.op == "linear" and nxt.inputs[0] == node.outputs[0]:
-            L.where[nxt.outputs[0]] = "logits"
-            _emit_matmul(L, nxt, node.inputs[0], last_row=True)
-            skip.add(i + 1)
-            release_dead(i), release_dead(i + 1)
-            continue
-        LOWER_OP[node.op](L, node, out_buffer, i, logits_value)
-        release_dead(i)
+    L.uses = _Uses(nodes)
+    L.logits_value = logits_value
+    i = 0
+    while i < len(nodes):
+        for rule in FUSION_RULES:
+            used = rule(L, i)
+            if used:
+                break
+        else:
+            LOWER_OP[nodes[i].op](L, nodes[i], i)
+            used = 1
+        for j in range(i, i + used):
+            _release_dead(L, j)
+        i += used
     rows = "1" if "final_last" in L.graph.values else "n"
     return LoweredProgram(L.dispatches, L.where[logits_value], rows)
 
 
-# -- one lowering rule per op ------------------------------------------------------
+def _release_dead(L: _Lowering, i: int) -> None:
+    # a buffer is free once every tensor living in it (in-place aliases included) is dead
+    for t in set(L.graph.nodes[i].inputs):
+        if L.uses.last.get(t) == i and t in L.where and t != L.logits_value:
+            buf = L.where[t]
+            if all(L.uses.last.get(o, -1) <= i for o, b in L.where.items() if b == buf):
+                L.pool.release(buf)
 
-def _out(L: _Lowering, node: Node, out_buffer: Callable, i: int, logits_value: str) -> str:
-    v = node.outputs[0]
-    if v == logits_value:
-        L.where[v] = "logits"
+
+def _new_buffer(L: _Lowering, value: str, alias_of: str | None = None) -> str:
+    if value == L.logits_value:
+        L.where[value] = "logits"
     else:
-        out_buffer(i, v)
-    return v
+        L.where[value] = L.where[alias_of] if alias_of else L.pool.take(L.elements(value))
+    return value
 
 
-def _embedding(L, node, out_buffer, i, lv):
+# -- fusion rules: each matches at node i and returns how many nodes it lowered (0: no match) --
+
+def _matmul_chain(L: _Lowering, i: int) -> int:
+    """[rms_norm] [last_row] linear [split [silu_mul] | add]  ->  one matmul dispatch (per row slice).
+
+    rms_norm -> prologue (norm=True); split -> multi-output (splits); split -> silu_mul ->
+    epilogue "silu_mul" over the stacked [gate; up] weight; add(x, linear) -> epilogue
+    "residual" updating x's buffer in place."""
+    nodes, U = L.graph.nodes, L.uses
+    k, norm, last_row = i, None, False
+    if nodes[k].op == "rms_norm" and not nodes[k].attrs.get("group") and L.fuse:
+        norm = nodes[k]
+        k += 1
+        if k < len(nodes) and nodes[k].op == "last_row" and U.only(norm.outputs[0], k):
+            last_row = True
+            k += 1
+        if k >= len(nodes) or nodes[k].op != "linear" or not U.only(nodes[k - 1].outputs[0], k):
+            return 0
+    elif nodes[k].op == "last_row" and k + 1 < len(nodes) and nodes[k + 1].op == "linear" \
+            and U.only(nodes[k].outputs[0], k + 1):
+        last_row = True
+        k += 1
+    if nodes[k].op != "linear":
+        return 0
+    lin = nodes[k]
+    x = (norm or nodes[i]).inputs[0] if (norm or last_row) else lin.inputs[0]
+    w = lin.inputs[1]
+    rows, cols = L.graph.params[w].shape
+    out = lin.outputs[0]
+    nxt = nodes[k + 1] if k + 1 < len(nodes) else None
+    tensors = {"x": x, "w": w, "bias": lin.inputs[2] if len(lin.inputs) > 2 else ""}
+    kw: dict[str, Any] = {}
+    used = k + 1 - i
+    sliced = len(L.slices(w)) > 1
+    if norm is not None:
+        kw.update(norm=True, norm_eps=norm.attrs["eps"])
+        tensors["norm_w"] = norm.inputs[1]
+    if not L.fuse:
+        tensors["out"] = _new_buffer(L, out)
+    elif nxt is not None and nxt.op == "split" and U.only(out, k + 1) and not sliced:
+        parts = nxt.outputs
+        after = nodes[k + 2] if k + 2 < len(nodes) else None
+        if after is not None and after.op == "silu_mul" and after.inputs == parts and len(parts) == 2 \
+                and nxt.attrs["sizes"][0] == nxt.attrs["sizes"][1] and all(U.only(t, k + 2) for t in parts):
+            kw["epilogue"], rows = "silu_mul", nxt.attrs["sizes"][0]
+            tensors["out"] = _new_buffer(L, after.outputs[0])
+            used += 2
+        else:
+            kw["splits"] = tuple(nxt.attrs["sizes"])
+            for j, t in enumerate(parts):
+                tensors[f"out{j}"] = _new_buffer(L, t)
+            used += 1
+    elif nxt is not None and nxt.op == "add" and nxt.inputs[1] == out and U.only(out, k + 1) \
+            and U.last.get(nxt.inputs[0]) == k + 1 and nxt.inputs[0] in L.where \
+            and L.where[nxt.inputs[0]].startswith("act"):
+        kw["epilogue"] = "residual"
+        tensors["out"] = _new_buffer(L, nxt.outputs[0], alias_of=nxt.inputs[0])
+        used += 1
+    else:
+        tensors["out"] = _new_buffer(L, out)
+    slices = L.slices(w)
+    for piece, (r0, n_rows) in enumerate(slices):
+        many = len(slices) > 1
+        key = K.matmul_key(L.act, L.fmt(w), n_rows if many else rows, cols, bias=len(lin.inputs) > 2,
+                           prefill=L.form == "prefill", last_row=last_row,
+                           row_offset=r0, out_rows=rows if many else 0, **kw)
+        L.emit(key, tensors, piece if many else None)
+    return used
+
+
+def _rope_kv(L: _Lowering, i: int) -> int:
+    """rope(q), rope(k), kv_write(k_rot), kv_write(v) -> one rope_kv dispatch (q rotated in place)."""
+    nodes, U = L.graph.nodes, L.uses
+    if not L.fuse or i + 3 >= len(nodes) or [n.op for n in nodes[i : i + 4]] != ["rope", "rope", "kv_write", "kv_write"]:
+        return 0
+    rq, rk, wk, wv = nodes[i : i + 4]
+    if wk.inputs[0] != rk.outputs[0] or not U.only(rk.outputs[0], i + 2) or not U.only(rq.inputs[0], i) \
+            or rq.attrs["head_dim"] != rk.attrs["head_dim"]:
+        return 0
+    _new_buffer(L, rq.outputs[0], alias_of=rq.inputs[0])
+    L.emit(K.RopeKvKey(act=L.act, heads=rq.attrs["heads"], kv_heads=rk.attrs["heads"], head_dim=rq.attrs["head_dim"]),
+           {"q": rq.outputs[0], "k": rk.inputs[0], "v": wv.inputs[0], "inv_freq": rq.inputs[1],
+            "k_cache": wk.inputs[1], "v_cache": wv.inputs[1]})
+    return 4
+
+
+def _add_rms_norm(L: _Lowering, i: int) -> int:
+    """add -> rms_norm: the residual is updated in place and normalized in one dispatch."""
+    nodes, U = L.graph.nodes, L.uses
+    node = nodes[i]
+    nxt = nodes[i + 1] if i + 1 < len(nodes) else None
+    if node.op != "add" or nxt is None or nxt.op != "rms_norm" or nxt.inputs[0] != node.outputs[0] \
+            or U.last.get(node.inputs[0]) != i or node.inputs[0] not in L.where or nxt.attrs.get("group"):
+        return 0
+    resid, b = node.inputs
+    _new_buffer(L, node.outputs[0], alias_of=resid)
+    _new_buffer(L, nxt.outputs[0])
+    L.emit(K.AddRmsNormKey(act=L.act, cols=L.graph.values[node.outputs[0]].shape[-1], eps=nxt.attrs["eps"],
+                           inplace=True), {"x": node.outputs[0], "b": b, "w": nxt.inputs[1], "out": nxt.outputs[0]})
+    return 2
+
+
+def _rope_to_cache(L: _Lowering, i: int) -> int:
+    """rope(k) -> kv_write: rope writes the rotated rows straight into the cache."""
+    nodes, U = L.graph.nodes, L.uses
+    node = nodes[i]
+    nxt = nodes[i + 1] if i + 1 < len(nodes) else None
+    if node.op != "rope" or nxt is None or nxt.op != "kv_write" or nxt.inputs[0] != node.outputs[0] \
+            or not U.only(node.outputs[0], i + 1):
+        return 0
+    L.emit(K.RopeKey(act=L.act, heads=node.attrs["heads"], head_dim=node.attrs["head_dim"], to_cache=True),
+           {"x": node.inputs[0], "inv_freq": node.inputs[1], "cache": nxt.inputs[1]})
+    return 2
+
+
+FUSION_RULES: list[Callable[[_Lowering, int], int]] = [_matmul_chain, _rope_kv, _add_rms_norm, _rope_to_cache]
+
+
+# -- one lowering rule per op (what is left when no fusion rule matched) -----------------
+
+def _embedding(L, node, i):
     ids, table = node.inputs
     vocab, hidden = L.graph.params[table].shape
-    out = _out(L, node, out_buffer, i, lv)
+    out = _new_buffer(L, node.outputs[0])
     slices = L.slices(table)
     for piece, (r0, rows) in enumerate(slices):
         sliced = len(slices) > 1
@@ -233,70 +339,58 @@ def _embedding(L, node, out_buffer, i, lv):
                {"ids": ids, "w": table, "out": out}, piece if sliced else None)
 
 
-def _rms_norm(L, node, out_buffer, i, lv):
+def _rms_norm(L, node, i):
     x, w = node.inputs
     cols = L.graph.values[x].shape[-1]
     L.emit(K.RmsNormKey(act=L.act, cols=cols, eps=node.attrs["eps"], group=node.attrs.get("group") or 0),
-           {"x": x, "w": w, "out": _out(L, node, out_buffer, i, lv)})
+           {"x": x, "w": w, "out": _new_buffer(L, node.outputs[0])})
 
 
-def _emit_matmul(L, node, x: str, last_row: bool = False) -> None:
-    """x @ W.T (+ bias) into node's output, one dispatch per row slice of W."""
-    w = node.inputs[1]
-    rows, cols = L.graph.params[w].shape
-    slices = L.slices(w)
-    tensors = {"x": x, "w": w, "bias": node.inputs[2] if len(node.inputs) > 2 else "", "out": node.outputs[0]}
-    for piece, (r0, n_rows) in enumerate(slices):
-        sliced = len(slices) > 1
-        key = K.matmul_key(L.act, L.fmt(w), n_rows, cols, bias=len(node.inputs) > 2,
-                           prefill=L.form == "prefill", last_row=last_row,
-                           row_offset=r0, out_rows=rows if sliced else 0)
-        L.emit(key, tensors, piece if sliced else None)
-
-
-def _linear(L, node, out_buffer, i, lv):
-    _out(L, node, out_buffer, i, lv)
-    _emit_matmul(L, node, node.inputs[0])
-
-
-def _rope(L, node, out_buffer, i, lv):
+def _rope(L, node, i):
     a = node.attrs
     L.emit(K.RopeKey(act=L.act, heads=a["heads"], head_dim=a["head_dim"]),
-           {"x": node.inputs[0], "inv_freq": node.inputs[1], "out": _out(L, node, out_buffer, i, lv)})
+           {"x": node.inputs[0], "inv_freq": node.inputs[1], "out": _new_buffer(L, node.outputs[0])})
 
 
-def _kv_write(L, node, out_buffer, i, lv):
+def _kv_write(L, node, i):
     x, cache = node.inputs
     L.emit(K.KvWriteKey(act=L.act, width=L.graph.state[cache].shape[-1]), {"x": x, "cache": cache})
 
 
-def _attention(L, node, out_buffer, i, lv):
+def _attention(L, node, i):
     a = node.attrs
     q, kc, vc = node.inputs
     L.emit(K.AttentionKey(act=L.act, heads=a["heads"], kv_heads=a["kv_heads"], head_dim=a["head_dim"],
                           scale=a["scale"], form=L.form),
-           {"q": q, "k_cache": kc, "v_cache": vc, "out": _out(L, node, out_buffer, i, lv)})
+           {"q": q, "k_cache": kc, "v_cache": vc, "out": _new_buffer(L, node.outputs[0])})
 
 
 def _elementwise(key_type, names):
-    def lower(L, node, out_buffer, i, lv):
+    def lower(L, node, i):
         cols = L.graph.values[node.inputs[0]].shape[-1]
         tensors = dict(zip(names, node.inputs))
-        tensors["out"] = _out(L, node, out_buffer, i, lv)
+        tensors["out"] = _new_buffer(L, node.outputs[0])
         L.emit(key_type(act=L.act, cols=cols), tensors)
+    return lower
+
+
+def _unfused(op):
+    def lower(L, node, i):
+        raise ValueError(f"lowering: {op} node {node.outputs} is only supported fused into the matmul before it")
     return lower
 
 
 LOWER_OP: dict[str, Callable] = {
     "embedding": _embedding,
     "rms_norm": _rms_norm,
-    "linear": _linear,
+    "linear": lambda L, node, i: _matmul_chain(L, i),
     "rope": _rope,
     "kv_write": _kv_write,
     "attention": _attention,
     "silu_mul": _elementwise(K.SiluMulKey, ["gate", "up"]),
     "add": _elementwise(K.AddKey, ["a", "b"]),
     "last_row": _elementwise(K.LastRowKey, ["x"]),
+    "split": _unfused("split"),
 }
 
 
@@ -309,9 +403,16 @@ PROGRAMS = {  # program -> (graph, kernel form)
 }
 
 
+def fusion_supported() -> bool:
+    """Whether the kernel set has the fused matmul (prologue/epilogue/splits) and rope_kv variants."""
+    import inspect
+
+    return hasattr(K, "RopeKvKey") and {"norm", "epilogue", "splits"} <= set(inspect.signature(K.matmul_key).parameters)
+
+
 def lower_bundle(graphs: dict[str, Graph], weights: dict[str, Any], prefill_chunk: int, context_window: int,
                  acts: tuple[str, ...] = ("f32", "f16"),
-                 max_binding_bytes: int = DEFAULT_MAX_BINDING_BYTES) -> dict[str, Any]:
+                 max_binding_bytes: int = DEFAULT_MAX_BINDING_BYTES, fuse: bool = True) -> dict[str, Any]:
     """Programs, buffers and kernels for the manifest (kernels as Kernel objects, keyed by name)."""
     kernels: dict[str, K.Kernel] = {}
     programs: dict[str, dict[str, Any]] = {}
@@ -323,7 +424,7 @@ def lower_bundle(graphs: dict[str, Graph], weights: dict[str, Any], prefill_chun
             g = graphs[gname]
             pool.free = list(pool.sizes)  # every program starts with the whole pool free
             L = _Lowering(g, weights, act, form, 1 if prog == "decode" else prefill_chunk, max_binding_bytes,
-                          kernels, pool)
+                          kernels, pool, fuse=fuse)
             lowered = _lower(L, g.output)
             programs[act][prog] = {"dispatches": [d.to_json() for d in lowered.dispatches],
                                    "logits_rows": lowered.output_rows}

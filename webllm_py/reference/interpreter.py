@@ -30,12 +30,13 @@ def run_graph(graph: Graph, params: dict[str, np.ndarray], state: dict[str, np.n
     for node in graph.nodes:
         args = [env[i] if i in env else params[i] if i in params else state[i] for i in node.inputs]
         out = OPS[node.op].reference(args, node.attrs, ctx)
-        if node.outputs:
+        outs = out if isinstance(out, list) else [out] if node.outputs else []
+        for name, value in zip(node.outputs, outs):
             if precision == "f16":
-                out = out.astype(np.float16).astype(np.float32)
-            expect = eval_shape(graph.values[node.outputs[0]].shape, {"n": ctx.n, "p": ctx.p})
-            assert out.shape == expect, f"{node.op} -> {node.outputs[0]}: {out.shape} != {expect}"
-            env[node.outputs[0]] = out
+                value = value.astype(np.float16).astype(np.float32)
+            expect = eval_shape(graph.values[name].shape, {"n": ctx.n, "p": ctx.p})
+            assert value.shape == expect, f"{node.op} -> {name}: {value.shape} != {expect}"
+            env[name] = value
     return env[graph.output]
 
 
