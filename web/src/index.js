@@ -7,6 +7,10 @@
 //   loader.js        loadBundle & cache utils
 //   sampler.js       docs/sampling.md        tokenizer.js tokenizer.json runtime + stream decoder
 //   chat_template.js transformers-compatible chat templates
+//   gpu_device.js    adapter/device/limits   runtime.js   WebGPU program interpreter
+//   request.js       request validation      token_bytes.js token bytes for logprobs
+//   engine.js        CreateEngine, OpenAI-style chat/completions
+//   worker.js        CreateWorkerEngine (page side)  worker_handler.js  the worker side
 
 export * from "./errors.js";
 export { BUNDLE_FORMAT, KNOWN_MAJOR, fetchManifest, fileUrl, parseManifest, resolveBundleUrl } from "./manifest.js";
@@ -20,5 +24,9 @@ export {
 export { StreamDecoder, Tokenizer } from "./tokenizer.js";
 export { ChatTemplate, applyChatTemplate, selectChatTemplate } from "./chat_template.js";
 
-// Engine (WebGPU program interpreter + OpenAI-style chat.completions) goes here:
-//   export { CreateEngine, Engine } from "./engine.js";
+export { ACT_BYTES, WebGPURuntime, bufferBytes, compileDim, compilePrograms, halfToFloat, planBuffers } from "./runtime.js";
+export { choosePrecision, requiredLimits } from "./gpu_device.js";
+export { InvalidRequestError, StopMatcher } from "./request.js";
+export { CreateEngine, Engine } from "./engine.js";
+export { CreateWorkerEngine, WorkerEngine } from "./worker.js";
+export { WorkerEngineHandler } from "./worker_handler.js";

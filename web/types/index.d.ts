@@ -240,3 +240,250 @@ export function applyChatTemplate(
   messages: ChatMessage[],
   options?: ChatTemplateOptions & { template?: string },
 ): { text: string; ids: number[] };
+
+// ---- WebGPU runtime (src/runtime.js, src/gpu_device.js) --------------------------------
+export type Precision = "f32" | "f16";
+export type DimFn = (n: number, p: number) => number;
+export const ACT_BYTES: { readonly f32: 4; readonly f16: 2 };
+/** A manifest workgroup expression (integers, n, p, + - * //, parentheses) as a function. */
+export function compileDim(expr: string | number): DimFn;
+/** Bytes of one manifest buffer at a precision, rounded up to 16. */
+export function bufferBytes(spec: { bytes?: number; elements?: number; dtype?: string }, precision: Precision): number;
+export function planBuffers(manifest: any, precision: Precision): {
+  sizes: Map<string, number>;
+  maxBuffer: number;
+  maxStorageBuffers: number;
+  maxInvocations: number;
+  maxWorkgroupX: number;
+};
+export function compilePrograms(manifest: any, precision: Precision): Record<string, {
+  dispatches: { kernel: string; bindings: string[]; workgroups: DimFn[] }[];
+  rows: DimFn;
+}>;
+export function halfToFloat(h: number): number;
+export function choosePrecision(requested: "auto" | Precision, hasShaderF16: boolean, available: string[]): Precision;
+export function requiredLimits(
+  plan: { maxBuffer: number; maxStorageBuffers: number; maxInvocations?: number; maxWorkgroupX?: number },
+  adapterLimits: Record<string, number>,
+): Record<string, number>;
+
+/** The LanguageModel the engine drives (webllm_py/runtime/lm.py's verbs, async). */
+export interface LanguageModel {
+  vocabSize: number;
+  contextWindow: number;
+  /** tokens in the KV cache */
+  position: number;
+  reset(): void;
+  truncate(position: number): void;
+  /** Last token's logits; the array may be reused by the next call. */
+  forward(ids: number[]): Promise<Float32Array>;
+  destroy?(): void;
+}
+export interface RuntimeOptions {
+  precision?: "auto" | Precision;
+  gpu?: GPU;
+  adapter?: GPUAdapter;
+  onPipeline?: (done: number, total: number) => void;
+}
+export class WebGPURuntime implements LanguageModel {
+  static create(bundle: { manifest: Manifest; files: Map<string, ArrayBuffer> }, options?: RuntimeOptions): Promise<WebGPURuntime>;
+  device: GPUDevice;
+  precision: Precision;
+  adapterInfo: { vendor: string; architecture: string; description: string };
+  vocabSize: number;
+  contextWindow: number;
+  prefillChunk: number;
+  position: number;
+  /** set once the device is lost; every later call throws it */
+  lost: DeviceLostError | null;
+  stats: { tokens: number; seconds: number };
+  reset(): void;
+  truncate(position: number): void;
+  forward(ids: ArrayLike<number>): Promise<Float32Array>;
+  /** Fresh cache; every position's logits ("score" program). */
+  logits(ids: ArrayLike<number>): Promise<Float32Array[]>;
+  /** Fresh cache; greedy ids, stopping at an eos id. */
+  generate(ids: ArrayLike<number>, maxNewTokens: number): Promise<number[]>;
+  destroy(): void;
+}
+
+// ---- OpenAI-style engine (src/engine.js, src/request.js) ---------------------------------
+export class InvalidRequestError extends WebLLMError {
+  constructor(message: string, param?: string | null);
+  /** the request field at fault */
+  param: string | null;
+}
+export class StopMatcher {
+  constructor(stops: string[]);
+  feed(text: string): [string, boolean];
+  flush(): string;
+}
+
+export type FinishReason = "stop" | "length" | "abort";
+export interface CompletionUsage { prompt_tokens: number; completion_tokens: number; total_tokens: number }
+export interface TopLogprob { token: string; logprob: number; bytes: number[] | null }
+export interface ChatCompletionTokenLogprob extends TopLogprob { top_logprobs: TopLogprob[] }
+export interface ChoiceLogprobs { content: ChatCompletionTokenLogprob[] | null; refusal: null }
+export interface ChatCompletionRequestBase {
+  messages: ChatMessage[];
+  model?: string;
+  max_tokens?: number | null;
+  max_completion_tokens?: number | null;
+  temperature?: number | null;
+  top_p?: number | null;
+  n?: number | null;
+  /** integer in [0, 2^53 - n); same seed → same tokens as the Python engine */
+  seed?: number | null;
+  stop?: string | string[] | null;
+  frequency_penalty?: number | null;
+  presence_penalty?: number | null;
+  repetition_penalty?: number | null;
+  logit_bias?: Record<string, number> | null;
+  logprobs?: boolean | null;
+  top_logprobs?: number | null;
+  /** extra chat template variables, e.g. { enable_thinking: false } */
+  chat_template_kwargs?: Record<string, unknown> | null;
+}
+export interface ChatCompletion {
+  id: string;
+  object: "chat.completion";
+  created: number;
+  model: string;
+  choices: {
+    index: number;
+    message: { role: "assistant"; content: string; refusal: null };
+    finish_reason: FinishReason;
+    logprobs: ChoiceLogprobs | null;
+  }[];
+  usage: CompletionUsage;
+  system_fingerprint: null;
+}
+export interface ChatCompletionChunk {
+  id: string;
+  object: "chat.completion.chunk";
+  created: number;
+  model: string;
+  /** empty in the final usage chunk (stream_options.include_usage) */
+  choices: {
+    index: number;
+    delta: { role: "assistant" | null; content: string | null; refusal: null };
+    finish_reason: FinishReason | null;
+    logprobs: ChoiceLogprobs | null;
+  }[];
+  usage: CompletionUsage | null;
+  system_fingerprint: null;
+}
+export interface CompletionRequestBase extends Omit<ChatCompletionRequestBase, "messages" | "logprobs" | "top_logprobs" | "chat_template_kwargs" | "max_completion_tokens"> {
+  /** a string (tokenized with special tokens) or token ids */
+  prompt: string | number[];
+  /** number of top alternatives per token, 0..20 */
+  logprobs?: number | null;
+}
+export interface Completion {
+  id: string;
+  object: "text_completion";
+  created: number;
+  model: string;
+  choices: {
+    index: number;
+    text: string;
+    finish_reason: FinishReason | null;
+    logprobs: { tokens: string[]; token_logprobs: number[]; top_logprobs: Record<string, number>[]; text_offset: number[] } | null;
+  }[];
+  usage: CompletionUsage | null;
+  system_fingerprint: null;
+}
+type Streaming = { stream: true; stream_options?: { include_usage?: boolean } | null };
+type NotStreaming = { stream?: false | null; stream_options?: null };
+
+export interface ChatCompletionsAPI {
+  create(request: ChatCompletionRequestBase & NotStreaming): Promise<ChatCompletion>;
+  create(request: ChatCompletionRequestBase & Streaming): Promise<AsyncIterableIterator<ChatCompletionChunk>>;
+}
+export interface CompletionsAPI {
+  create(request: CompletionRequestBase & NotStreaming): Promise<Completion>;
+  create(request: CompletionRequestBase & Streaming): Promise<AsyncIterableIterator<Completion>>;
+}
+/** Engine.runtimeStats(): the keys of webllm_py's Engine.runtime_stats. */
+export interface RuntimeStats {
+  prompt_tokens?: number;
+  cached_tokens?: number;
+  prefill_tokens?: number;
+  prefill_seconds?: number;
+  decode_tokens?: number;
+  decode_seconds?: number;
+  prefill_tokens_per_s: number;
+  decode_tokens_per_s: number;
+  [key: string]: number | undefined;
+}
+export interface EngineAPI {
+  chat: { completions: ChatCompletionsAPI };
+  completions: CompletionsAPI;
+  /** Stop the running generation after the current token (finish_reason "abort"). */
+  interruptGenerate(): void;
+  /** Empty the KV cache and the stats. */
+  resetChat(): Promise<void>;
+  runtimeStats(): RuntimeStats;
+  runtimeStatsText(): Promise<string>;
+  /** Free the GPU buffers and the device. */
+  unload(): Promise<void>;
+}
+export class Engine implements EngineAPI {
+  constructor(model: LanguageModel, tokenizer: Tokenizer, options?: { manifest?: Manifest; modelName?: string });
+  model: LanguageModel & Partial<WebGPURuntime>;
+  tokenizer: Tokenizer;
+  modelName: string;
+  eosTokenIds: Set<number>;
+  chat: { completions: ChatCompletionsAPI };
+  completions: CompletionsAPI;
+  interruptGenerate(): void;
+  resetChat(): Promise<void>;
+  runtimeStats(): RuntimeStats;
+  runtimeStatsText(): Promise<string>;
+  unload(): Promise<void>;
+}
+export interface EngineOptions {
+  /** monotonic; downloads fill 0..0.9, GPU upload and kernel compilation the rest; exactly 1 once ready */
+  initProgressCallback?: (report: ProgressReport) => void;
+  /** auto (default): f16 programs only when the adapter has shader-f16 */
+  precision?: "auto" | Precision;
+  /** default true (Cache Storage) */
+  cache?: CacheOption;
+  signal?: AbortSignal;
+  fetch?: typeof fetch;
+  gpu?: GPU;
+  adapter?: GPUAdapter;
+  /** the `model` of responses (default: the manifest's model.id) */
+  modelName?: string;
+}
+export function CreateEngine(bundleUrl: string | URL, options?: EngineOptions): Promise<Engine>;
+
+// ---- worker engine (src/worker.js, src/worker_handler.js) --------------------------------
+export interface WorkerEngineOptions {
+  initProgressCallback?: (report: ProgressReport) => void;
+  precision?: "auto" | Precision;
+  /** true / false / a Cache Storage scope (cache objects cannot cross to a worker) */
+  cache?: boolean | string;
+  signal?: AbortSignal;
+  modelName?: string;
+}
+export class WorkerEngine implements EngineAPI {
+  constructor(worker: Worker);
+  worker: Worker;
+  modelName: string;
+  chat: { completions: ChatCompletionsAPI };
+  completions: CompletionsAPI;
+  interruptGenerate(): void;
+  resetChat(): Promise<void>;
+  /** the stats of the last finished request */
+  runtimeStats(): RuntimeStats;
+  runtimeStatsText(): Promise<string>;
+  /** frees the worker's GPU resources; the worker itself stays */
+  unload(): Promise<void>;
+}
+/** An engine inside `worker` (a module worker running WorkerEngineHandler, e.g. dist/worker.js). */
+export function CreateWorkerEngine(worker: Worker, bundleUrl: string | URL, options?: WorkerEngineOptions): Promise<WorkerEngine>;
+export class WorkerEngineHandler {
+  constructor(scope?: { addEventListener: Function; postMessage: Function }, options?: { createEngine?: typeof CreateEngine });
+  engine: Engine | null;
+}

@@ -95,6 +95,17 @@ def browser_skip_reason() -> str | None:
 Override = bytes | Callable[[str], "tuple[int, bytes, str] | None"]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        # A page that aborts a download (a failed integrity check cancels the others) closes
+        # the socket mid-response: expected, not worth a traceback.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class StaticServer:
     """Serve folders under URL prefixes from 127.0.0.1 on a free port (see the module doc).
 
@@ -117,7 +128,7 @@ class StaticServer:
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd = _QuietServer((host, port), Handler)
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -1,0 +1,254 @@
+"""The npm package (web/dist) in headless Chromium with WebGPU on SwiftShader, against the
+native (wgpu-py) runtime on the same bundles.
+
+One Chromium for the module; each test opens its own browser context (its own Cache
+Storage). Pages come from a StaticServer on 127.0.0.1 (a secure context) serving web/dist,
+web/test_pages and the bundles; its request log and overrides drive the cache and integrity
+tests.
+
+Tolerance: browser logits vs native f32 logits within 1e-3 · max|logit| — the same f32
+programs run on two drivers (SwiftShader vs lavapipe), whose float rounding (fma
+contraction, exp/inversesqrt precision) differs slightly; greedy token ids must match exactly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from webllm_py.testing.browser import StaticServer, browser_skip_reason, webgpu_browser  # noqa: F401
+
+from conftest import REPO, SHARED_MODELS
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+WEB = REPO / "web"
+PROMPT = "Once upon a time"
+LOGIT_RTOL = 1e-3  # × max|logit|, see the module doc
+
+
+def _ensure_dist() -> None:
+    """web/dist/index.js, built with `npm run build` when missing (skip when it cannot be)."""
+    if (WEB / "dist" / "index.js").exists() and (WEB / "dist" / "worker.js").exists():
+        return
+    npm = shutil.which("npm")
+    if npm is None or not (WEB / "node_modules").exists():
+        pytest.skip("web/dist is not built and cannot be (run `npm install && npm run build` in web/)")
+    subprocess.run([npm, "run", "build"], cwd=WEB, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def bundles(tiny_bundles, tmp_path_factory) -> dict[str, Path]:
+    """name → bundle folder: the tiny llama in q4 and f32, and stories260k (q4) when present."""
+    out = {"q4": tiny_bundles("llama", "q4"), "f32": tiny_bundles("llama", "f32")}
+    st = SHARED_MODELS / "stories260k"
+    if st.exists():
+        import webllm_py
+
+        out["stories"] = webllm_py.build(st, tmp_path_factory.mktemp("stories") / "b", quantization="q4", progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(bundles):
+    reason = browser_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    _ensure_dist()
+    routes = {"/dist/": WEB / "dist", "/test_pages/": WEB / "test_pages"}
+    routes.update({f"/b/{name}/": path for name, path in bundles.items()})
+    with StaticServer(routes) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def native():
+    """name → (model, Engine) on the native runtime, f32 programs, built on first use."""
+    import webllm_py
+    from webllm_py.runtime.engine import Engine
+
+    cache: dict[str, tuple] = {}
+
+    def get(path: Path):
+        if path not in cache:
+            m = webllm_py.load(path, backend="native", precision="f32")
+            cache[path] = (m, Engine(m))
+        return cache[path]
+
+    return get
+
+
+def _open(browser, server, context=None):
+    page = browser.new_page(server.url("/test_pages/engine.html"), context=context)
+    page.wait_for_function("window.webllmReady === true")
+    return page
+
+
+def _eval(browser, page, script: str, arg=None):
+    """page.evaluate with the browser console in the failure message."""
+    try:
+        return page.evaluate(script, arg)
+    except Exception as e:  # playwright.Error: add what the page logged
+        raise AssertionError(f"{e}\n--- browser console ---\n{browser.console_tail()}") from None
+
+
+CREATE = """async ([url, opts]) => {
+  const progress = [];
+  window.engine = await webllm.CreateEngine(url, { ...opts, initProgressCallback: (r) => progress.push(r.progress) });
+  return { progress, precision: window.engine.model.precision };
+}"""
+
+
+@pytest.mark.parametrize("name", ["q4", "f32", "stories"])
+def test_greedy_tokens_and_text_match_native(webgpu_browser, server, bundles, native, name):
+    if name not in bundles:
+        pytest.skip(f"{SHARED_MODELS / 'stories260k'} is absent")
+    model, engine = native(bundles[name])
+    ids = engine.tokenizer.encode(PROMPT, add_special_tokens=True)
+    want_ids = model.generate(ids, 8)
+    want = engine.completions.create(prompt=PROMPT, max_tokens=8, temperature=0)
+    page = _open(webgpu_browser, server)
+    made = _eval(webgpu_browser, page, CREATE, [server.url(f"/b/{name}/"), {}])
+    assert made["precision"] == "f32", "SwiftShader has no shader-f16: auto must pick the f32 programs"
+    got = _eval(webgpu_browser, page, """async (ids) => {
+      const gen = await engine.model.generate(ids, 8);
+      const r = await engine.completions.create({ prompt: "%s", max_tokens: 8, temperature: 0 });
+      return { gen, text: r.choices[0].text, finish: r.choices[0].finish_reason, usage: r.usage };
+    }""" % PROMPT, ids)
+    assert got["gen"] == want_ids
+    assert got["text"] == want.choices[0].text
+    assert got["finish"] == want.choices[0].finish_reason
+    assert got["usage"] == want.usage.to_dict()
+    page.context.close()
+
+
+@pytest.mark.parametrize("name", ["q4", "f32"])
+def test_logits_match_native_f32(webgpu_browser, server, bundles, native, name):
+    model, engine = native(bundles[name])
+    ids = engine.tokenizer.encode("The quick brown fox jumps over the lazy dog", add_special_tokens=True)
+    want = model.logits(ids)
+    page = _open(webgpu_browser, server)
+    _eval(webgpu_browser, page, CREATE, [server.url(f"/b/{name}/"), {"precision": "f32", "cache": False}])
+    got = np.array(_eval(webgpu_browser, page, "async (ids) => (await engine.model.logits(ids)).map((r) => Array.from(r))", ids))
+    assert got.shape == want.shape
+    scale = float(np.abs(want).max())
+    err = float(np.abs(got - want).max())
+    assert err <= LOGIT_RTOL * scale, f"max |browser - native| = {err:.3g}, max |logit| = {scale:.3g}"
+    # decode steps (the "decode" program after a prefill) agree too
+    last = np.array(_eval(webgpu_browser, page, """async (ids) => {
+      engine.model.reset(); await engine.model.forward(ids.slice(0, -1));
+      return Array.from(await engine.model.forward(ids.slice(-1)));
+    }""", ids))
+    assert float(np.abs(last - want[-1]).max()) <= LOGIT_RTOL * scale
+    page.context.close()
+
+
+def test_seeded_sampling_streaming_and_worker_match_python(webgpu_browser, server, bundles, native):
+    _, engine = native(bundles["q4"])
+    messages = [{"role": "user", "content": "hello"}]
+    params = dict(temperature=0.8, top_p=0.9, seed=7, max_tokens=12)
+    want = engine.chat.completions.create(messages=messages, **params)
+    page = _open(webgpu_browser, server)
+    _eval(webgpu_browser, page, CREATE, [server.url("/b/q4/"), {}])
+    got = _eval(webgpu_browser, page, """async ([messages, params]) => {
+      const r = await engine.chat.completions.create({ messages, ...params });
+      let streamed = "", finish = null;
+      for await (const c of await engine.chat.completions.create({ messages, ...params, stream: true })) {
+        streamed += c.choices[0]?.delta?.content ?? "";
+        finish = c.choices[0]?.finish_reason ?? finish;
+      }
+      const worker = new Worker("/dist/worker.js", { type: "module" });
+      const we = await webllm.CreateWorkerEngine(worker, "/b/q4/");
+      const w = await we.chat.completions.create({ messages, ...params });
+      let wStreamed = "";
+      for await (const c of await we.chat.completions.create({ messages, ...params, stream: true })) wStreamed += c.choices[0]?.delta?.content ?? "";
+      await we.unload();
+      worker.terminate();
+      return { text: r.choices[0].message.content, finish: r.choices[0].finish_reason, usage: r.usage,
+               streamed, streamFinish: finish, worker: w.choices[0].message.content, wStreamed };
+    }""", [messages, params])
+    text = want.choices[0].message.content
+    assert got["text"] == text
+    assert got["finish"] == want.choices[0].finish_reason
+    assert got["usage"] == want.usage.to_dict()
+    assert got["streamed"] == text and got["streamFinish"] == got["finish"]
+    assert got["worker"] == text and got["wStreamed"] == text
+    page.context.close()
+
+
+def _bin_requests(log: list[str]) -> list[str]:
+    return [u for u in log if u.endswith(".bin")]
+
+
+def test_cache_reload_corruption_and_integrity(webgpu_browser, server, bundles):
+    ctx = webgpu_browser.new_context()
+    requests: list[str] = []
+    ctx.on("request", lambda r: requests.append(r.url))
+    page = _open(webgpu_browser, server, ctx)
+    cold = _eval(webgpu_browser, page, CREATE, [server.url("/b/q4/"), {}])
+    p = cold["progress"]
+    assert p and all(b >= a for a, b in zip(p, p[1:])), p
+    assert p[-1] == 1 and p.count(1) == 1, p
+    shards = _bin_requests(requests)
+    assert shards, "the cold load fetched the weight shards"
+
+    # Reload: everything from Cache Storage, zero shard requests.
+    requests.clear()
+    page.reload()
+    page.wait_for_function("window.webllmReady === true")
+    _eval(webgpu_browser, page, CREATE, [server.url("/b/q4/"), {}])
+    assert _bin_requests(requests) == []
+
+    # A shard corrupted inside Cache Storage is detected and refetched, and the engine works.
+    shard = shards[0]
+    _eval(webgpu_browser, page, """async (url) => {
+      const c = await caches.open(webllm.DEFAULT_CACHE_SCOPE);
+      const old = await c.match(url);
+      const bytes = new Uint8Array(await old.arrayBuffer());
+      bytes[0] ^= 0xff;
+      await c.put(url, new Response(bytes));
+    }""", shard)
+    requests.clear()
+    _eval(webgpu_browser, page, CREATE, [server.url("/b/q4/"), {}])
+    assert _bin_requests(requests) == [shard]
+    r = _eval(webgpu_browser, page, "async () => (await engine.completions.create({prompt: 'a', max_tokens: 2, temperature: 0})).usage")
+    assert r["completion_tokens"] >= 1
+
+    # A server that keeps sending a wrong shard: IntegrityError naming the file.
+    path = shard[len(server.origin):]
+    server.override(path, b"not the shard")
+    try:
+        err = _eval(webgpu_browser, page, """async (url) => {
+          try { await webllm.CreateEngine(url, { cache: false }); return null; }
+          catch (e) { return { name: e.name, path: e.path, integrity: e instanceof webllm.IntegrityError }; }
+        }""", server.url("/b/q4/"))
+    finally:
+        server.override(path, None)
+    assert err == {"name": "IntegrityError", "path": path.split("/b/q4/", 1)[1], "integrity": True}
+    ctx.close()
+
+
+def test_errors_device_lost_and_recreate(webgpu_browser, server, bundles):
+    page = _open(webgpu_browser, server)
+    got = _eval(webgpu_browser, page, """async (url) => {
+      const out = {};
+      let engine = await webllm.CreateEngine(url, { cache: false });
+      try { await engine.completions.create({ prompt: "a ".repeat(400) }); }
+      catch (e) { out.context = e.name; }
+      try { await webllm.CreateEngine(url, { precision: "f16", cache: false }); }
+      catch (e) { out.f16 = e.name; }
+      engine.model.device.destroy();                 // what a driver reset looks like
+      await engine.model.device.lost;
+      try { await engine.completions.create({ prompt: "a", max_tokens: 2 }); }
+      catch (e) { out.lost = e.name; }
+      engine = await webllm.CreateEngine(url, { cache: false });   // and the engine can be re-created
+      out.after = (await engine.completions.create({ prompt: "a", max_tokens: 2, temperature: 0 })).usage.completion_tokens;
+      await engine.unload();
+      return out;
+    }""", server.url("/b/q4/"))
+    assert got == {"context": "ContextWindowExceededError", "f16": "FeatureSupportError", "lost": "DeviceLostError", "after": 2}
+    page.context.close()

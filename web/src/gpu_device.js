@@ -1,0 +1,97 @@
+// Adapter and device for a bundle: picks the program precision from the adapter's features
+// (f16 programs only with "shader-f16": SwiftShader and many mobile GPUs lack it) and raises
+// the buffer limits to what the bundle's largest buffer needs, as webllm_py/runtime/device.py.
+import { BundleError, FeatureSupportError, WebGPUNotAvailableError } from "./errors.js";
+
+// WebGPU's default limits: only ask for more when the bundle needs more (a device asked for
+// more than it needs may be refused on smaller adapters).
+const DEFAULT_LIMITS = {
+  maxStorageBufferBindingSize: 128 << 20,
+  maxBufferSize: 256 << 20,
+  maxStorageBuffersPerShaderStage: 8,
+  maxComputeInvocationsPerWorkgroup: 256,
+  maxComputeWorkgroupSizeX: 256,
+};
+
+/**
+ * @typedef {{maxBuffer: number, maxStorageBuffers: number, maxInvocations?: number, maxWorkgroupX?: number}} BufferPlan
+ * @typedef {object} DeviceRequest
+ * @property {any} manifest
+ * @property {"auto"|"f32"|"f16"} precision
+ * @property {GPU} [gpu] defaults to navigator.gpu
+ * @property {GPUAdapter} [adapter]
+ * @property {(precision: "f32"|"f16") => BufferPlan} limitsFor the bundle's needs at a precision
+ */
+
+/**
+ * Choose the program precision: "auto" → f16 when the adapter has shader-f16 and the bundle
+ * has f16 programs, else f32; an explicit "f16" without the feature is FeatureSupportError.
+ * @param {"auto"|"f32"|"f16"} requested @param {boolean} hasF16 @param {string[]} available program precisions
+ * @returns {"f32"|"f16"}
+ */
+export function choosePrecision(requested, hasF16, available) {
+  if (requested === "f16" && !hasF16) {
+    throw new FeatureSupportError("shader-f16", "Load with precision: \"f32\" or \"auto\" (f32 programs work everywhere).");
+  }
+  const p = requested === "auto" ? (hasF16 && available.includes("f16") ? "f16" : "f32") : requested;
+  if (!available.includes(p)) throw new BundleError(`bundle has no ${p} programs (has: ${available.join(", ")})`);
+  return p;
+}
+
+/**
+ * The limits to request: the bundle's needs where they exceed the defaults; FeatureSupportError
+ * naming the limit when the adapter allows less.
+ * @param {BufferPlan} plan @param {Record<string, number>} adapterLimits
+ * @returns {Record<string, number>}
+ */
+export function requiredLimits(plan, adapterLimits) {
+  const need = {
+    maxStorageBufferBindingSize: plan.maxBuffer,
+    maxBufferSize: plan.maxBuffer,
+    maxStorageBuffersPerShaderStage: plan.maxStorageBuffers,
+    maxComputeInvocationsPerWorkgroup: plan.maxInvocations ?? 1,
+    maxComputeWorkgroupSizeX: plan.maxWorkgroupX ?? 1,
+  };
+  /** @type {Record<string, number>} */
+  const out = {};
+  for (const [k, v] of Object.entries(need)) {
+    const have = adapterLimits[k];
+    if (have != null && v > have) {
+      throw new FeatureSupportError(`${k} >= ${v}`, `This adapter allows ${have}. Use a bundle built with a smaller ` +
+        "--prefill-chunk / --context-window or a smaller model, or a GPU with higher limits.");
+    }
+    if (v > /** @type {any} */ (DEFAULT_LIMITS)[k]) out[k] = v;
+  }
+  return out;
+}
+
+/**
+ * @param {DeviceRequest} req
+ * @returns {Promise<{device: GPUDevice, adapter: GPUAdapter, precision: "f32"|"f16", adapterInfo: Record<string, string>}>}
+ */
+export async function acquireDevice(req) {
+  let adapter = req.adapter ?? null;
+  if (!adapter) {
+    const gpu = req.gpu ?? globalThis.navigator?.gpu;
+    if (!gpu) {
+      const insecure = globalThis.isSecureContext === false ? "this page is not a secure context" : "navigator.gpu is undefined";
+      throw new WebGPUNotAvailableError(insecure);
+    }
+    adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+    if (!adapter) throw new WebGPUNotAvailableError("requestAdapter() returned null: no usable GPU adapter");
+  }
+  const hasF16 = adapter.features.has("shader-f16");
+  const precision = choosePrecision(req.precision, hasF16, Object.keys(req.manifest.programs ?? {}));
+  const limits = requiredLimits(req.limitsFor(precision), /** @type {any} */ (adapter.limits));
+  /** @type {GPUFeatureName[]} */
+  const features = precision === "f16" ? ["shader-f16"] : [];
+  let device;
+  try {
+    device = await adapter.requestDevice({ requiredFeatures: features, requiredLimits: limits, label: "webllm-py" });
+  } catch (cause) {
+    throw new FeatureSupportError(JSON.stringify({ features, limits }), `requestDevice failed: ${/** @type {any} */ (cause)?.message ?? cause}`);
+  }
+  const info = /** @type {any} */ (adapter).info ?? {};
+  const adapterInfo = { vendor: String(info.vendor ?? ""), architecture: String(info.architecture ?? ""), description: String(info.description ?? "") };
+  return { device, adapter, precision, adapterInfo };
+}

@@ -1,0 +1,514 @@
+// The WebGPU runtime: interprets a bundle's programs (manifest.programs) on a GPUDevice,
+// exactly as webllm_py/runtime/native.py does with wgpu-py.
+//
+// Everything per step is prepared at load: weights uploaded once from the shard bytes,
+// activation / KV-cache / ids / step-uniform / logits / staging buffers allocated once,
+// pipelines built from explicit bind group layouts (never layout "auto": a binding the
+// shader declares but does not use must still be bound, as in native.py), and one bind
+// group per dispatch. A step writes the ids and the 16-byte step uniform [n, p, 0, 0],
+// records every dispatch of one program in one compute pass, copies the logits rows to a
+// MAP_READ staging buffer, submits once and maps it: one submission and one readback per
+// step, no GPU allocation, and the ids/step typed arrays are reused.
+import { BundleError, ContextWindowExceededError, DeviceLostError } from "./errors.js";
+import { acquireDevice } from "./gpu_device.js";
+
+/** Bytes per activation element for each program precision. */
+export const ACT_BYTES = /** @type {const} */ ({ f32: 4, f16: 2 });
+export const PRECISIONS = /** @type {const} */ (["auto", "f32", "f16"]);
+
+/** @typedef {"f32"|"f16"} Precision */
+/** @typedef {(n: number, p: number) => number} DimFn */
+
+// GPUBufferUsage / GPUShaderStage / GPUMapMode values (spec constants), so this module
+// also loads where the WebGPU globals are absent (node unit tests).
+const USAGE = { MAP_READ: 0x1, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80 };
+const COMPUTE_STAGE = 0x4;
+const MAP_READ_MODE = 0x1;
+const BUFFER_TYPES = { read: "read-only-storage", read_write: "storage", uniform: "uniform" };
+
+// ---- workgroup expressions ------------------------------------------------------------
+
+/**
+ * Compile a workgroup-count expression of the manifest ("(n * 4 + 63) // 64") into a
+ * function of (n, p). The grammar is webllm_py.ir.graph's: integers, n, p, + - * //
+ * (floor division, as Python) and parentheses. Built as closures, not `new Function`, so
+ * pages with a strict Content-Security-Policy (no 'unsafe-eval') can run it.
+ * @param {string|number} expr
+ * @returns {DimFn}
+ */
+export function compileDim(expr) {
+  if (typeof expr === "number") {
+    if (!Number.isInteger(expr)) throw new BundleError(`workgroup count ${expr} is not an integer`);
+    return () => expr;
+  }
+  const src = String(expr);
+  const tokens = src.match(/\d+|\/\/|[np+\-*()]|\S/g) ?? [];
+  let i = 0;
+  const fail = (/** @type {string} */ why) => {
+    throw new BundleError(`bad workgroup expression ${JSON.stringify(src)}: ${why}`);
+  };
+  /** @returns {DimFn} */
+  const atom = () => {
+    const t = tokens[i++];
+    if (t === undefined) return fail("unexpected end");
+    if (/^\d+$/.test(t)) {
+      const v = Number(t);
+      return () => v;
+    }
+    if (t === "n") return (n) => n;
+    if (t === "p") return (_n, p) => p;
+    if (t === "-") {
+      const a = atom();
+      return (n, p) => -a(n, p);
+    }
+    if (t === "(") {
+      const e = sum();
+      if (tokens[i++] !== ")") fail("missing )");
+      return e;
+    }
+    return fail(`unexpected ${JSON.stringify(t)}`);
+  };
+  /** @returns {DimFn} */
+  const product = () => {
+    let a = atom();
+    while (tokens[i] === "*" || tokens[i] === "//") {
+      const op = tokens[i++];
+      const l = a, r = atom();
+      a = op === "*"
+        ? (n, p) => l(n, p) * r(n, p)
+        : (n, p) => {
+            const d = r(n, p);
+            if (d === 0) throw new BundleError(`division by zero in workgroup expression ${JSON.stringify(src)}`);
+            return Math.floor(l(n, p) / d); // Python // floors toward -inf; exact for these magnitudes
+          };
+    }
+    return a;
+  };
+  /** @returns {DimFn} */
+  const sum = () => {
+    let a = product();
+    while (tokens[i] === "+" || tokens[i] === "-") {
+      const op = tokens[i++];
+      const l = a, r = product();
+      a = op === "+" ? (n, p) => l(n, p) + r(n, p) : (n, p) => l(n, p) - r(n, p);
+    }
+    return a;
+  };
+  const f = sum();
+  if (i !== tokens.length) fail(`unexpected ${JSON.stringify(tokens[i])}`);
+  return f;
+}
+
+// ---- buffer planning --------------------------------------------------------------------
+
+/** Round up to a multiple of 16 bytes (at least 16), as native.py. @param {number} n */
+export const round16 = (n) => Math.max(16, Math.ceil(n / 16) * 16);
+
+/**
+ * Bytes of one manifest buffer at a precision: `bytes`, or elements × (2|4 for "act", 4 for
+ * i32), rounded up to 16.
+ * @param {{bytes?: number, elements?: number, dtype?: string}} spec
+ * @param {Precision} precision
+ */
+export function bufferBytes(spec, precision) {
+  if (spec.bytes != null) return round16(spec.bytes);
+  const elem = spec.dtype === "act" ? ACT_BYTES[precision] : 4;
+  return round16(/** @type {number} */ (spec.elements) * elem);
+}
+
+/**
+ * The size of every buffer, the largest one, the most storage bindings of one kernel and the
+ * largest workgroup: what the device's limits must allow.
+ * @param {any} manifest
+ * @param {Precision} precision
+ * @returns {{sizes: Map<string, number>, maxBuffer: number, maxStorageBuffers: number, maxInvocations: number, maxWorkgroupX: number}}
+ */
+export function planBuffers(manifest, precision) {
+  if (!manifest.buffers || !manifest.programs || !manifest.kernels) {
+    throw new BundleError("bundle has no programs (built by an older webllm-py?); rebuild it");
+  }
+  const sizes = new Map(Object.entries(manifest.buffers).map(([name, b]) => [name, bufferBytes(/** @type {any} */ (b), precision)]));
+  let maxStorageBuffers = 0, maxInvocations = 1, maxWorkgroupX = 1;
+  for (const k of Object.values(manifest.kernels)) {
+    const kernel = /** @type {any} */ (k);
+    const storage = kernel.bindings.filter((/** @type {[string, string]} */ b) => b[1] !== "uniform").length;
+    maxStorageBuffers = Math.max(maxStorageBuffers, storage);
+    const [x = 1, y = 1, z = 1] = kernel.workgroup_size ?? [];
+    maxInvocations = Math.max(maxInvocations, x * y * z);
+    maxWorkgroupX = Math.max(maxWorkgroupX, x);
+  }
+  return { sizes, maxBuffer: Math.max(...sizes.values()), maxStorageBuffers, maxInvocations, maxWorkgroupX };
+}
+
+/**
+ * Programs of one precision with their workgroup expressions compiled.
+ * @param {any} manifest @param {Precision} precision
+ * @returns {Record<string, {dispatches: {kernel: string, bindings: string[], workgroups: DimFn[]}[], rows: DimFn}>}
+ */
+export function compilePrograms(manifest, precision) {
+  const progs = manifest.programs?.[precision];
+  if (!progs) throw new BundleError(`bundle has no ${precision} programs (has: ${Object.keys(manifest.programs ?? {}).join(", ")})`);
+  /** @type {Record<string, any>} */
+  const out = {};
+  for (const [name, prog] of Object.entries(progs)) {
+    out[name] = {
+      dispatches: prog.dispatches.map((/** @type {any} */ d) => {
+        if (!manifest.kernels[d.kernel]) throw new BundleError(`program ${name} uses unknown kernel ${d.kernel}`);
+        for (const b of d.bindings) if (!manifest.buffers[b]) throw new BundleError(`kernel ${d.kernel} binds unknown buffer ${b}`);
+        return { kernel: d.kernel, bindings: d.bindings, workgroups: d.workgroups.map(compileDim) };
+      }),
+      rows: compileDim(prog.logits_rows),
+    };
+  }
+  for (const need of ["decode", "prefill"]) if (!out[need]) throw new BundleError(`bundle has no "${need}" program for ${precision}`);
+  return out;
+}
+
+// ---- f16 readback ---------------------------------------------------------------------------
+
+/** @type {Float32Array|null} */
+let HALF_TABLE = null;
+
+/** IEEE half (as a u16) to float. @param {number} h */
+export function halfToFloat(h) {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24; // zero / subnormal
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/**
+ * Convert f16 values to f32 into `out` through a 65536-entry table (256 KiB, built once:
+ * a table lookup per logit keeps the per-token conversion of a 150k vocabulary cheap).
+ * @param {Uint16Array} src @param {Float32Array} out
+ */
+export function halfsToFloats(src, out) {
+  if (!HALF_TABLE) {
+    HALF_TABLE = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) HALF_TABLE[h] = halfToFloat(h);
+  }
+  const t = HALF_TABLE;
+  for (let i = 0; i < src.length; i++) out[i] = t[src[i]];
+  return out;
+}
+
+// ---- the runtime --------------------------------------------------------------------------------
+
+/**
+ * @typedef {object} RuntimeOptions
+ * @property {"auto"|"f32"|"f16"} [precision] auto: f16 programs only when the adapter has shader-f16
+ * @property {GPU} [gpu] defaults to navigator.gpu
+ * @property {GPUAdapter} [adapter] use this adapter instead of requesting one
+ * @property {(done: number, total: number) => void} [onPipeline] pipeline compile progress
+ */
+
+/**
+ * The LanguageModel of webllm_py/runtime/lm.py on WebGPU. Methods are async (mapAsync);
+ * one call at a time (the engine serializes requests).
+ */
+export class WebGPURuntime {
+  /**
+   * Upload the bundle's weights and build every pipeline.
+   * @param {{manifest: any, files: Map<string, ArrayBuffer>}} bundle loadBundle's result
+   * @param {RuntimeOptions} [options]
+   */
+  static async create(bundle, options = {}) {
+    const { manifest, files } = bundle;
+    const precisionOpt = options.precision ?? "auto";
+    if (!PRECISIONS.includes(precisionOpt)) throw new TypeError(`precision must be one of ${PRECISIONS.join(", ")}, got ${precisionOpt}`);
+    planBuffers(manifest, "f32"); // validates that the bundle has programs at all
+    const gpu = await acquireDevice({
+      manifest, precision: precisionOpt, gpu: options.gpu, adapter: options.adapter,
+      limitsFor: (/** @type {Precision} */ p) => planBuffers(manifest, p),
+    });
+    const rt = new WebGPURuntime(manifest, gpu.device, gpu.precision, gpu.adapterInfo);
+    try {
+      rt._createBuffers(files);
+      await rt._createPipelines(files, options.onPipeline);
+    } catch (err) {
+      rt.destroy();
+      throw err;
+    }
+    return rt;
+  }
+
+  /**
+   * @param {any} manifest @param {GPUDevice} device @param {Precision} precision
+   * @param {Record<string, string>} adapterInfo
+   */
+  constructor(manifest, device, precision, adapterInfo) {
+    this.manifest = manifest;
+    this.device = device;
+    this.precision = precision;
+    this.adapterInfo = adapterInfo;
+    this.vocabSize = Number(manifest.model.config.vocab_size);
+    this.contextWindow = Number(manifest.context_window);
+    this.prefillChunk = Number(manifest.prefill_chunk ?? 1);
+    this.eosTokenIds = new Set(manifest.tokenizer?.eos_token_ids ?? []);
+    this.position = 0;
+    /** @type {DeviceLostError|null} set once the device is lost; every later call throws it */
+    this.lost = null;
+    /** @type {Map<string, GPUBuffer>} */
+    this.buffers = new Map();
+    /** @type {Record<string, {steps: {pipeline: GPUComputePipeline, bindGroup: GPUBindGroup, workgroups: DimFn[]}[], rows: DimFn}>} */
+    this.programs = {};
+    /** @type {{tokens: number, seconds: number}} */
+    this.stats = { tokens: 0, seconds: 0 };
+    const { sizes } = planBuffers(manifest, precision);
+    this.sizes = sizes;
+    // Reused per step: the ids (i32, up to prefill_chunk) and the step uniform [n, p, 0, 0].
+    this._ids = new Int32Array(Math.max(this.prefillChunk, 1));
+    this._step = new Uint32Array(4);
+    // The last logits row, reused per decode step (valid until the next call).
+    this._row = new Float32Array(this.vocabSize);
+    /** @type {GPUBuffer|null} the MAP_READ copy of the logits rows */
+    this.staging = null;
+    this._destroyed = false;
+    device.lost.then((info) => {
+      if (!this._destroyed) this.lost = new DeviceLostError(info.reason, info.message);
+    });
+  }
+
+  /** @param {Map<string, ArrayBuffer>} files */
+  _createBuffers(files) {
+    const d = this.device;
+    for (const [name, b] of Object.entries(this.manifest.buffers)) {
+      const spec = /** @type {any} */ (b);
+      let usage = USAGE.STORAGE | USAGE.COPY_DST;
+      if (spec.kind === "uniform") usage = USAGE.UNIFORM | USAGE.COPY_DST;
+      else if (spec.kind === "output") usage |= USAGE.COPY_SRC;
+      const buf = d.createBuffer({ size: /** @type {number} */ (this.sizes.get(name)), usage, label: name });
+      this.buffers.set(name, buf);
+      if (spec.kind === "weight") this._upload(buf, spec, files);
+    }
+    if (!this.buffers.has("logits") || !this.buffers.has("ids") || !this.buffers.has("step")) {
+      throw new BundleError("bundle buffers lack ids, step or logits");
+    }
+    this.staging = d.createBuffer({
+      size: /** @type {number} */ (this.sizes.get("logits")), usage: USAGE.MAP_READ | USAGE.COPY_DST, label: "logits-staging",
+    });
+  }
+
+  /** Copy one weight part from its shard into `buf`. @param {GPUBuffer} buf @param {any} spec @param {Map<string, ArrayBuffer>} files */
+  _upload(buf, spec, files) {
+    const ref = this.manifest.weights?.[spec.param]?.parts?.[spec.part];
+    if (!ref) throw new BundleError(`weight ${spec.param}/${spec.part} is not in manifest.weights`);
+    const shard = files.get(ref.file);
+    if (!shard) throw new BundleError(`weight shard ${ref.file} was not loaded`);
+    if (ref.offset + ref.nbytes > shard.byteLength) throw new BundleError(`weight ${spec.param}/${spec.part} lies past the end of ${ref.file}`);
+    if (ref.nbytes % 4 === 0) {
+      this.device.queue.writeBuffer(buf, 0, shard, ref.offset, ref.nbytes);
+    } else {
+      // writeBuffer sizes must be multiples of 4 (an odd count of f16 scales): pad with zeros.
+      const padded = new Uint8Array(Math.ceil(ref.nbytes / 4) * 4);
+      padded.set(new Uint8Array(shard, ref.offset, ref.nbytes));
+      this.device.queue.writeBuffer(buf, 0, padded);
+    }
+  }
+
+  /** @param {Map<string, ArrayBuffer>} files @param {((done: number, total: number) => void)|undefined} onPipeline */
+  async _createPipelines(files, onPipeline) {
+    const d = this.device;
+    const compiled = compilePrograms(this.manifest, this.precision);
+    const used = [...new Set(Object.values(compiled).flatMap((p) => p.dispatches.map((x) => x.kernel)))];
+    /** @type {Map<string, {pipeline: GPUComputePipeline, layout: GPUBindGroupLayout}>} */
+    const pipes = new Map();
+    let done = 0;
+    // createComputePipelineAsync: compiles in parallel and rejects with the shader error
+    // (instead of an uncaptured validation error and a silently broken pipeline).
+    await Promise.all(used.map(async (kname) => {
+      const k = this.manifest.kernels[kname];
+      const buf = files.get(k.file);
+      if (!buf) throw new BundleError(`kernel file ${k.file} was not loaded`);
+      const layout = d.createBindGroupLayout({
+        label: kname,
+        entries: k.bindings.map((/** @type {[string, string]} */ [, kind], /** @type {number} */ i) => ({
+          binding: i, visibility: COMPUTE_STAGE, buffer: { type: /** @type {any} */ (BUFFER_TYPES)[kind] },
+        })),
+      });
+      const module = d.createShaderModule({ code: new TextDecoder().decode(buf), label: kname });
+      let pipeline;
+      try {
+        pipeline = await d.createComputePipelineAsync({
+          label: kname, layout: d.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module, entryPoint: "main" },
+        });
+      } catch (cause) {
+        throw new BundleError(`kernel ${kname} (${k.file}) failed to compile: ${/** @type {any} */ (cause)?.message ?? cause}`, null, { cause });
+      }
+      pipes.set(kname, { pipeline, layout });
+      onPipeline?.(++done, used.length);
+    }));
+    for (const [pname, prog] of Object.entries(compiled)) {
+      this.programs[pname] = {
+        rows: prog.rows,
+        steps: prog.dispatches.map((disp) => {
+          const { pipeline, layout } = /** @type {{pipeline: GPUComputePipeline, layout: GPUBindGroupLayout}} */ (pipes.get(disp.kernel));
+          const bindGroup = d.createBindGroup({
+            layout,
+            entries: disp.bindings.map((b, i) => ({ binding: i, resource: { buffer: /** @type {GPUBuffer} */ (this.buffers.get(b)) } })),
+          });
+          return { pipeline, bindGroup, workgroups: disp.workgroups };
+        }),
+      };
+    }
+  }
+
+  // ---- LanguageModel ---------------------------------------------------------------------
+
+  _alive() {
+    if (this.lost) throw this.lost;
+    if (this._destroyed) throw new DeviceLostError("destroyed", "the engine was unloaded");
+  }
+
+  /** Empty the KV cache. */
+  reset() {
+    this.position = 0;
+  }
+
+  /** Forget cache rows >= position (attention reads rows < p+n only, and kv writes them first). @param {number} position */
+  truncate(position) {
+    if (!(Number.isInteger(position) && position >= 0 && position <= this.position)) {
+      throw new RangeError(`cannot truncate to ${position}: cache holds ${this.position} tokens`);
+    }
+    this.position = position;
+  }
+
+  /**
+   * One step of `program` over ids at the current position. Writes the logits rows into
+   * `out` (rows × vocab) or, when out is null, into the reused last-row array.
+   * @param {string} program @param {ArrayLike<number>} ids @param {Float32Array|null} out
+   * @returns {Promise<Float32Array>} out, or the last row
+   */
+  async _run(program, ids, out) {
+    const n = ids.length, p = this.position;
+    const prog = this.programs[program];
+    if (!prog) throw new BundleError(`bundle has no "${program}" program`);
+    const q = this.device.queue;
+    this._ids.set(ids);
+    q.writeBuffer(this.buffers.get("ids") ?? fail(), 0, this._ids.buffer, 0, n * 4);
+    this._step[0] = n;
+    this._step[1] = p;
+    q.writeBuffer(this.buffers.get("step") ?? fail(), 0, this._step);
+    const enc = this.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    for (const s of prog.steps) {
+      pass.setPipeline(s.pipeline);
+      pass.setBindGroup(0, s.bindGroup);
+      pass.dispatchWorkgroups(s.workgroups[0](n, p), s.workgroups[1](n, p), s.workgroups[2](n, p));
+    }
+    pass.end();
+    const rows = prog.rows(n, p);
+    const V = this.vocabSize;
+    const act = ACT_BYTES[this.precision];
+    const nbytes = round16(rows * V * act);
+    const staging = /** @type {GPUBuffer} */ (this.staging);
+    enc.copyBufferToBuffer(this.buffers.get("logits") ?? fail(), 0, staging, 0, nbytes);
+    q.submit([enc.finish()]);
+    try {
+      await staging.mapAsync(MAP_READ_MODE, 0, nbytes);
+    } catch (cause) {
+      // A lost device explains the failure better than mapAsync's OperationError; its
+      // `lost` promise may settle just after the rejection, so give it a moment.
+      await Promise.race([this.device.lost, new Promise((r) => setTimeout(r, 100))]);
+      this._alive();
+      throw cause;
+    }
+    try {
+      const mapped = staging.getMappedRange(0, nbytes);
+      // Only the last row is wanted for generation; score wants them all.
+      const first = out ? 0 : rows - 1;
+      const count = (rows - first) * V;
+      const dst = out ?? this._row;
+      if (act === 4) dst.set(new Float32Array(mapped, first * V * 4, count));
+      else halfsToFloats(new Uint16Array(mapped, first * V * 2, count), dst);
+    } finally {
+      staging.unmap();
+    }
+    this.position += n;
+    return out ?? this._row;
+  }
+
+  /** @param {ArrayLike<number>} ids @returns {number[]} */
+  _check(ids) {
+    this._alive();
+    const arr = Array.from(ids, Number);
+    if (!arr.length) throw new RangeError("ids must not be empty");
+    const bad = arr.filter((i) => !(Number.isInteger(i) && i >= 0 && i < this.vocabSize));
+    if (bad.length) throw new RangeError(`token ids ${bad.slice(0, 5)} are outside the vocabulary (size ${this.vocabSize})`);
+    if (this.position + arr.length > this.contextWindow) throw new ContextWindowExceededError(this.position + arr.length, this.contextWindow);
+    return arr;
+  }
+
+  /**
+   * Append ids at the current position (prefilled in chunks of prefill_chunk); resolve to the
+   * last token's logits. The returned array is reused: it is valid until the next call.
+   * @param {ArrayLike<number>} ids
+   * @returns {Promise<Float32Array>}
+   */
+  async forward(ids) {
+    const arr = this._check(ids);
+    const t0 = performance.now();
+    /** @type {Float32Array} */
+    let row = this._row;
+    for (let s = 0; s < arr.length; s += this.prefillChunk) {
+      const chunk = arr.slice(s, s + this.prefillChunk);
+      row = await this._run(chunk.length === 1 ? "decode" : "prefill", chunk, null);
+    }
+    this.stats = { tokens: arr.length, seconds: (performance.now() - t0) / 1000 };
+    return row;
+  }
+
+  /**
+   * Fresh cache; every position's logits with the "score" program.
+   * @param {ArrayLike<number>} ids
+   * @returns {Promise<Float32Array[]>} one (vocab_size) row per id
+   */
+  async logits(ids) {
+    this.reset();
+    const arr = this._check(ids);
+    /** @type {Float32Array[]} */
+    const rows = [];
+    for (let s = 0; s < arr.length; s += this.prefillChunk) {
+      const chunk = arr.slice(s, s + this.prefillChunk);
+      const out = await this._run("score", chunk, new Float32Array(chunk.length * this.vocabSize));
+      for (let r = 0; r < chunk.length; r++) rows.push(out.subarray(r * this.vocabSize, (r + 1) * this.vocabSize));
+    }
+    return rows;
+  }
+
+  /**
+   * Fresh cache; greedy new token ids (stops early at an eos id).
+   * @param {ArrayLike<number>} ids @param {number} maxNewTokens
+   */
+  async generate(ids, maxNewTokens) {
+    this.reset();
+    /** @type {number[]} */
+    const out = [];
+    let row = await this.forward(ids);
+    for (let k = 0; k < maxNewTokens; k++) {
+      let tok = 0;
+      for (let i = 1; i < row.length; i++) if (row[i] > row[tok]) tok = i;
+      out.push(tok);
+      if (this.eosTokenIds.has(tok) || this.position >= this.contextWindow || out.length === maxNewTokens) break;
+      row = await this.forward([tok]);
+    }
+    return out;
+  }
+
+  /** Release every GPU buffer and the device. */
+  destroy() {
+    if (this._destroyed) return;
+    this._destroyed = true;
+    for (const b of this.buffers.values()) b.destroy();
+    this.staging?.destroy();
+    this.buffers.clear();
+    this.device.destroy();
+  }
+}
+
+/** @returns {never} */
+function fail() {
+  throw new BundleError("bundle buffers lack ids, step or logits");
+}
