@@ -101,3 +101,41 @@ def test_smollm2_native_chat_answers_like_transformers(smollm2, hf_smollm2):
         assert r.choices[0].message.content == expect.strip() or r.choices[0].message.content == expect
     assert eng.chat.completions.create(messages=[{"role": "user", "content": QUESTIONS[0]}], max_tokens=24,
                                        temperature=0).choices[0].message.content == "The capital of France is Paris."
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_smollm2_browser_answers_like_native(smollm2, tmp_path):
+    """The compiled SmolLM2 in headless Chromium (SwiftShader WebGPU, f32 programs) gives the
+    native engine's greedy answers, text for text."""
+    from webllm_py.runtime.engine import Engine
+    from webllm_py.testing.browser import StaticServer, WebGPUBrowser, browser_skip_reason
+
+    reason = browser_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from conftest import REPO
+
+    dist = REPO / "web" / "dist"
+    if not (dist / "index.js").exists():
+        pytest.skip("web/dist is not built (cd web && npm run build)")
+    eng = Engine(webllm_py.load(smollm2["q4"], backend="native", precision="f32"))
+    questions = QUESTIONS[:2]
+    want = [eng.chat.completions.create(messages=[{"role": "user", "content": q}], max_tokens=16,
+                                        temperature=0).choices[0].message.content for q in questions]
+    with StaticServer({"/dist/": dist, "/test_pages/": REPO / "web" / "test_pages", "/b/": smollm2["q4"]}) as srv, \
+            WebGPUBrowser() as browser:
+        page = browser.new_page(srv.url("/test_pages/engine.html"))
+        page.wait_for_function("window.webllmReady === true")
+        got = page.evaluate("""async ([url, questions]) => {
+          const engine = await webllm.CreateEngine(url, { cache: false });
+          const out = [];
+          for (const q of questions) {
+            const r = await engine.chat.completions.create({ messages: [{ role: "user", content: q }],
+                                                            max_tokens: 16, temperature: 0 });
+            out.push(r.choices[0].message.content);
+          }
+          return out;
+        }""", [srv.url("/b/"), questions])
+    assert got == want
+    assert got[0] == "The capital of France is Paris."
