@@ -31,9 +31,10 @@ from urllib.parse import quote
 from aiohttp import hdrs, web
 
 from ..errors import BundleError
+from ..publish import web_assets_dir
 from . import api, static
 
-REPO_WEB = Path(__file__).resolve().parents[2] / "web"
+REPO_WEB = web_assets_dir()
 
 BUNDLES_KEY: web.AppKey[dict[str, Path]] = web.AppKey("webllm_bundles", dict)
 
