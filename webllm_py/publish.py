@@ -46,7 +46,7 @@ def web_assets_dir() -> Path:
     found relative to this package."""
     packaged = Path(__file__).resolve().parent / "web"
     if (packaged / "demo" / "index.html").is_file():
-        return packaged
+        return packaged.resolve()  # in a checkout this is a symlink to the repository's web/
     return Path(__file__).resolve().parents[1] / "web"
 
 
