@@ -13,7 +13,15 @@ Tolerances, and why:
 | f16 activations              | 2e-3  | output rounded to f16 (2^-11 = 4.9e-4 relative) plus f32 math inside;  |
 |                              |       | the reference runs on the same f16-rounded inputs                      |
 | data movement (kv_write,     | exact | a copy: bits must match                                               |
-|   last_row, embedding f32)   |       |                                                                       |
+|   last_row, embedding f32,   |       |                                                                       |
+|   rope_kv's v -> v_cache)    |       |                                                                       |
+| fused matmul (norm prologue, | as    | f32: 1e-4; f16: 2e-3. The references compose the ir/ops.py ops in f32 |
+|   residual / silu_mul        | above | (rms_norm -> linear; linear -> add; silu_mul of two linears;           |
+|   epilogue, splits)          |       | np.split) on the same f16-rounded inputs; the kernel scales by inv(t)  |
+|                              |       | after the dot product instead of before (~1e-6 relative) and rounds    |
+|                              |       | to the activation dtype once at the store                              |
+| rope_kv (q and k rotation)   | as    | same math as rope: 1e-5 (f32), 2e-3 (f16); x10 at position 4000        |
+|                              | rope  |                                                                       |
 
 Sentinels: every written buffer has rows beyond the valid range (and, for KV
 caches, rows before p) filled with a NaN pattern or known data; they must come
@@ -45,7 +53,7 @@ from webllm_py.codegen import (
     key_from_json,
     matmul_key,
 )
-from webllm_py.codegen.kernels import MAX_WORKGROUPS
+from webllm_py.codegen.kernels import MAX_WORKGROUPS, RopeKvKey
 from webllm_py.ir.graph import eval_dim
 from webllm_py.ir.ops import OPS, StepContext
 from webllm_py.quant.formats import dequantize, quantize
@@ -250,6 +258,162 @@ def test_matmul_tuning_knobs(runner, tn, wg, rpi):
         _run_matmul(runner, MatmulKey("f32", fmt, 300, 96, tn=tn, wg=wg, rpi=rpi), 11, rng)
 
 
+# -- fused matmul: RMSNorm prologue, residual / silu_mul epilogues, split outputs ----
+
+def _run_fused(runner, key: MatmulKey, n: int, rng, x_scale: float = 2.0):
+    """Run a fused matmul variant on fresh data; check it against the ir/ops.py composition."""
+    act = key.act
+    silu = key.epilogue == "silu_mul"
+    wrows = 2 * key.rows if silu else key.rows
+    arrays, wd = weight_parts(rng, key.fmt, wrows, key.cols)
+    x = rand(rng, (n, key.cols), act, x_scale)
+    xin = f(x)
+    if key.norm:
+        arrays["norm_w"] = (rng.standard_normal(key.cols) * 0.5 + 1.0).astype(np.float32)
+        xin = ref_op("rms_norm", [xin, arrays["norm_w"]], n, eps=key.norm_eps)
+    bias = None
+    if key.bias:  # a row slice (row_offset/out_rows) indexes the full weight's bias (out_rows entries)
+        full = wrows if silu or not key.out_rows else key.out_rows
+        arrays["bias"] = rng.standard_normal(full).astype(np.float32)
+        bias = arrays["bias"] if full == wrows else arrays["bias"][key.row_offset:key.row_offset + key.rows]
+    if silu:
+        gate = ref_op("linear", [xin, wd[:key.rows]] + ([bias[:key.rows]] if key.bias else []), n)
+        up = ref_op("linear", [xin, wd[key.rows:]] + ([bias[key.rows:]] if key.bias else []), n)
+        ref = ref_op("silu_mul", [gate, up], n)
+    else:
+        ref = ref_op("linear", [xin, wd] + ([bias] if key.bias else []), n)
+    m = 1 if key.last_row else n  # output rows written
+    if key.last_row:
+        ref = ref[-1:]
+    width = key.out_rows or key.rows
+    cols = slice(key.row_offset, key.row_offset + key.rows)
+    if key.splits:
+        bounds = np.cumsum(key.splits)[:-1]
+        outs = {f"out{i}": sentinel((n + EXTRA, s), act) for i, s in enumerate(key.splits)}
+        got = runner.run(build(key), {**arrays, "x": padded(x, act), **outs}, n)
+        for (name, buf), part in zip(outs.items(), np.split(ref, bounds, axis=1)):
+            check(got[name][:n], part, TOL[act], f"{key.name} {name}")
+            same_bits(got[name][n:], buf[n:], f"{name} sentinel rows")
+        return
+    if key.epilogue == "residual":
+        out = rand(rng, (m + EXTRA, width), act)  # the residual stream; rows >= m must stay as they are
+        out[m:] = sentinel((EXTRA, width), act)
+        want = f(out[:m]).copy()
+        want[:, cols] += ref
+    else:
+        out = sentinel((m + EXTRA, width), act)
+        want = f(out[:m]).copy()
+        want[:, cols] = ref
+    got = runner.run(build(key), {**arrays, "x": padded(x, act), "out": out}, n)["out"]
+    check(got[:m, cols], want[:, cols], TOL[act], key.name)
+    outside = np.ones(width, dtype=bool)
+    outside[cols] = False
+    same_bits(got[:m, outside], out[:m, outside], "columns outside the row slice")
+    same_bits(got[m:], out[m:], "sentinel rows")
+
+
+FUSED_MODES = ["none", "residual", "silu_mul", "splits"]
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("norm,mode", [(nm, m) for nm in (False, True) for m in FUSED_MODES
+                                       if nm or m != "none"])  # (False, "none") is test_matmul's
+@pytest.mark.parametrize("cols", [127, 64, 36])
+@pytest.mark.parametrize("tn,rpi", [(1, 4), (3, 2)])
+def test_matmul_fused(runner, act, fmt, norm, mode, cols, tn, rpi):
+    """cols 127: scalar x loads, quant tail; 64: vector paths, no tail; 36: vec4 x, f16 scalar weights,
+    quant tail. wg=8 so several workgroups run; rows are not a multiple of the workgroup's rows."""
+    need(runner, act)
+    rng = rng_for("mmfused", act, fmt, norm, mode, cols, tn, rpi)
+    eps = 0.25 if cols == 36 else 1e-5  # a large eps changes the result visibly: it must be used
+    extra = {}
+    if mode == "splits":
+        extra["splits"] = (16, 8, 20) if rpi == 4 else (6, 38)
+        rows = 44
+    else:
+        rows = 37
+        if mode != "none":
+            extra["epilogue"] = mode
+    key = MatmulKey(act, fmt, rows, cols, bias=cols != 64, tn=tn, wg=8, rpi=rpi, norm=norm,
+                    norm_eps=eps if norm else 0.0, **extra)
+    for n in (1, 7):
+        _run_fused(runner, key, n, rng)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("fmt", ["q4", "f16"])
+def test_matmul_fused_slices_and_last_row(runner, act, fmt):
+    """The fusions with the row-slice (row_offset/out_rows) and last_row forms the lowering also uses:
+    a residual slice keeps the residual columns it does not own."""
+    need(runner, act)
+    rng = rng_for("mmfslice", act, fmt)
+    keys = [
+        MatmulKey(act, fmt, 24, 100, bias=True, rpi=4, wg=4, row_offset=8, out_rows=40, epilogue="residual"),
+        MatmulKey(act, fmt, 24, 100, tn=2, rpi=2, wg=4, row_offset=16, out_rows=40, norm=True, norm_eps=1e-6),
+        MatmulKey(act, fmt, 29, 96, rpi=4, wg=4, out_rows=33, epilogue="silu_mul", norm=True, norm_eps=1e-6),
+        MatmulKey(act, fmt, 29, 127, bias=True, last_row=True, rpi=4, norm=True, norm_eps=1e-5),
+        MatmulKey(act, fmt, 29, 64, last_row=True, rpi=2, epilogue="residual", norm=True, norm_eps=1e-5),
+    ]
+    for key in keys:
+        for n in (1, 7):
+            _run_fused(runner, key, n, rng)
+
+
+def test_matmul_fused_keys():
+    """New fields at their defaults leave names, key JSON and WGSL exactly as before; fused keys round-trip."""
+    plain = MatmulKey("f32", "q4", 64, 64, rpi=4)
+    assert plain.name == "matmul_act-f32_fmt-q4_rows-64_cols-64_bias-0_tn-1_wg-64_last_row-0_rpi-4_row_offset-0_out_rows-0"
+    assert set(plain.to_json()) == {"family", "act", "fmt", "rows", "cols", "bias", "tn", "wg", "last_row", "rpi",
+                                    "row_offset", "out_rows"}
+    assert build(plain).bindings == (("x", "read"), ("w", "read"), ("scales", "read"), ("out", "read_write"),
+                                      ("step", "uniform"))
+    assert matmul_key("f32", "q4", 64, 64) == MatmulKey("f32", "q4", 64, 64, wg=16, rpi=4)
+    fused = MatmulKey("f16", "q4a", 64, 64, bias=True, norm=True, norm_eps=1e-5, splits=(32, 16, 16), rpi=4)
+    assert "splits-32x16x16" in fused.name and "norm_eps-1e-05" in fused.name
+    import json
+
+    assert key_from_json(json.loads(json.dumps(fused.to_json()))) == fused
+    assert MatmulKey("f32", "q4", 8, 8, splits=[4, 4]).splits == (4, 4)
+    assert [b for b, _ in build(fused).bindings] == ["x", "norm_w", "w", "scales", "bias", "out0", "out1", "out2",
+                                                     "step"]
+    silu = build(MatmulKey("f32", "f32", 16, 64, bias=True, norm=True, norm_eps=1e-5, epilogue="silu_mul"))
+    assert silu.bindings == (("x", "read"), ("norm_w", "read"), ("w", "read"), ("bias", "read"),
+                             ("out", "read_write"), ("step", "uniform"))
+    res = build(MatmulKey("f32", "q8", 16, 64, epilogue="residual"))
+    assert res.bindings == (("x", "read"), ("w", "read"), ("scales", "read"), ("out", "read_write"),
+                            ("step", "uniform"))
+    assert matmul_key("f32", "q4", 44, 64, splits=(16, 8, 20)).rpi == 4
+    assert matmul_key("f32", "q4", 44, 64, splits=(6, 38)).rpi == 2
+    assert matmul_key("f32", "q4", 45, 64, splits=(7, 38)).rpi == 1
+    assert matmul_key("f32", "q4", 960, 64, norm=True, splits=(576, 192, 192), prefill=True).rpi == 8
+    assert matmul_key("f32", "q4", 960, 64, norm=True, epilogue="silu_mul", prefill=True).rpi == 4
+    assert build(RopeKvKey("f32", 9, 3, 64)).bindings == (
+        ("q", "read_write"), ("k", "read"), ("v", "read"), ("inv_freq", "read"), ("k_cache", "read_write"),
+        ("v_cache", "read_write"), ("step", "uniform"))
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(splits=(32, 32), last_row=True), "last_row"),
+    (dict(splits=(32, 32), epilogue="residual"), "epilogue 'none'"),
+    (dict(splits=(30, 34), rpi=4), "multiple of rpi"),
+    (dict(splits=(32, 16)), "sum to rows"),
+    (dict(splits=(64,)), "at least 2"),
+    (dict(splits=(32, 32), row_offset=8, out_rows=80), "row_offset"),
+    (dict(epilogue="silu_mul", row_offset=8, out_rows=80), "row_offset"),
+    (dict(epilogue="silu_mul", tn=4, rpi=8), "2 \\* rpi \\* tn"),
+    (dict(epilogue="gelu"), "epilogue must be"),
+    (dict(norm_eps=1e-5), "without norm"),
+    (dict(norm=True, norm_eps=float("nan")), "norm_eps"),
+    (dict(norm=True, bias=True, splits=(16, 16, 16, 16)), "storage buffers"),
+])
+def test_matmul_fused_key_errors(kw, msg):
+    key = MatmulKey("f32", "q4", 64, 64, **kw)
+    with pytest.raises(ValueError, match=msg) as e:
+        build(key)
+    assert key.name in str(e.value)
+
+
 # -- rope / kv_write ---------------------------------------------------------------
 
 def inv_freq_for(head_dim, base=10000.0):
@@ -297,6 +461,36 @@ def test_kv_write(runner, act, width, n, p):
     ref = cache.copy()
     ref_op("kv_write", [x, ref], n, p)
     same_bits(got, ref, "kv cache")
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("heads,kv_heads,head_dim", [(3, 1, 6), (4, 2, 64), (2, 2, 8)])
+@pytest.mark.parametrize("n,p", [(1, 0), (1, 5), (7, 0), (7, 5), (3, 4000)])
+def test_rope_kv(runner, act, heads, kv_heads, head_dim, n, p):
+    need(runner, act)
+    rng = rng_for("ropekv", act, heads, kv_heads, head_dim, n, p)
+    qw, kvw = heads * head_dim, kv_heads * head_dim
+    q, kk, v = rand(rng, (n, qw), act), rand(rng, (n, kvw), act), rand(rng, (n, kvw), act)
+    inv = inv_freq_for(head_dim)
+    caches = {}
+    for name in ("k_cache", "v_cache"):
+        c = rand(rng, (p + n + EXTRA, kvw), act)  # rows before p: earlier tokens, must be kept
+        c[p:] = sentinel((n + EXTRA, kvw), act)  # rows p..p+n-1 must be written, rows after kept
+        caches[name] = c
+    qbuf = padded(q, act)
+    k = build(RopeKvKey(act, heads, kv_heads, head_dim))
+    got = runner.run(k, {"q": qbuf, "k": padded(kk, act), "v": padded(v, act), "inv_freq": inv, **caches}, n, p)
+    tol = TOL_ELEMENTWISE[act] * (10 if p > 1000 else 1)
+    check(got["q"][:n], ref_op("rope", [f(q), inv], n, p, heads=heads, head_dim=head_dim), tol, "rope_kv q")
+    same_bits(got["q"][n:], qbuf[n:], "q rows past n")
+    k_ref = ref_op("rope", [f(kk), inv], n, p, heads=kv_heads, head_dim=head_dim)
+    check(got["k_cache"][p:p + n], k_ref, tol, "rope_kv k_cache")
+    v_ref = caches["v_cache"].copy()
+    ref_op("kv_write", [v, v_ref], n, p)
+    same_bits(got["v_cache"], v_ref, "v_cache")
+    for name in ("k_cache", "v_cache"):
+        same_bits(got[name][:p], caches[name][:p], f"{name} rows before p")
+        same_bits(got[name][p + n:], caches[name][p + n:], f"{name} rows after p+n")
 
 
 # -- attention ---------------------------------------------------------------------
@@ -376,6 +570,17 @@ def smollm_like_keys(act: str) -> list:
     for form in ("decode", "prefill"):
         for head_dim in (64, 128, 256):
             keys.append(AttentionKey(act, nh, nkv, head_dim, 1 / math.sqrt(head_dim), form=form))
+    # the fused 6-dispatch layer: norm+qkv (split), rope_kv, attention, o_proj+residual,
+    # norm+gate/up (silu_mul), down+residual; and the final norm fused into the LM head
+    keys.append(RopeKvKey(act, nh, nkv, hd))
+    for fmt in FORMATS:
+        for prefill in (False, True):
+            keys += [matmul_key(act, fmt, (nh + 2 * nkv) * hd, H, bias=True, prefill=prefill, norm=True,
+                                norm_eps=1e-5, splits=(nh * hd, nkv * hd, nkv * hd)),
+                     matmul_key(act, fmt, H, nh * hd, prefill=prefill, epilogue="residual"),
+                     matmul_key(act, fmt, I, H, prefill=prefill, norm=True, norm_eps=1e-5, epilogue="silu_mul"),
+                     matmul_key(act, fmt, H, I, prefill=prefill, epilogue="residual")]
+        keys.append(matmul_key(act, fmt, vocab, H, last_row=True, norm=True, norm_eps=1e-5))
     return keys
 
 

@@ -125,3 +125,24 @@ def test_weights_larger_than_the_binding_limit_are_split(tiny_models, tmp_path, 
     np.testing.assert_allclose(got.logits(PROMPT), ref, atol=2e-4 * scale(ref))
     got.reset()
     np.testing.assert_allclose(got.forward(PROMPT[:17]), ref[16], atol=2e-4 * scale(ref))
+
+
+def test_fused_layer_is_six_dispatches_and_matches_unfused(tiny_models, tmp_path, adapter):
+    """fuse_linears + the fusion rules: 6 dispatches per decoder layer (qkv matmul with the norm
+    as prologue, rope_kv, attention, o_proj + residual, gate/up + norm + SiLU gate, down + residual);
+    logits equal the unfused bundle's within the f32 tolerance (2e-4 relative)."""
+    import json
+
+    fused = webllm_py.build(tiny_models["llama"], tmp_path / "fused", quantization="q4", progress=False)
+    plain = webllm_py.build(tiny_models["llama"], tmp_path / "plain", quantization="q4", progress=False, fuse=False)
+    m = json.loads((fused / "manifest.json").read_text())
+    layers = m["model"]["config"]["num_hidden_layers"]
+    decode = m["programs"]["f32"]["decode"]["dispatches"]
+    assert len(decode) == 6 * layers + 2  # + embedding + LM head (final norm as its prologue)
+    families = [d["kernel"].split("_act-")[0] for d in decode[1:7]]
+    assert families == ["matmul", "rope_kv", "attention", "matmul", "matmul", "matmul"]
+    ref = load_native(plain, "f32", adapter).logits(PROMPT)
+    got = load_native(fused, "f32", adapter)
+    np.testing.assert_allclose(got.logits(PROMPT), ref, atol=2e-4 * scale(ref))
+    got.reset()
+    np.testing.assert_allclose(got.forward(PROMPT[:17]), ref[16], atol=2e-4 * scale(ref))

@@ -1,5 +1,10 @@
 {% import "_common.wgsl" as c with context %}
-{{ c.header("out = x @ dequant(w).T" ~ (" + bias" if bias else "") ~ "; one invocation per " ~ rpi ~ " output row(s) x " ~ tn ~ " token(s), no barriers") }}
+{% set lin = ("rms_norm(x) @ dequant(w).T" if norm else "x @ dequant(w).T") ~ (" + bias" if bias else "") %}
+{% if epilogue == "silu_mul" %}
+{% set lin = "silu(" ~ lin ~ " [gate rows]) * (" ~ lin ~ " [up rows])" %}
+{% endif %}
+{% set title = ("out += " if epilogue == "residual" else "out = ") ~ lin ~ ("; rows split over " ~ splits | length ~ " outputs" if splits else "") %}
+{{ c.header(title ~ "; one invocation per " ~ rpi ~ " output row(s) x " ~ tn ~ " token(s), no barriers") }}
 {{ c.prelude() }}
 
 const ROWS: u32 = {{ rows }}u;  // out_features
@@ -8,6 +13,12 @@ const G: u32 = {{ groups }}u;   // 32-column groups per weight row
 const FULL: u32 = {{ full }}u;  // groups entirely inside COLS
 const ROW_OFFSET: u32 = {{ row_offset }}u;  // this weight slice's first row within the full output
 const OUT_ROWS: u32 = {{ out_rows or rows }}u;  // row stride of out (the full weight's rows)
+{% if norm %}
+const NORM_EPS: f32 = {{ norm_eps_lit }};  // RMSNorm prologue: inv(t) = 1 / sqrt(mean(x^2) + eps)
+{% endif %}
+{% if epilogue == "silu_mul" %}
+// silu_mul epilogue: weight rows 0..ROWS-1 are gate, ROWS..2*ROWS-1 up; row slot j + {{ rpi }} is up row j
+{% endif %}
 
 {% if xvec %}
 // x row starts are 16-byte aligned (COLS % 4 == 0): vec4 loads.
@@ -20,6 +31,17 @@ fn ldx(b: u32) -> vec4<f32> {
 fn ldxm(b: u32, col: u32) -> vec4<f32> {
   return select(vec4<f32>(0.0), vec4<f32>(x[b >> 2u]), col < COLS);
 }
+{% if norm %}
+fn nat(i: u32) -> f32 {
+  return norm_w[i >> 2u][i & 3u];
+}
+fn ldn(col: u32) -> vec4<f32> {
+  return norm_w[col >> 2u];
+}
+fn ldnm(col: u32) -> vec4<f32> {
+  return select(vec4<f32>(0.0), norm_w[col >> 2u], col < COLS);
+}
+{% endif %}
 {% else %}
 fn xat(i: u32) -> f32 {
   return f32(x[i]);
@@ -32,6 +54,18 @@ fn ldxm(b: u32, col: u32) -> vec4<f32> {
   return vec4<f32>(select(0.0, f32(x[b]), col < COLS), select(0.0, f32(x[b + 1u]), col + 1u < COLS),
                    select(0.0, f32(x[b + 2u]), col + 2u < COLS), select(0.0, f32(x[b + 3u]), col + 3u < COLS));
 }
+{% if norm %}
+fn nat(i: u32) -> f32 {
+  return norm_w[i];
+}
+fn ldn(col: u32) -> vec4<f32> {
+  return vec4<f32>(norm_w[col], norm_w[col + 1u], norm_w[col + 2u], norm_w[col + 3u]);
+}
+fn ldnm(col: u32) -> vec4<f32> {
+  return vec4<f32>(select(0.0, norm_w[col], col < COLS), select(0.0, norm_w[col + 1u], col + 1u < COLS),
+                   select(0.0, norm_w[col + 2u], col + 2u < COLS), select(0.0, norm_w[col + 3u], col + 3u < COLS));
+}
+{% endif %}
 {% endif %}
 
 {% if fmt in ("q4", "q8") %}
@@ -54,15 +88,28 @@ fn w_at(i: u32) -> f32 {
 {#- Per 4-column chunk i of a weight block, row slot j: weight vector w{j}_{i}.
     The x chunk of token slot t is loaded once (x{t}_{i}) and reused for every row slot. -#}
 {% macro accumulate(nvec, col0, masked) %}
+{% if norm %}
+    // RMSNorm prologue: the norm weight chunk is loaded once for all tokens; each token's raw x
+    // chunk feeds the sum of squares, then x * norm_w is what every row slot uses
+{% for i in range(nvec) %}
+    let nw_{{ i }} = {% if masked %}ldnm({{ col0 }} + {{ 4 * i }}u){% else %}ldn({{ col0 }} + {{ 4 * i }}u){% endif %};
+{% endfor %}
+{% endif %}
 {% for t in range(tn) %}
 {% for i in range(nvec) %}
-    let x{{ t }}_{{ i }} = {% if masked %}ldxm(xr{{ t }} + {{ col0 }} + {{ 4 * i }}u, {{ col0 }} + {{ 4 * i }}u){% else %}ldx(xr{{ t }} + {{ col0 }} + {{ 4 * i }}u){% endif %};
+    let {{ "xa" if norm else "x" }}{{ t }}_{{ i }} = {% if masked %}ldxm(xr{{ t }} + {{ col0 }} + {{ 4 * i }}u, {{ col0 }} + {{ 4 * i }}u){% else %}ldx(xr{{ t }} + {{ col0 }} + {{ 4 * i }}u){% endif %};
 {% endfor %}
+{% if norm %}
+    ss{{ t }} = ss{{ t }}{% for i in range(nvec) %} + xa{{ t }}_{{ i }} * xa{{ t }}_{{ i }}{% endfor %};
+{% for i in range(nvec) %}
+    let x{{ t }}_{{ i }} = xa{{ t }}_{{ i }} * nw_{{ i }};
+{% endfor %}
+{% endif %}
 {% if fmt == "q4a" and path == "quant" %}
     // q4a: sum_c (s*q_c + lo) * x_c = s * dot(q, x) + lo * sum(x)
     let xs{{ t }} = dot({% for i in range(nvec) %}{{ " + " if i }}x{{ t }}_{{ i }}{% endfor %}, vec4<f32>(1.0));
 {% endif %}
-{% for j in range(rpi) %}
+{% for j in range(slots) %}
     acc{{ j }}_{{ t }} = acc{{ j }}_{{ t }} + {{ "s%d * (" % j if path == "quant" }}
 {%- for i in range(nvec) -%}
 {{ " + " if i }}dot(w{{ j }}_{{ i }}, x{{ t }}_{{ i }})
@@ -73,7 +120,7 @@ fn w_at(i: u32) -> f32 {
 
 {% macro quant_group(masked) %}
     let c0 = g * 32u;
-{% for j in range(rpi) %}
+{% for j in range(slots) %}
 {% if fmt == "q4a" %}
     let sl{{ j }} = scale_lo_at(wr{{ j }} * G + g);
     let s{{ j }} = sl{{ j }}.x;
@@ -98,6 +145,36 @@ fn w_at(i: u32) -> f32 {
 {{ accumulate(8, "c0", masked) }}
 {%- endmacro %}
 
+{#- The value of row slot j, token slot t (gate/up pair halves for silu_mul). -#}
+{% macro value(j, t, up=False) -%}
+acc{{ j + (rpi if up else 0) }}_{{ t }}{{ " * inv%d" % t if norm }}{{ (" + bias[ROWS + r0 + %du]" if up else " + bias[ROW_OFFSET + r0 + %du]") % j if bias }}
+{%- endmacro %}
+
+{#- Stores of every (row slot, token slot) into `buf` at row stride `stride`; output row = rbase + j. -#}
+{% macro stores(buf, stride, rbase) %}
+{% for j in range(rpi) %}
+{% for t in range(tn) %}
+{% if last_row %}
+  if (r0 + {{ j }}u < ROWS) {
+{% set o = "%s + %du" % (rbase, j) %}
+{% else %}
+  if (r0 + {{ j }}u < ROWS && t0 + {{ t }}u < n) {
+{% set o = "(t0 + %du) * %s + %s + %du" % (t, stride, rbase, j) %}
+{% endif %}
+{% if epilogue == "silu_mul" %}
+    let g = {{ value(j, t) }};
+    let u = {{ value(j, t, True) }};
+    {{ buf }}[{{ o }}] = A(g / (1.0 + exp(-g)) * u);
+{% elif epilogue == "residual" %}
+    {{ buf }}[{{ o }}] = A(f32({{ buf }}[{{ o }}]) + {{ value(j, t) }});
+{% else %}
+    {{ buf }}[{{ o }}] = A({{ value(j, t) }});
+{% endif %}
+  }
+{% endfor %}
+{% endfor %}
+{%- endmacro %}
+
 @compute @workgroup_size({{ wg }}, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let r0 = gid.x * {{ rpi }}u;  // first of this invocation's {{ rpi }} output row(s)
@@ -113,11 +190,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 {% for j in range(rpi) %}
   let wr{{ j }} = min(r0 + {{ j }}u, ROWS - 1u);  // weight row of row slot {{ j }} (clamped, store skipped)
 {% endfor %}
+{% for j in range(rpi, slots) %}
+  let wr{{ j }} = wr{{ j - rpi }} + ROWS;  // up row of row slot {{ j - rpi }}
+{% endfor %}
 {% for t in range(tn) %}
   let xr{{ t }} = min(t0 + {{ t }}u, n - 1u) * COLS;  // x row of token slot {{ t }} (clamped, store skipped)
-{% for j in range(rpi) %}
+{% for j in range(slots) %}
   var acc{{ j }}_{{ t }} = 0.0;
 {% endfor %}
+{% if norm %}
+  var ss{{ t }} = {{ "0.0" if path == "scalar" else "vec4<f32>(0.0)" }};  // sum of x^2 of token slot {{ t }}
+{% endif %}
 {% endfor %}
 {% if path == "quant" %}
   for (var g = 0u; g < FULL; g = g + 1u) {
@@ -132,7 +215,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 {% elif path == "f16vec" %}
   for (var k = 0u; k < COLS / 8u; k = k + 1u) {
     let c0 = k * 8u;
-{% for j in range(rpi) %}
+{% for j in range(slots) %}
     let wv{{ j }} = w[wr{{ j }} * (COLS / 8u) + k];  // 8 halves
     let w{{ j }}_0 = vec4<f32>(unpack2x16float(wv{{ j }}.x), unpack2x16float(wv{{ j }}.y));
     let w{{ j }}_1 = vec4<f32>(unpack2x16float(wv{{ j }}.z), unpack2x16float(wv{{ j }}.w));
@@ -142,7 +225,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 {% elif path == "f32vec" %}
   for (var k = 0u; k < COLS / 4u; k = k + 1u) {
     let c0 = k * 4u;
-{% for j in range(rpi) %}
+{% for j in range(slots) %}
     let w{{ j }}_0 = w[wr{{ j }} * (COLS / 4u) + k];
 {% endfor %}
 {{ accumulate(1, "c0", False) }}
@@ -150,10 +233,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 {% else %}
   // rows are not vector-aligned: scalar path
   for (var col = 0u; col < COLS; col = col + 1u) {
+{% if norm %}
+    let nwc = nat(col);
+{% for t in range(tn) %}
+    let xa{{ t }} = xat(xr{{ t }} + col);
+    ss{{ t }} = ss{{ t }} + xa{{ t }} * xa{{ t }};
+    let x{{ t }} = xa{{ t }} * nwc;
+{% endfor %}
+{% else %}
 {% for t in range(tn) %}
     let x{{ t }} = xat(xr{{ t }} + col);
 {% endfor %}
-{% for j in range(rpi) %}
+{% endif %}
+{% for j in range(slots) %}
     let wc{{ j }} = w_at(wr{{ j }} * COLS + col);
 {% for t in range(tn) %}
     acc{{ j }}_{{ t }} = acc{{ j }}_{{ t }} + wc{{ j }} * x{{ t }};
@@ -161,17 +253,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 {% endfor %}
   }
 {% endif %}
-{% for j in range(rpi) %}
+{% if norm %}
 {% for t in range(tn) %}
-{% if last_row %}
-  if (r0 + {{ j }}u < ROWS) {
-    out[ROW_OFFSET + r0 + {{ j }}u] = A(acc{{ j }}_{{ t }}{{ " + bias[ROW_OFFSET + r0 + %du]" % j if bias }});
+  let inv{{ t }} = 1.0 / sqrt({{ "ss%d" % t if path == "scalar" else "dot(ss%d, vec4<f32>(1.0))" % t }} / f32(COLS) + NORM_EPS);
+{% endfor %}
+{% endif %}
+{% if splits %}
+{% set nb = bounds | length %}
+{% for b in bounds %}
+  {{ "if" if loop.first else "} else if" if not loop.last else "} else" }}{{ " (r0 < %du)" % b if not loop.last }} {  // rows {{ 0 if loop.first else bounds[loop.index0 - 1] }}..{{ b - 1 }} -> out{{ loop.index0 }}
+{{ stores("out%d" % loop.index0, "%du" % splits[loop.index0], "r0" if loop.first else "(r0 - %du)" % bounds[loop.index0 - 1]) | indent(2, first=True) -}}
+{% endfor %}
   }
 {% else %}
-  if (r0 + {{ j }}u < ROWS && t0 + {{ t }}u < n) {
-    out[(t0 + {{ t }}u) * OUT_ROWS + ROW_OFFSET + r0 + {{ j }}u] = A(acc{{ j }}_{{ t }}{{ " + bias[ROW_OFFSET + r0 + %du]" % j if bias }});
-  }
+{{ stores("out", "OUT_ROWS", "ROW_OFFSET + r0") -}}
 {% endif %}
-{% endfor %}
-{% endfor %}
 }

@@ -27,7 +27,7 @@ from ..models.registry import parse_config
 from ..models.rope import inv_freq
 from ..models.source import ModelSource
 from ..passes.fuse_linears import fuse_linears
-from ..passes.lower import DEFAULT_MAX_BINDING_BYTES, fusion_supported, lower_bundle
+from ..passes.lower import DEFAULT_MAX_BINDING_BYTES, lower_bundle
 from ..progress import progress_bar
 from ..quant import FORMATS, dequantize, quantization_error, quantize
 from .manifest import DEFAULT_SHARD_BYTES, FORMAT, FORMAT_VERSION
@@ -86,6 +86,7 @@ def _read_param(source: ModelSource, cfg: DecoderConfig, name: str, shape: tuple
     return arr if shape is None else arr.reshape(shape)
 
 
+BYTES_PER_WEIGHT = {"f32": 4.0, "f16": 2.0, "q8": 1 + 2 / 32, "q4": 0.5 + 2 / 32, "q4a": 0.5 + 4 / 32}
 QUANT_BLOCK_ELEMENTS = 1 << 21  # rows are quantized in blocks of ~2M values to bound peak memory
 
 
@@ -141,7 +142,7 @@ def write_bundle(
     model_id: str | None = None,
     keep_source_quantization: bool = True,
     max_binding_bytes: int = DEFAULT_MAX_BINDING_BYTES,
-    fuse: bool | None = None,
+    fuse: bool = True,
     progress: bool = True,
 ) -> Path:
     """Compile `source` into a bundle folder at `out`; return its path.
@@ -152,7 +153,7 @@ def write_bundle(
     max_binding_bytes: weights larger than this are bound as several row slices
     (WebGPU's default maxStorageBufferBindingSize is 128 MiB).
     fuse: stack q/k/v and gate/up weights and fuse norms, residual adds and the SiLU
-    gate into matmuls (6 dispatches per layer instead of 14); None: when the kernels support it."""
+    gate into matmuls (6 dispatches per layer instead of 14)."""
     if quantization not in FORMATS:
         raise BuildError(f"unknown quantization {quantization!r}; choose one of {', '.join(FORMATS)}")
     if embedding_format is not None and embedding_format not in FORMATS:
@@ -167,10 +168,10 @@ def write_bundle(
     graph_all = decoder.build_graph(cfg, ctx, logits="all")
     graph_last = decoder.build_graph(cfg, ctx, logits="last")
     _check_weights(source, cfg, graph_all)  # against checkpoint names, before fusion renames them
-    if fuse is None:
-        fuse = fusion_supported()
     if fuse:
-        graph_all, graph_last = fuse_linears(graph_all), fuse_linears(graph_last)
+        # worst case per weight: the scheme's, or q8's when a GGUF keeps Q8_0 blocks
+        bpw = max(BYTES_PER_WEIGHT[quantization], BYTES_PER_WEIGHT["q8"])
+        graph_all, graph_last = (fuse_linears(g, max_binding_bytes, bpw) for g in (graph_all, graph_last))
     tok_meta = tokenizer_metadata(source, cfg)
 
     out = Path(out).absolute()

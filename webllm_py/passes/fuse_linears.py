@@ -25,8 +25,12 @@ def _fused_name(names: list[str]) -> str:
     return f"{prefix}{'+'.join(short)}.{names[0].rsplit('.', 1)[1]}"
 
 
-def fuse_linears(g: Graph) -> Graph:
-    """Rewrite `g` in place; return it."""
+def fuse_linears(g: Graph, max_bytes: float = float("inf"), bytes_per_weight: float = 4.0) -> Graph:
+    """Rewrite `g` in place; return it.
+
+    Groups whose stacked weight could exceed `max_bytes` (at `bytes_per_weight`) stay
+    separate: a weight over the storage-binding limit is bound in row slices, which the
+    fused multi-output / SiLU-gate matmuls do not support."""
     by_input: dict[str, list[int]] = {}
     for i, node in enumerate(g.nodes):
         if node.op == "linear" and g.params[node.inputs[1]].role == "linear":
@@ -43,6 +47,8 @@ def fuse_linears(g: Graph) -> Graph:
         if len(cols) != 1:
             continue
         sizes = [g.params[w].shape[0] for w in weights]
+        if sum(sizes) * next(iter(cols)) * bytes_per_weight > max_bytes:
+            continue
         fused_w = _fused_name(weights)
         g.params[fused_w] = Param(fused_w, (sum(sizes), cols.pop()), "linear", tuple(weights))
         inputs = [x, fused_w]

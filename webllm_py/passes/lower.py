@@ -403,13 +403,6 @@ PROGRAMS = {  # program -> (graph, kernel form)
 }
 
 
-def fusion_supported() -> bool:
-    """Whether the kernel set has the fused matmul (prologue/epilogue/splits) and rope_kv variants."""
-    import inspect
-
-    return hasattr(K, "RopeKvKey") and {"norm", "epilogue", "splits"} <= set(inspect.signature(K.matmul_key).parameters)
-
-
 def lower_bundle(graphs: dict[str, Graph], weights: dict[str, Any], prefill_chunk: int, context_window: int,
                  acts: tuple[str, ...] = ("f32", "f16"),
                  max_binding_bytes: int = DEFAULT_MAX_BINDING_BYTES, fuse: bool = True) -> dict[str, Any]:
