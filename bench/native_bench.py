@@ -49,11 +49,12 @@ def read_bandwidth_gbs() -> float:
     return a.nbytes / min(ts) / 1e9
 
 
-def webllm_engine(bundle: Path, precision: str) -> tuple[Run, dict[str, Any]]:
+def webllm_engine(bundle: Path, backend: str, precision: str) -> tuple[Run, dict[str, Any]]:
+    """webllm-py's native runtime, or its numpy reference (backend="reference") as a baseline."""
     import webllm_py
 
     t = time.perf_counter()
-    m = webllm_py.load(bundle, backend="native", precision=precision)
+    m = webllm_py.load(bundle, backend=backend, precision=precision)
     load_s = time.perf_counter() - t
 
     def run(ids: list[int], n: int) -> tuple[float, float]:
@@ -65,26 +66,8 @@ def webllm_engine(bundle: Path, precision: str) -> tuple[Run, dict[str, Any]]:
             row = m.forward([int(np.argmax(row))])
         return t1 - t0, time.perf_counter() - t1
 
-    return run, {"load_s": load_s, "precision": m.precision}
-
-
-def reference_engine(bundle: Path) -> tuple[Run, dict[str, Any]]:
-    import webllm_py
-
-    t = time.perf_counter()
-    m = webllm_py.load(bundle, backend="reference")
-    load_s = time.perf_counter() - t
-
-    def run(ids: list[int], n: int) -> tuple[float, float]:
-        m.reset()
-        t0 = time.perf_counter()
-        row = m.forward(ids)
-        t1 = time.perf_counter()
-        for _ in range(n):
-            row = m.forward([int(np.argmax(row))])
-        return t1 - t0, time.perf_counter() - t1
-
-    return run, {"load_s": load_s, "precision": "f32 (dequantized)"}
+    label = m.precision if backend == "native" else "f32 (dequantized)"
+    return run, {"load_s": load_s, "precision": label}
 
 
 def llamacpp_engine(gguf: Path, ctx: int) -> tuple[Run, dict[str, Any]]:
@@ -156,11 +139,11 @@ def main() -> None:
         else "The history of the printing press. " * 64
     ids = tok.encode(text).ids[: args.prompt_tokens]
     factories: dict[str, Callable[[], tuple[Run, dict[str, Any]]]] = {
-        "webllm-f32": lambda: webllm_engine(bundle, "f32"),
-        "webllm-f16": lambda: webllm_engine(bundle, "f16"),
+        "webllm-f32": lambda: webllm_engine(bundle, "native", "f32"),
+        "webllm-f16": lambda: webllm_engine(bundle, "native", "f16"),
         "llama.cpp": lambda: llamacpp_engine(gguf, 1024),
         "transformers": lambda: transformers_engine(gguf),
-        "reference": lambda: reference_engine(bundle),
+        "reference": lambda: webllm_engine(bundle, "reference", "f32"),
     }
     engines: dict[str, tuple[Run, dict[str, Any]]] = {}
     for name in args.engines.split(","):

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from .atomic import replace_dir, temp_dir_beside
 from .errors import BuildError, IntegrityError
 
 #: Marker file of a published site (a folder holding it may be replaced by `publish`).
@@ -99,17 +98,6 @@ def _copy_bundle(bundle_dir: Path, dst: Path) -> dict[str, Any]:
     return b.manifest
 
 
-def _replace(tmp: Path, out: Path) -> None:
-    """Move the finished site into place; an old site at `out` is removed only afterwards."""
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
-
-
 def publish(model: str | Path, out: str | Path, *, quantization: str = "q4", progress: bool = True,
             web_dir: str | Path | None = None, **build_options: Any) -> Path:
     """Write a static chat site for `model` into the folder `out`; return its path.
@@ -131,10 +119,7 @@ def publish(model: str | Path, out: str | Path, *, quantization: str = "q4", pro
         raise BuildError("the site cannot be written over its own input", out)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; a site is meant to be served
+    tmp = temp_dir_beside(out)
     try:
         if (src / "manifest.json").is_file():
             manifest = _copy_bundle(src, tmp / "model")
@@ -156,7 +141,7 @@ def publish(model: str | Path, out: str | Path, *, quantization: str = "q4", pro
         (tmp / "models.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
         (tmp / SITE_MARKER).write_text(json.dumps({"generator": "webllm-py publish", "model": model_id}) + "\n",
                                        encoding="utf-8")
-        _replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

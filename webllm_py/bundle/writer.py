@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic import replace_dir, temp_dir_beside
 from ..errors import BuildError
 from ..models import decoder
 from ..models.config import DecoderConfig
@@ -178,10 +177,7 @@ def write_bundle(
     if out.exists() and not (out / "manifest.json").exists() and (not out.is_dir() or any(out.iterdir())):
         raise BuildError("output exists and is not a webllm-py bundle; refusing to replace it", out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; a bundle is meant to be served
+    tmp = temp_dir_beside(out)
     try:
         shards = ShardWriter(tmp / "params", shard_bytes)
         weights: dict[str, Any] = {}
@@ -247,7 +243,7 @@ def write_bundle(
             "files": files,
         }
         _write_json(tmp / "manifest.json", manifest)
-        _replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -264,14 +260,3 @@ def _write_kernels(tmp: Path, kernels: dict[str, Any]) -> dict[str, str]:
             (tmp / rel).write_text(k.wgsl, encoding="utf-8")
         files[name] = rel
     return files
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Move the finished bundle into place; an old bundle at `out` is removed only afterwards."""
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)

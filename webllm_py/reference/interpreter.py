@@ -9,15 +9,15 @@ activation and the KV cache to float16, mimicking the f16-activation kernels.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..bundle import Bundle
-from ..errors import ContextWindowExceededError
 from ..ir import Graph
 from ..ir.graph import eval_shape
 from ..ir.ops import OPS, StepContext
+from ..runtime.lm import CachedModel
 
 PRECISIONS = ("f32", "f16")
 
@@ -40,7 +40,7 @@ def run_graph(graph: Graph, params: dict[str, np.ndarray], state: dict[str, np.n
     return env[graph.output]
 
 
-class ReferenceModel:
+class ReferenceModel(CachedModel):
     """LanguageModel (runtime/lm.py) backed by numpy."""
 
     def __init__(self, bundle: Bundle, precision: str = "f32"):
@@ -62,57 +62,7 @@ class ReferenceModel:
         cache_dtype = np.float16 if precision == "f16" else np.float32
         g = self._graphs["logits_last"]
         self._state = {k: np.zeros(eval_shape(v.shape, {}), dtype=cache_dtype) for k, v in g.state.items()}
-        self._position = 0
 
-    @property
-    def position(self) -> int:
-        return self._position
-
-    def reset(self) -> None:
-        self._position = 0
-
-    def truncate(self, position: int) -> None:
-        if not 0 <= position <= self._position:
-            raise ValueError(f"cannot truncate to {position}: cache holds {self._position} tokens")
-        self._position = position  # rows past it are overwritten before they are read again
-
-    def _check_room(self, n: int) -> None:
-        if self._position + n > self.context_window:
-            raise ContextWindowExceededError(
-                f"{self._position} cached + {n} new tokens exceed the context window of {self.context_window}"
-            )
-
-    def _run(self, graph: str, ids: Sequence[int]) -> list[np.ndarray]:
-        ids = [int(i) for i in ids]
-        if not ids:
-            raise ValueError("ids must not be empty")
-        bad = [i for i in ids if not 0 <= i < self.vocab_size]
-        if bad:
-            raise ValueError(f"token ids {bad[:5]} are outside the vocabulary (size {self.vocab_size})")
-        self._check_room(len(ids))
-        outs = []
-        for start in range(0, len(ids), self.prefill_chunk):
-            chunk = np.array(ids[start : start + self.prefill_chunk], dtype=np.int32)
-            outs.append(run_graph(self._graphs[graph], self._params, self._state, chunk, self._position, self.precision))
-            self._position += len(chunk)
-        return outs
-
-    def forward(self, ids: Sequence[int]) -> np.ndarray:
-        return self._run("logits_last", ids)[-1][-1]
-
-    def logits(self, ids: Sequence[int]) -> np.ndarray:
-        self.reset()
-        return np.concatenate(self._run("logits_all", ids), axis=0)
-
-    def generate(self, ids: Sequence[int], max_new_tokens: int) -> list[int]:
-        self.reset()
-        out: list[int] = []
-        row = self.forward(ids)
-        for _ in range(max_new_tokens):
-            tok = int(np.argmax(row))
-            out.append(tok)
-            if tok in self.eos_token_ids or self._position >= self.context_window:
-                break
-            if len(out) < max_new_tokens:
-                row = self.forward([tok])
-        return out
+    def _step(self, rows: str, ids: list[int]) -> np.ndarray:
+        graph = self._graphs["logits_last" if rows == "last" else "logits_all"]
+        return run_graph(graph, self._params, self._state, np.array(ids, dtype=np.int32), self._position, self.precision)

@@ -45,3 +45,73 @@ class LanguageModel(Protocol):
     def generate(self, ids: Sequence[int], max_new_tokens: int) -> list[int]:
         """Fresh cache; greedy new token ids (stops early at an eos id)."""
         ...
+
+
+class CachedModel:
+    """What every backend shares: the KV-cache position, input checks, chunking, greedy generate.
+
+    A backend sets manifest, bundle_dir, vocab_size, context_window, prefill_chunk and
+    eos_token_ids, and implements `_step(rows, ids)`: one step over at most prefill_chunk
+    ids at `position`, returning the logits of the last id (rows="last") or of every id
+    (rows="all"). It must not move `position`; this class does."""
+
+    prefill_chunk: int
+    eos_token_ids: set[int]
+    _position: int = 0
+
+    def _step(self, rows: str, ids: list[int]) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    def reset(self) -> None:
+        self._position = 0
+
+    def truncate(self, position: int) -> None:
+        if not 0 <= position <= self._position:
+            raise ValueError(f"cannot truncate to {position}: cache holds {self._position} tokens")
+        self._position = position  # attention reads rows < p+n only, and each step writes its rows first
+
+    def _check(self, ids: Sequence[int]) -> list[int]:
+        from ..errors import ContextWindowExceededError
+
+        ids = [int(i) for i in ids]
+        if not ids:
+            raise ValueError("ids must not be empty")
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ValueError(f"token ids {bad[:5]} are outside the vocabulary (size {self.vocab_size})")
+        if self._position + len(ids) > self.context_window:
+            raise ContextWindowExceededError(
+                f"{self._position} cached + {len(ids)} new tokens exceed the context window of {self.context_window}")
+        return ids
+
+    def _chunks(self, rows: str, ids: Sequence[int]) -> list[np.ndarray]:
+        ids = self._check(ids)
+        out = []
+        for start in range(0, len(ids), self.prefill_chunk):
+            chunk = ids[start : start + self.prefill_chunk]
+            out.append(self._step(rows, chunk))
+            self._position += len(chunk)
+        return out
+
+    def forward(self, ids: Sequence[int]) -> np.ndarray:
+        return self._chunks("last", ids)[-1][-1]
+
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        self.reset()
+        return np.concatenate(self._chunks("all", ids), axis=0)
+
+    def generate(self, ids: Sequence[int], max_new_tokens: int) -> list[int]:
+        self.reset()
+        out: list[int] = []
+        row = self.forward(ids)
+        while len(out) < max_new_tokens:
+            tok = int(np.argmax(row))
+            out.append(tok)
+            if tok in self.eos_token_ids or self._position >= self.context_window or len(out) == max_new_tokens:
+                break
+            row = self.forward([tok])
+        return out

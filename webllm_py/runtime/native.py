@@ -10,16 +10,16 @@ staging buffer: one submission and one readback per step, no allocation.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..bundle import Bundle
-from ..errors import BundleError, ContextWindowExceededError
+from ..errors import BundleError
 from ..ir.graph import compile_dim
 from .device import create_pipeline, request_device, select_adapter
+from .lm import CachedModel
 
 ACT_BYTES = {"f32": 4, "f16": 2}
 PRECISIONS = ("auto", "f32", "f16")
@@ -29,7 +29,7 @@ def _round16(n: int) -> int:
     return max(16, (n + 15) // 16 * 16)
 
 
-class NativeModel:
+class NativeModel(CachedModel):
     """LanguageModel (runtime/lm.py) on the GPU through wgpu-py."""
 
     def __init__(self, bundle: Bundle, precision: str = "auto", adapter: Any = None, profile: bool = False):
@@ -53,12 +53,9 @@ class NativeModel:
         self.device = request_device(self.adapter, f16=self.precision == "f16",
                                      storage_binding_bytes=max(sizes.values()), buffer_bytes=max(sizes.values()),
                                      storage_buffers=max_storage, timestamps=profile)
-        self._t_load = time.perf_counter()
         self._buffers = self._create_buffers(m["buffers"], sizes)
         self._programs = self._prepare_programs(m["programs"][self.precision])
         self._act_dtype = np.float16 if self.precision == "f16" else np.float32
-        self._position = 0
-        self.stats: dict[str, float] = {}
 
     # -- load ------------------------------------------------------------------------
     @staticmethod
@@ -107,21 +104,12 @@ class NativeModel:
             out[pname] = {"steps": steps, "rows": compile_dim(prog["logits_rows"])}
         return out
 
-    # -- LanguageModel -----------------------------------------------------------------
-    @property
-    def position(self) -> int:
-        return self._position
+    # -- one step ----------------------------------------------------------------------
+    def _step(self, rows: str, ids: list[int]) -> np.ndarray:
+        """One program over ids at the current position; returns its logits rows."""
+        import wgpu
 
-    def reset(self) -> None:
-        self._position = 0
-
-    def truncate(self, position: int) -> None:
-        if not 0 <= position <= self._position:
-            raise ValueError(f"cannot truncate to {position}: cache holds {self._position} tokens")
-        self._position = position  # attention reads rows < p+n only, and kv writes them first
-
-    def _run(self, program: str, ids: Sequence[int]) -> np.ndarray:
-        """One step of `program` over ids at the current position; returns its logits rows."""
+        program = "score" if rows == "all" else "decode" if len(ids) == 1 else "prefill"
         n, p = len(ids), self._position
         prog = self._programs[program]
         q = self.device.queue
@@ -134,51 +122,11 @@ class NativeModel:
             cp.set_bind_group(0, bg)
             cp.dispatch_workgroups(wg[0](n, p), wg[1](n, p), wg[2](n, p))
         cp.end()
-        rows = prog["rows"](n, p)
-        nbytes = rows * self.vocab_size * np.dtype(self._act_dtype).itemsize
-        enc.copy_buffer_to_buffer(self._buffers["logits"], 0, self._staging, 0, _round16(nbytes))
+        out_rows = prog["rows"](n, p)
+        nbytes = _round16(out_rows * self.vocab_size * np.dtype(self._act_dtype).itemsize)
+        enc.copy_buffer_to_buffer(self._buffers["logits"], 0, self._staging, 0, nbytes)
         q.submit([enc.finish()])
-        self._staging.map_sync("READ_NOSYNC" if False else 1, 0, _round16(nbytes))
-        data = np.frombuffer(self._staging.read_mapped(0, _round16(nbytes), copy=True), dtype=self._act_dtype)
+        self._staging.map_sync(wgpu.MapMode.READ, 0, nbytes)
+        data = np.frombuffer(self._staging.read_mapped(0, nbytes, copy=True), dtype=self._act_dtype)
         self._staging.unmap()
-        self._position += n
-        return data[: rows * self.vocab_size].reshape(rows, self.vocab_size).astype(np.float32)
-
-    def _check(self, ids: Sequence[int]) -> list[int]:
-        ids = [int(i) for i in ids]
-        if not ids:
-            raise ValueError("ids must not be empty")
-        bad = [i for i in ids if not 0 <= i < self.vocab_size]
-        if bad:
-            raise ValueError(f"token ids {bad[:5]} are outside the vocabulary (size {self.vocab_size})")
-        if self._position + len(ids) > self.context_window:
-            raise ContextWindowExceededError(
-                f"{self._position} cached + {len(ids)} new tokens exceed the context window of {self.context_window}")
-        return ids
-
-    def forward(self, ids: Sequence[int]) -> np.ndarray:
-        ids = self._check(ids)
-        t0 = time.perf_counter()
-        for start in range(0, len(ids), self.prefill_chunk):
-            chunk = ids[start : start + self.prefill_chunk]
-            row = self._run("decode" if len(chunk) == 1 else "prefill", chunk)[-1]
-        self.stats = {"tokens": len(ids), "seconds": time.perf_counter() - t0}
-        return row
-
-    def logits(self, ids: Sequence[int]) -> np.ndarray:
-        self.reset()
-        ids = self._check(ids)
-        return np.concatenate([self._run("score", ids[s : s + self.prefill_chunk])
-                               for s in range(0, len(ids), self.prefill_chunk)], axis=0)
-
-    def generate(self, ids: Sequence[int], max_new_tokens: int) -> list[int]:
-        self.reset()
-        out: list[int] = []
-        row = self.forward(ids)
-        for _ in range(max_new_tokens):
-            tok = int(np.argmax(row))
-            out.append(tok)
-            if tok in self.eos_token_ids or self._position >= self.context_window or len(out) == max_new_tokens:
-                break
-            row = self.forward([tok])
-        return out
+        return data[: out_rows * self.vocab_size].reshape(out_rows, self.vocab_size).astype(np.float32)
