@@ -38,6 +38,9 @@ def _build_args(p):
     p.add_argument("--context-window", type=int)
     p.add_argument("--prefill-chunk", type=int, default=128)
     p.add_argument("--shard-mib", type=int, default=32)
+    p.add_argument("--requantize", action="store_true",
+                   help="quantize a GGUF's Q4_0/Q4_1/Q8_0 tensors again instead of keeping their blocks losslessly")
+    p.add_argument("--no-fuse", action="store_true", help="keep q/k/v and gate/up as separate matmuls (debugging)")
 
 
 def cmd_build(args) -> int:
@@ -45,7 +48,8 @@ def cmd_build(args) -> int:
 
     out = build(args.model, args.out, quantization=args.quantization, embedding_format=args.embedding_format,
                 context_window=args.context_window, prefill_chunk=args.prefill_chunk,
-                shard_bytes=args.shard_mib * 1024 * 1024)
+                shard_bytes=args.shard_mib * 1024 * 1024, keep_source_quantization=not args.requantize,
+                fuse=not args.no_fuse)
     print(f"wrote {out}")
     return 0
 
