@@ -223,3 +223,16 @@ def test_inspect_reports_quantization_error(tiny_bundles):
 
     s = inspect_summary(tiny_bundles("llama", "q4"))
     assert 0.05 < s["weights_by_format"]["q4"]["relative_rms_err"] < 0.2
+
+
+def test_hub_id_offline_gives_a_clear_error(tmp_path, monkeypatch):
+    """A Hub id resolves through huggingface_hub; offline (HF_HUB_OFFLINE=1, so no connection is
+    even attempted) the build fails with one line that names the model and says what to do."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # an empty cache
+    proc = subprocess.run([sys.executable, "-m", "webllm_py.cli", "build", "HuggingFaceTB/NoSuchModel-1M", "-o",
+                           str(tmp_path / "out")], capture_output=True, text=True)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "HuggingFaceTB/NoSuchModel-1M" in lines[0] and "offline?" in lines[0]
+    assert not (tmp_path / "out").exists()

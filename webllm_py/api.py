@@ -23,8 +23,38 @@ def open_source(path: str | Path):
 
         return GGUFSource(p)
     if not p.exists():
+        if _looks_like_hub_id(str(path)):
+            from .models.source import HFFolderSource
+
+            return HFFolderSource(download_from_hub(str(path)))
         raise BuildError("no such file or folder", p)
     raise BuildError("expected an HF model folder or a .gguf file", p)
+
+
+HUB_FILES = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+             "*.safetensors", "model.safetensors.index.json"]
+
+
+def _looks_like_hub_id(s: str) -> bool:
+    parts = s.split("/")
+    return len(parts) == 2 and all(parts) and not s.startswith((".", "~")) and "\\" not in s
+
+
+def download_from_hub(repo_id: str) -> Path:
+    """The local folder of an HF Hub model (only the files a build reads), via huggingface_hub's cache.
+
+    Offline (no network, or HF_HUB_OFFLINE=1) this works only for models already in the cache;
+    otherwise it raises a BuildError that says so."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise BuildError(f"'{repo_id}' is not a local folder or file, and huggingface_hub is not installed "
+                         "to download it (pip install huggingface_hub)") from None
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
+    except Exception as e:  # offline, unknown repo, gated model, ...: one clear line
+        raise BuildError(f"could not get '{repo_id}' from the Hugging Face Hub ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:200]}); offline? pass a local HF folder or .gguf file instead") from None
 
 
 def build(model: str | Path, out: str | Path, *, quantization: str = "q4", progress: bool = True, **options: Any) -> Path:
