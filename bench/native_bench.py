@@ -93,20 +93,27 @@ def transformers_engine(gguf: Path) -> tuple[Run, dict[str, Any]]:
     import torch
     from transformers import AutoModelForCausalLM
 
+    import inspect
+
     torch.set_num_threads(os.cpu_count() or 2)
     t = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     load_s = time.perf_counter() - t
+    # transformers 5 renamed past_key_values to cache; passing the old name silently drops the cache
+    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+    def _kv_cache(out):
+        return out["cache"] if "cache" in out else out["past_key_values"]
 
     @torch.no_grad()
     def run(ids: list[int], n: int) -> tuple[float, float]:
         t0 = time.perf_counter()
         out = model(torch.tensor([ids]), use_cache=True)
         t1 = time.perf_counter()
-        past, tok = out.past_key_values, out.logits[0, -1].argmax()
+        cache, tok = _kv_cache(out), out.logits[0, -1].argmax()
         for _ in range(n):
-            out = model(tok.view(1, 1), past_key_values=past, use_cache=True)
-            past, tok = out.past_key_values, out.logits[0, -1].argmax()
+            out = model(tok.view(1, 1), use_cache=True, **{cache_kw: cache})
+            cache, tok = _kv_cache(out), out.logits[0, -1].argmax()
         return t1 - t0, time.perf_counter() - t1
 
     return run, {"load_s": load_s, "precision": "f32 (dequantized)"}
