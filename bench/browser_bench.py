@@ -201,23 +201,43 @@ def _pss_kib(pid: int) -> int:
     return 0
 
 
+def _cpu_ticks(pid: int | str) -> int:
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(f[11]) + int(f[12])  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _total_busy_ticks() -> int:
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(f) - f[3] - (f[4] if len(f) > 4 else 0)
+
+
 class PssSampler:
-    """Peak of the summed PSS of this process's Chromium descendants, sampled every 0.2 s."""
+    """Peak of the summed PSS of this process's Chromium descendants, sampled every 0.2 s;
+    also the CPU cores that OTHER processes kept busy meanwhile (other_busy_cores)."""
 
     def __init__(self, period: float = 0.2):
         self.period, self.peak, self._stop = period, 0, threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
+        self._ticks: dict[int, int] = {}  # last CPU ticks seen per Chromium pid
+        self.other_busy_cores: float | None = None
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.peak = max(self.peak, sum(_pss_kib(p) for p in _chromium_pids()))
+                pids = _chromium_pids()
+                self.peak = max(self.peak, sum(_pss_kib(p) for p in pids))
+                for p in pids:
+                    self._ticks[p] = max(self._ticks.get(p, 0), _cpu_ticks(p))
             except Exception:  # a process vanishing mid-walk
                 pass
             self._stop.wait(self.period)
 
     def __enter__(self) -> "PssSampler":
         if Path("/proc/self/smaps_rollup").exists():
+            self._t0, self._busy0, self._self0 = time.monotonic(), _total_busy_ticks(), _cpu_ticks("self")
             self._t.start()
         return self
 
@@ -225,6 +245,39 @@ class PssSampler:
         self._stop.set()
         if self._t.is_alive():
             self._t.join()
+            hz = os.sysconf("SC_CLK_TCK")
+            mine = sum(self._ticks.values()) + _cpu_ticks("self") - self._self0  # children reaped late are missed
+            other = _total_busy_ticks() - self._busy0 - mine
+            self.other_busy_cores = max(0.0, other / hz / max(1e-9, time.monotonic() - self._t0))
+
+
+def busy_cores(seconds: float = 2.0) -> float:
+    """CPU cores busy over `seconds` (all processes; call it while this benchmark is idle)."""
+    def snap() -> tuple[int, int]:
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = f[3] + (f[4] if len(f) > 4 else 0)
+        return sum(f), idle
+    try:
+        t0, i0 = snap()
+        time.sleep(seconds)
+        t1, i1 = snap()
+    except OSError:
+        return 0.0
+    return (1 - (i1 - i0) / max(1, t1 - t0)) * (os.cpu_count() or 1)
+
+
+def wait_idle(limit_s: float, threshold: float = 0.3) -> float:
+    """Wait (at most limit_s) until other processes use < threshold cores; returns the last reading."""
+    deadline = time.monotonic() + limit_s
+    busy = busy_cores()
+    announced = False
+    while busy >= threshold and time.monotonic() < deadline:
+        if not announced:
+            print(f"  machine busy ({busy:.1f} cores used by other processes): waiting up to {limit_s:.0f} s", flush=True)
+            announced = True
+        time.sleep(3)
+        busy = busy_cores()
+    return busy
 
 
 # ---- runs ---------------------------------------------------------------------------------------
@@ -247,6 +300,8 @@ def run_one(srv: StaticServer, engine: str, cfg: dict[str, Any], timeout_s: floa
         if engine == "webllm":
             env.setdefault("adapter", res.get("adapter"))
     res["pss_peak_mib"] = pss.peak / 1024 if pss.peak else None
+    res["loadavg_1min_after"] = os.getloadavg()[0]  # other work on the machine skews every number
+    res["other_busy_cores"] = pss.other_busy_cores
     res["run_s"] = time.perf_counter() - t0
     if res.get("peak_js_heap") is not None:
         res["peak_js_heap_mib"] = res["peak_js_heap"] / 2**20
@@ -306,9 +361,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", type=Path, help="reuse a bundle built from the GGUF instead of building one")
     ap.add_argument("--profile-steps", type=int, default=16, help="webllm-py decode breakdown steps (0: off)")
     ap.add_argument("--timeout", type=float, default=600, help="seconds per run")
+    ap.add_argument("--max-other-busy", type=float, default=0.3,
+                    help="a run during which other processes used more CPU cores than this is run again")
+    ap.add_argument("--retries", type=int, default=2, help="re-runs allowed per run (see --max-other-busy)")
+    ap.add_argument("--wait-idle", type=float, default=600,
+                    help="before each run, wait up to this many seconds for other processes to leave the CPUs idle "
+                         "(< 0.3 cores busy); every run records what it saw (busy_cores_before)")
     a = ap.parse_args(argv)
     if a.quick:
-        a.prompt_tokens, a.decode_tokens, a.repeats, a.profile_steps = 48, 4, 1, 0
+        a.prompt_tokens, a.decode_tokens, a.repeats, a.profile_steps, a.wait_idle, a.retries = 48, 4, 1, 0, 0, 0
     engines = [e.strip() for e in a.engines.split(",") if e.strip()]
     bad = [e for e in engines if e not in ENGINES]
     if bad:
@@ -354,12 +415,26 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"prompt: {n_prompt} tokens (webllm-py tokenizer), {a.decode_tokens} new tokens, "
               f"{a.repeats} repeat(s), engines {engines}", flush=True)
+        def measure(eng: str) -> dict[str, Any]:
+            """One run of `eng`; run again (at most --retries times) when other processes took
+            more than --max-other-busy cores meanwhile (the discarded runs stay in the JSON)."""
+            for attempt in range(1 + a.retries):
+                busy = wait_idle(a.wait_idle)
+                r = run_one(srv, eng, cfg, a.timeout, env)
+                r["busy_cores_before"] = busy
+                other = r.get("other_busy_cores") or 0.0
+                if other <= a.max_other_busy or attempt == a.retries:
+                    return r
+                results[eng].setdefault("discarded", []).append(r)
+                print(f"  [{eng}] other processes used {other:.2f} cores during the run: run again", flush=True)
+            raise AssertionError("unreachable")
+
         for rep in range(a.repeats):
             for eng in engines:
                 if results[eng].get("skipped"):
                     continue
                 try:
-                    r = run_one(srv, eng, cfg, a.timeout, env)
+                    r = measure(eng)
                 except RuntimeError as e:
                     if eng == "wllama-webgpu" and rep == 0:
                         results[eng]["skipped"] = str(e).splitlines()[0][:200]
@@ -376,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 results[eng]["runs"].append(r)
                 print(f"[{rep + 1}/{a.repeats}] {eng:15s} load {r['load_s']:.2f}s  prefill {r['prefill_tps'] or 0:.1f} tok/s  "
-                      f"ttft {r['ttft_s']:.2f}s  decode {r['decode_tps'] or 0:.1f} tok/s  ({r['run_s']:.0f}s run)", flush=True)
+                      f"ttft {r['ttft_s']:.2f}s  decode {r['decode_tps'] or 0:.1f} tok/s  ({r['run_s']:.0f}s run; others busy {r.get('other_busy_cores') or 0:.2f} cores)", flush=True)
     for eng, res in results.items():
         if res["runs"]:
             keys = [k for k, _, _ in COLUMNS] + ["prompt_tokens", "completion_tokens", "warmup_s", "total_s", "prefill_s", "decode_s"]
@@ -392,8 +467,12 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - t_start
     print()
     print(tab)
+    busy = [r["busy_cores_before"] for res in results.values() for r in res["runs"]]
+    during = [r["other_busy_cores"] for res in results.values() for r in res["runs"] if r.get("other_busy_cores") is not None]
     print(f"\nChromium {env.get('chromium')}, {env['cpu_count']} CPUs ({env['cpu']}), wllama {wllama_version}; "
-          f"total {wall:.0f} s")
+          f"total {wall:.0f} s; other processes kept {max(busy, default=0):.2f} cores busy before runs at most, "
+          f"{max(during, default=0):.2f} during runs at most (ticks of Chromium processes that exited between "
+          f"samples count as other)")
     for eng, res in results.items():
         p = res.get("median", {}).get("profile")
         if p:
