@@ -655,7 +655,10 @@ def matmul_key(act: str, fmt: str, rows: int, cols: int, bias: bool = False, pre
     every split size."""
     tn = 4 if prefill and not last_row else 1
     splits = tuple(splits)
-    wide = norm and epilogue != "silu_mul"
+    # The decode gate/up (silu_mul) also takes 8 rows per invocation: on SwiftShader 1758 vs 2021 us
+    # for SmolLM2's 2x1536x576 (bench/kernel_bench.py), on lavapipe no change (webllm-py profile);
+    # prefill keeps 4 because silu_mul holds 2*rpi*tn accumulators (<= 32).
+    wide = (norm and epilogue != "silu_mul") or (epilogue == "silu_mul" and tn == 1)
     rpi = next(r for r in ((8, 4, 2, 1) if wide else (4, 2, 1)) if all(s % r == 0 for s in splits))
     return MatmulKey(act=act, fmt=fmt, rows=rows, cols=cols, bias=bias, tn=tn, wg=16, last_row=last_row, rpi=rpi,
                      row_offset=row_offset, out_rows=out_rows, norm=norm, norm_eps=norm_eps, epilogue=epilogue,
