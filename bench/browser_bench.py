@@ -359,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write config, environment, every run and the medians here")
     ap.add_argument("--quick", action="store_true", help="CI smoke run: 48-token prompt, 4 new tokens, 1 repeat")
     ap.add_argument("--bundle", type=Path, help="reuse a bundle built from the GGUF instead of building one")
+    ap.add_argument("--shape", default=None,
+                    help="benchmark a seeded random-weight GGUF of this shape (bench/shapes.py: smollm2-360m, "
+                         "llama-1b) instead of SmolLM2-135M; both engines load the same file")
     ap.add_argument("--profile-steps", type=int, default=16, help="webllm-py decode breakdown steps (0: off)")
     ap.add_argument("--timeout", type=float, default=600, help="seconds per run")
     ap.add_argument("--max-other-busy", type=float, default=0.3,
@@ -382,6 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     ensure_assets()
     gguf = find_gguf()
+    if a.shape:
+        from shapes import shape_gguf  # same folder
+
+        gguf = shape_gguf(a.shape, gguf, Path.home() / ".cache" / "webllm-py" / "bench")
     tmp = tempfile.TemporaryDirectory(prefix="browser-bench-")
     bundle = a.bundle
     if bundle is None:

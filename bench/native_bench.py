@@ -1,7 +1,7 @@
 """Native side-by-side benchmark on one GGUF: webllm-py (wgpu-py) vs llama.cpp vs transformers vs numpy.
 
-    .venv/bin/python bench/native_bench.py [--gguf FILE] [--prompt-tokens 256] [--decode-tokens 64]
-                                           [--repeats 3] [--json out.json] [--quick]
+    .venv/bin/python bench/native_bench.py [--gguf FILE | --shape smollm2-360m|llama-1b] [--prompt-tokens 256]
+                                           [--decode-tokens 64] [--repeats 3] [--json out.json] [--quick]
 
 Every engine gets the same prompt token ids and decodes greedily; runs alternate
 engines (A B C A B C ...) and medians are reported, so ratios compare numbers
@@ -77,13 +77,20 @@ def llamacpp_engine(gguf: Path, ctx: int) -> tuple[Run, dict[str, Any]]:
     llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=ctx, n_threads=os.cpu_count() or 2, verbose=False)
     load_s = time.perf_counter() - t
 
+    n_vocab = llm.n_vocab()
+
+    def last_logits() -> np.ndarray:
+        # llama-cpp-python >= 0.3 no longer copies logits into llm.scores unless logits_all=True
+        # (which would compute every row's logits); read the context's last-row logits instead
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,))
+
     def run(ids: list[int], n: int) -> tuple[float, float]:
         llm.reset()
         t0 = time.perf_counter()
         llm.eval(ids)
         t1 = time.perf_counter()
         for _ in range(n):
-            llm.eval([int(np.argmax(llm.scores[llm.n_tokens - 1]))])
+            llm.eval([int(np.argmax(last_logits()))])
         return t1 - t0, time.perf_counter() - t1
 
     return run, {"load_s": load_s, "precision": f"Q4_1, {os.cpu_count()} threads"}
@@ -122,6 +129,9 @@ def transformers_engine(gguf: Path) -> tuple[Run, dict[str, Any]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--gguf", type=Path, default=None)
+    ap.add_argument("--shape", default=None,
+                    help="run a seeded random-weight GGUF of this shape instead (bench/shapes.py: "
+                         "smollm2-360m, llama-1b), written once into ~/.cache/webllm-py/bench")
     ap.add_argument("--prompt-tokens", type=int, default=256)
     ap.add_argument("--decode-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
@@ -133,6 +143,10 @@ def main() -> None:
         args.prompt_tokens, args.decode_tokens, args.repeats = 16, 4, 1
         args.engines = "webllm-f32,reference"
     gguf = args.gguf or default_gguf()
+    if args.shape:
+        from shapes import shape_gguf  # same folder
+
+        gguf = shape_gguf(args.shape, gguf, Path.home() / ".cache" / "webllm-py" / "bench")
     import webllm_py
 
     work = Path(tempfile.mkdtemp(prefix="webllm-bench-"))

@@ -48,3 +48,30 @@ def test_browser_bench_quick(tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert out.exists()
+
+
+def test_shape_gguf_is_a_llama_gguf_that_transformers_reads_alike(tmp_path):
+    """bench/shapes.py's random-weight GGUFs are what every engine of the benchmark runs: the bundle
+    built from one must give the logits transformers computes from the same file. Tolerance
+    1e-4 * max|logit|: both dequantize the same Q4_1/Q8_0 blocks exactly and compute in f32."""
+    import numpy as np
+
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from shapes import Shape, write_shape_gguf
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    import webllm_py
+
+    g = write_shape_gguf(Shape(hidden=64, layers=2, ffn=96, heads=4, kv_heads=2), tmp_path / "tiny.gguf",
+                         smollm2_gguf(), seed=3)
+    bundle = webllm_py.build(g, tmp_path / "bundle", quantization="q4", progress=False)
+    ids = [1, 504, 3458, 314, 253, 1028, 28]
+    ours = np.asarray(webllm_py.load(bundle, backend="reference").logits(ids))
+    model = transformers.AutoModelForCausalLM.from_pretrained(g.parent, gguf_file=g.name, dtype=torch.float32)
+    with torch.no_grad():
+        ref = model(torch.tensor([ids])).logits[0].numpy()
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, atol=1e-4 * np.abs(ref).max(), rtol=0)

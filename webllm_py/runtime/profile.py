@@ -49,12 +49,19 @@ def profile_step(model: Any, program: str = "decode", n: int = 1, p: int = 0, re
         per_dispatch.append((ts[1::2] - ts[0::2]) / 1000.0)
     med = np.median(np.stack(per_dispatch), axis=0)
     by_family: dict[str, list[float]] = defaultdict(list)
+    by_kernel: dict[str, list[float]] = defaultdict(list)
     for (_, _, _, name), us in zip(steps, med):
         by_family[name.split("_act-")[0]].append(float(us))
-    families = {f: {"dispatches": len(v), "total_us": sum(v), "mean_us": sum(v) / len(v)} for f, v in by_family.items()}
+        by_kernel[name].append(float(us))
     return {"program": program, "n": n, "p": p, "dispatches": len(steps), "gpu_total_us": float(med.sum()),
             "wall_profiled_ms": float(np.median(walls) * 1000),
-            "families": dict(sorted(families.items(), key=lambda kv: -kv[1]["total_us"]))}
+            "families": _summary(by_family), "kernels": _summary(by_kernel)}
+
+
+def _summary(times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """{name: dispatches, total_us, mean_us}, largest total first."""
+    rows = {k: {"dispatches": len(v), "total_us": sum(v), "mean_us": sum(v) / len(v)} for k, v in times.items()}
+    return dict(sorted(rows.items(), key=lambda kv: -kv[1]["total_us"]))
 
 
 def format_profile(r: dict[str, Any]) -> str:
@@ -64,4 +71,7 @@ def format_profile(r: dict[str, Any]) -> str:
     for f, v in r["families"].items():
         lines.append(f"{f:16} {v['dispatches']:5d} {v['total_us'] / 1000:9.3f} {v['total_us'] / r['gpu_total_us']:6.1%} "
                      f"{v['mean_us']:8.1f}")
+    lines.append("per kernel variant (key):")
+    for k, v in r["kernels"].items():
+        lines.append(f"  {v['dispatches']:5d} x {v['mean_us']:8.1f} us = {v['total_us'] / 1000:7.3f} ms  {k}")
     return "\n".join(lines)
