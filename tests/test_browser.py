@@ -196,12 +196,21 @@ def test_cache_reload_corruption_and_integrity(webgpu_browser, server, bundles):
     shards = _bin_requests(requests)
     assert shards, "the cold load fetched the weight shards"
 
-    # Reload: everything from Cache Storage, zero shard requests.
+    # Reload: everything from Cache Storage, zero shard requests, and no file hashed again
+    # (Chromium keeps the entries' write-id header, so the verified record vouches for them).
     requests.clear()
     page.reload()
     page.wait_for_function("window.webllmReady === true")
+    page.evaluate("""() => {
+      window.digests = 0;
+      const digest = crypto.subtle.digest.bind(crypto.subtle);
+      crypto.subtle.digest = (...args) => { window.digests++; return digest(...args); };
+    }""")
     _eval(webgpu_browser, page, CREATE, [server.url("/b/q4/"), {}])
     assert _bin_requests(requests) == []
+    assert page.evaluate("window.digests") == 0
+    _eval(webgpu_browser, page, CREATE, [server.url("/b/q4/"), {"verifyCache": True}])
+    assert page.evaluate("window.digests") >= len(shards)  # verifyCache: every cached file hashed
 
     # A shard corrupted inside Cache Storage is detected and refetched, and the engine works.
     shard = shards[0]

@@ -11,7 +11,7 @@
 //                  Uint8Array(size) as loader.js's readBody does
 //     "lb_nocache" loadBundle(url, {cache: false}): fetch + sha256, nothing cached
 //     "lb_cold"    loadBundle(url, {cache: true}) with the default Cache Storage scope empty
-//     "lb_warm"    the same again (every file in Cache Storage: read + re-verify)
+//     "lb_warm"    the same again (every file in Cache Storage: read, trusted via the verified record)
 //     "ce_cold"    CreateEngine(url, {cache: "loadbench-engine"}) until ready, that scope empty
 //     "ce_warm"    the same again; the engine is unloaded after each
 //     "parts"      where the time goes, over the bytes of the raw phase: SubtleCrypto sha256
@@ -133,7 +133,7 @@ async function loadBundlePhase(ctx, cacheOn) {
     const p = ev.put.get(ctx.fileUrl(ctx.baseUrl, path));
     if (p != null) gaps.push((p - t) / 1000);
   }
-  const puts = [...ev.put.entries()].filter(([u]) => !u.endsWith("manifest.json"));
+  const puts = [...ev.put.entries()].filter(([u]) => !u.endsWith("manifest.json") && !u.includes("webllm-py-verified"));
   // per-file timeline of the weight shards (params/*): they are ~all the bytes
   const shards = ctx.files.filter((f) => f.path.startsWith("params/")).map((f) => {
     const u = ctx.fileUrl(ctx.baseUrl, f.path);

@@ -4,8 +4,10 @@
 
 /**
  * @typedef {object} BundleCache
- * @property {(url: string) => Promise<Response|undefined>} match
- * @property {(url: string, response: Response) => Promise<void>} put
+ * @property {(url: string) => Promise<Response|undefined>} match  with the stored headers (the
+ *   loader's write id: without it, a file is re-hashed on every load)
+ * @property {(url: string, response: Response) => Promise<void>} put  a download comes as a
+ *   streaming body that ends only once verified: store nothing when the body errors
  * @property {(url: string) => Promise<boolean>} delete
  * @property {() => Promise<string[]>} keys  absolute URLs of the entries
  * @property {boolean} [persistent]  true when entries use browser storage quota

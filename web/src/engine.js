@@ -535,6 +535,7 @@ export class Engine {
  *   monotonic; downloads fill 0..0.9, GPU upload and pipeline compilation the rest; exactly 1 once ready
  * @property {"auto"|"f32"|"f16"} [precision] auto: f16 programs when the adapter has shader-f16
  * @property {import("./cache.js").BundleCache|boolean|string} [cache] default true (Cache Storage)
+ * @property {boolean} [verifyCache] re-hash every cached file, also those this package verified when it stored them (default false)
  * @property {AbortSignal} [signal]
  * @property {typeof fetch} [fetch]
  * @property {GPU} [gpu] defaults to navigator.gpu
@@ -557,6 +558,7 @@ export async function CreateEngine(bundleUrl, options = {}) {
     cb?.({ progress, ...totals, text, timeElapsed: seconds() - start });
   const bundle = await loadBundle(bundleUrl, {
     cache: options.cache ?? true,
+    verifyCache: options.verifyCache,
     signal: options.signal,
     fetch: options.fetch,
     onProgress: (r) => {

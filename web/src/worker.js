@@ -11,6 +11,7 @@ import { deserializeError } from "./worker_protocol.js";
  * @property {(report: import("./progress.js").ProgressReport) => void} [initProgressCallback]
  * @property {"auto"|"f32"|"f16"} [precision]
  * @property {boolean|string} [cache] true / false / a Cache Storage scope (custom cache objects cannot cross to a worker)
+ * @property {boolean} [verifyCache] see EngineOptions
  * @property {AbortSignal} [signal]
  * @property {string} [modelName]
  */

@@ -86,7 +86,13 @@ export function fetchManifest(url: string | URL, options?: FetchOptions): Promis
 // ---- cache ------------------------------------------------------------------
 /** Shaped like the Web Cache API so backends (IndexedDB, OPFS, ...) can be swapped in. */
 export interface BundleCache {
+  /** Should hand back the stored headers too: a file entry whose `x-webllm-py-write` header is lost is re-hashed on every load. */
   match(url: string): Promise<Response | undefined>;
+  /**
+   * A downloaded file arrives as a streaming body, fed while it downloads and ended only once
+   * it passed sha256: store it only if the body ends normally, and settle once stored (or
+   * refused: a `QuotaExceededError`-named error becomes `QuotaExceededError`).
+   */
   put(url: string, response: Response): Promise<void>;
   delete(url: string): Promise<boolean>;
   keys(): Promise<string[]>;
@@ -140,6 +146,16 @@ export interface LoadOptions extends FetchOptions {
   persist?: boolean;
   /** defaults to navigator.storage */
   storage?: Pick<StorageManager, "estimate" | "persist">;
+  /**
+   * Re-hash (sha256) every cached file, even those the bundle's verified record vouches for
+   * (default false). By default a cached file is trusted without hashing when it has the
+   * manifest's size and is the very entry this package wrote and recorded after its bytes
+   * passed sha256; anything else in the cache (an entry written by someone else, an older
+   * package version, or an interrupted write) is hashed as always, and deleted and
+   * refetched when it does not match. Set this if you distrust the disk itself: it also
+   * catches an entry corrupted in place after it was verified.
+   */
+  verifyCache?: boolean;
 }
 export interface LoadedBundle extends BundleLocation {
   manifest: Manifest;
@@ -151,7 +167,7 @@ export interface LoadedBundle extends BundleLocation {
 }
 export function loadBundle(url: string | URL, options?: LoadOptions): Promise<LoadedBundle>;
 export function hasModelInCache(url: string | URL, options?: { cache?: CacheOption }): Promise<boolean>;
-/** Resolves to the number of cache entries deleted. */
+/** Resolves to the number of cache entries deleted (files and manifests; the bundle's verified record goes too, uncounted). */
 export function deleteModelFromCache(url: string | URL, options?: { cache?: CacheOption }): Promise<number>;
 export function sha256Hex(data: BufferSource): Promise<string>;
 
@@ -449,6 +465,8 @@ export interface EngineOptions {
   precision?: "auto" | Precision;
   /** default true (Cache Storage) */
   cache?: CacheOption;
+  /** re-hash every cached file, also those this package verified when it stored them (default false) */
+  verifyCache?: boolean;
   signal?: AbortSignal;
   fetch?: typeof fetch;
   gpu?: GPU;
@@ -464,6 +482,8 @@ export interface WorkerEngineOptions {
   precision?: "auto" | Precision;
   /** true / false / a Cache Storage scope (cache objects cannot cross to a worker) */
   cache?: boolean | string;
+  /** see EngineOptions.verifyCache */
+  verifyCache?: boolean;
   signal?: AbortSignal;
   modelName?: string;
 }
