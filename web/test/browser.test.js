@@ -61,15 +61,21 @@ test("dist/index.js loads, verifies and caches a bundle in headless Chromium", {
   const profile = mkdtempSync(path.join(tmpdir(), "webllm-py-chromium-"));
   const page = `http://127.0.0.1:${/** @type {any} */ (server.address()).port}/page.html`;
   const args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", `--user-data-dir=${profile}`, page];
-  const browser = spawn(/** @type {string} */ (chromium), args, { stdio: "ignore" });
+  // Its own process group, so that teardown stops Chromium's helper processes too: killing only
+  // the main process left them writing into the profile while it was being removed (ENOTEMPTY).
+  const browser = spawn(/** @type {string} */ (chromium), args, { stdio: "ignore", detached: true });
   t.after(async () => {
     server.close();
     if (browser.exitCode === null) {
       const exited = new Promise((r) => browser.once("exit", r));
-      browser.kill();
+      try {
+        process.kill(-(/** @type {number} */ (browser.pid)), "SIGKILL");
+      } catch {
+        browser.kill("SIGKILL");
+      }
       await exited;
     }
-    rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+    rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 250 });
   });
   const out = await result;
   assert.equal(out.error, undefined);
