@@ -4,6 +4,8 @@
 {% set lin = "silu(" ~ lin ~ " [gate rows]) * (" ~ lin ~ " [up rows])" %}
 {% endif %}
 {% set title = ("out += " if epilogue == "residual" else "out = ") ~ lin ~ ("; rows split over " ~ splits | length ~ " outputs" if splits else "") %}
+{% if xq %}{% set title = title ~ "; x packed (integer dot products)" %}{% endif %}
+{% if pack %}{% set title = title ~ "; output also packed" %}{% endif %}
 {{ c.header(title ~ "; one invocation per " ~ rpi ~ " output row(s) x " ~ tn ~ " token(s), no barriers") }}
 {{ c.prelude() }}
 
@@ -20,7 +22,20 @@ const NORM_EPS: f32 = {{ norm_eps_lit }};  // RMSNorm prologue: inv(t) = 1 / sqr
 // silu_mul epilogue: weight rows 0..ROWS-1 are gate, ROWS..2*ROWS-1 up; row slot j + {{ rpi }} is up row j
 {% endif %}
 
-{% if xvec %}
+{% if xq %}
+const M: u32 = 0x000F000Fu;  // nibbles j and j+4 of a word, after >> 4j, in two 16-bit fields
+const WORDS: u32 = COLS / 8u;  // packed x entries (8 columns each) per token
+
+// sum over one q4 weight word of n_i * q_i, against the word's packed x (4 lanes of q pairs):
+// each u32 product leaves n_j q_j + n_{j+4} q_{j+4} in its high half; +0x8000 makes the
+// arithmetic shift round the signed cross terms (|.| <= 15300) away exactly.
+fn word_dot(w: u32, xv: vec4<u32>) -> i32 {
+  let p = (w & M) * xv.x + ((w >> 4u) & M) * xv.y + ((w >> 8u) & M) * xv.z + ((w >> 12u) & M) * xv.w;
+  return bitcast<i32>(p + 0x8000u) >> 16u;
+}
+{% endif %}
+{% if xq and not norm %}
+{% elif xvec %}
 // x row starts are 16-byte aligned (COLS % 4 == 0): vec4 loads.
 fn xat(i: u32) -> f32 {
   return f32(x[i >> 2u][i & 3u]);
@@ -31,7 +46,7 @@ fn ldx(b: u32) -> vec4<f32> {
 fn ldxm(b: u32, col: u32) -> vec4<f32> {
   return select(vec4<f32>(0.0), vec4<f32>(x[b >> 2u]), col < COLS);
 }
-{% if norm %}
+{% if norm and not xq %}
 fn nat(i: u32) -> f32 {
   return norm_w[i >> 2u][i & 3u];
 }
@@ -54,7 +69,7 @@ fn ldxm(b: u32, col: u32) -> vec4<f32> {
   return vec4<f32>(select(0.0, f32(x[b]), col < COLS), select(0.0, f32(x[b + 1u]), col + 1u < COLS),
                    select(0.0, f32(x[b + 2u]), col + 2u < COLS), select(0.0, f32(x[b + 3u]), col + 3u < COLS));
 }
-{% if norm %}
+{% if norm and not xq %}
 fn nat(i: u32) -> f32 {
   return norm_w[i];
 }
@@ -145,6 +160,20 @@ fn w_at(i: u32) -> f32 {
 {{ accumulate(8, "c0", masked) }}
 {%- endmacro %}
 
+{% if pack %}
+// Pack 8 consecutive values (this invocation's rows) as the consumer's x: (sx, sum q) and q pairs.
+fn pack8(o: u32, lo: vec4<f32>, hi: vec4<f32>) {
+  let m = max(abs(lo), abs(hi));
+  let mx = max(max(m.x, m.y), max(m.z, m.w));
+  let inv = select(0.0, 255.0 / mx, mx > 0.0);
+  let q0 = vec4<i32>(round(lo * inv));
+  let q1 = vec4<i32>(round(hi * inv));
+  outq[o] = bitcast<vec4<u32>>(q1 + q0 * 65536i);
+  let t = q0 + q1;
+  outs[o] = vec2<f32>(mx / 255.0, f32(t.x + t.y + t.z + t.w));
+}
+{% endif %}
+
 {#- The value of row slot j, token slot t (gate/up pair halves for silu_mul). -#}
 {% macro value(j, t, up=False) -%}
 acc{{ j + (rpi if up else 0) }}_{{ t }}{{ " * inv%d" % t if norm }}{{ (" + bias[ROWS + r0 + %du]" if up else " + bias[ROW_OFFSET + r0 + %du]") % j if bias }}
@@ -152,6 +181,23 @@ acc{{ j + (rpi if up else 0) }}_{{ t }}{{ " * inv%d" % t if norm }}{{ (" + bias[
 
 {#- Stores of every (row slot, token slot) into `buf` at row stride `stride`; output row = rbase + j. -#}
 {% macro stores(buf, stride, rbase) %}
+{% if pack %}
+  // rpi == 8 rows, all < ROWS (ROWS % 8 == 0); tn == 1
+  if (t0 < n) {
+{% for j in range(rpi) %}
+{% if epilogue == "silu_mul" %}
+    let g{{ j }} = {{ value(j, 0) }};
+    let v{{ j }} = g{{ j }} / (1.0 + exp(-g{{ j }})) * ({{ value(j, 0, True) }});
+{% else %}
+    let o{{ j }} = t0 * {{ stride }} + {{ rbase }} + {{ j }}u;
+    let h{{ j }} = A(f32({{ buf }}[o{{ j }}]) + {{ value(j, 0) }});
+    {{ buf }}[o{{ j }}] = h{{ j }};
+    let v{{ j }} = f32(h{{ j }}) * pack_w[r0 + {{ j }}u];
+{% endif %}
+{% endfor %}
+    pack8(t0 * (ROWS / 8u) + r0 / 8u, vec4<f32>(v0, v1, v2, v3), vec4<f32>(v4, v5, v6, v7));
+  }
+{% else %}
 {% for j in range(rpi) %}
 {% for t in range(tn) %}
 {% if last_row %}
@@ -173,6 +219,7 @@ acc{{ j + (rpi if up else 0) }}_{{ t }}{{ " * inv%d" % t if norm }}{{ (" + bias[
   }
 {% endfor %}
 {% endfor %}
+{% endif %}
 {%- endmacro %}
 
 @compute @workgroup_size({{ wg }}, 1, 1)
@@ -202,7 +249,39 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
   var ss{{ t }} = {{ "0.0" if path == "scalar" else "vec4<f32>(0.0)" }};  // sum of x^2 of token slot {{ t }}
 {% endif %}
 {% endfor %}
-{% if path == "quant" %}
+{% if path == "idot" %}
+{% if norm %}
+  for (var c = 0u; c < COLS / 4u; c = c + 1u) {  // RMSNorm: sum of squares of the raw x
+    let xa = ldx(xr0 + 4u * c);
+    ss0 = ss0 + xa * xa;
+  }
+{% endif %}
+  let xw = t0 * WORDS;  // this token's packed x
+  for (var g = 0u; g < G; g = g + 1u) {
+    let xb = xw + g * 4u;
+    let xv0 = xq[xb];
+    let xv1 = xq[xb + 1u];
+    let xv2 = xq[xb + 2u];
+    let xv3 = xq[xb + 3u];
+    let e0 = xs[xb];
+    let e1 = xs[xb + 1u];
+    let e2 = xs[xb + 2u];
+    let e3 = xs[xb + 3u];
+    let sx = vec4<f32>(e0.x, e1.x, e2.x, e3.x);  // the 4 words' activation scales
+    let xsum = dot(sx, vec4<f32>(e0.y, e1.y, e2.y, e3.y));  // sum of this group's (dequantized) x
+{% for j in range(slots) %}
+    let wv{{ j }} = w[wr{{ j }} * G + g];
+    let d{{ j }} = dot(vec4<f32>(f32(word_dot(wv{{ j }}.x, xv0)), f32(word_dot(wv{{ j }}.y, xv1)),
+                                 f32(word_dot(wv{{ j }}.z, xv2)), f32(word_dot(wv{{ j }}.w, xv3))), sx);
+{% if fmt == "q4a" %}
+    let sl{{ j }} = scale_lo_at(wr{{ j }} * G + g);
+    acc{{ j }}_0 = acc{{ j }}_0 + sl{{ j }}.x * d{{ j }} + sl{{ j }}.y * xsum;  // s * sum(q x) + lo * sum(x)
+{% else %}
+    acc{{ j }}_0 = acc{{ j }}_0 + scale_at(wr{{ j }} * G + g) * (d{{ j }} - 8.0 * xsum);  // nibbles hold q + 8
+{% endif %}
+{% endfor %}
+  }
+{% elif path == "quant" %}
   for (var g = 0u; g < FULL; g = g + 1u) {
 {{ quant_group(False) }}
   }

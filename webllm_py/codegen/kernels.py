@@ -184,6 +184,19 @@ class MatmulKey(KernelKey):
       epilogue="silu_mul"  W (and bias) hold 2*rows rows [gate; up]; out = silu(gate . x) * (up . x).
       splits=(a, b, ...)   the rows go to consecutive outputs "out0", "out1", ... (row strides a, b, ...),
                      replacing "out"; each size a multiple of rpi; epilogue "none" only.
+      xq=True        integer dot products (decode, q4/q4a, cols % 32 == 0): x arrives packed (PACKED
+                     ACTIVATIONS below) in "xq"/"xs"; with norm=True the producer already multiplied by
+                     the norm weight, and "x" (the raw activation) is still bound for the sum of squares.
+      pack=True      the output is also written packed for an xq consumer (rpi == 8, rows % 8 == 0):
+                     silu_mul writes only "outq"/"outs"; residual writes "out" and packs out * "pack_w"
+                     (the consumer's RMSNorm weight).
+
+    PACKED ACTIVATIONS (n, C), C % 8 == 0: per token and 8-column chunk c, sx = max|x| / 255 and
+    q = round(x / sx) in [-255, 255]; "xq" (n, C/8) vec4<u32>: lane j = q[8c+j+4] + q[8c+j] * 2^16
+    (i32 bits); "xs" (n, C/8) vec2<f32>: (sx, sum of the 8 q). A q4 weight word (8 nibbles n_i) times
+    lane j, after (w >> 4j) & 0x000F000F, holds n_j q_j + n_{j+4} q_{j+4} in its high half; 4 lanes
+    sum without overflow (|sum| <= 30600, cross terms <= 15300 below bit 16), so one word costs
+    ~17 integer ops for 8 weights where the float unpack costs ~34 (bench/probe_int_gemv.py).
 
     One invocation per `rpi` output rows x `tn` tokens: every weight word
     loaded is reused for tn tokens, every x chunk loaded for rpi rows (on
@@ -207,6 +220,8 @@ class MatmulKey(KernelKey):
     norm_eps: float = field(default=0.0, metadata=OMIT_DEFAULT)
     epilogue: str = field(default="none", metadata=OMIT_DEFAULT)  # "none" | "residual" | "silu_mul"
     splits: tuple[int, ...] = field(default=(), metadata=OMIT_DEFAULT)  # output row ranges -> out0, out1, ...
+    xq: bool = field(default=False, metadata=OMIT_DEFAULT)  # x packed: integer dot products
+    pack: bool = field(default=False, metadata=OMIT_DEFAULT)  # output also packed for an xq consumer
 
     def __post_init__(self) -> None:
         if not isinstance(self.splits, tuple):  # JSON lists -> a hashable tuple
@@ -446,6 +461,13 @@ def _check_matmul_fusions(k: MatmulKey) -> None:
                              "are not supported (slice gate and up alike and use out_rows, or drop the fusion)")
         if 2 * k.rpi * k.tn > 32:
             raise ValueError(f"{k.name}: silu_mul keeps 2 * rpi * tn accumulators; need 2 * rpi * tn <= 32")
+    if k.xq:
+        if k.fmt not in ("q4", "q4a") or k.cols % GROUP_SIZE or k.tn != 1 or k.last_row:
+            raise ValueError(f"{k.name}: xq (packed x) needs fmt q4/q4a, cols % {GROUP_SIZE} == 0, tn=1, not last_row")
+    if k.pack:
+        if k.epilogue not in ("silu_mul", "residual") or k.rpi != 8 or k.rows % 8 or k.tn != 1 \
+                or k.row_offset or k.out_rows:
+            raise ValueError(f"{k.name}: pack needs epilogue silu_mul/residual, rpi=8, rows % 8 == 0, tn=1, no slices")
     if k.splits:
         if len(k.splits) < 2:
             raise ValueError(f"{k.name}: splits needs at least 2 ranges (use the plain `out` form for one)")
@@ -474,8 +496,14 @@ def _plan_matmul(k: MatmulKey) -> _Plan:
     quant = FORMATS[k.fmt].quantized if k.fmt in FORMATS else False
     silu = k.epilogue == "silu_mul"
     wrows = 2 * k.rows if silu else k.rows  # weight (and bias) rows: [gate; up] for silu_mul
-    decls = [("x", "read", _act_arr(k.act, 4 if k.cols % 4 == 0 else 1), f"(n, {k.cols}) {k.act}")]
-    if k.norm:
+    x_decl = ("x", "read", _act_arr(k.act, 4 if k.cols % 4 == 0 else 1), f"(n, {k.cols}) {k.act}")
+    if k.xq:
+        decls = [x_decl[:3] + (x_decl[3] + ": read for the RMSNorm sum of squares only",)] if k.norm else []
+        decls += [("xq", "read", "array<vec4<u32>>", f"(n, {k.cols // 8}) packed x (q pairs, see MatmulKey)"),
+                  ("xs", "read", "array<vec2<f32>>", f"(n, {k.cols // 8}) (sx, sum q) per 8 columns")]
+    else:
+        decls = [x_decl]
+    if k.norm and not k.xq:
         decls.append(("norm_w", "read", "array<vec4<f32>>" if k.cols % 4 == 0 else "array<f32>",
                       f"({k.cols},) f32 RMSNorm weight"))
     for d in _weight_decls(k.fmt, wrows, k.cols, vec_ok=True):
@@ -492,17 +520,25 @@ def _plan_matmul(k: MatmulKey) -> _Plan:
         for i, s in enumerate(k.splits):
             decls.append((f"out{i}", "read_write", _act_arr(k.act), f"(n, {s}) {k.act}: rows {b}..{b + s - 1}"))
             b += s
-    else:
+    elif not (k.pack and silu):
         what = {"none": "", "residual": ": the residual stream, out += result",
                 "silu_mul": ": silu(gate) * up"}[k.epilogue]
         decls += [("out", "read_write", _act_arr(k.act), f"({out_rows}, {k.out_rows or k.rows}) {k.act}"
                    + (f": rows {k.row_offset}..{k.row_offset + k.rows - 1} written" if k.out_rows else "") + what)]
+    if k.pack:
+        if not silu:
+            decls.append(("pack_w", "read", "array<f32>", f"({k.rows},) f32: the consumer's RMSNorm weight"))
+        what = "silu(gate) * up" if silu else "out * pack_w"
+        decls += [("outq", "read_write", "array<vec4<u32>>", f"(n, {k.rows // 8}) packed {what}"),
+                  ("outs", "read_write", "array<vec2<f32>>", f"(n, {k.rows // 8}) (sx, sum q) per 8 rows")]
     decls.append(STEP)
     gx = -(-k.rows // (k.wg * k.rpi))
     _const_groups(gx, "rows", k)
     gy = "1" if k.last_row else _ceil("n", k.tn)
     groups = -(-k.cols // GROUP_SIZE)
-    if quant:
+    if k.xq:
+        path = "idot"
+    elif quant:
         path = "quant"
     elif k.fmt == "f16":
         path = "f16vec" if k.cols % 8 == 0 else "scalar"
