@@ -18,6 +18,7 @@ Shapes (SmolLM2-135M, decode n=1, f32 activations: SwiftShader has no shader-f16
   gate_up   [1536;1536]x576 q4a, RMSNorm prologue, silu_mul epilogue (3072 weight rows)
   down      576x1536 q4a, residual epilogue
   lm_head   49152x576 q8, last_row
+  *_idot / o_proj_pack  the same on packed activations / packing their output (program set idot)
   attention heads 9, kv_heads 3, head_dim 64 at p = 64 and 512 (decode form, lanes = wg)
   rope_kv   heads 9, kv_heads 3, head_dim 64
 """
@@ -53,6 +54,12 @@ MATMUL_SHAPES: dict[str, dict[str, Any]] = {
     "gate_up": dict(fmt="q4a", rows=1536, cols=576, norm=True, norm_eps=1e-5, epilogue="silu_mul"),
     "down": dict(fmt="q4a", rows=576, cols=1536, epilogue="residual"),
     "lm_head": dict(fmt="q8", rows=49152, cols=576, last_row=True),
+    # program set "idot": the same matmuls on packed activations (xq) and/or packing their output
+    "qkv_idot": dict(fmt="q4a", rows=960, cols=576, norm=True, norm_eps=1e-5, splits=(576, 192, 192), xq=True),
+    "o_proj_pack": dict(fmt="q4a", rows=576, cols=576, epilogue="residual", pack=True),
+    "gate_up_idot": dict(fmt="q4a", rows=1536, cols=576, norm=True, norm_eps=1e-5, epilogue="silu_mul",
+                         xq=True, pack=True),
+    "down_idot": dict(fmt="q4a", rows=576, cols=1536, epilogue="residual", xq=True, pack=True),
 }
 
 
@@ -72,7 +79,9 @@ def matmul_variant(label: str, key: MatmulKey, n: int = 1) -> dict[str, Any]:
     wb = weight_bytes(key.fmt, wrows, key.cols)
     out_rows = 1 if key.last_row else n
     sizes = {"x": n * key.cols * 4, "norm_w": key.cols * 4, "w": wb["data"], "scales": wb.get("scales", 0),
-             "bias": wrows * 4, "out": out_rows * (key.out_rows or key.rows) * 4, "step": 16}
+             "bias": wrows * 4, "out": out_rows * (key.out_rows or key.rows) * 4, "step": 16,
+             "xq": n * key.cols // 2 * 4, "xs": n * key.cols // 4 * 4, "pack_w": key.rows * 4,
+             "outq": n * key.rows // 2 * 4, "outs": n * key.rows // 4 * 4}
     for i, s in enumerate(key.splits):
         sizes[f"out{i}"] = n * s * 4
     fill = {"w": "u32", "scales": "scales"}
@@ -118,7 +127,8 @@ def variants(args: argparse.Namespace) -> list[dict[str, Any]]:
             f = MATMUL_SHAPES[label]
             default = matmul_key("f32", f["fmt"], f["rows"], f["cols"], last_row=f.get("last_row", False),
                                  norm=f.get("norm", False), norm_eps=f.get("norm_eps", 0.0),
-                                 epilogue=f.get("epilogue", "none"), splits=f.get("splits", ()))
+                                 epilogue=f.get("epilogue", "none"), splits=f.get("splits", ()),
+                                 xq=f.get("xq", False), pack=f.get("pack", False))
             seen = set()
             for wg, rpi in itertools.product(ints(args.wg), ints(args.rpi)):
                 seen.add((wg, rpi))

@@ -146,3 +146,48 @@ def test_fused_layer_is_six_dispatches_and_matches_unfused(tiny_models, tmp_path
     np.testing.assert_allclose(got.logits(PROMPT), ref, atol=2e-4 * scale(ref))
     got.reset()
     np.testing.assert_allclose(got.forward(PROMPT[:17]), ref[16], atol=2e-4 * scale(ref))
+
+
+# idot programs: decode matmuls whose input another matmul produces run as integer dot products on
+# activations packed as 9-bit integers per 8 values (step = max|x| / 255 of the 8). Prefill and score
+# run the f32 programs, so they match the reference at the f32 tolerance. A decode step's error: each
+# packed input is off by at most half a step per element (<= 0.2% of its chunk's max), through a
+# few matmuls of seeded random weights; measured 2.9e-3 to 3.8e-3 * max|logit| on these tiny models,
+# bound 1.5e-2 (4x margin). Greedy tokens: identical wherever the reference's top-2 gap exceeds that bound.
+IDOT_TOL = 1.5e-2
+
+
+@pytest.mark.parametrize("arch", list(TINY_ARCHS))
+def test_native_idot_matches_reference(arch, tiny_bundles, adapter):
+    b = tiny_bundles(arch, "q4")
+    ref = webllm_py.load(b, backend="reference").logits(PROMPT)
+    native = load_native(b, "idot", adapter)
+    assert native.precision == "idot"
+    decode = [d["kernel"] for d in native.manifest["programs"]["idot"]["decode"]["dispatches"]]
+    assert any("_xq-1" in k for k in decode), "no decode matmul uses integer dot products"
+    np.testing.assert_allclose(native.logits(PROMPT), ref, atol=2e-4 * scale(ref))  # score program: f32
+    native.reset()
+    rows = [native.forward(PROMPT[:20])] + [native.forward([t]) for t in PROMPT[20:30]]
+    got, want = np.stack(rows), ref[19:30]
+    assert np.abs(got - want).max() <= IDOT_TOL * scale(ref)
+    top2 = np.sort(want, axis=-1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 2 * IDOT_TOL * scale(ref)
+    assert (got.argmax(-1) == want.argmax(-1))[clear].all()
+
+
+def test_auto_picks_idot_on_cpu_adapters(tiny_bundles, adapter, tmp_path):
+    from webllm_py.runtime.native import auto_precision
+
+    programs = {"f32": {}, "f16": {}, "idot": {}}
+    want = "idot" if adapter.info.get("adapter_type") == "CPU" else ("f16" if "shader-f16" in adapter.features else "f32")
+    assert auto_precision(adapter, programs) == want
+    assert auto_precision(adapter, {"f32": {}}) == "f32"  # a bundle from before idot
+    import json
+    import shutil
+
+    shutil.copytree(tiny_bundles("llama", "q4"), tmp_path / "b")
+    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    del m["programs"]["idot"]
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(webllm_py.errors.BundleError, match="no idot programs"):
+        webllm_py.load(tmp_path / "b", backend="native", precision="idot", adapter=adapter, verify=False)

@@ -67,7 +67,8 @@ def build(model: str | Path, out: str | Path, *, quantization: str = "q4", progr
 def load(path: str | Path, backend: str = "native", precision: str = "auto", *, verify: bool = True, **options: Any):
     """Load a bundle on a backend; returns a LanguageModel (see runtime/lm.py).
 
-    backend: "reference" (numpy) or "native" (wgpu-py). precision: "auto", "f32", "f16"."""
+    backend: "reference" (numpy) or "native" (wgpu-py). precision: "auto", "f32", "f16" or "idot"
+    (f32 activations, decode matmuls as integer dot products on packed 9-bit activations)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     bundle = Bundle(path)

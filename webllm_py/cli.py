@@ -19,7 +19,7 @@ from .errors import WebLLMError
 def _add_load_args(p: argparse.ArgumentParser, default_backend: str = "native") -> None:
     p.add_argument("bundle", help="bundle folder")
     p.add_argument("--backend", choices=["native", "reference"], default=default_backend)
-    p.add_argument("--precision", choices=["auto", "f32", "f16"], default="auto")
+    p.add_argument("--precision", choices=["auto", "f32", "f16", "idot"], default="auto")
 
 
 def _load(args):
@@ -202,7 +202,7 @@ def cmd_chat(args) -> int:
 def _bench_args(p):
     p.add_argument("bundle")
     p.add_argument("--backends", default="native,reference", help="comma-separated; reference is the numpy baseline")
-    p.add_argument("--precision", choices=["auto", "f32", "f16"], default="auto")
+    p.add_argument("--precision", choices=["auto", "f32", "f16", "idot"], default="auto")
     p.add_argument("--prompt-tokens", type=int, default=128)
     p.add_argument("--decode-tokens", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
@@ -227,7 +227,7 @@ def _serve_args(p):
     p.add_argument("--api", action="store_true", help="also serve the OpenAI-compatible REST API under /v1")
     p.add_argument("--cors", default=None, metavar="ORIGIN", help="allow cross-origin requests: '*' or origin(s), comma-separated")
     p.add_argument("--backend", choices=["native", "reference"], default="native", help="runtime of the REST API")
-    p.add_argument("--precision", choices=["auto", "f32", "f16"], default="auto")
+    p.add_argument("--precision", choices=["auto", "f32", "f16", "idot"], default="auto")
     p.add_argument("--queue", type=int, default=8, help="requests waiting per model before 503 (REST API)")
 
 
@@ -275,7 +275,7 @@ def cmd_publish(args) -> int:
 
 def _profile_args(p):
     p.add_argument("bundle")
-    p.add_argument("--precision", choices=["auto", "f32", "f16"], default="auto")
+    p.add_argument("--precision", choices=["auto", "f32", "f16", "idot"], default="auto")
     p.add_argument("--program", choices=["decode", "prefill", "score"], default="decode")
     p.add_argument("-n", type=int, default=None, help="tokens in the step (default: 1 for decode, prefill_chunk otherwise)")
     p.add_argument("-p", type=int, default=256, help="tokens already in the KV cache")

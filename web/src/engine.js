@@ -533,7 +533,7 @@ export class Engine {
  * @typedef {object} EngineOptions
  * @property {(report: import("./progress.js").ProgressReport) => void} [initProgressCallback]
  *   monotonic; downloads fill 0..0.9, GPU upload and pipeline compilation the rest; exactly 1 once ready
- * @property {"auto"|"f32"|"f16"} [precision] auto: f16 programs when the adapter has shader-f16
+ * @property {"auto"|"f32"|"f16"|"idot"} [precision] auto: idot on CPU adapters (SwiftShader), else f16 programs when the adapter has shader-f16
  * @property {import("./cache.js").BundleCache|boolean|string} [cache] default true (Cache Storage)
  * @property {boolean} [verifyCache] re-hash every cached file, also those this package verified when it stored them (default false)
  * @property {AbortSignal} [signal]

@@ -17,25 +17,39 @@ const DEFAULT_LIMITS = {
  * @typedef {{maxBuffer: number, maxStorageBuffers: number, maxInvocations?: number, maxWorkgroupX?: number}} BufferPlan
  * @typedef {object} DeviceRequest
  * @property {any} manifest
- * @property {"auto"|"f32"|"f16"} precision
+ * @property {"auto"|"f32"|"f16"|"idot"} precision
  * @property {GPU} [gpu] defaults to navigator.gpu
  * @property {GPUAdapter} [adapter]
- * @property {(precision: "f32"|"f16") => BufferPlan} limitsFor the bundle's needs at a precision
+ * @property {(precision: "f32"|"f16"|"idot") => BufferPlan} limitsFor the bundle's needs at a precision
  */
 
 /**
- * Choose the program precision: "auto" → f16 when the adapter has shader-f16 and the bundle
+ * Choose the program set: "auto" → "idot" on a CPU (software) adapter when the bundle has it
+ * (integer dot products on packed activations: the decode matmuls 1.2-2.5x faster on
+ * SwiftShader, docs/performance.md), else f16 when the adapter has shader-f16 and the bundle
  * has f16 programs, else f32; an explicit "f16" without the feature is FeatureSupportError.
- * @param {"auto"|"f32"|"f16"} requested @param {boolean} hasF16 @param {string[]} available program precisions
- * @returns {"f32"|"f16"}
+ * @param {"auto"|"f32"|"f16"|"idot"} requested @param {boolean} hasF16 @param {string[]} available program sets
+ * @param {boolean} [cpuAdapter] the adapter is a software rasterizer (SwiftShader, lavapipe)
+ * @returns {"f32"|"f16"|"idot"}
  */
-export function choosePrecision(requested, hasF16, available) {
+export function choosePrecision(requested, hasF16, available, cpuAdapter = false) {
   if (requested === "f16" && !hasF16) {
     throw new FeatureSupportError("shader-f16", "Load with precision: \"f32\" or \"auto\" (f32 programs work everywhere).");
   }
-  const p = requested === "auto" ? (hasF16 && available.includes("f16") ? "f16" : "f32") : requested;
+  const auto = () => (cpuAdapter && available.includes("idot") ? "idot" : hasF16 && available.includes("f16") ? "f16" : "f32");
+  const p = requested === "auto" ? auto() : requested;
   if (!available.includes(p)) throw new BundleError(`bundle has no ${p} programs (has: ${available.join(", ")})`);
   return p;
+}
+
+/**
+ * Is this a software (CPU) adapter? Chrome's SwiftShader reports isFallbackAdapter (newer
+ * versions) and architecture "swiftshader"; Mesa's lavapipe/llvmpipe name themselves.
+ * @param {any} info GPUAdapterInfo
+ */
+export function isCpuAdapter(info) {
+  if (info?.isFallbackAdapter) return true;
+  return /swiftshader|llvmpipe|lavapipe/i.test(`${info?.architecture ?? ""} ${info?.description ?? ""} ${info?.device ?? ""}`);
 }
 
 /**
@@ -67,7 +81,7 @@ export function requiredLimits(plan, adapterLimits) {
 
 /**
  * @param {DeviceRequest} req
- * @returns {Promise<{device: GPUDevice, adapter: GPUAdapter, precision: "f32"|"f16", adapterInfo: Record<string, string>}>}
+ * @returns {Promise<{device: GPUDevice, adapter: GPUAdapter, precision: "f32"|"f16"|"idot", adapterInfo: Record<string, string>}>}
  */
 export async function acquireDevice(req) {
   let adapter = req.adapter ?? null;
@@ -81,7 +95,8 @@ export async function acquireDevice(req) {
     if (!adapter) throw new WebGPUNotAvailableError("requestAdapter() returned null: no usable GPU adapter");
   }
   const hasF16 = adapter.features.has("shader-f16");
-  const precision = choosePrecision(req.precision, hasF16, Object.keys(req.manifest.programs ?? {}));
+  const info = /** @type {any} */ (adapter).info ?? {};
+  const precision = choosePrecision(req.precision, hasF16, Object.keys(req.manifest.programs ?? {}), isCpuAdapter(info));
   const limits = requiredLimits(req.limitsFor(precision), /** @type {any} */ (adapter.limits));
   /** @type {GPUFeatureName[]} */
   const features = precision === "f16" ? ["shader-f16"] : [];
@@ -91,7 +106,6 @@ export async function acquireDevice(req) {
   } catch (cause) {
     throw new FeatureSupportError(JSON.stringify({ features, limits }), `requestDevice failed: ${/** @type {any} */ (cause)?.message ?? cause}`);
   }
-  const info = /** @type {any} */ (adapter).info ?? {};
   const adapterInfo = { vendor: String(info.vendor ?? ""), architecture: String(info.architecture ?? ""), description: String(info.description ?? "") };
   return { device, adapter, precision, adapterInfo };
 }

@@ -13,10 +13,12 @@ import { BundleError, ContextWindowExceededError, DeviceLostError } from "./erro
 import { acquireDevice } from "./gpu_device.js";
 
 /** Bytes per activation element for each program precision. */
-export const ACT_BYTES = /** @type {const} */ ({ f32: 4, f16: 2 });
-export const PRECISIONS = /** @type {const} */ (["auto", "f32", "f16"]);
+// Program sets (webllm_py/passes/lower.py PROGRAM_SETS): f32 or f16 activations, or idot: f32
+// activations with the decode matmuls as integer dot products on packed activations.
+export const ACT_BYTES = /** @type {const} */ ({ f32: 4, f16: 2, idot: 4 });
+export const PRECISIONS = /** @type {const} */ (["auto", "f32", "f16", "idot"]);
 
-/** @typedef {"f32"|"f16"} Precision */
+/** @typedef {"f32"|"f16"|"idot"} Precision */
 /** @typedef {(n: number, p: number) => number} DimFn */
 
 // GPUBufferUsage / GPUShaderStage / GPUMapMode values (spec constants), so this module
@@ -198,7 +200,7 @@ export function halfsToFloats(src, out) {
 
 /**
  * @typedef {object} RuntimeOptions
- * @property {"auto"|"f32"|"f16"} [precision] auto: f16 programs only when the adapter has shader-f16
+ * @property {"auto"|"f32"|"f16"|"idot"} [precision] auto: idot on CPU adapters (SwiftShader), f16 programs only when the adapter has shader-f16
  * @property {GPU} [gpu] defaults to navigator.gpu
  * @property {GPUAdapter} [adapter] use this adapter instead of requesting one
  * @property {(done: number, total: number) => void} [onPipeline] pipeline compile progress

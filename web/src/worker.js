@@ -9,7 +9,7 @@ import { deserializeError } from "./worker_protocol.js";
 /**
  * @typedef {object} WorkerEngineOptions
  * @property {(report: import("./progress.js").ProgressReport) => void} [initProgressCallback]
- * @property {"auto"|"f32"|"f16"} [precision]
+ * @property {"auto"|"f32"|"f16"|"idot"} [precision]
  * @property {boolean|string} [cache] true / false / a Cache Storage scope (custom cache objects cannot cross to a worker)
  * @property {boolean} [verifyCache] see EngineOptions
  * @property {AbortSignal} [signal]

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { BundleError, FeatureSupportError } from "../src/errors.js";
-import { choosePrecision, requiredLimits } from "../src/gpu_device.js";
+import { choosePrecision, isCpuAdapter, requiredLimits } from "../src/gpu_device.js";
 import { bufferBytes, compileDim, compilePrograms, halfToFloat, halfsToFloats, planBuffers, round16 } from "../src/runtime.js";
 
 test("compileDim: integers, n, p, + - * // with Python's precedence and floor division", () => {
@@ -112,6 +112,20 @@ test("choosePrecision: f16 only with shader-f16 and f16 programs; explicit f16 w
   assert.equal(choosePrecision("f32", true, ["f32", "f16"]), "f32");
   assert.throws(() => choosePrecision("f16", false, ["f32", "f16"]), FeatureSupportError);
   assert.throws(() => choosePrecision("f32", false, ["f16"]), BundleError);
+});
+
+test("choosePrecision: auto picks idot on CPU adapters when the bundle has it; isCpuAdapter recognizes software adapters", () => {
+  assert.equal(choosePrecision("auto", false, ["f32", "f16", "idot"], true), "idot"); // SwiftShader
+  assert.equal(choosePrecision("auto", true, ["f32", "f16", "idot"], true), "idot"); // lavapipe has shader-f16
+  assert.equal(choosePrecision("auto", true, ["f32", "f16", "idot"], false), "f16"); // a real GPU
+  assert.equal(choosePrecision("auto", false, ["f32", "f16"], true), "f32"); // a bundle from before idot
+  assert.equal(choosePrecision("idot", false, ["f32", "f16", "idot"]), "idot");
+  assert.throws(() => choosePrecision("idot", false, ["f32", "f16"]), BundleError);
+  assert.equal(isCpuAdapter({ vendor: "google", architecture: "swiftshader" }), true);
+  assert.equal(isCpuAdapter({ isFallbackAdapter: true }), true);
+  assert.equal(isCpuAdapter({ description: "llvmpipe (LLVM 15.0.6, 256 bits)" }), true);
+  assert.equal(isCpuAdapter({ vendor: "nvidia", architecture: "hopper", description: "NVIDIA H100" }), false);
+  assert.equal(isCpuAdapter(undefined), false);
 });
 
 test("requiredLimits: only raised above WebGPU's defaults; FeatureSupportError names the limit", () => {

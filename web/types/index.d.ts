@@ -258,7 +258,8 @@ export function applyChatTemplate(
 ): { text: string; ids: number[] };
 
 // ---- WebGPU runtime (src/runtime.js, src/gpu_device.js) --------------------------------
-export type Precision = "f32" | "f16";
+/** Program sets: f32 / f16 activations, or idot (f32 activations, decode matmuls as integer dot products on packed 9-bit activations; auto picks it on CPU adapters such as SwiftShader) */
+export type Precision = "f32" | "f16" | "idot";
 export type DimFn = (n: number, p: number) => number;
 export const ACT_BYTES: { readonly f32: 4; readonly f16: 2 };
 /** A manifest workgroup expression (integers, n, p, + - * //, parentheses) as a function. */
@@ -277,7 +278,9 @@ export function compilePrograms(manifest: any, precision: Precision): Record<str
   rows: DimFn;
 }>;
 export function halfToFloat(h: number): number;
-export function choosePrecision(requested: "auto" | Precision, hasShaderF16: boolean, available: string[]): Precision;
+export function choosePrecision(requested: "auto" | Precision, hasShaderF16: boolean, available: string[], cpuAdapter?: boolean): Precision;
+/** Is this GPUAdapterInfo a software (CPU) adapter: SwiftShader, lavapipe / llvmpipe? */
+export function isCpuAdapter(info: any): boolean;
 export function requiredLimits(
   plan: { maxBuffer: number; maxStorageBuffers: number; maxInvocations?: number; maxWorkgroupX?: number },
   adapterLimits: Record<string, number>,
@@ -461,7 +464,7 @@ export class Engine implements EngineAPI {
 export interface EngineOptions {
   /** monotonic; downloads fill 0..0.9, GPU upload and kernel compilation the rest; exactly 1 once ready */
   initProgressCallback?: (report: ProgressReport) => void;
-  /** auto (default): f16 programs only when the adapter has shader-f16 */
+  /** auto (default): idot on CPU adapters (SwiftShader) when the bundle has it, else f16 programs when the adapter has shader-f16, else f32 */
   precision?: "auto" | Precision;
   /** default true (Cache Storage) */
   cache?: CacheOption;

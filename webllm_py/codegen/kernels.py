@@ -683,7 +683,8 @@ def render(key: KernelKey) -> str:
 
 def matmul_key(act: str, fmt: str, rows: int, cols: int, bias: bool = False, prefill: bool = False,
                last_row: bool = False, row_offset: int = 0, out_rows: int = 0, *, norm: bool = False,
-               norm_eps: float = 0.0, epilogue: str = "none", splits: tuple[int, ...] = ()) -> MatmulKey:
+               norm_eps: float = 0.0, epilogue: str = "none", splits: tuple[int, ...] = (),
+               xq: bool = False, pack: bool = False) -> MatmulKey:
     """The default-tuned matmul variant (lavapipe, 2 cores): decode form (tn=1) or prefill form (tn=4),
     4 rows per invocation, 16 invocations per workgroup. A norm prologue without silu_mul takes 8 rows
     per invocation (its norm_w loads, per lane like the x loads, are then shared by 8 rows: measured
@@ -694,8 +695,10 @@ def matmul_key(act: str, fmt: str, rows: int, cols: int, bias: bool = False, pre
     # The decode gate/up (silu_mul) also takes 8 rows per invocation: on SwiftShader 1758 vs 2021 us
     # for SmolLM2's 2x1536x576 (bench/kernel_bench.py), on lavapipe no change (webllm-py profile);
     # prefill keeps 4 because silu_mul holds 2*rpi*tn accumulators (<= 32).
-    wide = (norm and epilogue != "silu_mul") or (epilogue == "silu_mul" and tn == 1)
+    # Integer dot products (xq) also take 8: bench/probe_int_gemv.py, 1.43x over the float kernel at 8
+    # rows vs 1.29x at 4 (576x1536); a packing epilogue needs 8 (one packed entry per invocation).
+    wide = (norm and epilogue != "silu_mul") or (epilogue == "silu_mul" and tn == 1) or xq or pack
     rpi = next(r for r in ((8, 4, 2, 1) if wide else (4, 2, 1)) if all(s % r == 0 for s in splits))
     return MatmulKey(act=act, fmt=fmt, rows=rows, cols=cols, bias=bias, tn=tn, wg=16, last_row=last_row, rpi=rpi,
                      row_offset=row_offset, out_rows=out_rows, norm=norm, norm_eps=norm_eps, epilogue=epilogue,
-                     splits=splits)
+                     splits=splits, xq=xq, pack=pack)

@@ -20,6 +20,13 @@ Fusions made here (FUSION_RULES, each a rule on the node list, tried in order):
   rope(k) -> kv_write     rope writes straight into the cache (where rope_kv did not match)
 With fuse_linears (q/k/v and gate/up stacked) a decoder layer is 6 dispatches.
 
+Program set "idot" (decode only; prefill and score as "f32"): q4/q4a matmuls whose input
+another matmul produces take it packed (9-bit integer pairs, see MatmulKey) and use integer
+dot products; the producer packs in its epilogue (the residual epilogue packs h times the
+next RMSNorm weight beside h, the SiLU-gate epilogue packs its output), so no dispatch is
+added. Chosen per adapter by the runtimes: it pays where float unpacking is the bottleneck
+(CPU drivers: 1.45x per matmul on lavapipe, bench/probe_int_gemv.py).
+
 Buffers: activations come from a pool planned by liveness for the largest n
 (prefill_chunk), so they are allocated once; the pool is shared by all
 programs (they never run concurrently). Weights are one buffer per stored part.
@@ -35,6 +42,9 @@ from ..ir import Graph, Node
 from ..ir.graph import eval_shape
 
 ACT_BYTES = {"f32": 4, "f16": 2}
+# program sets: name -> (activation dtype, integer dot products in decode)
+PROGRAM_SETS = {"f32": ("f32", False), "f16": ("f16", False), "idot": ("f32", True)}
+PACK_SUFFIXES = ("#q", "#s")  # pseudo-tensors naming a packed value's two buffers
 
 
 DEFAULT_MAX_BINDING_BYTES = 128 << 20  # WebGPU's default maxStorageBufferBindingSize
@@ -91,6 +101,9 @@ class _Lowering:
     uses: Any = None  # _Uses of the graph being lowered
     logits_value: str = ""
     fuse: bool = True  # matmul prologue/epilogue and rope_kv fusions
+    idot: bool = False  # integer dot products on packed activations (decode form only)
+    pack_pools: tuple["_Pool", "_Pool"] | None = None  # (u32 pairs, f32 scales) buffers of packed values
+    packed: set[str] = field(default_factory=set)  # values that live packed (L.where[v + "#q" / "#s"])
 
     def slices(self, param: str) -> list[tuple[int, int]]:
         return row_slices(self.weights[param], self.max_binding_bytes)
@@ -133,7 +146,8 @@ class _Lowering:
 class _Pool:
     """Activation buffers reused by liveness: a freed buffer serves the next value that fits."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "act") -> None:
+        self.prefix = prefix
         self.sizes: dict[str, int] = {}  # buffer -> elements
         self.free: list[str] = []
 
@@ -147,12 +161,12 @@ class _Pool:
             self.free.remove(b)
             self.sizes[b] = elements
             return b
-        b = f"act{len(self.sizes)}"
+        b = f"{self.prefix}{len(self.sizes)}"
         self.sizes[b] = elements
         return b
 
     def release(self, buffer: str) -> None:
-        if buffer.startswith("act") and buffer not in self.free:
+        if buffer.startswith(self.prefix) and buffer not in self.free:
             self.free.append(buffer)
 
 
@@ -208,6 +222,48 @@ def _new_buffer(L: _Lowering, value: str, alias_of: str | None = None) -> str:
     return value
 
 
+def _new_packed(L: _Lowering, value: str) -> None:
+    """Buffers for `value` in packed form (n rows of cols/8 entries: 4 u32 + 2 f32 each)."""
+    cols = L.graph.values[value].shape[-1]
+    q, sc = L.pack_pools
+    L.where[value + PACK_SUFFIXES[0]] = q.take(L.max_n * cols // 2)
+    L.where[value + PACK_SUFFIXES[1]] = sc.take(L.max_n * cols // 4)
+    L.packed.add(value)
+
+
+def _release_packed(L: _Lowering, value: str) -> None:
+    L.packed.discard(value)
+    for pool, suffix in zip(L.pack_pools, PACK_SUFFIXES):
+        pool.release(L.where[value + suffix])
+
+
+def _idot_linear(L: _Lowering, lin: Node, outputs: int, norm: bool) -> bool:
+    """Can this linear take its x packed? q4/q4a, 32-column groups, one slice, and within WebGPU's
+    8 storage buffers with `outputs` output bindings (x for the norm, xq, xs, w, scales, bias)."""
+    w = lin.inputs[1]
+    return (L.idot and L.fuse and L.form == "decode" and L.fmt(w) in ("q4", "q4a")
+            and L.graph.params[w].shape[1] % 32 == 0 and len(L.slices(w)) == 1
+            and int(norm) + 2 + 2 + int(len(lin.inputs) > 2) + outputs <= K.MAX_STORAGE_BUFFERS)
+
+
+def _outputs_of_chain(L: _Lowering, k: int) -> int:
+    """Output bindings the matmul chain of the linear at node k will have, at most."""
+    nodes = L.graph.nodes
+    nxt = nodes[k + 1] if k + 1 < len(nodes) else None
+    if nxt is not None and nxt.op == "split":
+        return 2 if k + 2 < len(nodes) and nodes[k + 2].op == "silu_mul" else len(nxt.outputs)
+    return 4 if nxt is not None and nxt.op == "add" else 1  # residual: out, pack_w, outq, outs
+
+
+def _packs_for(L: _Lowering, m: int) -> bool:
+    """Will the chain starting at node m (rms_norm -> linear) read its x packed?"""
+    nodes, U = L.graph.nodes, L.uses
+    if m + 1 >= len(nodes) or nodes[m].op != "rms_norm" or nodes[m].attrs.get("group") \
+            or nodes[m + 1].op != "linear" or not U.only(nodes[m].outputs[0], m + 1):
+        return False
+    return _idot_linear(L, nodes[m + 1], _outputs_of_chain(L, m + 1), norm=True)
+
+
 # -- fusion rules: each matches at node i and returns how many nodes it lowered (0: no match) --
 
 def _matmul_chain(L: _Lowering, i: int) -> int:
@@ -242,9 +298,18 @@ def _matmul_chain(L: _Lowering, i: int) -> int:
     kw: dict[str, Any] = {}
     used = k + 1 - i
     sliced = len(L.slices(w)) > 1
+    packed_in = norm.outputs[0] if norm is not None else x
+    if packed_in not in L.packed:
+        packed_in = ""
     if norm is not None:
         kw.update(norm=True, norm_eps=norm.attrs["eps"])
-        tensors["norm_w"] = norm.inputs[1]
+        if not packed_in:
+            tensors["norm_w"] = norm.inputs[1]
+    if packed_in:  # the producer packed x (times the norm weight): integer dot products
+        kw["xq"] = True
+        tensors.update(xq=packed_in + PACK_SUFFIXES[0], xs=packed_in + PACK_SUFFIXES[1])
+        if norm is None:
+            del tensors["x"]
     if not L.fuse:
         tensors["out"] = _new_buffer(L, out)
     elif nxt is not None and nxt.op == "split" and U.only(out, k + 1) and not sliced:
@@ -253,7 +318,15 @@ def _matmul_chain(L: _Lowering, i: int) -> int:
         if after is not None and after.op == "silu_mul" and after.inputs == parts and len(parts) == 2 \
                 and nxt.attrs["sizes"][0] == nxt.attrs["sizes"][1] and all(U.only(t, k + 2) for t in parts):
             kw["epilogue"], rows = "silu_mul", nxt.attrs["sizes"][0]
-            tensors["out"] = _new_buffer(L, after.outputs[0])
+            down = nodes[k + 3] if k + 3 < len(nodes) else None
+            if down is not None and down.op == "linear" and down.inputs[0] == after.outputs[0] \
+                    and U.only(after.outputs[0], k + 3) and rows % 8 == 0 \
+                    and _idot_linear(L, down, _outputs_of_chain(L, k + 3), norm=False):
+                kw["pack"] = True  # the down projection reads silu(gate) * up packed
+                _new_packed(L, after.outputs[0])
+                tensors.update(outq=after.outputs[0] + PACK_SUFFIXES[0], outs=after.outputs[0] + PACK_SUFFIXES[1])
+            else:
+                tensors["out"] = _new_buffer(L, after.outputs[0])
             used += 2
         else:
             kw["splits"] = tuple(nxt.attrs["sizes"])
@@ -266,6 +339,15 @@ def _matmul_chain(L: _Lowering, i: int) -> int:
         kw["epilogue"] = "residual"
         tensors["out"] = _new_buffer(L, nxt.outputs[0], alias_of=nxt.inputs[0])
         used += 1
+        m = k + 2  # the next layer's (or the MLP's) RMSNorm of the updated residual stream
+        inputs = (int(norm is not None) + 2) if packed_in else 1  # [x for the norm] xq xs, or x
+        storage = inputs + 2 + int(len(lin.inputs) > 2) + 4  # w, scales, [bias], out, pack_w, outq, outs
+        if _packs_for(L, m) and nodes[m].inputs[0] == nxt.outputs[0] and rows % 8 == 0 and not sliced \
+                and storage <= K.MAX_STORAGE_BUFFERS:
+            kw["pack"] = True
+            tensors["pack_w"] = nodes[m].inputs[1]
+            _new_packed(L, nodes[m].outputs[0])
+            tensors.update(outq=nodes[m].outputs[0] + PACK_SUFFIXES[0], outs=nodes[m].outputs[0] + PACK_SUFFIXES[1])
     else:
         tensors["out"] = _new_buffer(L, out)
     slices = L.slices(w)
@@ -275,6 +357,8 @@ def _matmul_chain(L: _Lowering, i: int) -> int:
                            prefill=L.form == "prefill", last_row=last_row,
                            row_offset=r0, out_rows=rows if many else 0, **kw)
         L.emit(key, tensors, piece if many else None)
+    if packed_in:
+        _release_packed(L, packed_in)
     return used
 
 
@@ -408,23 +492,29 @@ PROGRAMS = {  # program -> (graph, kernel form)
 
 
 def lower_bundle(graphs: dict[str, Graph], weights: dict[str, Any], prefill_chunk: int, context_window: int,
-                 acts: tuple[str, ...] = ("f32", "f16"),
+                 sets: tuple[str, ...] = ("f32", "f16", "idot"),
                  max_binding_bytes: int = DEFAULT_MAX_BINDING_BYTES, fuse: bool = True) -> dict[str, Any]:
-    """Programs, buffers and kernels for the manifest (kernels as Kernel objects, keyed by name)."""
+    """Programs (one set per PROGRAM_SETS name in `sets`), buffers and kernels for the manifest
+    (kernels as Kernel objects, keyed by name)."""
     kernels: dict[str, K.Kernel] = {}
     programs: dict[str, dict[str, Any]] = {}
     pool = _Pool()
+    pack_pools = (_Pool("pq"), _Pool("ps"))
     logits_rows = {}
-    for act in acts:
-        programs[act] = {}
+    for name in sets:
+        act, idot = PROGRAM_SETS[name]
+        programs[name] = {}
         for prog, (gname, form) in PROGRAMS.items():
             g = graphs[gname]
-            pool.free = list(pool.sizes)  # every program starts with the whole pool free
+            for p in (pool, *pack_pools):
+                p.free = list(p.sizes)  # every program starts with the whole pool free
             L = _Lowering(g, weights, act, form, 1 if prog == "decode" else prefill_chunk, max_binding_bytes,
-                          kernels, pool, fuse=fuse)
+                          kernels, pool, fuse=fuse, idot=idot, pack_pools=pack_pools)
             lowered = _lower(L, g.output)
-            programs[act][prog] = {"dispatches": [d.to_json() for d in lowered.dispatches],
-                                   "logits_rows": lowered.output_rows}
+            if L.packed:
+                raise AssertionError(f"lowering {name}/{prog}: packed values never consumed: {sorted(L.packed)}")
+            programs[name][prog] = {"dispatches": [d.to_json() for d in lowered.dispatches],
+                                    "logits_rows": lowered.output_rows}
             logits_rows[prog] = 1 if lowered.output_rows == "1" else prefill_chunk
     g = graphs["logits_last"]
     vocab = g.params[g.nodes[-1].inputs[1]].shape[0]
@@ -438,6 +528,9 @@ def lower_bundle(graphs: dict[str, Graph], weights: dict[str, Any], prefill_chun
         buffers[name] = {"kind": "state", "elements": rows * width, "dtype": "act"}
     for name, size in pool.sizes.items():
         buffers[name] = {"kind": "activation", "elements": size, "dtype": "act"}
+    for p, dtype in zip(pack_pools, ("u32", "f32")):  # packed activations (program set "idot")
+        for name, size in p.sizes.items():
+            buffers[name] = {"kind": "activation", "elements": size, "dtype": dtype}
     for param, w in weights.items():
         slices = row_slices(w, max_binding_bytes) if len(w["shape"]) == 2 else [(0, w["shape"][0])]
         for part, ref in w["parts"].items():

@@ -44,7 +44,9 @@ class ReferenceModel(CachedModel):
     """LanguageModel (runtime/lm.py) backed by numpy."""
 
     def __init__(self, bundle: Bundle, precision: str = "f32"):
-        if precision == "auto":
+        if precision in ("auto", "idot"):
+            # idot is an execution strategy of the GPU programs (integer dot products on 9-bit
+            # activations); the reference computes what it approximates, the exact f32 result
             precision = "f32"
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS} or 'auto', got {precision!r}")

@@ -21,8 +21,19 @@ from ..ir.graph import compile_dim
 from .device import create_pipeline, request_device, select_adapter
 from .lm import CachedModel
 
-ACT_BYTES = {"f32": 4, "f16": 2}
-PRECISIONS = ("auto", "f32", "f16")
+ACT_BYTES = {"f32": 4, "f16": 2, "idot": 4}
+# program sets (passes/lower.py PROGRAM_SETS): f32 / f16 activations, or idot: f32 activations with
+# the decode matmuls as integer dot products on packed activations
+PRECISIONS = ("auto", "f32", "f16", "idot")
+
+
+def auto_precision(adapter: Any, programs: dict[str, Any]) -> str:
+    """What "auto" runs: idot on CPU adapters (lavapipe), where unpacking quantized weights in float
+    is the bottleneck (decode 1.3x faster, docs/performance.md); else f16 where the adapter has
+    shader-f16; else f32. Only sets the bundle has (bundles before idot have f32 and f16)."""
+    if adapter.info.get("adapter_type") == "CPU" and "idot" in programs:
+        return "idot"
+    return "f16" if "shader-f16" in adapter.features and "f16" in programs else "f32"
 
 
 def _round16(n: int) -> int:
@@ -45,8 +56,10 @@ class NativeModel(CachedModel):
         self.eos_token_ids = set(m["tokenizer"]["eos_token_ids"])
 
         self.adapter = adapter or select_adapter()
-        has_f16 = "shader-f16" in self.adapter.features
-        self.precision = ("f16" if has_f16 else "f32") if precision == "auto" else precision
+        self.precision = auto_precision(self.adapter, m["programs"]) if precision == "auto" else precision
+        if self.precision not in m["programs"]:
+            raise BundleError(f"bundle has no {self.precision} programs (it has {', '.join(m['programs'])}); "
+                              "rebuild it with this webllm-py", bundle.dir)
         act_bytes = ACT_BYTES[self.precision]
         sizes = {name: self._buffer_bytes(b, act_bytes) for name, b in m["buffers"].items()}
         max_storage = max(len(k["bindings"]) for k in m["kernels"].values())
