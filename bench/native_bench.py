@@ -135,7 +135,7 @@ def main() -> None:
     ap.add_argument("--prompt-tokens", type=int, default=256)
     ap.add_argument("--decode-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--engines", default="webllm-f32,webllm-f16,llama.cpp,transformers,reference")
+    ap.add_argument("--engines", default="webllm-idot,webllm-f32,webllm-f16,llama.cpp,transformers,reference")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--quick", action="store_true", help="CI smoke run: tiny sizes, one repeat, webllm + reference")
     args = ap.parse_args()
@@ -162,6 +162,7 @@ def main() -> None:
     factories: dict[str, Callable[[], tuple[Run, dict[str, Any]]]] = {
         "webllm-f32": lambda: webllm_engine(bundle, "native", "f32"),
         "webllm-f16": lambda: webllm_engine(bundle, "native", "f16"),
+        "webllm-idot": lambda: webllm_engine(bundle, "native", "idot"),
         "llama.cpp": lambda: llamacpp_engine(gguf, 1024),
         "transformers": lambda: transformers_engine(gguf),
         "reference": lambda: webllm_engine(bundle, "reference", "f32"),
