@@ -60,51 +60,55 @@ def write_shape_gguf(shape: Shape | str, out: Path, source: Path, seed: int = 0)
     vocab = int(src.fields["llama.vocab_size"].contents())
     rng = np.random.default_rng(seed)
     tmp = out.with_name(out.name + ".partial")
-    w = gguf.GGUFWriter(tmp, "llama")
-    w.add_name(f"random {shape_name} (seed {seed})")
-    for key, field in src.fields.items():
-        if key.startswith(_OWN_KEYS):
-            continue
-        sub = field.types[1] if len(field.types) > 1 else None
-        w.add_key_value(key, field.contents(), field.types[0], sub)
-    w.add_block_count(shape.layers)
-    w.add_context_length(int(src.fields["llama.context_length"].contents()))
-    w.add_embedding_length(shape.hidden)
-    w.add_feed_forward_length(shape.ffn)
-    w.add_head_count(shape.heads)
-    w.add_head_count_kv(shape.kv_heads)
-    w.add_rope_freq_base(float(src.fields["llama.rope.freq_base"].contents()))
-    w.add_layer_norm_rms_eps(float(src.fields["llama.attention.layer_norm_rms_epsilon"].contents()))
-    w.add_vocab_size(vocab)
-    w.add_rope_dimension_count(shape.hidden // shape.heads)
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_1)
+    try:  # a failed write (disk full, interrupt) leaves no partial file behind
+        w = gguf.GGUFWriter(tmp, "llama")
+        w.add_name(f"random {shape_name} (seed {seed})")
+        for key, field in src.fields.items():
+            if key.startswith(_OWN_KEYS):
+                continue
+            sub = field.types[1] if len(field.types) > 1 else None
+            w.add_key_value(key, field.contents(), field.types[0], sub)
+        w.add_block_count(shape.layers)
+        w.add_context_length(int(src.fields["llama.context_length"].contents()))
+        w.add_embedding_length(shape.hidden)
+        w.add_feed_forward_length(shape.ffn)
+        w.add_head_count(shape.heads)
+        w.add_head_count_kv(shape.kv_heads)
+        w.add_rope_freq_base(float(src.fields["llama.rope.freq_base"].contents()))
+        w.add_layer_norm_rms_eps(float(src.fields["llama.attention.layer_norm_rms_epsilon"].contents()))
+        w.add_vocab_size(vocab)
+        w.add_rope_dimension_count(shape.hidden // shape.heads)
+        w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_1)
 
-    def linear(name: str, rows: int, cols: int, qtype: Q = Q.Q4_1) -> None:
-        # std 0.02, like a freshly initialized llama: activations stay finite through every layer
-        data = (rng.standard_normal((rows, cols), dtype=np.float32) * 0.02)
-        w.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+        def linear(name: str, rows: int, cols: int, qtype: Q = Q.Q4_1) -> None:
+            # std 0.02, like a freshly initialized llama: activations stay finite through every layer
+            data = (rng.standard_normal((rows, cols), dtype=np.float32) * 0.02)
+            w.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
 
-    def norm(name: str) -> None:
-        w.add_tensor(name, (1.0 + 0.1 * rng.standard_normal(shape.hidden)).astype(np.float32))
+        def norm(name: str) -> None:
+            w.add_tensor(name, (1.0 + 0.1 * rng.standard_normal(shape.hidden)).astype(np.float32))
 
-    hd = shape.hidden // shape.heads
-    linear("token_embd.weight", vocab, shape.hidden, Q.Q8_0)
-    for i in range(shape.layers):
-        b = f"blk.{i}."
-        norm(b + "attn_norm.weight")
-        linear(b + "attn_q.weight", shape.heads * hd, shape.hidden)
-        linear(b + "attn_k.weight", shape.kv_heads * hd, shape.hidden)
-        linear(b + "attn_v.weight", shape.kv_heads * hd, shape.hidden)
-        linear(b + "attn_output.weight", shape.hidden, shape.heads * hd)
-        norm(b + "ffn_norm.weight")
-        linear(b + "ffn_gate.weight", shape.ffn, shape.hidden)
-        linear(b + "ffn_up.weight", shape.ffn, shape.hidden)
-        linear(b + "ffn_down.weight", shape.hidden, shape.ffn)
-    norm("output_norm.weight")
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file(progress=True)
-    w.close()
+        hd = shape.hidden // shape.heads
+        linear("token_embd.weight", vocab, shape.hidden, Q.Q8_0)
+        for i in range(shape.layers):
+            b = f"blk.{i}."
+            norm(b + "attn_norm.weight")
+            linear(b + "attn_q.weight", shape.heads * hd, shape.hidden)
+            linear(b + "attn_k.weight", shape.kv_heads * hd, shape.hidden)
+            linear(b + "attn_v.weight", shape.kv_heads * hd, shape.hidden)
+            linear(b + "attn_output.weight", shape.hidden, shape.heads * hd)
+            norm(b + "ffn_norm.weight")
+            linear(b + "ffn_gate.weight", shape.ffn, shape.hidden)
+            linear(b + "ffn_up.weight", shape.ffn, shape.hidden)
+            linear(b + "ffn_down.weight", shape.hidden, shape.ffn)
+        norm("output_norm.weight")
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file(progress=True)
+        w.close()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(out)
     return out
 

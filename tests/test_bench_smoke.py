@@ -75,3 +75,24 @@ def test_shape_gguf_is_a_llama_gguf_that_transformers_reads_alike(tmp_path):
         ref = model(torch.tensor([ids])).logits[0].numpy()
     assert ours.shape == ref.shape
     np.testing.assert_allclose(ours, ref, atol=1e-4 * np.abs(ref).max(), rtol=0)
+
+
+def test_shape_gguf_failure_leaves_no_file(tmp_path, monkeypatch):
+    """A write that fails midway (here: after the header is on disk) leaves neither the GGUF nor its
+    .partial behind, so the benchmark's cache never holds a truncated model."""
+    import gguf
+
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from shapes import Shape, write_shape_gguf
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(gguf.GGUFWriter, "write_kv_data_to_file", broken)
+    out = tmp_path / "tiny.gguf"
+    with pytest.raises(OSError, match="disk full"):
+        write_shape_gguf(Shape(hidden=64, layers=1, ffn=96, heads=4, kv_heads=2), out, smollm2_gguf())
+    assert list(tmp_path.iterdir()) == []

@@ -178,10 +178,19 @@ def test_native_idot_matches_reference(arch, tiny_bundles, adapter):
 def test_auto_picks_idot_on_cpu_adapters(tiny_bundles, adapter, tmp_path):
     from webllm_py.runtime.native import auto_precision
 
-    programs = {"f32": {}, "f16": {}, "idot": {}}
-    want = "idot" if adapter.info.get("adapter_type") == "CPU" else ("f16" if "shader-f16" in adapter.features else "f32")
-    assert auto_precision(adapter, programs) == want
-    assert auto_precision(adapter, {"f32": {}}) == "f32"  # a bundle from before idot
+    from types import SimpleNamespace
+
+    def fake(kind, f16):
+        return SimpleNamespace(info={"adapter_type": kind}, features={"shader-f16"} if f16 else set())
+
+    every = {"f32": {}, "f16": {}, "idot": {}}
+    assert auto_precision(fake("CPU", True), every) == "idot"  # lavapipe
+    assert auto_precision(fake("DiscreteGPU", True), every) == "f16"
+    assert auto_precision(fake("IntegratedGPU", False), every) == "f32"
+    assert auto_precision(fake("CPU", True), {"f32": {}, "f16": {}}) == "f16"  # a bundle from before idot
+    assert auto_precision(fake("CPU", False), {"f32": {}}) == "f32"
+    if adapter.info.get("adapter_type") == "CPU":  # this machine's lavapipe, as the runtime sees it
+        assert webllm_py.load(tiny_bundles("llama", "q4"), backend="native", adapter=adapter).precision == "idot"
     import json
     import shutil
 

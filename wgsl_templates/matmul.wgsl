@@ -35,6 +35,7 @@ fn word_dot(w: u32, xv: vec4<u32>) -> i32 {
 }
 {% endif %}
 {% if xq and not norm %}
+{#- x is not bound (only xq / xs): no x loaders -#}
 {% elif xvec %}
 // x row starts are 16-byte aligned (COLS % 4 == 0): vec4 loads.
 fn xat(i: u32) -> f32 {
