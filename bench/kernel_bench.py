@@ -18,7 +18,9 @@ Shapes (SmolLM2-135M, decode n=1, f32 activations: SwiftShader has no shader-f16
   gate_up   [1536;1536]x576 q4a, RMSNorm prologue, silu_mul epilogue (3072 weight rows)
   down      576x1536 q4a, residual epilogue
   lm_head   49152x576 q8, last_row
-  *_idot / o_proj_pack  the same on packed activations / packing their output (program set idot)
+  lm_head_norm  the same with the RMSNorm prologue (as in the models)
+  *_idot / o_proj_pack  the same on packed activations / packing their output (program set idot;
+                lm_head_idot: int8 x and dot4I8Packed)
   attention heads 9, kv_heads 3, head_dim 64 at p = 64 and 512 (decode form, lanes = wg)
   rope_kv   heads 9, kv_heads 3, head_dim 64
 """
@@ -60,6 +62,9 @@ MATMUL_SHAPES: dict[str, dict[str, Any]] = {
     "gate_up_idot": dict(fmt="q4a", rows=1536, cols=576, norm=True, norm_eps=1e-5, epilogue="silu_mul",
                          xq=True, pack=True),
     "down_idot": dict(fmt="q4a", rows=576, cols=1536, epilogue="residual", xq=True, pack=True),
+    # the LM head as the models run it (RMSNorm prologue), on f32 x and on int8 x (dot4I8Packed)
+    "lm_head_norm": dict(fmt="q8", rows=49152, cols=576, last_row=True, norm=True, norm_eps=1e-5),
+    "lm_head_idot": dict(fmt="q8", rows=49152, cols=576, last_row=True, norm=True, norm_eps=1e-5, xq=True),
 }
 
 
@@ -217,6 +222,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="whole sweeps; the median over rounds is reported")
     ap.add_argument("--repeat", type=int, default=0, help="dispatches per submission (0: ~--target-ms worth)")
     ap.add_argument("--target-ms", type=float, default=60.0)
+    ap.add_argument("--cold-mib", type=float, default=0.0,
+                    help="rotate through copies of each matmul's weights totalling this many MiB (reads from memory, "
+                         "as in a model, instead of from cache); 0: one copy")
     ap.add_argument("--wall", action="store_true", help="sort by wall-clock time even when timestamps exist")
     ap.add_argument("--json", help="write all results and the environment here")
     args = ap.parse_args()
@@ -237,7 +245,8 @@ def main() -> None:
         for rnd in range(args.rounds):  # whole sweeps, so slow drift of the machine hits every variant alike
             for i, v in enumerate(vs):
                 cfg = {k: v[k] for k in ("name", "wgsl", "bindings", "sizes", "fill", "step", "dispatch", "bufKey")}
-                cfg.update(repeat=args.repeat, reps=args.reps, targetMs=args.target_ms)
+                cfg.update(repeat=args.repeat, reps=args.reps, targetMs=args.target_ms,
+                           copies=min(64, max(1, round(args.cold_mib * 2**20 / v["bytes"]))) if args.cold_mib and v["label"] in MATMUL_SHAPES else 1)
                 res = page.evaluate("(v) => window.timeVariant(v)", cfg)
                 per[i].append(res)
                 if "error" in res:

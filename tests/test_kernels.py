@@ -53,7 +53,7 @@ from webllm_py.codegen import (
     key_from_json,
     matmul_key,
 )
-from webllm_py.codegen.kernels import MAX_WORKGROUPS, RopeKvKey
+from webllm_py.codegen.kernels import MAX_WORKGROUPS, PACK_LAYOUTS, RopeKvKey, wgsl_features
 from webllm_py.ir.graph import eval_dim
 from webllm_py.ir.ops import OPS, StepContext
 from webllm_py.quant.formats import dequantize, quantize
@@ -695,58 +695,70 @@ def test_tint_accepts_model_variants(tmp_path):
 
 
 # -- integer dot products on packed activations (MatmulKey xq / pack) ------------------------
-# Packed format (MatmulKey docstring): per 8 columns sx = max|x| / 255, q = round(x / sx), stored as
-# q pairs q[j+4] + q[j] * 2^16 in 4 u32 lanes and (sx, sum q). The numpy side below packs and unpacks
-# independently of the kernels. A consumer must compute W . x_hat (x_hat = q * sx) up to f32
-# summation order: tolerance 1e-4 as every f32 reduction. A producer's packed output must decode to
-# within half a quantization step (0.5 * sx, plus f32 rounding of the value itself) of its value.
+# Packed formats (MatmulKey docstring), per 8 columns: layout "pairs" (q4/q4a consumers) sx = max|x| /
+# 255, q = round(x / sx), stored as q pairs q[j+4] + q[j] * 2^16 in 4 u32 lanes; layout "bytes" (q8
+# consumers) sx = max|x| / 127, q as 8 int8 in column order in 2 u32; both with (sx, sum q). The
+# numpy side below packs and unpacks independently of the kernels. A consumer must compute W . x_hat
+# (x_hat = q * sx) up to f32 summation order: tolerance 1e-4 as every f32 reduction. A producer's
+# packed output must decode to within half a quantization step (0.5 * sx, plus f32 rounding of the
+# value itself) of its value.
+QMAX = {"pairs": 255, "bytes": 127}
 
-def pack_np(x: np.ndarray):
+
+def pack_np(x: np.ndarray, layout: str = "pairs"):
     n, c = x.shape
     chunks = x.astype(np.float32).reshape(n, c // 8, 8)
     mx = np.abs(chunks).max(-1)
-    inv = np.where(mx > 0, np.float32(255) / np.where(mx > 0, mx, 1), 0).astype(np.float32)
+    inv = np.where(mx > 0, np.float32(QMAX[layout]) / np.where(mx > 0, mx, 1), 0).astype(np.float32)
     q = np.rint(chunks * inv[..., None]).astype(np.int32)
-    lanes = (q[..., 4:] + q[..., :4] * 65536).astype(np.int32).view(np.uint32)
-    xs = np.stack([mx / np.float32(255), q.sum(-1).astype(np.float32)], -1).astype(np.float32)
+    if layout == "pairs":
+        lanes = (q[..., 4:] + q[..., :4] * 65536).astype(np.int32).view(np.uint32)
+    else:
+        lanes = q.astype(np.int8).view(np.uint32)  # 8 int8 -> 2 little-endian u32
+    xs = np.stack([mx / np.float32(QMAX[layout]), q.sum(-1).astype(np.float32)], -1).astype(np.float32)
     return lanes, xs, (q * xs[..., :1]).reshape(n, c)
 
 
-def unpack_np(xq: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    lanes = xq.view(np.int32).astype(np.int64)
-    hi = ((lanes & 0xFFFF) ^ 0x8000) - 0x8000  # q[j+4]: the low half, signed
-    lo = (lanes - hi) >> 16  # q[j]
-    q = np.concatenate([lo, hi], -1)
-    assert np.abs(q).max() <= 255
-    np.testing.assert_array_equal(q.sum(-1), xs[..., 1], err_msg="stored sum q differs from the q pairs")
+def unpack_np(xq: np.ndarray, xs: np.ndarray, layout: str = "pairs") -> np.ndarray:
+    if layout == "pairs":
+        lanes = xq.view(np.int32).astype(np.int64)
+        hi = ((lanes & 0xFFFF) ^ 0x8000) - 0x8000  # q[j+4]: the low half, signed
+        lo = (lanes - hi) >> 16  # q[j]
+        q = np.concatenate([lo, hi], -1)
+    else:
+        q = np.ascontiguousarray(xq).view(np.int8).astype(np.int64).reshape(*xq.shape[:-1], 8)
+    assert np.abs(q).max() <= QMAX[layout]
+    np.testing.assert_array_equal(q.sum(-1), xs[..., 1], err_msg="stored sum q differs from the q")
     return (q * xs[..., :1]).reshape(q.shape[0], -1)
 
 
-def check_packed(xq, xs, values, what):
-    """The packed output decodes to within half a step of `values` (and sx = max|values| / 255)."""
+def check_packed(xq, xs, values, what, layout="pairs"):
+    """The packed output decodes to within half a step of `values` (and sx = max|values| / qmax)."""
     n, c = values.shape
-    xhat = unpack_np(xq.reshape(n, c // 8, 4), xs.reshape(n, c // 8, 2))
+    xhat = unpack_np(xq.reshape(n, c // 8, 4 if layout == "pairs" else 2), xs.reshape(n, c // 8, 2), layout)
     chunks = values.reshape(n, c // 8, 8)
     sx = xs.reshape(n, c // 8, 2)[..., 0]
-    np.testing.assert_allclose(sx, np.abs(chunks).max(-1) / 255, rtol=1e-5, atol=1e-30, err_msg=what)
+    np.testing.assert_allclose(sx, np.abs(chunks).max(-1) / QMAX[layout], rtol=1e-5, atol=1e-30, err_msg=what)
     step = np.repeat(sx, 8, axis=-1).reshape(n, c)
     assert (np.abs(xhat - values) <= 0.5 * step * (1 + 1e-4) + 1e-6 * np.abs(values).max()).all(), what
 
 
 @pytest.mark.parametrize("act", ACTS)
-@pytest.mark.parametrize("fmt", ["q4", "q4a"])
+@pytest.mark.parametrize("fmt", ["q4", "q4a", "q8"])
 @pytest.mark.parametrize("norm,epilogue", [(False, "none"), (True, "none"), (False, "residual"), (True, "silu_mul")])
 @pytest.mark.parametrize("n", [1, 3])
 def test_matmul_packed_x_consumer(runner, act, fmt, norm, epilogue, n):
-    """xq=True: out = [inv(x) *] W . x_hat for the packed x_hat the producer wrote."""
+    """xq=True: out = [inv(x) *] W . x_hat for the packed x_hat the producer wrote (q8: int8 x_hat,
+    dot4I8Packed)."""
     need(runner, act)
     rng = rng_for("xq", act, fmt, norm, epilogue, n)
+    layout = PACK_LAYOUTS[fmt]
     rows, cols = 40, 96
     silu = epilogue == "silu_mul"
     arrays, wd = weight_parts(rng, fmt, 2 * rows if silu else rows, cols)
     x = rand(rng, (n, cols), act, 2.0)
     nw = (rng.standard_normal(cols) * 0.5 + 1.0).astype(np.float32)
-    xq, xs, xhat = pack_np(f(x) * nw if norm else f(x))
+    xq, xs, xhat = pack_np(f(x) * nw if norm else f(x), layout)
     key = MatmulKey(act=act, fmt=fmt, rows=rows, cols=cols, wg=8, rpi=4, xq=True, norm=norm,
                     norm_eps=1e-5 if norm else 0.0, epilogue=epilogue)
     inv = 1 / np.sqrt((f(x) ** 2).mean(-1, keepdims=True) + 1e-5) if norm else 1.0
@@ -765,15 +777,18 @@ def test_matmul_packed_x_consumer(runner, act, fmt, norm, epilogue, n):
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("xq_in", [False, True])
 @pytest.mark.parametrize("n", [1, 2])
-def test_matmul_pack_residual_producer(runner, act, xq_in, n):
-    """pack=True with the residual epilogue: out += W . x as before, and out * pack_w packed."""
+@pytest.mark.parametrize("layout", ["pairs", "bytes"])
+def test_matmul_pack_residual_producer(runner, act, xq_in, n, layout):
+    """pack=True with the residual epilogue: out += W . x as before, and out * pack_w packed (for a
+    q4 consumer: pairs; for a q8 consumer such as the LM head: bytes)."""
     need(runner, act)
-    rng = rng_for("pack-res", act, xq_in, n)
+    rng = rng_for("pack-res", act, xq_in, n, layout)
     rows, cols = 48, 64
     arrays, wd = weight_parts(rng, "q4a", rows, cols)
     x = rand(rng, (n, cols), act)
     pw = (rng.standard_normal(rows) * 0.5 + 1.0).astype(np.float32)
-    key = MatmulKey(act=act, fmt="q4a", rows=rows, cols=cols, wg=4, rpi=8, epilogue="residual", pack=True, xq=xq_in)
+    key = MatmulKey(act=act, fmt="q4a", rows=rows, cols=cols, wg=4, rpi=8, epilogue="residual", pack=True, xq=xq_in,
+                    pack_layout=layout)
     if xq_in:
         xq, xs, xin = pack_np(f(x))
         arrays.update(xq=xq, xs=xs)
@@ -782,40 +797,64 @@ def test_matmul_pack_residual_producer(runner, act, xq_in, n):
         arrays["x"] = padded(x, act)
     out = rand(rng, (n + EXTRA, rows), act)
     got = runner.run(build(key), {**arrays, "pack_w": pw, "out": out,
-                                  "outq": np.zeros((n, rows // 8, 4), np.uint32),
+                                  "outq": np.zeros((n, rows // 8, 4 if layout == "pairs" else 2), np.uint32),
                                   "outs": np.zeros((n, rows // 8, 2), np.float32)}, n)
     h = f(out[:n]) + xin.astype(np.float64) @ wd.T.astype(np.float64)
     check(got["out"][:n], h, TOL[act], key.name)
     same_bits(got["out"][n:], out[n:], "sentinel rows")
-    check_packed(got["outq"], got["outs"], f(got["out"][:n]) * pw, key.name + " packed")
+    check_packed(got["outq"], got["outs"], f(got["out"][:n]) * pw, key.name + " packed", layout)
 
 
-@pytest.mark.parametrize("fmt", ["q4", "q4a"])
-def test_matmul_pack_silu_producer(runner, fmt):
-    """The decode gate/up form: packed x in (with the RMSNorm), silu(gate) * up packed out."""
-    rng = rng_for("pack-silu", fmt)
+@pytest.mark.parametrize("fmt", ["q4", "q4a", "q8"])
+@pytest.mark.parametrize("layout", ["pairs", "bytes"])
+def test_matmul_pack_silu_producer(runner, fmt, layout):
+    """The decode gate/up form: packed x in (with the RMSNorm), silu(gate) * up packed out (for a
+    q4 down projection: pairs; for a q8 one: bytes)."""
+    rng = rng_for("pack-silu", fmt, layout)
     rows, cols, n = 64, 96, 2
     arrays, wd = weight_parts(rng, fmt, 2 * rows, cols)
     x = rand(rng, (n, cols), "f32", 2.0)
     nw = (rng.standard_normal(cols) * 0.5 + 1.0).astype(np.float32)
-    xq, xs, xhat = pack_np(x * nw)
+    xq, xs, xhat = pack_np(x * nw, PACK_LAYOUTS[fmt])
     key = MatmulKey(act="f32", fmt=fmt, rows=rows, cols=cols, wg=4, rpi=8, xq=True, norm=True, norm_eps=1e-5,
-                    epilogue="silu_mul", pack=True)
+                    epilogue="silu_mul", pack=True, pack_layout=layout)
     assert "out" not in dict(build(key).bindings)
     got = runner.run(build(key), {**arrays, "x": padded(x, "f32"), "xq": xq, "xs": xs,
-                                  "outq": np.zeros((n, rows // 8, 4), np.uint32),
+                                  "outq": np.zeros((n, rows // 8, 4 if layout == "pairs" else 2), np.uint32),
                                   "outs": np.zeros((n, rows // 8, 2), np.float32)}, n)
     lin = xhat.astype(np.float64) @ wd.T.astype(np.float64) / np.sqrt((x.astype(np.float64) ** 2).mean(-1, keepdims=True) + 1e-5)
     v = lin[:, :rows] / (1 + np.exp(-lin[:, :rows])) * lin[:, rows:]
     # the kernel packs its own f32 value; vs the f64 value allow the f32 tolerance on top of half a step
-    xhat_got = unpack_np(got["outq"], got["outs"])
+    xhat_got = unpack_np(got["outq"], got["outs"], layout)
     step = np.repeat(got["outs"][..., 0], 8, axis=-1)
     assert (np.abs(xhat_got - v) <= 0.5 * step * (1 + 1e-4) + 1e-4 * np.abs(v).max()).all()
 
 
+def test_matmul_packed_lm_head(runner):
+    """The idot LM head: q8 weight, RMSNorm prologue, last row only, x packed as int8 bytes."""
+    rng = rng_for("xq-lm-head")
+    rows, cols, n = 72, 128, 3
+    arrays, wd = weight_parts(rng, "q8", rows, cols)
+    x = rand(rng, (n, cols), "f32", 2.0)
+    nw = (rng.standard_normal(cols) * 0.5 + 1.0).astype(np.float32)
+    xq, xs, xhat = pack_np(x * nw, "bytes")
+    key = MatmulKey(act="f32", fmt="q8", rows=rows, cols=cols, wg=4, rpi=8, xq=True, norm=True, norm_eps=1e-5,
+                    last_row=True)
+    assert wgsl_features(build(key).wgsl) == ["packed_4x8_integer_dot_product"]
+    got = runner.run(build(key), {**arrays, "x": padded(x, "f32"), "xq": xq, "xs": xs,
+                                  "out": sentinel((1 + EXTRA, rows), "f32")}, n)["out"]
+    inv = 1 / np.sqrt((x[-1].astype(np.float64) ** 2).mean() + 1e-5)
+    check(got[:1], (xhat[-1].astype(np.float64) @ wd.T.astype(np.float64) * inv)[None], TOL["f32"], key.name)
+    same_bits(got[1:], sentinel((1 + EXTRA, rows), "f32")[1:], "sentinel rows")
+
+
 def test_matmul_packed_key_checks():
     with pytest.raises(ValueError, match="xq"):
-        build(MatmulKey(act="f32", fmt="q8", rows=8, cols=64, xq=True))
+        build(MatmulKey(act="f32", fmt="f16", rows=8, cols=64, xq=True))
+    with pytest.raises(ValueError, match="pack_layout"):
+        build(MatmulKey(act="f32", fmt="q4", rows=8, cols=64, rpi=8, epilogue="residual", pack=True, pack_layout="nibbles"))
+    with pytest.raises(ValueError, match="pack_layout"):
+        build(MatmulKey(act="f32", fmt="q4", rows=8, cols=64, pack_layout="bytes"))  # without pack
     with pytest.raises(ValueError, match="xq"):
         build(MatmulKey(act="f32", fmt="q4", rows=8, cols=48, xq=True))  # cols % 32
     with pytest.raises(ValueError, match="pack"):

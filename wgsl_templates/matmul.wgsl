@@ -22,7 +22,7 @@ const NORM_EPS: f32 = {{ norm_eps_lit }};  // RMSNorm prologue: inv(t) = 1 / sqr
 // silu_mul epilogue: weight rows 0..ROWS-1 are gate, ROWS..2*ROWS-1 up; row slot j + {{ rpi }} is up row j
 {% endif %}
 
-{% if xq %}
+{% if x_layout == "pairs" %}
 const M: u32 = 0x000F000Fu;  // nibbles j and j+4 of a word, after >> 4j, in two 16-bit fields
 const WORDS: u32 = COLS / 8u;  // packed x entries (8 columns each) per token
 
@@ -33,6 +33,8 @@ fn word_dot(w: u32, xv: vec4<u32>) -> i32 {
   let p = (w & M) * xv.x + ((w >> 4u) & M) * xv.y + ((w >> 8u) & M) * xv.z + ((w >> 12u) & M) * xv.w;
   return bitcast<i32>(p + 0x8000u) >> 16u;
 }
+{% elif x_layout == "bytes" %}
+const WORDS: u32 = COLS / 16u;  // packed x entries (16 int8 columns each) per token
 {% endif %}
 {% if xq and not norm %}
 {#- x is not bound (only xq / xs): no x loaders -#}
@@ -162,16 +164,22 @@ fn w_at(i: u32) -> f32 {
 {%- endmacro %}
 
 {% if pack %}
-// Pack 8 consecutive values (this invocation's rows) as the consumer's x: (sx, sum q) and q pairs.
+// Pack 8 consecutive values (this invocation's rows) as the consumer's x, layout "{{ pack_layout }}":
+// (sx, sum q) and the q {{ "pairs q[j+4] + q[j] * 2^16, |q| <= 255" if pack_layout == "pairs" else "as int8, |q| <= 127" }}.
 fn pack8(o: u32, lo: vec4<f32>, hi: vec4<f32>) {
+{% set qmax = "255.0" if pack_layout == "pairs" else "127.0" %}
   let m = max(abs(lo), abs(hi));
   let mx = max(max(m.x, m.y), max(m.z, m.w));
-  let inv = select(0.0, 255.0 / mx, mx > 0.0);
+  let inv = select(0.0, {{ qmax }} / mx, mx > 0.0);
   let q0 = vec4<i32>(round(lo * inv));
   let q1 = vec4<i32>(round(hi * inv));
+{% if pack_layout == "pairs" %}
   outq[o] = bitcast<vec4<u32>>(q1 + q0 * 65536i);
+{% else %}
+  outq[o] = vec2<u32>(pack4xI8(q0), pack4xI8(q1));
+{% endif %}
   let t = q0 + q1;
-  outs[o] = vec2<f32>(mx / 255.0, f32(t.x + t.y + t.z + t.w));
+  outs[o] = vec2<f32>(mx / {{ qmax }}, f32(t.x + t.y + t.z + t.w));
 }
 {% endif %}
 
@@ -258,6 +266,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
   }
 {% endif %}
   let xw = t0 * WORDS;  // this token's packed x
+{% if x_layout == "pairs" %}
   for (var g = 0u; g < G; g = g + 1u) {
     let xb = xw + g * 4u;
     let xv0 = xq[xb];
@@ -282,6 +291,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 {% endif %}
 {% endfor %}
   }
+{% else %}
+  let xsw = t0 * (COLS / 8u);  // this token's (sx, sum q) entries
+  for (var g = 0u; g < G; g = g + 1u) {
+    let xa = xq[xw + 2u * g];  // columns 32g .. 32g+15 as int8
+    let xb = xq[xw + 2u * g + 1u];  // columns 32g+16 .. 32g+31
+    let sx = vec4<f32>(xs[xsw + 4u * g].x, xs[xsw + 4u * g + 1u].x, xs[xsw + 4u * g + 2u].x, xs[xsw + 4u * g + 3u].x);
+{% for j in range(slots) %}
+    let wa{{ j }} = w[(wr{{ j }} * G + g) * 2u];  // 8 words = 32 int8
+    let wb{{ j }} = w[(wr{{ j }} * G + g) * 2u + 1u];
+    let d{{ j }} = dot(vec4<f32>(f32(dot4I8Packed(wa{{ j }}.x, xa.x) + dot4I8Packed(wa{{ j }}.y, xa.y)),
+                                 f32(dot4I8Packed(wa{{ j }}.z, xa.z) + dot4I8Packed(wa{{ j }}.w, xa.w)),
+                                 f32(dot4I8Packed(wb{{ j }}.x, xb.x) + dot4I8Packed(wb{{ j }}.y, xb.y)),
+                                 f32(dot4I8Packed(wb{{ j }}.z, xb.z) + dot4I8Packed(wb{{ j }}.w, xb.w))), sx);
+    acc{{ j }}_0 = acc{{ j }}_0 + scale_at(wr{{ j }} * G + g) * d{{ j }};
+{% endfor %}
+  }
+{% endif %}
 {% elif path == "quant" %}
   for (var g = 0u; g < FULL; g = g + 1u) {
 {{ quant_group(False) }}

@@ -9,6 +9,9 @@
 //   step: [n, p]                       the Step uniform
 //   dispatch: [x, y, z]                workgroup counts
 //   repeat: K (0: pick K so one submission takes ~targetMs), reps (median of), targetMs
+//   copies: C (optional, default 1)    C copies of the weight bindings ("w", "scales"), the
+//                                      dispatches rotating through them, so each dispatch reads its
+//                                      weights from memory as in a model instead of from cache
 // }
 // Returns {us_wall, us_ts, repeat, compile_ms, samples_us, ts_samples_us}: µs per dispatch,
 // from the wall clock around submit → onSubmittedWorkDone (us_wall) and, when the adapter has
@@ -86,7 +89,19 @@ export async function timeVariant(v) {
     const module = device.createShaderModule({ code: v.wgsl });
     const pipeline = await device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: "main" } });
     const compileMs = performance.now() - t0;
-    const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const copies = Math.max(1, v.copies || 1);
+    const bindGroups = [device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries })];
+    for (let c = 1; c < copies; c++) {
+      const own = entries.map((e) => {
+        const [name, kind] = v.bindings[e.binding];
+        if (name !== "w" && name !== "scales") return e;
+        const buf = device.createBuffer({ size: v.sizes[name], usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+        fillBuffer(buf, v.sizes[name], v.fill[name] || "f32");
+        buffers.push(buf);
+        return { binding: e.binding, resource: { buffer: buf } };
+      });
+      bindGroups.push(device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: own }));
+    }
     let qs = null, resolveBuf = null, readBuf = null;
     if (hasTs) {
       qs = device.createQuerySet({ type: "timestamp", count: 2 });
@@ -100,8 +115,10 @@ export async function timeVariant(v) {
       const enc = device.createCommandEncoder();
       const pass = enc.beginComputePass(qs ? { timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
       pass.setPipeline(pipeline);
-      pass.setBindGroup(0, bindGroup);
-      for (let i = 0; i < K; i++) pass.dispatchWorkgroups(x, y, z);
+      for (let i = 0; i < K; i++) {
+        if (i < copies || copies > 1) pass.setBindGroup(0, bindGroups[i % copies]);
+        pass.dispatchWorkgroups(x, y, z);
+      }
       pass.end();
       if (qs) { enc.resolveQuerySet(qs, 0, 2, resolveBuf, 0); enc.copyBufferToBuffer(resolveBuf, 0, readBuf, 0, 16); }
       const cmd = enc.finish();

@@ -43,6 +43,26 @@ export function choosePrecision(requested, hasF16, available, cpuAdapter = false
 }
 
 /**
+ * The bundle's program sets this browser's WGSL compiler can take: a set listed in the manifest's
+ * `wgsl_language_features` (e.g. idot's "packed_4x8_integer_dot_product" for dot4I8Packed) only
+ * when every feature is in `navigator.gpu.wgslLanguageFeatures`. Also returns, per set left
+ * out, the features it lacks (for the error when that set was asked for by name).
+ * @param {any} manifest @param {ReadonlySet<string> | undefined} languageFeatures
+ * @returns {{usable: string[], missing: Record<string, string[]>}}
+ */
+export function usableProgramSets(manifest, languageFeatures) {
+  const need = manifest?.wgsl_language_features ?? {};
+  /** @type {string[]} */ const usable = [];
+  /** @type {Record<string, string[]>} */ const missing = {};
+  for (const set of Object.keys(manifest?.programs ?? {})) {
+    const lacks = (need[set] ?? []).filter((/** @type {string} */ f) => !languageFeatures?.has(f));
+    if (lacks.length) missing[set] = lacks;
+    else usable.push(set);
+  }
+  return { usable, missing };
+}
+
+/**
  * Is this a software (CPU) adapter? Chrome's SwiftShader reports isFallbackAdapter (newer
  * versions) and architecture "swiftshader"; Mesa's lavapipe/llvmpipe name themselves.
  * @param {any} info GPUAdapterInfo
@@ -96,7 +116,12 @@ export async function acquireDevice(req) {
   }
   const hasF16 = adapter.features.has("shader-f16");
   const info = /** @type {any} */ (adapter).info ?? {};
-  const precision = choosePrecision(req.precision, hasF16, Object.keys(req.manifest.programs ?? {}), isCpuAdapter(info));
+  const { usable, missing } = usableProgramSets(req.manifest, (req.gpu ?? globalThis.navigator?.gpu)?.wgslLanguageFeatures);
+  if (missing[req.precision]) {
+    throw new FeatureSupportError(`WGSL ${missing[req.precision].join(", ")}`,
+      `The ${req.precision} programs need it; load with precision: "auto" or "f32".`);
+  }
+  const precision = choosePrecision(req.precision, hasF16, usable, isCpuAdapter(info));
   const limits = requiredLimits(req.limitsFor(precision), /** @type {any} */ (adapter.limits));
   /** @type {GPUFeatureName[]} */
   const features = precision === "f16" ? ["shader-f16"] : [];

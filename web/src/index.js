@@ -25,7 +25,7 @@ export { StreamDecoder, Tokenizer } from "./tokenizer.js";
 export { ChatTemplate, applyChatTemplate, selectChatTemplate } from "./chat_template.js";
 
 export { ACT_BYTES, WebGPURuntime, bufferBytes, compileDim, compilePrograms, halfToFloat, planBuffers } from "./runtime.js";
-export { choosePrecision, isCpuAdapter, requiredLimits } from "./gpu_device.js";
+export { choosePrecision, isCpuAdapter, requiredLimits, usableProgramSets } from "./gpu_device.js";
 export { InvalidRequestError, StopMatcher } from "./request.js";
 export { CreateEngine, Engine } from "./engine.js";
 export { CreateWorkerEngine, WorkerEngine } from "./worker.js";

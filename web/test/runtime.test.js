@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { BundleError, FeatureSupportError } from "../src/errors.js";
-import { choosePrecision, isCpuAdapter, requiredLimits } from "../src/gpu_device.js";
+import { acquireDevice, choosePrecision, isCpuAdapter, requiredLimits, usableProgramSets } from "../src/gpu_device.js";
 import { bufferBytes, compileDim, compilePrograms, halfToFloat, halfsToFloats, planBuffers, round16 } from "../src/runtime.js";
 
 test("compileDim: integers, n, p, + - * // with Python's precedence and floor division", () => {
@@ -126,6 +126,26 @@ test("choosePrecision: auto picks idot on CPU adapters when the bundle has it; i
   assert.equal(isCpuAdapter({ description: "llvmpipe (LLVM 15.0.6, 256 bits)" }), true);
   assert.equal(isCpuAdapter({ vendor: "nvidia", architecture: "hopper", description: "NVIDIA H100" }), false);
   assert.equal(isCpuAdapter(undefined), false);
+});
+
+test("usableProgramSets: a set needing WGSL language features the browser lacks is left out, with what it lacks", () => {
+  const manifest = { programs: { f32: {}, f16: {}, idot: {} }, wgsl_language_features: { idot: ["packed_4x8_integer_dot_product"] } };
+  assert.deepEqual(usableProgramSets(manifest, new Set(["packed_4x8_integer_dot_product", "readonly_and_readwrite_storage_textures"])),
+    { usable: ["f32", "f16", "idot"], missing: {} });
+  assert.deepEqual(usableProgramSets(manifest, new Set()), { usable: ["f32", "f16"], missing: { idot: ["packed_4x8_integer_dot_product"] } });
+  assert.deepEqual(usableProgramSets(manifest, undefined).usable, ["f32", "f16"]); // a browser without wgslLanguageFeatures
+  assert.deepEqual(usableProgramSets({ programs: { f32: {}, idot: {} } }, undefined).usable, ["f32", "idot"]); // bundles from before the field
+});
+
+test("acquireDevice: auto skips a set the browser's WGSL cannot compile; asking for it by name is FeatureSupportError", async () => {
+  const manifest = { programs: { f32: {}, idot: {} }, wgsl_language_features: { idot: ["packed_4x8_integer_dot_product"] } };
+  const adapter = { features: new Set(), info: { architecture: "swiftshader" }, limits: { maxStorageBuffersPerShaderStage: 8 },
+    requestDevice: async () => ({}) };
+  const req = (precision, langs) => ({ manifest, precision, adapter, gpu: { wgslLanguageFeatures: langs },
+    limitsFor: () => ({ maxBuffer: 1 << 20, maxStorageBuffers: 8 }) });
+  assert.equal((await acquireDevice(req("auto", new Set()))).precision, "f32");
+  assert.equal((await acquireDevice(req("auto", new Set(["packed_4x8_integer_dot_product"])))).precision, "idot");
+  await assert.rejects(acquireDevice(req("idot", new Set())), (e) => e instanceof FeatureSupportError && /packed_4x8_integer_dot_product/.test(e.message));
 });
 
 test("requiredLimits: only raised above WebGPU's defaults; FeatureSupportError names the limit", () => {

@@ -279,6 +279,8 @@ export function compilePrograms(manifest: any, precision: Precision): Record<str
 }>;
 export function halfToFloat(h: number): number;
 export function choosePrecision(requested: "auto" | Precision, hasShaderF16: boolean, available: string[], cpuAdapter?: boolean): Precision;
+/** The bundle's program sets this browser can compile (manifest `wgsl_language_features` vs `navigator.gpu.wgslLanguageFeatures`), and what each other set lacks. */
+export function usableProgramSets(manifest: unknown, languageFeatures: ReadonlySet<string> | undefined): { usable: string[]; missing: Record<string, string[]> };
 /** Is this GPUAdapterInfo a software (CPU) adapter: SwiftShader, lavapipe / llvmpipe? */
 export function isCpuAdapter(info: any): boolean;
 export function requiredLimits(

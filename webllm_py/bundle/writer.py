@@ -237,6 +237,7 @@ def write_bundle(
             "weights": weights,
             "buffers": lowered["buffers"],
             "programs": lowered["programs"],
+            "wgsl_language_features": lowered["wgsl_language_features"],
             "kernels": {name: {"file": kernel_files[name], "bindings": [list(b) for b in k.bindings],
                                "workgroup_size": list(k.workgroup_size), "key": k.key.to_json()}
                         for name, k in sorted(lowered["kernels"].items())},

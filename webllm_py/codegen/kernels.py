@@ -44,6 +44,15 @@ MAX_WORKGROUPS = 65535  # WebGPU maxComputeWorkgroupsPerDimension
 MAX_INVOCATIONS = 256  # WebGPU maxComputeInvocationsPerWorkgroup (default limit)
 MAX_WORKGROUP_STORAGE = 16384  # WebGPU maxComputeWorkgroupStorageSize (default limit)
 MAX_STORAGE_BUFFERS = 8  # WebGPU maxStorageBuffersPerShaderStage (default limit)
+# weight format -> the packed-activation layout its integer dot products read (MatmulKey xq / pack)
+PACK_LAYOUTS = {"q4": "pairs", "q4a": "pairs", "q8": "bytes"}
+# WGSL language features a kernel's text needs (the browser runtime checks them before picking a set)
+WGSL_FEATURE_USES = {"packed_4x8_integer_dot_product": ("dot4I8Packed", "pack4xI8")}
+
+
+def wgsl_features(wgsl: str) -> list[str]:
+    """The WGSL language features (navigator.gpu.wgslLanguageFeatures) this kernel text uses."""
+    return [f for f, uses in WGSL_FEATURE_USES.items() if any(u + "(" in wgsl for u in uses)]
 
 
 def _template_dir() -> Path:
@@ -184,19 +193,25 @@ class MatmulKey(KernelKey):
       epilogue="silu_mul"  W (and bias) hold 2*rows rows [gate; up]; out = silu(gate . x) * (up . x).
       splits=(a, b, ...)   the rows go to consecutive outputs "out0", "out1", ... (row strides a, b, ...),
                      replacing "out"; each size a multiple of rpi; epilogue "none" only.
-      xq=True        integer dot products (decode, q4/q4a, cols % 32 == 0): x arrives packed (PACKED
-                     ACTIVATIONS below) in "xq"/"xs"; with norm=True the producer already multiplied by
-                     the norm weight, and "x" (the raw activation) is still bound for the sum of squares.
-      pack=True      the output is also written packed for an xq consumer (rpi == 8, rows % 8 == 0):
-                     silu_mul writes only "outq"/"outs"; residual writes "out" and packs out * "pack_w"
-                     (the consumer's RMSNorm weight).
+      xq=True        integer dot products (decode, q4/q4a/q8, cols % 32 == 0): x arrives packed (PACKED
+                     ACTIVATIONS below, in the layout the weight format takes) in "xq"/"xs"; with norm=True
+                     the producer already multiplied by the norm weight, and "x" (the raw activation) is
+                     still bound for the sum of squares.
+      pack=True      the output is also written packed for an xq consumer (rpi == 8, rows % 8 == 0), in
+                     `pack_layout`: silu_mul writes only "outq"/"outs"; residual writes "out" and packs
+                     out * "pack_w" (the consumer's RMSNorm weight).
 
-    PACKED ACTIVATIONS (n, C), C % 8 == 0: per token and 8-column chunk c, sx = max|x| / 255 and
-    q = round(x / sx) in [-255, 255]; "xq" (n, C/8) vec4<u32>: lane j = q[8c+j+4] + q[8c+j] * 2^16
-    (i32 bits); "xs" (n, C/8) vec2<f32>: (sx, sum of the 8 q). A q4 weight word (8 nibbles n_i) times
-    lane j, after (w >> 4j) & 0x000F000F, holds n_j q_j + n_{j+4} q_{j+4} in its high half; 4 lanes
-    sum without overflow (|sum| <= 30600, cross terms <= 15300 below bit 16), so one word costs
-    ~17 integer ops for 8 weights where the float unpack costs ~34 (bench/probe_int_gemv.py).
+    PACKED ACTIVATIONS (n, C), C % 8 == 0: per token and 8-column chunk c, a scale sx and integers
+    q = round(x / sx); "xs" (n, C/8) vec2<f32>: (sx, sum of the 8 q). Two layouts of the q, by the
+    consumer's weight format (PACK_LAYOUTS):
+    "pairs" (q4/q4a consumers): sx = max|x| / 255, q in [-255, 255]; "xq" (n, C/8) vec4<u32>: lane j =
+      q[8c+j+4] + q[8c+j] * 2^16 (i32 bits). A q4 weight word (8 nibbles n_i) times lane j, after
+      (w >> 4j) & 0x000F000F, holds n_j q_j + n_{j+4} q_{j+4} in its high half; 4 lanes sum without
+      overflow (|sum| <= 30600, cross terms <= 15300 below bit 16), so one word costs ~17 integer
+      ops for 8 weights where the float unpack costs ~34 (bench/probe_int_gemv.py).
+    "bytes" (q8 consumers): sx = max|x| / 127, q in [-127, 127]; "xq" (n, C/8) vec2<u32>: the 8 q as
+      int8, column order, low byte first (pack4xI8). A q8 weight word (4 int8) and an x word make one
+      dot4I8Packed; 16-bit fields cannot hold an int8 x 9-bit product, so q8 has no pairs form.
 
     One invocation per `rpi` output rows x `tn` tokens: every weight word
     loaded is reused for tn tokens, every x chunk loaded for rpi rows (on
@@ -222,6 +237,7 @@ class MatmulKey(KernelKey):
     splits: tuple[int, ...] = field(default=(), metadata=OMIT_DEFAULT)  # output row ranges -> out0, out1, ...
     xq: bool = field(default=False, metadata=OMIT_DEFAULT)  # x packed: integer dot products
     pack: bool = field(default=False, metadata=OMIT_DEFAULT)  # output also packed for an xq consumer
+    pack_layout: str = field(default="pairs", metadata=OMIT_DEFAULT)  # PACK_LAYOUTS value the consumer reads
 
     def __post_init__(self) -> None:
         if not isinstance(self.splits, tuple):  # JSON lists -> a hashable tuple
@@ -462,8 +478,12 @@ def _check_matmul_fusions(k: MatmulKey) -> None:
         if 2 * k.rpi * k.tn > 32:
             raise ValueError(f"{k.name}: silu_mul keeps 2 * rpi * tn accumulators; need 2 * rpi * tn <= 32")
     if k.xq:
-        if k.fmt not in ("q4", "q4a") or k.cols % GROUP_SIZE or k.tn != 1 or k.last_row:
-            raise ValueError(f"{k.name}: xq (packed x) needs fmt q4/q4a, cols % {GROUP_SIZE} == 0, tn=1, not last_row")
+        if k.fmt not in PACK_LAYOUTS or k.cols % GROUP_SIZE or k.tn != 1:
+            raise ValueError(f"{k.name}: xq (packed x) needs fmt {'/'.join(PACK_LAYOUTS)}, cols % {GROUP_SIZE} == 0, tn=1")
+    if k.pack_layout not in PACK_LAYOUTS.values():
+        raise ValueError(f"{k.name}: pack_layout must be one of {sorted(set(PACK_LAYOUTS.values()))}")
+    if k.pack_layout != "pairs" and not k.pack:
+        raise ValueError(f"{k.name}: pack_layout set without pack=True")
     if k.pack:
         if k.epilogue not in ("silu_mul", "residual") or k.rpi != 8 or k.rows % 8 or k.tn != 1 \
                 or k.row_offset or k.out_rows:
@@ -498,8 +518,10 @@ def _plan_matmul(k: MatmulKey) -> _Plan:
     wrows = 2 * k.rows if silu else k.rows  # weight (and bias) rows: [gate; up] for silu_mul
     x_decl = ("x", "read", _act_arr(k.act, 4 if k.cols % 4 == 0 else 1), f"(n, {k.cols}) {k.act}")
     if k.xq:
+        layout = PACK_LAYOUTS[k.fmt]
         decls = [x_decl[:3] + (x_decl[3] + ": read for the RMSNorm sum of squares only",)] if k.norm else []
-        decls += [("xq", "read", "array<vec4<u32>>", f"(n, {k.cols // 8}) packed x (q pairs, see MatmulKey)"),
+        decls += [("xq", "read", "array<vec4<u32>>", f"(n, {k.cols // (8 if layout == 'pairs' else 16)}) packed x "
+                   f"(layout {layout!r}, see MatmulKey)"),
                   ("xs", "read", "array<vec2<f32>>", f"(n, {k.cols // 8}) (sx, sum q) per 8 columns")]
     else:
         decls = [x_decl]
@@ -529,7 +551,8 @@ def _plan_matmul(k: MatmulKey) -> _Plan:
         if not silu:
             decls.append(("pack_w", "read", "array<f32>", f"({k.rows},) f32: the consumer's RMSNorm weight"))
         what = "silu(gate) * up" if silu else "out * pack_w"
-        decls += [("outq", "read_write", "array<vec4<u32>>", f"(n, {k.rows // 8}) packed {what}"),
+        decls += [("outq", "read_write", f"array<{'vec4' if k.pack_layout == 'pairs' else 'vec2'}<u32>>",
+                   f"(n, {k.rows // 8}) packed {what} (layout {k.pack_layout!r})"),
                   ("outs", "read_write", "array<vec2<f32>>", f"(n, {k.rows // 8}) (sx, sum q) per 8 rows")]
     decls.append(STEP)
     gx = -(-k.rows // (k.wg * k.rpi))
@@ -548,7 +571,7 @@ def _plan_matmul(k: MatmulKey) -> _Plan:
     return _Plan(decls, (k.wg, 1, 1), (str(gx), gy, "1"),
                  dict(path=path, groups=groups, full=k.cols // GROUP_SIZE, tail=k.cols % GROUP_SIZE != 0,
                       xvec=k.cols % 4 == 0, slots=2 * k.rpi if silu else k.rpi, bounds=bounds,
-                      norm_eps_lit=f32_literal(k.norm_eps)))
+                      norm_eps_lit=f32_literal(k.norm_eps), x_layout=PACK_LAYOUTS.get(k.fmt) if k.xq else None))
 
 
 def _plan_rope(k: RopeKey) -> _Plan:
@@ -684,7 +707,7 @@ def render(key: KernelKey) -> str:
 def matmul_key(act: str, fmt: str, rows: int, cols: int, bias: bool = False, prefill: bool = False,
                last_row: bool = False, row_offset: int = 0, out_rows: int = 0, *, norm: bool = False,
                norm_eps: float = 0.0, epilogue: str = "none", splits: tuple[int, ...] = (),
-               xq: bool = False, pack: bool = False) -> MatmulKey:
+               xq: bool = False, pack: bool = False, pack_layout: str = "pairs") -> MatmulKey:
     """The default-tuned matmul variant (lavapipe, 2 cores): decode form (tn=1) or prefill form (tn=4),
     4 rows per invocation, 16 invocations per workgroup. A norm prologue without silu_mul takes 8 rows
     per invocation (its norm_w loads, per lane like the x loads, are then shared by 8 rows: measured
@@ -701,4 +724,4 @@ def matmul_key(act: str, fmt: str, rows: int, cols: int, bias: bool = False, pre
     rpi = next(r for r in ((8, 4, 2, 1) if wide else (4, 2, 1)) if all(s % r == 0 for s in splits))
     return MatmulKey(act=act, fmt=fmt, rows=rows, cols=cols, bias=bias, tn=tn, wg=16, last_row=last_row, rpi=rpi,
                      row_offset=row_offset, out_rows=out_rows, norm=norm, norm_eps=norm_eps, epilogue=epilogue,
-                     splits=splits, xq=xq, pack=pack)
+                     splits=splits, xq=xq, pack=pack, pack_layout=pack_layout)

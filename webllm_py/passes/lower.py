@@ -20,12 +20,14 @@ Fusions made here (FUSION_RULES, each a rule on the node list, tried in order):
   rope(k) -> kv_write     rope writes straight into the cache (where rope_kv did not match)
 With fuse_linears (q/k/v and gate/up stacked) a decoder layer is 6 dispatches.
 
-Program set "idot" (decode only; prefill and score as "f32"): q4/q4a matmuls whose input
-another matmul produces take it packed (9-bit integer pairs, see MatmulKey) and use integer
-dot products; the producer packs in its epilogue (the residual epilogue packs h times the
-next RMSNorm weight beside h, the SiLU-gate epilogue packs its output), so no dispatch is
-added. Chosen per adapter by the runtimes: it pays where float unpacking is the bottleneck
-(CPU drivers: 1.45x per matmul on lavapipe, bench/probe_int_gemv.py).
+Program set "idot" (decode only; prefill and score as "f32"): q4/q4a/q8 matmuls whose input
+another matmul produces take it packed (q4: 9-bit integer pairs; q8, e.g. the LM head: int8
+for dot4I8Packed; see MatmulKey) and use integer dot products; the producer packs in its
+epilogue, in the layout its consumer reads (the residual epilogue packs h times the next
+RMSNorm weight beside h, the SiLU-gate epilogue packs its output), so no dispatch is added.
+Chosen per adapter by the runtimes: it pays where float unpacking is the bottleneck (CPU
+drivers: 1.45x per q4 matmul on lavapipe, bench/probe_int_gemv.py; the q8 LM head 1.3x on
+lavapipe, 1.6x on SwiftShader).
 
 Buffers: activations come from a pool planned by liveness for the largest n
 (prefill_chunk), so they are allocated once; the pool is shared by all
@@ -238,10 +240,11 @@ def _release_packed(L: _Lowering, value: str) -> None:
 
 
 def _idot_linear(L: _Lowering, lin: Node, outputs: int, norm: bool) -> bool:
-    """Can this linear take its x packed? q4/q4a, 32-column groups, one slice, and within WebGPU's
-    8 storage buffers with `outputs` output bindings (x for the norm, xq, xs, w, scales, bias)."""
+    """Can this linear take its x packed? q4/q4a/q8 (K.PACK_LAYOUTS), 32-column groups, one slice, and
+    within WebGPU's 8 storage buffers with `outputs` output bindings (x for the norm, xq, xs, w,
+    scales, bias)."""
     w = lin.inputs[1]
-    return (L.idot and L.fuse and L.form == "decode" and L.fmt(w) in ("q4", "q4a")
+    return (L.idot and L.fuse and L.form == "decode" and L.fmt(w) in K.PACK_LAYOUTS
             and L.graph.params[w].shape[1] % 32 == 0 and len(L.slices(w)) == 1
             and int(norm) + 2 + 2 + int(len(lin.inputs) > 2) + outputs <= K.MAX_STORAGE_BUFFERS)
 
@@ -255,13 +258,19 @@ def _outputs_of_chain(L: _Lowering, k: int) -> int:
     return 4 if nxt is not None and nxt.op == "add" else 1  # residual: out, pack_w, outq, outs
 
 
-def _packs_for(L: _Lowering, m: int) -> bool:
-    """Will the chain starting at node m (rms_norm -> linear) read its x packed?"""
+def _packs_for(L: _Lowering, m: int) -> str:
+    """The packed layout the chain starting at node m (rms_norm -> [last_row ->] linear) will read
+    its x in (K.PACK_LAYOUTS of the linear's weight format), or "" when it reads x unpacked."""
     nodes, U = L.graph.nodes, L.uses
-    if m + 1 >= len(nodes) or nodes[m].op != "rms_norm" or nodes[m].attrs.get("group") \
-            or nodes[m + 1].op != "linear" or not U.only(nodes[m].outputs[0], m + 1):
-        return False
-    return _idot_linear(L, nodes[m + 1], _outputs_of_chain(L, m + 1), norm=True)
+    if m + 1 >= len(nodes) or nodes[m].op != "rms_norm" or nodes[m].attrs.get("group"):
+        return ""
+    k = m + 1
+    if nodes[k].op == "last_row" and U.only(nodes[m].outputs[0], k) and k + 1 < len(nodes):
+        k += 1  # the LM head of a last-row graph
+    if nodes[k].op != "linear" or not U.only(nodes[k - 1].outputs[0], k) \
+            or not _idot_linear(L, nodes[k], _outputs_of_chain(L, k), norm=True):
+        return ""
+    return K.PACK_LAYOUTS[L.fmt(nodes[k].inputs[1])]
 
 
 # -- fusion rules: each matches at node i and returns how many nodes it lowered (0: no match) --
@@ -322,7 +331,7 @@ def _matmul_chain(L: _Lowering, i: int) -> int:
             if down is not None and down.op == "linear" and down.inputs[0] == after.outputs[0] \
                     and U.only(after.outputs[0], k + 3) and rows % 8 == 0 \
                     and _idot_linear(L, down, _outputs_of_chain(L, k + 3), norm=False):
-                kw["pack"] = True  # the down projection reads silu(gate) * up packed
+                kw.update(pack=True, pack_layout=K.PACK_LAYOUTS[L.fmt(down.inputs[1])])  # the down projection reads silu(gate) * up packed
                 _new_packed(L, after.outputs[0])
                 tensors.update(outq=after.outputs[0] + PACK_SUFFIXES[0], outs=after.outputs[0] + PACK_SUFFIXES[1])
             else:
@@ -342,9 +351,10 @@ def _matmul_chain(L: _Lowering, i: int) -> int:
         m = k + 2  # the next layer's (or the MLP's) RMSNorm of the updated residual stream
         inputs = (int(norm is not None) + 2) if packed_in else 1  # [x for the norm] xq xs, or x
         storage = inputs + 2 + int(len(lin.inputs) > 2) + 4  # w, scales, [bias], out, pack_w, outq, outs
-        if _packs_for(L, m) and nodes[m].inputs[0] == nxt.outputs[0] and rows % 8 == 0 and not sliced \
+        layout = _packs_for(L, m)
+        if layout and nodes[m].inputs[0] == nxt.outputs[0] and rows % 8 == 0 and not sliced \
                 and storage <= K.MAX_STORAGE_BUFFERS:
-            kw["pack"] = True
+            kw.update(pack=True, pack_layout=layout)
             tensors["pack_w"] = nodes[m].inputs[1]
             _new_packed(L, nodes[m].outputs[0])
             tensors.update(outq=nodes[m].outputs[0] + PACK_SUFFIXES[0], outs=nodes[m].outputs[0] + PACK_SUFFIXES[1])
@@ -542,4 +552,10 @@ def lower_bundle(graphs: dict[str, Graph], weights: dict[str, Any], prefill_chun
             for piece, (r0, rows) in enumerate(slices):  # a byte range of the part, bound on its own
                 buffers[weight_buffer(param, part, piece)] = {"kind": "weight", "param": param, "part": part,
                                                               "offset": r0 * per_row, "bytes": rows * per_row}
-    return {"programs": programs, "buffers": buffers, "kernels": kernels}
+    features: dict[str, list[str]] = {}  # set -> WGSL language features its kernels use
+    for name, progs in programs.items():
+        used = {d["kernel"] for prog in progs.values() for d in prog["dispatches"]}
+        need = sorted({f for k in used for f in K.wgsl_features(kernels[k].wgsl)})
+        if need:
+            features[name] = need
+    return {"programs": programs, "buffers": buffers, "kernels": kernels, "wgsl_language_features": features}
