@@ -746,20 +746,24 @@ def check_packed(xq, xs, values, what, layout="pairs"):
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("fmt", ["q4", "q4a", "q8"])
 @pytest.mark.parametrize("norm,epilogue", [(False, "none"), (True, "none"), (False, "residual"), (True, "silu_mul")])
-@pytest.mark.parametrize("n", [1, 3])
-def test_matmul_packed_x_consumer(runner, act, fmt, norm, epilogue, n):
+@pytest.mark.parametrize("n,tn", [(1, 1), (3, 1), (5, 4)])
+def test_matmul_packed_x_consumer(runner, act, fmt, norm, epilogue, n, tn):
     """xq=True: out = [inv(x) *] W . x_hat for the packed x_hat the producer wrote (q8: int8 x_hat,
-    dot4I8Packed)."""
+    dot4I8Packed). tn=4: the tiled (prefill) form, 5 tokens = a full and a partial tile."""
     need(runner, act)
-    rng = rng_for("xq", act, fmt, norm, epilogue, n)
     layout = PACK_LAYOUTS[fmt]
+    if tn > 1 and layout != "pairs":
+        with pytest.raises(ValueError, match="tn=1 for q8"):
+            build(MatmulKey(act=act, fmt=fmt, rows=40, cols=96, tn=tn, xq=True))
+        return
+    rng = rng_for("xq", act, fmt, norm, epilogue, n, tn)
     rows, cols = 40, 96
     silu = epilogue == "silu_mul"
     arrays, wd = weight_parts(rng, fmt, 2 * rows if silu else rows, cols)
     x = rand(rng, (n, cols), act, 2.0)
     nw = (rng.standard_normal(cols) * 0.5 + 1.0).astype(np.float32)
     xq, xs, xhat = pack_np(f(x) * nw if norm else f(x), layout)
-    key = MatmulKey(act=act, fmt=fmt, rows=rows, cols=cols, wg=8, rpi=4, xq=True, norm=norm,
+    key = MatmulKey(act=act, fmt=fmt, rows=rows, cols=cols, wg=8, rpi=4, tn=tn, xq=True, norm=norm,
                     norm_eps=1e-5 if norm else 0.0, epilogue=epilogue)
     inv = 1 / np.sqrt((f(x) ** 2).mean(-1, keepdims=True) + 1e-5) if norm else 1.0
     lin = xhat.astype(np.float64) @ wd.T.astype(np.float64) * inv
@@ -828,6 +832,30 @@ def test_matmul_pack_silu_producer(runner, fmt, layout):
     xhat_got = unpack_np(got["outq"], got["outs"], layout)
     step = np.repeat(got["outs"][..., 0], 8, axis=-1)
     assert (np.abs(xhat_got - v) <= 0.5 * step * (1 + 1e-4) + 1e-4 * np.abs(v).max()).all()
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("layout", ["pairs", "bytes"])
+def test_rms_norm_packs(runner, act, layout):
+    """RmsNormKey pack=True (the prefill norms of the idot programs): rms_norm(x) * w written packed only.
+    The f32 value differs from ref_op's by f32 rounding (1e-4 relative, as test_rms_norm), on top of
+    half a quantization step."""
+    need(runner, act)
+    rng = rng_for("rms-pack", act, layout)
+    n, cols = 5, 96
+    x = rand(rng, (n, cols), act, 3.0)
+    w = rng.standard_normal(cols).astype(np.float32)
+    k = build(RmsNormKey(act, cols, eps=1e-5, pack=True, pack_layout=layout))
+    assert "out" not in dict(k.bindings)
+    got = runner.run(k, {"x": padded(x, act), "w": w,
+                         "outq": np.zeros((n, cols // 8, 4 if layout == "pairs" else 2), np.uint32),
+                         "outs": np.zeros((n, cols // 8, 2), np.float32)}, n)
+    want = ref_op("rms_norm", [f(x), w], n, eps=1e-5)
+    xhat = unpack_np(got["outq"], got["outs"], layout)
+    step = np.repeat(got["outs"][..., 0], 8, axis=-1)
+    assert (np.abs(xhat - want) <= 0.5 * step * (1 + 1e-4) + 1e-4 * np.abs(want).max()).all()
+    with pytest.raises(ValueError, match="pack"):
+        build(RmsNormKey(act, 100, eps=1e-5, pack=True))  # cols % 8
 
 
 def test_matmul_packed_lm_head(runner):

@@ -39,3 +39,26 @@ fn {{ fname }}(i: u32) -> f32 {
   return select(v.x, v.y, (i & 1u) == 1u);
 }
 {%- endmacro %}
+
+{#- fn pack8(o, lo, hi): 8 consecutive values of one token (lo: the first 4) written as entry o of the
+    packed activation "outq"/"outs" in `layout` (MatmulKey PACKED ACTIVATIONS): (sx, sum q) and the q
+    as pairs q[j+4] + q[j] * 2^16 (|q| <= 255) or as int8 bytes (|q| <= 127). -#}
+{% macro pack8_fn(layout) -%}
+{% set qmax = "255.0" if layout == "pairs" else "127.0" %}
+// Pack 8 consecutive values as a consumer's x, layout "{{ layout }}": (sx, sum q) and the q
+// {{ "pairs q[j+4] + q[j] * 2^16, |q| <= 255" if layout == "pairs" else "as int8, |q| <= 127" }}.
+fn pack8(o: u32, lo: vec4<f32>, hi: vec4<f32>) {
+  let m = max(abs(lo), abs(hi));
+  let mx = max(max(m.x, m.y), max(m.z, m.w));
+  let inv = select(0.0, {{ qmax }} / mx, mx > 0.0);
+  let q0 = vec4<i32>(round(lo * inv));
+  let q1 = vec4<i32>(round(hi * inv));
+{% if layout == "pairs" %}
+  outq[o] = bitcast<vec4<u32>>(q1 + q0 * 65536i);
+{% else %}
+  outq[o] = vec2<u32>(pack4xI8(q0), pack4xI8(q1));
+{% endif %}
+  let t = q0 + q1;
+  outs[o] = vec2<f32>(mx / {{ qmax }}, f32(t.x + t.y + t.z + t.w));
+}
+{%- endmacro %}

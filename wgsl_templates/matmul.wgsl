@@ -33,6 +33,14 @@ fn word_dot(w: u32, xv: vec4<u32>) -> i32 {
   let p = (w & M) * xv.x + ((w >> 4u) & M) * xv.y + ((w >> 8u) & M) * xv.z + ((w >> 12u) & M) * xv.w;
   return bitcast<i32>(p + 0x8000u) >> 16u;
 }
+{% if tn > 1 %}
+const SHIFTS: vec4<u32> = vec4<u32>(0u, 4u, 8u, 12u);
+
+// word_dot with the weight word's 4 nibble pairs already masked (m = (w >> SHIFTS) & M), for tn tokens
+fn pair_dot(m: vec4<u32>, xv: vec4<u32>) -> i32 {
+  return bitcast<i32>(dot(m, xv) + 0x8000u) >> 16u;
+}
+{% endif %}
 {% elif x_layout == "bytes" %}
 const WORDS: u32 = COLS / 16u;  // packed x entries (16 int8 columns each) per token
 {% endif %}
@@ -164,23 +172,7 @@ fn w_at(i: u32) -> f32 {
 {%- endmacro %}
 
 {% if pack %}
-// Pack 8 consecutive values (this invocation's rows) as the consumer's x, layout "{{ pack_layout }}":
-// (sx, sum q) and the q {{ "pairs q[j+4] + q[j] * 2^16, |q| <= 255" if pack_layout == "pairs" else "as int8, |q| <= 127" }}.
-fn pack8(o: u32, lo: vec4<f32>, hi: vec4<f32>) {
-{% set qmax = "255.0" if pack_layout == "pairs" else "127.0" %}
-  let m = max(abs(lo), abs(hi));
-  let mx = max(max(m.x, m.y), max(m.z, m.w));
-  let inv = select(0.0, {{ qmax }} / mx, mx > 0.0);
-  let q0 = vec4<i32>(round(lo * inv));
-  let q1 = vec4<i32>(round(hi * inv));
-{% if pack_layout == "pairs" %}
-  outq[o] = bitcast<vec4<u32>>(q1 + q0 * 65536i);
-{% else %}
-  outq[o] = vec2<u32>(pack4xI8(q0), pack4xI8(q1));
-{% endif %}
-  let t = q0 + q1;
-  outs[o] = vec2<f32>(mx / {{ qmax }}, f32(t.x + t.y + t.z + t.w));
-}
+{{ c.pack8_fn(pack_layout) }}
 {% endif %}
 
 {#- The value of row slot j, token slot t (gate/up pair halves for silu_mul). -#}
@@ -260,38 +252,62 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 {% endfor %}
 {% if path == "idot" %}
 {% if norm %}
+{% for t in range(tn) %}
   for (var c = 0u; c < COLS / 4u; c = c + 1u) {  // RMSNorm: sum of squares of the raw x
-    let xa = ldx(xr0 + 4u * c);
-    ss0 = ss0 + xa * xa;
+    let xa = ldx(xr{{ t }} + 4u * c);
+    ss{{ t }} = ss{{ t }} + xa * xa;
   }
+{% endfor %}
 {% endif %}
-  let xw = t0 * WORDS;  // this token's packed x
 {% if x_layout == "pairs" %}
+{% for t in range(tn) %}
+  let xw{{ t }} = min(t0 + {{ t }}u, n - 1u) * WORDS;  // token slot {{ t }}'s packed x (clamped, store skipped)
+{% endfor %}
   for (var g = 0u; g < G; g = g + 1u) {
-    let xb = xw + g * 4u;
-    let xv0 = xq[xb];
-    let xv1 = xq[xb + 1u];
-    let xv2 = xq[xb + 2u];
-    let xv3 = xq[xb + 3u];
-    let e0 = xs[xb];
-    let e1 = xs[xb + 1u];
-    let e2 = xs[xb + 2u];
-    let e3 = xs[xb + 3u];
-    let sx = vec4<f32>(e0.x, e1.x, e2.x, e3.x);  // the 4 words' activation scales
-    let xsum = dot(sx, vec4<f32>(e0.y, e1.y, e2.y, e3.y));  // sum of this group's (dequantized) x
+{% for t in range(tn) %}
+    let xb{{ t }} = xw{{ t }} + g * 4u;
+    let xv{{ t }}_0 = xq[xb{{ t }}];
+    let xv{{ t }}_1 = xq[xb{{ t }} + 1u];
+    let xv{{ t }}_2 = xq[xb{{ t }} + 2u];
+    let xv{{ t }}_3 = xq[xb{{ t }} + 3u];
+    let e{{ t }}_0 = xs[xb{{ t }}];
+    let e{{ t }}_1 = xs[xb{{ t }} + 1u];
+    let e{{ t }}_2 = xs[xb{{ t }} + 2u];
+    let e{{ t }}_3 = xs[xb{{ t }} + 3u];
+    let sx{{ t }} = vec4<f32>(e{{ t }}_0.x, e{{ t }}_1.x, e{{ t }}_2.x, e{{ t }}_3.x);  // the 4 words' activation scales
+    let xsum{{ t }} = dot(sx{{ t }}, vec4<f32>(e{{ t }}_0.y, e{{ t }}_1.y, e{{ t }}_2.y, e{{ t }}_3.y));  // sum of the group's x
+{% endfor %}
 {% for j in range(slots) %}
     let wv{{ j }} = w[wr{{ j }} * G + g];
-    let d{{ j }} = dot(vec4<f32>(f32(word_dot(wv{{ j }}.x, xv0)), f32(word_dot(wv{{ j }}.y, xv1)),
-                                 f32(word_dot(wv{{ j }}.z, xv2)), f32(word_dot(wv{{ j }}.w, xv3))), sx);
 {% if fmt == "q4a" %}
     let sl{{ j }} = scale_lo_at(wr{{ j }} * G + g);
-    acc{{ j }}_0 = acc{{ j }}_0 + sl{{ j }}.x * d{{ j }} + sl{{ j }}.y * xsum;  // s * sum(q x) + lo * sum(x)
 {% else %}
-    acc{{ j }}_0 = acc{{ j }}_0 + scale_at(wr{{ j }} * G + g) * (d{{ j }} - 8.0 * xsum);  // nibbles hold q + 8
+    let s{{ j }} = scale_at(wr{{ j }} * G + g);
 {% endif %}
+{% if tn > 1 %}
+    // the 4 words' nibble pairs, masked once for all token slots
+{% for k in range(4) %}
+    let m{{ j }}_{{ k }} = (vec4<u32>(wv{{ j }}[{{ k }}]) >> SHIFTS) & vec4<u32>(M);
+{% endfor %}
+{% endif %}
+{% for t in range(tn) %}
+{% if tn > 1 %}
+    let d{{ j }}_{{ t }} = dot(vec4<f32>(f32(pair_dot(m{{ j }}_0, xv{{ t }}_0)), f32(pair_dot(m{{ j }}_1, xv{{ t }}_1)),
+                                 f32(pair_dot(m{{ j }}_2, xv{{ t }}_2)), f32(pair_dot(m{{ j }}_3, xv{{ t }}_3))), sx{{ t }});
+{% else %}
+    let d{{ j }}_{{ t }} = dot(vec4<f32>(f32(word_dot(wv{{ j }}.x, xv{{ t }}_0)), f32(word_dot(wv{{ j }}.y, xv{{ t }}_1)),
+                                 f32(word_dot(wv{{ j }}.z, xv{{ t }}_2)), f32(word_dot(wv{{ j }}.w, xv{{ t }}_3))), sx{{ t }});
+{% endif %}
+{% if fmt == "q4a" %}
+    acc{{ j }}_{{ t }} = acc{{ j }}_{{ t }} + sl{{ j }}.x * d{{ j }}_{{ t }} + sl{{ j }}.y * xsum{{ t }};  // s * sum(q x) + lo * sum(x)
+{% else %}
+    acc{{ j }}_{{ t }} = acc{{ j }}_{{ t }} + s{{ j }} * (d{{ j }}_{{ t }} - 8.0 * xsum{{ t }});  // nibbles hold q + 8
+{% endif %}
+{% endfor %}
 {% endfor %}
   }
 {% else %}
+  let xw = t0 * WORDS;  // this token's packed x (bytes: tn == 1)
   let xsw = t0 * (COLS / 8u);  // this token's (sx, sum q) entries
   for (var g = 0u; g < G; g = g + 1u) {
     let xa = xq[xw + 2u * g];  // columns 32g .. 32g+15 as int8

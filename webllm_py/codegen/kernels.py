@@ -165,6 +165,9 @@ class RmsNormKey(KernelKey):
     eps: float
     group: int = 0  # 0: the whole row
     wg: int = 64
+    # out written packed for a MatmulKey xq consumer ("outq"/"outs" replace "out"; whole rows, cols % 8 == 0)
+    pack: bool = field(default=False, metadata=OMIT_DEFAULT)
+    pack_layout: str = field(default="pairs", metadata=OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -436,9 +439,14 @@ def _plan_rms_norm(k: RmsNormKey) -> _Plan:
     if k.cols % group:
         raise ValueError(f"{k.name}: cols {k.cols} is not a multiple of group {group}")
     units = k.cols // group
+    _check_pack_layout(k)
+    if k.pack and (k.group or k.cols % 8):
+        raise ValueError(f"{k.name}: pack needs whole rows (group 0) and cols % 8 == 0")
     decls = [("x", "read", _act_arr(k.act), f"(n, {k.cols}) {k.act}"),
-             ("w", "read", "array<f32>", f"({group},) f32"),
-             ("out", "read_write", _act_arr(k.act), f"(n, {k.cols}) {k.act}"), STEP]
+             ("w", "read", "array<f32>", f"({group},) f32")]
+    decls += _pack_decls(k.cols, k.pack_layout, "rms_norm(x) * w") if k.pack else \
+        [("out", "read_write", _act_arr(k.act), f"(n, {k.cols}) {k.act}")]
+    decls.append(STEP)
     return _Plan(decls, (k.wg, 1, 1), (_ceil(f"n * {units}", k.wg), "1", "1"),
                  dict(group=group, units=units, eps_lit=f32_literal(k.eps)))
 
@@ -478,12 +486,10 @@ def _check_matmul_fusions(k: MatmulKey) -> None:
         if 2 * k.rpi * k.tn > 32:
             raise ValueError(f"{k.name}: silu_mul keeps 2 * rpi * tn accumulators; need 2 * rpi * tn <= 32")
     if k.xq:
-        if k.fmt not in PACK_LAYOUTS or k.cols % GROUP_SIZE or k.tn != 1:
-            raise ValueError(f"{k.name}: xq (packed x) needs fmt {'/'.join(PACK_LAYOUTS)}, cols % {GROUP_SIZE} == 0, tn=1")
-    if k.pack_layout not in PACK_LAYOUTS.values():
-        raise ValueError(f"{k.name}: pack_layout must be one of {sorted(set(PACK_LAYOUTS.values()))}")
-    if k.pack_layout != "pairs" and not k.pack:
-        raise ValueError(f"{k.name}: pack_layout set without pack=True")
+        if k.fmt not in PACK_LAYOUTS or k.cols % GROUP_SIZE or (k.tn != 1 and PACK_LAYOUTS[k.fmt] != "pairs"):
+            raise ValueError(f"{k.name}: xq (packed x) needs fmt {'/'.join(PACK_LAYOUTS)}, cols % {GROUP_SIZE} == 0, "
+                             "and tn=1 for q8 (bytes)")
+    _check_pack_layout(k)
     if k.pack:
         if k.epilogue not in ("silu_mul", "residual") or k.rpi != 8 or k.rows % 8 or k.tn != 1 \
                 or k.row_offset or k.out_rows:
@@ -502,6 +508,20 @@ def _check_matmul_fusions(k: MatmulKey) -> None:
         if any(s % k.rpi for s in k.splits):
             raise ValueError(f"{k.name}: every split size must be a multiple of rpi {k.rpi} "
                              "(one invocation's rows must not straddle two outputs); lower rpi")
+
+
+def _check_pack_layout(k: MatmulKey | RmsNormKey) -> None:
+    if k.pack_layout not in PACK_LAYOUTS.values():
+        raise ValueError(f"{k.name}: pack_layout must be one of {sorted(set(PACK_LAYOUTS.values()))}")
+    if k.pack_layout != "pairs" and not k.pack:
+        raise ValueError(f"{k.name}: pack_layout set without pack=True")
+
+
+def _pack_decls(cols: int, layout: str, what: str) -> list[tuple[str, str, str, str]]:
+    """The "outq"/"outs" bindings of a packing producer (MatmulKey PACKED ACTIVATIONS)."""
+    return [("outq", "read_write", f"array<{'vec4' if layout == 'pairs' else 'vec2'}<u32>>",
+             f"(n, {cols // 8}) packed {what} (layout {layout!r})"),
+            ("outs", "read_write", "array<vec2<f32>>", f"(n, {cols // 8}) (sx, sum q) per 8 columns")]
 
 
 def _plan_matmul(k: MatmulKey) -> _Plan:
@@ -550,10 +570,7 @@ def _plan_matmul(k: MatmulKey) -> _Plan:
     if k.pack:
         if not silu:
             decls.append(("pack_w", "read", "array<f32>", f"({k.rows},) f32: the consumer's RMSNorm weight"))
-        what = "silu(gate) * up" if silu else "out * pack_w"
-        decls += [("outq", "read_write", f"array<{'vec4' if k.pack_layout == 'pairs' else 'vec2'}<u32>>",
-                   f"(n, {k.rows // 8}) packed {what} (layout {k.pack_layout!r})"),
-                  ("outs", "read_write", "array<vec2<f32>>", f"(n, {k.rows // 8}) (sx, sum q) per 8 rows")]
+        decls += _pack_decls(k.rows, k.pack_layout, "silu(gate) * up" if silu else "out * pack_w")
     decls.append(STEP)
     gx = -(-k.rows // (k.wg * k.rpi))
     _const_groups(gx, "rows", k)
@@ -722,6 +739,12 @@ def matmul_key(act: str, fmt: str, rows: int, cols: int, bias: bool = False, pre
     # rows vs 1.29x at 4 (576x1536); a packing epilogue needs 8 (one packed entry per invocation).
     wide = (norm and epilogue != "silu_mul") or (epilogue == "silu_mul" and tn == 1) or xq or pack
     rpi = next(r for r in ((8, 4, 2, 1) if wide else (4, 2, 1)) if all(s % r == 0 for s in splits))
+    if xq and prefill and not last_row:
+        # tiled integer dot products (n=128, bench notes in docs/performance.md): 2 tokens x 8 rows per
+        # invocation, lavapipe 1.5x over the f32 tiled kernel (q/k/v, down); the SiLU-gate form keeps
+        # 4 x 4 (2 * rpi * tn accumulators <= 32): lavapipe 1.65x, SwiftShader 1.3x
+        tn = 4 if epilogue == "silu_mul" else 2
+        rpi = next(r for r in ((4,) if epilogue == "silu_mul" else (8, 4, 2, 1)) if all(s % r == 0 for s in splits))
     if xq and last_row:
         # The LM head on packed x: its x loads and per-8 scale conversions shared by 32 rows. SmolLM2's
         # q8 49152x576: SwiftShader 30.2 -> 22.9 ms (bench/kernel_bench.py), lavapipe 5.3-5.8 -> 5.1 ms.

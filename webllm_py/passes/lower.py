@@ -240,11 +240,13 @@ def _release_packed(L: _Lowering, value: str) -> None:
 
 
 def _idot_linear(L: _Lowering, lin: Node, outputs: int, norm: bool) -> bool:
-    """Can this linear take its x packed? q4/q4a/q8 (K.PACK_LAYOUTS), 32-column groups, one slice, and
-    within WebGPU's 8 storage buffers with `outputs` output bindings (x for the norm, xq, xs, w,
-    scales, bias)."""
+    """Can this linear take its x packed? q4/q4a/q8 (K.PACK_LAYOUTS; prefill: q4/q4a), 32-column
+    groups, one slice, and within WebGPU's 8 storage buffers with `outputs` output bindings (x for
+    the norm, xq, xs, w, scales, bias)."""
     w = lin.inputs[1]
-    return (L.idot and L.fuse and L.form == "decode" and L.fmt(w) in K.PACK_LAYOUTS
+    fmt = L.fmt(w)
+    # the tiled (prefill) form reads pairs only: int8 bytes (q8) are decode-only
+    return (L.idot and L.fuse and fmt in K.PACK_LAYOUTS and (L.form == "decode" or K.PACK_LAYOUTS[fmt] == "pairs")
             and L.graph.params[w].shape[1] % 32 == 0 and len(L.slices(w)) == 1
             and int(norm) + 2 + 2 + int(len(lin.inputs) > 2) + outputs <= K.MAX_STORAGE_BUFFERS)
 
@@ -328,7 +330,7 @@ def _matmul_chain(L: _Lowering, i: int) -> int:
                 and nxt.attrs["sizes"][0] == nxt.attrs["sizes"][1] and all(U.only(t, k + 2) for t in parts):
             kw["epilogue"], rows = "silu_mul", nxt.attrs["sizes"][0]
             down = nodes[k + 3] if k + 3 < len(nodes) else None
-            if down is not None and down.op == "linear" and down.inputs[0] == after.outputs[0] \
+            if L.form == "decode" and down is not None and down.op == "linear" and down.inputs[0] == after.outputs[0] \
                     and U.only(after.outputs[0], k + 3) and rows % 8 == 0 \
                     and _idot_linear(L, down, _outputs_of_chain(L, k + 3), norm=False):
                 kw.update(pack=True, pack_layout=K.PACK_LAYOUTS[L.fmt(down.inputs[1])])  # the down projection reads silu(gate) * up packed
@@ -351,7 +353,7 @@ def _matmul_chain(L: _Lowering, i: int) -> int:
         m = k + 2  # the next layer's (or the MLP's) RMSNorm of the updated residual stream
         inputs = (int(norm is not None) + 2) if packed_in else 1  # [x for the norm] xq xs, or x
         storage = inputs + 2 + int(len(lin.inputs) > 2) + 4  # w, scales, [bias], out, pack_w, outq, outs
-        layout = _packs_for(L, m)
+        layout = _packs_for(L, m) if L.form == "decode" else ""  # (prefill: the separate norm packs)
         if layout and nodes[m].inputs[0] == nxt.outputs[0] and rows % 8 == 0 and not sliced \
                 and storage <= K.MAX_STORAGE_BUFFERS:
             kw.update(pack=True, pack_layout=layout)
@@ -440,6 +442,13 @@ def _embedding(L, node, i):
 def _rms_norm(L, node, i):
     x, w = node.inputs
     cols = L.graph.values[x].shape[-1]
+    layout = _packs_for(L, i) if cols % 8 == 0 else ""
+    if layout:  # the linear after it takes x packed (idot prefill): write only the packed form
+        _new_packed(L, node.outputs[0])
+        out = node.outputs[0]
+        L.emit(K.RmsNormKey(act=L.act, cols=cols, eps=node.attrs["eps"], pack=True, pack_layout=layout),
+               {"x": x, "w": w, "outq": out + PACK_SUFFIXES[0], "outs": out + PACK_SUFFIXES[1]})
+        return
     L.emit(K.RmsNormKey(act=L.act, cols=cols, eps=node.attrs["eps"], group=node.attrs.get("group") or 0),
            {"x": x, "w": w, "out": _new_buffer(L, node.outputs[0])})
 
