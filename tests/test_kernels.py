@@ -46,6 +46,7 @@ from webllm_py.codegen import (
     KvWriteKey,
     LastRowKey,
     MatmulKey,
+    PackKey,
     RmsNormKey,
     RopeKey,
     SiluMulKey,
@@ -856,6 +857,23 @@ def test_rms_norm_packs(runner, act, layout):
     assert (np.abs(xhat - want) <= 0.5 * step * (1 + 1e-4) + 1e-4 * np.abs(want).max()).all()
     with pytest.raises(ValueError, match="pack"):
         build(RmsNormKey(act, 100, eps=1e-5, pack=True))  # cols % 8
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("layout", ["pairs", "bytes"])
+def test_pack_kernel(runner, act, layout):
+    """PackKey: x packed as is (the prefill inputs of the o and down projections)."""
+    need(runner, act)
+    rng = rng_for("pack", act, layout)
+    n, cols = 3, 80
+    x = rand(rng, (n, cols), act, 3.0)
+    x[1, 8:16] = 0  # an all-zero chunk: sx = 0, q = 0
+    got = runner.run(build(PackKey(act, cols, layout=layout)),
+                     {"x": padded(x, act), "outq": np.zeros((n, cols // 8, 4 if layout == "pairs" else 2), np.uint32),
+                      "outs": np.zeros((n, cols // 8, 2), np.float32)}, n)
+    check_packed(got["outq"], got["outs"], f(x), "pack", layout)
+    with pytest.raises(ValueError, match="cols % 8"):
+        build(PackKey(act, 84))
 
 
 def test_matmul_packed_lm_head(runner):

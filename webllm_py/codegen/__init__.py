@@ -12,6 +12,7 @@ from .kernels import (
     KernelKey,
     KvWriteKey,
     LastRowKey,
+    PackKey,
     MatmulKey,
     RmsNormKey,
     RopeKey,
@@ -27,6 +28,6 @@ from .runner import KernelRunner, has_f16, request_device
 
 __all__ = [
     "ACTS", "KEY_TYPES", "WEIGHT_FORMATS", "AddKey", "AddRmsNormKey", "AttentionKey", "EmbeddingKey",
-    "Kernel", "KernelKey", "KvWriteKey", "LastRowKey", "MatmulKey", "RmsNormKey", "RopeKey", "RopeKvKey", "SiluMulKey",
+    "Kernel", "KernelKey", "KvWriteKey", "LastRowKey", "MatmulKey", "PackKey", "RmsNormKey", "RopeKey", "RopeKvKey", "SiluMulKey",
     "build", "f32_literal", "key_from_json", "matmul_key", "render", "KernelRunner", "has_f16", "request_device",
 ]

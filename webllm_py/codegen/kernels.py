@@ -349,10 +349,23 @@ class RopeKvKey(KernelKey):
     wg: int = 64
 
 
+@dataclass(frozen=True)
+class PackKey(KernelKey):
+    """x (n, cols) written packed ("outq"/"outs", MatmulKey PACKED ACTIVATIONS) for an xq consumer
+    whose producer cannot pack in its epilogue (the tiled prefill form: attention, SiLU-gate).
+    One invocation per (token, 8 columns); cols % 8 == 0."""
+
+    family: ClassVar[str] = "pack"
+    act: str
+    cols: int
+    layout: str = "pairs"
+    wg: int = 64
+
+
 KEY_TYPES: dict[str, type[KernelKey]] = {
     k.family: k
     for k in [EmbeddingKey, RmsNormKey, AddRmsNormKey, MatmulKey, RopeKey, KvWriteKey,
-              AttentionKey, SiluMulKey, AddKey, LastRowKey, RopeKvKey]
+              AttentionKey, SiluMulKey, AddKey, LastRowKey, RopeKvKey, PackKey]
 }
 
 
@@ -673,6 +686,17 @@ def _plan_elementwise(k: Any, ins: list[str]) -> _Plan:
     return _Plan(decls, (k.wg, 1, 1), (str(-(-per_row // k.wg)), "n", "1"), dict(vec=vec, per_row=per_row))
 
 
+def _plan_pack(k: PackKey) -> _Plan:
+    k._check_act(), k._check_wg(k.wg)
+    if k.cols % 8 or k.layout not in PACK_LAYOUTS.values():
+        raise ValueError(f"{k.name}: pack needs cols % 8 == 0 and a layout of {sorted(set(PACK_LAYOUTS.values()))}")
+    decls = [("x", "read", _act_arr(k.act, 4), f"(n, {k.cols}) {k.act}")]
+    decls += _pack_decls(k.cols, k.layout, "x") + [STEP]
+    chunks = k.cols // 8
+    _const_groups(-(-chunks // k.wg), "cols", k)
+    return _Plan(decls, (k.wg, 1, 1), (str(-(-chunks // k.wg)), "n", "1"), dict(chunks=chunks, pack_layout=k.layout))
+
+
 def _plan_last_row(k: LastRowKey) -> _Plan:
     k._check_act(), k._check_wg(k.wg)
     decls = [("x", "read", _act_arr(k.act), f"(n, {k.cols}) {k.act}"),
@@ -692,6 +716,7 @@ _PLANNERS = {
     "silu_mul": lambda k: _plan_elementwise(k, ["gate", "up"]),
     "add": lambda k: _plan_elementwise(k, ["a", "b"]),
     "last_row": _plan_last_row,
+    "pack": _plan_pack,
     "rope_kv": _plan_rope_kv,
 }
 

@@ -312,6 +312,13 @@ def _matmul_chain(L: _Lowering, i: int) -> int:
     packed_in = norm.outputs[0] if norm is not None else x
     if packed_in not in L.packed:
         packed_in = ""
+        if L.form == "prefill" and norm is None and not last_row and cols % 8 == 0 \
+                and _idot_linear(L, lin, _outputs_of_chain(L, k), norm=False):
+            # the tiled form's producers (attention, the SiLU-gate epilogue) do not pack: a pack
+            # dispatch does (its cost is small beside a 128-token matmul's integer-dot-product gain)
+            _new_packed(L, x)
+            L.emit(K.PackKey(act=L.act, cols=cols), {"x": x, "outq": x + PACK_SUFFIXES[0], "outs": x + PACK_SUFFIXES[1]})
+            packed_in = x
     if norm is not None:
         kw.update(norm=True, norm_eps=norm.attrs["eps"])
         if not packed_in:
