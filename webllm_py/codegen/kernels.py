@@ -196,7 +196,7 @@ class MatmulKey(KernelKey):
       epilogue="silu_mul"  W (and bias) hold 2*rows rows [gate; up]; out = silu(gate . x) * (up . x).
       splits=(a, b, ...)   the rows go to consecutive outputs "out0", "out1", ... (row strides a, b, ...),
                      replacing "out"; each size a multiple of rpi; epilogue "none" only.
-      xq=True        integer dot products (decode, q4/q4a/q8, cols % 32 == 0): x arrives packed (PACKED
+      xq=True        integer dot products (q4/q4a: any tn; q8: tn=1; cols % 32 == 0): x arrives packed (PACKED
                      ACTIVATIONS below, in the layout the weight format takes) in "xq"/"xs"; with norm=True
                      the producer already multiplied by the norm weight, and "x" (the raw activation) is
                      still bound for the sum of squares.

@@ -20,14 +20,14 @@ Fusions made here (FUSION_RULES, each a rule on the node list, tried in order):
   rope(k) -> kv_write     rope writes straight into the cache (where rope_kv did not match)
 With fuse_linears (q/k/v and gate/up stacked) a decoder layer is 6 dispatches.
 
-Program set "idot" (decode only; prefill and score as "f32"): q4/q4a/q8 matmuls whose input
-another matmul produces take it packed (q4: 9-bit integer pairs; q8, e.g. the LM head: int8
-for dot4I8Packed; see MatmulKey) and use integer dot products; the producer packs in its
-epilogue, in the layout its consumer reads (the residual epilogue packs h times the next
-RMSNorm weight beside h, the SiLU-gate epilogue packs its output), so no dispatch is added.
-Chosen per adapter by the runtimes: it pays where float unpacking is the bottleneck (CPU
-drivers: 1.45x per q4 matmul on lavapipe, bench/probe_int_gemv.py; the q8 LM head 1.3x on
-lavapipe, 1.6x on SwiftShader).
+Program set "idot": q4/q4a/q8 matmuls take their input packed (q4: 9-bit integer pairs; q8,
+e.g. the LM head: int8 for dot4I8Packed, decode only; see MatmulKey) and use integer dot
+products. In decode the producer packs in its epilogue, in the layout its consumer reads (the
+residual epilogue packs h times the next RMSNorm weight beside h, the SiLU-gate epilogue packs
+its output), so no dispatch is added; in prefill and score (the tiled form) the RMSNorm kernels
+write packed x and a pack dispatch packs the attention and SiLU-gate outputs (cheap beside a
+128-token matmul). Chosen per adapter by the runtimes: it pays where float unpacking is the
+bottleneck (CPU drivers; docs/performance.md has the per-kernel figures).
 
 Buffers: activations come from a pool planned by liveness for the largest n
 (prefill_chunk), so they are allocated once; the pool is shared by all
