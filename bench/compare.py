@@ -75,6 +75,8 @@ def table(rs: list[dict[str, Any]], native: dict[str, Any]) -> str:
         if r.get("skipped"):
             lines.append(f"| {r['runtime']} | {r['engine']} | skipped: {r['skipped']} |" + " |" * (len(COLUMNS) - 3))
             continue
+        if not r["precision"] and r["engine"].startswith("wllama"):
+            r["precision"] = "wasm, 2 threads" if r["engine"].endswith("-mt") else "wasm, 1 thread"
         lines.append("| " + " | ".join([r["runtime"], r["engine"], r["precision"], fmt(r["load_s"]), fmt(r["ttft_s"]),
                                         fmt(r["prefill_tok_s"], 1), fmt(r["decode_tok_s"], 1), fmt(r["peak_mib"], 0),
                                         fmt(r["decode_vs_bound"], 3), fmt(r["decode_vs_best_other"]),
