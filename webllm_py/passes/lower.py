@@ -269,8 +269,9 @@ def _packs_for(L: _Lowering, m: int) -> str:
     k = m + 1
     if nodes[k].op == "last_row" and U.only(nodes[m].outputs[0], k) and k + 1 < len(nodes):
         k += 1  # the LM head of a last-row graph
+    # the consumer binds the raw x only where the norm is its prologue (decode)
     if nodes[k].op != "linear" or not U.only(nodes[k - 1].outputs[0], k) \
-            or not _idot_linear(L, nodes[k], _outputs_of_chain(L, k), norm=True):
+            or not _idot_linear(L, nodes[k], _outputs_of_chain(L, k), norm=L.form in NORM_PROLOGUE_FORMS):
         return ""
     return K.PACK_LAYOUTS[L.fmt(nodes[k].inputs[1])]
 
