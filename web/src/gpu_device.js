@@ -18,7 +18,8 @@ const DEFAULT_LIMITS = {
  * @typedef {object} DeviceRequest
  * @property {any} manifest
  * @property {"auto"|"f32"|"f16"|"idot"} precision
- * @property {GPU} [gpu] defaults to navigator.gpu
+ * @property {GPU} [gpu] defaults to navigator.gpu; its wgslLanguageFeatures decide which program sets
+ *   can compile (without either, sets that need a language feature are left out)
  * @property {GPUAdapter} [adapter]
  * @property {(precision: "f32"|"f16"|"idot") => BufferPlan} limitsFor the bundle's needs at a precision
  */
