@@ -876,6 +876,21 @@ def test_pack_kernel(runner, act, layout):
         build(PackKey(act, 84))
 
 
+@pytest.mark.parametrize("layout", ["pairs", "bytes"])
+def test_pack_marks_non_finite_chunks(runner, layout):
+    """A chunk holding NaN or inf gets sx = NaN (so the consumer's output is NaN, as on the float
+    path); the other chunks pack as usual."""
+    rng = rng_for("pack-nan", layout)
+    x = rand(rng, (1, 32), "f32", 3.0)
+    x[0, 3], x[0, 17] = np.nan, np.inf  # chunks 0 and 2
+    got = runner.run(build(PackKey("f32", 32, layout=layout)),
+                     {"x": padded(x, "f32"), "outq": np.zeros((1, 4, 4 if layout == "pairs" else 2), np.uint32),
+                      "outs": np.zeros((1, 4, 2), np.float32)}, 1)
+    sx = got["outs"][0, :, 0]
+    assert np.isnan(sx[[0, 2]]).all()
+    np.testing.assert_allclose(sx[[1, 3]], np.abs(x[0].reshape(4, 8)[[1, 3]]).max(-1) / QMAX[layout], rtol=1e-6)
+
+
 def test_matmul_packed_lm_head(runner):
     """The idot LM head: q8 weight, RMSNorm prologue, last row only, x packed as int8 bytes."""
     rng = rng_for("xq-lm-head")

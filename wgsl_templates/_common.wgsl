@@ -50,7 +50,11 @@ fn {{ fname }}(i: u32) -> f32 {
 fn pack8(o: u32, lo: vec4<f32>, hi: vec4<f32>) {
   let m = max(abs(lo), abs(hi));
   let mx = max(max(m.x, m.y), max(m.z, m.w));
-  let inv = select(0.0, {{ qmax }} / mx, mx > 0.0);
+  // a NaN or infinite value (all exponent bits set) makes sx NaN, so the consumer's result is
+  // NaN too, as on the float path, instead of a silently rounded chunk
+  let e = vec4<u32>(0x7F800000u);
+  let finite = all((bitcast<vec4<u32>>(lo) & e) != e) && all((bitcast<vec4<u32>>(hi) & e) != e);
+  let inv = select(0.0, {{ qmax }} / mx, mx > 0.0 && finite);
   let q0 = vec4<i32>(round(lo * inv));
   let q1 = vec4<i32>(round(hi * inv));
 {% if layout == "pairs" %}
@@ -59,6 +63,7 @@ fn pack8(o: u32, lo: vec4<f32>, hi: vec4<f32>) {
   outq[o] = vec2<u32>(pack4xI8(q0), pack4xI8(q1));
 {% endif %}
   let t = q0 + q1;
-  outs[o] = vec2<f32>(mx / {{ qmax }}, f32(t.x + t.y + t.z + t.w));
+  let nan = bitcast<f32>(e.x | 0x00400000u);  // a quiet NaN, built at run time (WGSL has no NaN constants)
+  outs[o] = vec2<f32>(select(nan, mx / {{ qmax }}, finite), f32(t.x + t.y + t.z + t.w));
 }
 {%- endmacro %}
