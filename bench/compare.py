@@ -49,7 +49,8 @@ def rows(native: dict[str, Any], browser: dict[str, Any]) -> list[dict[str, Any]
     for name, res in browser["results"].items():
         m = res.get("median") or {}
         runs = res.get("runs") or [{}]
-        out.append({"runtime": "browser", "engine": name, "precision": str(runs[0].get("precision") or ""),
+        wllama = {"wllama-wasm": "wasm, 1 thread", "wllama-wasm-mt": "wasm, 2 threads"}.get(name, "")
+        out.append({"runtime": "browser", "engine": name, "precision": str(runs[0].get("precision") or wllama),
                     "load_s": m.get("load_s"), "ttft_s": m.get("ttft_s"), "prefill_tok_s": m.get("prefill_tps"),
                     "decode_tok_s": m.get("decode_tps"), "peak_mib": m.get("pss_peak_mib"),
                     "skipped": res.get("skipped")})
@@ -75,8 +76,6 @@ def table(rs: list[dict[str, Any]], native: dict[str, Any]) -> str:
         if r.get("skipped"):
             lines.append(f"| {r['runtime']} | {r['engine']} | skipped: {r['skipped']} |" + " |" * (len(COLUMNS) - 3))
             continue
-        if not r["precision"] and r["engine"].startswith("wllama"):
-            r["precision"] = "wasm, 2 threads" if r["engine"].endswith("-mt") else "wasm, 1 thread"
         lines.append("| " + " | ".join([r["runtime"], r["engine"], r["precision"], fmt(r["load_s"]), fmt(r["ttft_s"]),
                                         fmt(r["prefill_tok_s"], 1), fmt(r["decode_tok_s"], 1), fmt(r["peak_mib"], 0),
                                         fmt(r["decode_vs_bound"], 3), fmt(r["decode_vs_best_other"]),

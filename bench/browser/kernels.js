@@ -116,7 +116,7 @@ export async function timeVariant(v) {
       const pass = enc.beginComputePass(qs ? { timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
       pass.setPipeline(pipeline);
       for (let i = 0; i < K; i++) {
-        if (i < copies || copies > 1) pass.setBindGroup(0, bindGroups[i % copies]);
+        if (i === 0 || copies > 1) pass.setBindGroup(0, bindGroups[i % copies]);
         pass.dispatchWorkgroups(x, y, z);
       }
       pass.end();
