@@ -36,7 +36,9 @@ fn word_dot(w: u32, xv: vec4<u32>) -> i32 {
 {% if tn > 1 %}
 const SHIFTS: vec4<u32> = vec4<u32>(0u, 4u, 8u, 12u);
 
-// word_dot with the weight word's 4 nibble pairs already masked (m = (w >> SHIFTS) & M), for tn tokens
+// word_dot with the weight word's 4 nibble pairs already masked (m = (w >> SHIFTS) & M), for tn tokens.
+// Decode (tn = 1) keeps word_dot: the vector mask + dot form measured ~15% slower there on
+// SwiftShader (bench/kernel_bench.py, the *_idot shapes).
 fn pair_dot(m: vec4<u32>, xv: vec4<u32>) -> i32 {
   return bitcast<i32>(dot(m, xv) + 0x8000u) >> 16u;
 }
