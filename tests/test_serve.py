@@ -11,7 +11,6 @@ controls, plus one disconnect test over the real Engine.
 from __future__ import annotations
 
 import gzip
-import http.client
 import json
 import os
 import shutil
@@ -28,32 +27,17 @@ from webllm_py.serve import make_app, start_in_thread
 from webllm_py.serve.api import WORKERS_KEY
 from webllm_py.serve.static import parse_request_path
 
+from serve_fakes import FakeEngine, post_json, request
+from serve_fakes import wait_until as _wait_until
+
 SECRET = "TOP-SECRET-CONTENT-1234"
 
 
 # ---- helpers ---------------------------------------------------------------------------------
 
 
-def request(port: int, method: str, target: str, body: bytes | str | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
-    """One request with the target sent verbatim; (status, headers, raw body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(method, target, body=body, headers=headers or {})
-        r = conn.getresponse()
-        return r.status, r.headers, r.read()
-    finally:
-        conn.close()
-
-
 def get(port: int, target: str, **headers: str):
     return request(port, "GET", target, headers={k.replace("_", "-"): v for k, v in headers.items()})
-
-
-def post_json(port: int, path: str, obj) -> tuple[int, http.client.HTTPMessage, dict]:
-    body = obj if isinstance(obj, (bytes, str)) else json.dumps(obj)
-    s, h, b = request(port, "POST", path, body, {"Content-Type": "application/json"})
-    return s, h, json.loads(b)
 
 
 def files_of(bundle: Path, sub: str, ext: str) -> list[str]:
@@ -361,47 +345,6 @@ def test_api_errors(api):
 # ---- queue and disconnects ---------------------------------------------------------------------
 
 
-class FakeEngine:
-    """An engine with the Engine's create() surface whose timing the test controls:
-    non-stream requests block until `gate` is set; streams yield a chunk every `dt` s."""
-
-    def __init__(self, dt: float = 0.02):
-        self.gate = threading.Event()
-        self.running = 0
-        self.closed = threading.Event()
-        self.dt = dt
-        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
-        self.completions = SimpleNamespace(create=self._create)
-
-    def _create(self, messages=None, prompt=None, model=None, stream=False, **kw):
-        if stream:
-            return self._stream(model)
-        self.running += 1
-        try:
-            assert self.gate.wait(20)
-        finally:
-            self.running -= 1
-        return {"id": "c", "object": "chat.completion", "created": 0, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-
-    def _stream(self, model):
-        try:
-            for i in range(2000):
-                time.sleep(self.dt)
-                yield {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": model,
-                       "choices": [{"index": 0, "delta": {"content": f"{i} "}, "finish_reason": None}]}
-        finally:
-            self.closed.set()
-
-
-def _wait_until(cond, timeout: float = 10.0) -> None:
-    t = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < t, "timed out"
-        time.sleep(0.01)
-
-
 def test_full_queue_gives_503_with_retry_after():
     fake = FakeEngine()
     app = make_app(None, api_models={"slow": fake}, queue_size=1)
@@ -430,7 +373,7 @@ def _stream_then_hang_up(port: int, body: dict) -> bytes:
     payload = json.dumps(body).encode()
     sock = socket.create_connection(("127.0.0.1", port), timeout=20)
     try:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
         got = b""
         while b"data: " not in got:
@@ -555,7 +498,7 @@ def test_stop_during_stream_is_prompt_and_joins_worker():
     got: list[bytes] = []
     sock = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
     payload = json.dumps({"model": "slow", "messages": MSGS, "stream": True}).encode()
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                  + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
     while b"data: " not in b"".join(got):
         got.append(sock.recv(65536))

@@ -1,0 +1,83 @@
+"""Helpers shared by the `webllm-py serve` tests: raw HTTP requests over real sockets
+and a fake engine whose timing the test controls."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from types import SimpleNamespace
+
+
+def request(port: int, method: str, target: str, body: bytes | str | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """One request with the target sent verbatim; (status, headers, raw body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, target, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, r.headers, r.read()
+    finally:
+        conn.close()
+
+
+def post_json(port: int, path: str, obj, headers: dict[str, str] | None = None
+              ) -> tuple[int, http.client.HTTPMessage, dict]:
+    body = obj if isinstance(obj, (bytes, str)) else json.dumps(obj)
+    s, h, b = request(port, "POST", path, body, {"Content-Type": "application/json", **(headers or {})})
+    return s, h, json.loads(b)
+
+
+def send_raw(port: int, path: str, obj, timeout: float = 20) -> socket.socket:
+    """POST `obj` as JSON on a fresh socket and return the socket, unread (the caller closes it)."""
+    payload = json.dumps(obj).encode()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+    return sock
+
+
+def wait_until(cond, timeout: float = 10.0) -> None:
+    t = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < t, "timed out"
+        time.sleep(0.01)
+
+
+class FakeEngine:
+    """An engine with the Engine's create() surface whose timing the test controls:
+    non-stream requests block until `gate` is set; streams yield a chunk every `dt` s."""
+
+    def __init__(self, dt: float = 0.02, chunks: int = 2000):
+        self.gate = threading.Event()
+        self.running = 0
+        self.calls = 0
+        self.closed = threading.Event()
+        self.dt = dt
+        self.chunks = chunks
+        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
+        self.completions = SimpleNamespace(create=self._create)
+
+    def _create(self, messages=None, prompt=None, model=None, stream=False, **kw):
+        self.calls += 1
+        if stream:
+            return self._stream(model)
+        self.running += 1
+        try:
+            assert self.gate.wait(20)
+        finally:
+            self.running -= 1
+        return {"id": "c", "object": "chat.completion", "created": 0, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+    def _stream(self, model):
+        try:
+            for i in range(self.chunks):
+                time.sleep(self.dt)
+                yield {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": model,
+                       "choices": [{"index": 0, "delta": {"content": f"{i} "}, "finish_reason": None}]}
+        finally:
+            self.closed.set()
