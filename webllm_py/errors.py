@@ -46,3 +46,11 @@ class ContextWindowExceededError(WebLLMError, ValueError):
 
 class DeviceError(WebLLMError):
     """No usable GPU adapter, or a required feature / limit is missing."""
+
+
+class InputError(WebLLMError, ValueError):
+    """A command-line input (an option's value, a text file) cannot be used; `path` names the file if any."""
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        self.path = str(path) if path is not None else None
+        super().__init__(f"{self.path}: {message}" if self.path else message)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import replace_dir, temp_dir_beside
+from ..build_limits import check_prefill_chunk, check_shard_bytes, resolve_context_window
 from ..errors import BuildError
 from ..models import decoder
 from ..models.config import DecoderConfig
@@ -33,7 +34,6 @@ from .manifest import DEFAULT_SHARD_BYTES, FORMAT, FORMAT_VERSION
 from .shards import ShardWriter
 from .tokenizer_meta import tokenizer_metadata
 
-DEFAULT_CONTEXT_WINDOW = 2048
 DEFAULT_PREFILL_CHUNK = 128
 
 
@@ -157,13 +157,11 @@ def write_bundle(
         raise BuildError(f"unknown quantization {quantization!r}; choose one of {', '.join(FORMATS)}")
     if embedding_format is not None and embedding_format not in FORMATS:
         raise BuildError(f"unknown embedding format {embedding_format!r}; choose one of {', '.join(FORMATS)}")
+    check_shard_bytes(shard_bytes)
     cfg = parse_config(source.config, source.path / "config.json" if source.path.is_dir() else source.path)
-    ctx = context_window or min(cfg.max_position_embeddings, DEFAULT_CONTEXT_WINDOW)
-    if cfg.sliding_window and ctx > cfg.sliding_window:
-        ctx = cfg.sliding_window  # beyond the window the model attends differently; keep exact semantics
-    if ctx < 1 or prefill_chunk < 1:
-        raise BuildError("context window and prefill chunk must be positive")
-    prefill_chunk = min(prefill_chunk, ctx)
+    # the ranges and their reasons: build_limits.py (0 is refused there, not taken for "default")
+    ctx = resolve_context_window(context_window, cfg)
+    prefill_chunk = min(check_prefill_chunk(prefill_chunk), ctx)
     graph_all = decoder.build_graph(cfg, ctx, logits="all")
     graph_last = decoder.build_graph(cfg, ctx, logits="last")
     _check_weights(source, cfg, graph_all)  # against checkpoint names, before fusion renames them
