@@ -4,8 +4,8 @@
 
 /**
  * @typedef {object} BundleCache
- * @property {(url: string) => Promise<Response|undefined>} match  with the stored headers (the
- *   loader's write id: without it, a file is re-hashed on every load)
+ * @property {(url: string) => Promise<Response|undefined>} match  the stored body (the loader
+ *   hashes it before every use, so a backend need not guard against bit rot)
  * @property {(url: string, response: Response) => Promise<void>} put  a download comes as a
  *   streaming body that ends only once verified: store nothing when the body errors
  * @property {(url: string) => Promise<boolean>} delete

@@ -1,10 +1,10 @@
-// loadBundle over a fake fetch + in-memory cache: integrity, retries, abort, progress, quota,
-// and the verified record that lets a warm load skip re-hashing.
+// loadBundle over a fake fetch + in-memory cache: integrity (cold and warm), retries, abort,
+// progress, quota, and what the cache holds after a failure.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { MemoryCache } from "../src/cache.js";
 import { IntegrityError, NetworkError, QuotaExceededError } from "../src/errors.js";
-import { WRITE_HEADER, deleteModelFromCache, hasModelInCache, loadBundle, verifiedRecordUrl } from "../src/loader.js";
+import { deleteModelFromCache, hasModelInCache, loadBundle } from "../src/loader.js";
 import { BASE, fakeFetch, fakeStorage, makeBundle } from "../testing/fake_bundle.js";
 
 const fast = { retryDelayMs: 1, storage: fakeStorage() };
@@ -13,19 +13,11 @@ const bytesOf = (/** @type {ArrayBuffer} */ b) => new Uint8Array(b);
 /** A MemoryCache that counts as persistent storage (so the quota check applies). */
 const persistentCache = () => Object.assign(new MemoryCache(), { persistent: true });
 
-const RECORD = verifiedRecordUrl(BASE + "manifest.json");
-/** The verified record's entries, path → write id. @param {MemoryCache} cache */
-const recorded = (cache) => {
-  const e = cache.entries.get(RECORD);
-  if (!e) return null;
-  const json = JSON.parse(new TextDecoder().decode(e.body));
-  return new Map(json.files.map((/** @type {any} */ f) => [f.path, f.write]));
-};
-/** The write id header of a cached file. @param {MemoryCache} cache @param {string} path */
-const writeIdOf = (cache, path) => new Headers(cache.entries.get(BASE + path)?.headers).get(WRITE_HEADER);
+/** The cache entry an older version of this package kept beside the manifest (its "verified record"). */
+const LEGACY_RECORD = BASE + "manifest.json?webllm-py-verified";
 /** Count sha256 computations (SubtleCrypto digest calls) from now on. @param {import("node:test").TestContext} t */
 const hashSpy = (t) => t.mock.method(globalThis.crypto.subtle, "digest");
-/** Replace a cached file the way another writer would (no write id): same size, one byte flipped. */
+/** Replace a cached file the way another writer would: same size, one byte flipped. */
 async function overwriteFlipped(/** @type {MemoryCache} */ cache, /** @type {string} */ path) {
   const bytes = new Uint8Array(cache.entries.get(BASE + path).body.slice(0));
   bytes[0] ^= 0xff;
@@ -52,12 +44,8 @@ test("cold load fetches, verifies and caches every file; progress is monotonic a
   assert.equal(last.totalBytes, totalBytes);
   assert.ok(reports.slice(0, -1).every((r) => r.progress < 1), "only the final report says 1");
   assert.equal(typeof last.timeElapsed, "number");
-  assert.equal(cache.entries.size, manifest.files.length + 2); // + manifest.json + its verified record
-  // Every file entry carries its own write id, and the record vouches for exactly those.
-  const rec = recorded(cache);
-  assert.deepEqual([...rec.keys()], manifest.files.map((f) => f.path));
-  for (const f of manifest.files) assert.equal(rec.get(f.path), writeIdOf(cache, f.path));
-  assert.equal(new Set(rec.values()).size, manifest.files.length, "write ids are unique");
+  assert.equal(cache.entries.size, manifest.files.length + 1); // + manifest.json
+  for (const f of manifest.files) assert.deepEqual(bytesOf(cache.entries.get(BASE + f.path).body), bodies.get(f.path));
 });
 
 test("warm load makes no shard request and returns identical bytes", async () => {
@@ -206,7 +194,7 @@ test("real fetch over HTTP (node:http): streamed bodies, refetch with cache: rel
   assert.deepEqual(seen, ["manifest.json"]);
 });
 
-test("verified record: a warm load hashes nothing and writes nothing but the manifest", async (t) => {
+test("warm load hashes every cached file once, fetches no shard and writes only the manifest", async (t) => {
   const { bodies, manifest } = makeBundle();
   const cache = new MemoryCache();
   const digest = hashSpy(t);
@@ -214,146 +202,70 @@ test("verified record: a warm load hashes nothing and writes nothing but the man
   assert.equal(digest.mock.callCount(), manifest.files.length, "a cold load hashes every file once");
   digest.mock.resetCalls();
   const puts = t.mock.method(cache, "put");
-  const out = await loadBundle(BASE, { ...fast, cache, fetch: fakeFetch(bodies).fetch });
-  assert.equal(digest.mock.callCount(), 0);
+  const net = fakeFetch(bodies);
+  const out = await loadBundle(BASE, { ...fast, cache, fetch: net.fetch });
+  assert.equal(digest.mock.callCount(), manifest.files.length, "a warm load hashes every cached file once");
+  assert.deepEqual(net.shardCalls(), []);
   assert.deepEqual(puts.mock.calls.map((c) => c.arguments[0]), [BASE + "manifest.json"]);
   assert.equal(out.stats.cachedFiles, manifest.files.length);
   for (const [path, buf] of out.files) assert.deepEqual(bytesOf(buf), bodies.get(path));
 });
 
-test("verified record: a vouched-for entry of the wrong size is refetched, without hashing the others", async (t) => {
-  const { bodies } = makeBundle();
+test("a cached entry of the wrong size is refetched without being hashed", async (t) => {
+  const { bodies, manifest } = makeBundle();
   const cache = new MemoryCache();
   await loadBundle(BASE, { ...fast, cache, fetch: fakeFetch(bodies).fetch });
   const e = cache.entries.get(BASE + "params/shard1.bin");
-  e.body = e.body.slice(0, e.body.byteLength - 1); // its header (write id) untouched
+  e.body = e.body.slice(0, e.body.byteLength - 1);
   const longer = cache.entries.get(BASE + "params/shard0.bin");
   longer.body = new Uint8Array([...new Uint8Array(longer.body), 7]).buffer;
   const digest = hashSpy(t);
   const net = fakeFetch(bodies);
   const out = await loadBundle(BASE, { ...fast, cache, fetch: net.fetch });
   assert.deepEqual(net.shardCalls().map((c) => c.path).sort(), ["params/shard0.bin", "params/shard1.bin"]);
-  assert.equal(digest.mock.callCount(), 2, "only the two downloads are hashed");
+  // the other cached entries, then the two downloads; the two of the wrong size are not hashed
+  assert.equal(digest.mock.callCount(), manifest.files.length - 2 + 2);
   for (const p of ["params/shard0.bin", "params/shard1.bin"]) {
     assert.deepEqual(bytesOf(out.files.get(p)), bodies.get(p));
-    assert.equal(recorded(cache).get(p), writeIdOf(cache, p), "the new entry is recorded");
+    assert.deepEqual(bytesOf(cache.entries.get(BASE + p).body), bodies.get(p));
   }
 });
 
-test("verified record: entries it does not vouch for are re-hashed once, then recorded", async (t) => {
-  const { bodies, manifest } = makeBundle();
-  const n = manifest.files.length;
-  const cache = new MemoryCache();
-  await loadBundle(BASE, { ...fast, cache, fetch: fakeFetch(bodies).fetch });
-  const digest = hashSpy(t);
-
-  // Record lost (say the page died between the last put and the record's write).
-  await cache.delete(RECORD);
-  let net = fakeFetch(bodies);
-  await loadBundle(BASE, { ...fast, cache, fetch: net.fetch });
-  assert.deepEqual(net.shardCalls(), []);
-  assert.equal(digest.mock.callCount(), n, "every entry re-hashed");
-  assert.equal(recorded(cache).size, n, "and recorded with the write id it already had");
-  digest.mock.resetCalls();
-  await loadBundle(BASE, { ...fast, cache, fetch: fakeFetch(bodies).fetch });
-  assert.equal(digest.mock.callCount(), 0);
-
-  // Entries without a write id (an older version of this package, or any other writer):
-  // re-hashed, then written again with one, so that the next load need not hash them.
-  for (const [url, e] of cache.entries) if (url.endsWith(".bin") || url.includes("tokenizer")) e.headers = [];
-  digest.mock.resetCalls();
-  net = fakeFetch(bodies);
-  const out = await loadBundle(BASE, { ...fast, cache, fetch: net.fetch });
-  assert.deepEqual(net.shardCalls(), []);
-  assert.equal(digest.mock.callCount(), n);
-  for (const f of manifest.files) {
-    assert.ok(writeIdOf(cache, f.path), `${f.path} rewritten with a write id`);
-    assert.equal(recorded(cache).get(f.path), writeIdOf(cache, f.path));
-    assert.deepEqual(bytesOf(out.files.get(f.path)), bodies.get(f.path));
-  }
-  digest.mock.resetCalls();
-  await loadBundle(BASE, { ...fast, cache, fetch: fakeFetch(bodies).fetch });
-  assert.equal(digest.mock.callCount(), 0);
-
-  // No record and a corrupted entry of the right size: deleted and refetched.
-  await cache.delete(RECORD);
-  const e = cache.entries.get(BASE + "params/shard3.bin");
-  new Uint8Array(e.body)[5] ^= 1;
-  net = fakeFetch(bodies);
-  const again = await loadBundle(BASE, { ...fast, cache, fetch: net.fetch });
-  assert.deepEqual(net.shardCalls().map((c) => c.path), ["params/shard3.bin"]);
-  assert.deepEqual(bytesOf(again.files.get("params/shard3.bin")), bodies.get("params/shard3.bin"));
-  assert.deepEqual(bytesOf(cache.entries.get(BASE + "params/shard3.bin").body), bodies.get("params/shard3.bin"));
-  assert.equal(recorded(cache).size, n);
-});
-
-test("verified record: a record naming another sha256 or another write id does not vouch", async (t) => {
+test("a new manifest: a cached file whose sha256 it no longer names is refetched", async () => {
   const { bodies, manifest } = makeBundle();
   const cache = new MemoryCache();
   await loadBundle(BASE, { ...fast, cache, fetch: fakeFetch(bodies).fetch });
-  // The entry was replaced by another write of the same URL (same size, other bytes).
-  await overwriteFlipped(cache, "params/shard0.bin");
-  cache.entries.get(BASE + "params/shard0.bin").headers = [[WRITE_HEADER, "not-the-recorded-one"]];
-  // The manifest changed: tokenizer.json (not content-addressed) has new bytes of the same size.
+  // tokenizer.json (not content-addressed) has new bytes of the same size
   const tok = bodies.get("tokenizer.json").slice();
   tok[tok.length - 1] = 0x20;
-  const newBodies = new Map(bodies).set("tokenizer.json", tok);
   const { createHash } = await import("node:crypto");
   const m2 = structuredClone(manifest);
   m2.files.find((f) => f.path === "tokenizer.json").sha256 = createHash("sha256").update(tok).digest("hex");
-  newBodies.set("manifest.json", new TextEncoder().encode(JSON.stringify(m2)));
-  const digest = hashSpy(t);
+  const newBodies = new Map(bodies).set("tokenizer.json", tok).set("manifest.json", new TextEncoder().encode(JSON.stringify(m2)));
   const net = fakeFetch(newBodies);
   const out = await loadBundle(BASE, { ...fast, cache, fetch: net.fetch });
-  assert.deepEqual(net.shardCalls().map((c) => c.path).sort(), ["params/shard0.bin", "tokenizer.json"]);
-  assert.equal(digest.mock.callCount(), 4, "two cached entries hashed (and rejected), two downloads hashed");
+  assert.deepEqual(net.shardCalls().map((c) => c.path), ["tokenizer.json"]);
   assert.deepEqual(bytesOf(out.files.get("tokenizer.json")), tok);
-  assert.deepEqual(bytesOf(out.files.get("params/shard0.bin")), bodies.get("params/shard0.bin"));
+  assert.deepEqual(bytesOf(cache.entries.get(BASE + "tokenizer.json").body), tok);
 });
 
-test("verifyCache: true re-hashes every cached file and catches one corrupted in place", async (t) => {
+test("an older version's verified record vouches for nothing and is removed", async () => {
   const { bodies, manifest } = makeBundle();
   const cache = new MemoryCache();
   await loadBundle(BASE, { ...fast, cache, fetch: fakeFetch(bodies).fetch });
-  // Bit rot under an entry the record vouches for: same size, same write id.
-  new Uint8Array(cache.entries.get(BASE + "params/shard1.bin").body)[100] ^= 0xff;
-  const digest = hashSpy(t);
-  let net = fakeFetch(bodies);
-  await loadBundle(BASE, { ...fast, cache, fetch: net.fetch });
-  assert.deepEqual(net.shardCalls(), [], "trusted by default: only verifyCache looks at the bytes again");
-  assert.equal(digest.mock.callCount(), 0);
-  net = fakeFetch(bodies);
-  const out = await loadBundle(BASE, { ...fast, cache, fetch: net.fetch, verifyCache: true });
+  // What that version wrote: the record names the entry's write id, which it kept in a header.
+  const write = "3f0c-old-write-id";
+  const e = cache.entries.get(BASE + "params/shard1.bin");
+  e.headers = [["x-webllm-py-write", write]];
+  new Uint8Array(e.body)[7] ^= 1; // and the bytes rotted under it
+  const f1 = manifest.files.find((f) => f.path === "params/shard1.bin");
+  const record = { format: "webllm-py-verified", files: [{ ...f1, write }] };
+  await cache.put(LEGACY_RECORD, new Response(JSON.stringify(record)));
+  const net = fakeFetch(bodies);
+  const out = await loadBundle(BASE, { ...fast, cache, fetch: net.fetch });
   assert.deepEqual(net.shardCalls().map((c) => c.path), ["params/shard1.bin"]);
-  assert.equal(digest.mock.callCount(), manifest.files.length + 1);
   assert.deepEqual(bytesOf(out.files.get("params/shard1.bin")), bodies.get("params/shard1.bin"));
-  assert.deepEqual(bytesOf(cache.entries.get(BASE + "params/shard1.bin").body), bodies.get("params/shard1.bin"));
-  assert.equal(recorded(cache).get("params/shard1.bin"), writeIdOf(cache, "params/shard1.bin"));
-});
-
-test("verified record: bundles sharing a folder keep their own records; a rewritten shared shard is re-hashed", async (t) => {
-  const { bodies, manifest } = makeBundle();
-  // Bundle B: another manifest in the same folder sharing shard0 and shard1 (same URLs).
-  const mB = { ...manifest, files: manifest.files.filter((f) => !/shard[234]/.test(f.path)) };
-  const both = new Map(bodies).set("b.json", new TextEncoder().encode(JSON.stringify(mB)));
-  const cache = new MemoryCache();
-  await loadBundle(BASE, { ...fast, cache, fetch: fakeFetch(both).fetch });
-  const digest = hashSpy(t);
-  // B finds shard0 replaced by another writer, refetches it (new write id) and records it.
-  await overwriteFlipped(cache, "params/shard0.bin");
-  let net = fakeFetch(both);
-  await loadBundle(BASE + "b.json", { ...fast, cache, fetch: net.fetch });
-  assert.deepEqual(net.calls.map((c) => c.path), ["b.json", "params/shard0.bin"]);
-  assert.equal(digest.mock.callCount(), mB.files.length + 1, "B has no record yet: all hashed, + the download");
-  const recB = JSON.parse(new TextDecoder().decode(cache.entries.get(verifiedRecordUrl(BASE + "b.json")).body));
-  assert.deepEqual(recB.files.map((/** @type {any} */ f) => f.path), mB.files.map((f) => f.path));
-  // A's record still names shard0's old write id: A hashes that one entry (only), refetches nothing.
-  digest.mock.resetCalls();
-  net = fakeFetch(both);
-  await loadBundle(BASE, { ...fast, cache, fetch: net.fetch });
-  assert.deepEqual(net.shardCalls(), []);
-  assert.equal(digest.mock.callCount(), 1);
-  assert.equal(recorded(cache).get("params/shard0.bin"), writeIdOf(cache, "params/shard0.bin"));
+  assert.equal(cache.entries.has(LEGACY_RECORD), false);
 });
 
 test("cold load streams each body into its cache write while it downloads; commits only verified bytes", async () => {
@@ -382,21 +294,18 @@ test("cold load streams each body into its cache write while it downloads; commi
   const i = events.findIndex(([e]) => e === "first chunk in put");
   assert.ok(i >= 0 && events[i][1] === 1024);
   assert.deepEqual(bytesOf(cache.entries.get(BASE + "params/shard0.bin").body), bodies.get("params/shard0.bin"));
-  assert.equal(recorded(cache).get("params/shard0.bin"), writeIdOf(cache, "params/shard0.bin"));
 });
 
-test("integrity failure on download leaves neither entry nor record, even with a backend that keeps partial bodies", async () => {
+test("integrity failure on download leaves no entry, even with a backend that keeps partial bodies", async () => {
   const { bodies } = makeBundle();
   for (const cache of [new MemoryCache(), leakyCache()]) {
     const twice = fakeFetch(bodies, { "params/shard1.bin": ["corrupt", "corrupt"] });
     await assert.rejects(loadBundle(BASE, { ...fast, cache, fetch: twice.fetch }), IntegrityError);
     assert.equal(cache.entries.has(BASE + "params/shard1.bin"), false, "no entry for the bad file");
-    assert.equal(cache.entries.has(RECORD), false, "no record");
-    // Recovers: bad once, then good — the entry in the cache is the good one, recorded.
+    // Recovers: bad once, then good — the entry in the cache is the good one.
     const once = fakeFetch(bodies, { "params/shard1.bin": ["corrupt"] });
     await loadBundle(BASE, { ...fast, cache, fetch: once.fetch });
     assert.deepEqual(bytesOf(cache.entries.get(BASE + "params/shard1.bin").body), bodies.get("params/shard1.bin"));
-    assert.equal(recorded(cache).get("params/shard1.bin"), writeIdOf(cache, "params/shard1.bin"));
   }
   // The body of a bad attempt is errored, not ended: the put itself stores nothing.
   const cache = new MemoryCache();
@@ -439,7 +348,6 @@ test("abort and network errors mid-body with a cache: nothing stored for the bro
   await assert.rejects(p, (e) => e.name === "AbortError");
   await new Promise((r) => setTimeout(r, 10));
   assert.equal(cache.entries.has(BASE + "params/shard1.bin"), false);
-  assert.equal(cache.entries.has(RECORD), false);
 
   // A body that breaks (then succeeds on retry) leaves only the complete entry.
   const { bodies: b2 } = makeBundle([20000]);
@@ -460,28 +368,37 @@ test("abort and network errors mid-body with a cache: nothing stored for the bro
   const out = await loadBundle(BASE, { ...fast, cache: c2, fetch: flaky });
   assert.deepEqual(bytesOf(out.files.get("params/shard0.bin")), b2.get("params/shard0.bin"));
   assert.deepEqual(bytesOf(c2.entries.get(BASE + "params/shard0.bin").body), b2.get("params/shard0.bin"));
-  assert.equal(recorded(c2).get("params/shard0.bin"), writeIdOf(c2, "params/shard0.bin"));
 });
 
-test("hasModelInCache / deleteModelFromCache with verified records", async () => {
+test("hasModelInCache is presence only; deleteModelFromCache sweeps older versions' records uncounted", async () => {
   const { bodies } = makeBundle();
   const cache = new MemoryCache();
   await loadBundle(BASE, { ...fast, cache, fetch: fakeFetch(bodies).fetch });
-  assert.ok(cache.entries.has(RECORD));
-  await cache.delete(RECORD);
-  assert.equal(await hasModelInCache(BASE, { cache }), true, "presence only: a missing record just means re-hashing");
-  await loadBundle(BASE, { ...fast, cache, fetch: fakeFetch(bodies).fetch });
-  await cache.delete(BASE + "params/shard2.bin");
-  assert.equal(await hasModelInCache(BASE, { cache }), false, "a record does not stand in for a file");
-  // Another bundle of the same folder, whose files are all gone already: its record is swept too.
-  await cache.put(verifiedRecordUrl(BASE + "old.json"), new Response("{}"));
+  new Uint8Array(cache.entries.get(BASE + "params/shard1.bin").body)[0] ^= 1;
+  assert.equal(await hasModelInCache(BASE, { cache }), true, "presence only: loadBundle verifies the bytes");
+  await cache.put(LEGACY_RECORD, new Response("{}"));
+  await cache.put(BASE + "old.json?webllm-py-verified", new Response("{}"));
   await cache.put("https://cdn.example/bundles/other/manifest.json?webllm-py-verified", new Response("{}"));
-  assert.equal(await deleteModelFromCache(BASE, { cache }), 7, "6 files + the manifest; records are not counted");
+  assert.equal(await deleteModelFromCache(BASE, { cache }), 8, "7 files + the manifest; records are not counted");
   assert.deepEqual(await cache.keys(), ["https://cdn.example/bundles/other/manifest.json?webllm-py-verified"]);
-  // A record left without files (say, deleted by hand) vouches for nothing: the next load fetches.
+});
+
+test("warm load: a shard changed at rest (same size, same headers) is refetched, never returned", async () => {
+  const { bodies } = makeBundle();
+  const cache = new MemoryCache();
   await loadBundle(BASE, { ...fast, cache, fetch: fakeFetch(bodies).fetch });
-  for (const k of await cache.keys()) if (k.endsWith(".bin")) await cache.delete(k);
+  // Bit rot under the entry: bytes changed in place, size and every header (the write id) kept.
+  new Uint8Array(cache.entries.get(BASE + "params/shard1.bin").body)[100] ^= 0xff;
   const net = fakeFetch(bodies);
-  await loadBundle(BASE, { ...fast, cache, fetch: net.fetch });
-  assert.equal(net.shardCalls().filter((c) => c.path.endsWith(".bin")).length, 5);
+  const out = await loadBundle(BASE, { ...fast, cache, fetch: net.fetch });
+  assert.deepEqual(net.shardCalls().map((c) => c.path), ["params/shard1.bin"]);
+  assert.deepEqual(bytesOf(out.files.get("params/shard1.bin")), bodies.get("params/shard1.bin"));
+  assert.deepEqual(bytesOf(cache.entries.get(BASE + "params/shard1.bin").body), bodies.get("params/shard1.bin"));
+
+  // The network copy is bad too (both attempts): IntegrityError, and no bad entry is left behind.
+  new Uint8Array(cache.entries.get(BASE + "params/shard1.bin").body)[100] ^= 0xff;
+  const bad = fakeFetch(bodies, { "params/shard1.bin": ["corrupt", "corrupt"] });
+  await assert.rejects(loadBundle(BASE, { ...fast, cache, fetch: bad.fetch }), (e) =>
+    e instanceof IntegrityError && e.path === "params/shard1.bin");
+  assert.equal(cache.entries.has(BASE + "params/shard1.bin"), false, "the bad entry is deleted");
 });

@@ -139,7 +139,7 @@ export interface ProgressReport {
 }
 export interface LoadOptions extends FetchOptions {
   cache?: CacheOption;
-  /** parallel downloads (default 4) */
+  /** parallel downloads and cache reads (default 4) */
   concurrency?: number;
   onProgress?: (report: ProgressReport) => void;
   /** ask for persistent storage (navigator.storage.persist()) */
@@ -147,13 +147,8 @@ export interface LoadOptions extends FetchOptions {
   /** defaults to navigator.storage */
   storage?: Pick<StorageManager, "estimate" | "persist">;
   /**
-   * Re-hash (sha256) every cached file, even those the bundle's verified record vouches for
-   * (default false). By default a cached file is trusted without hashing when it has the
-   * manifest's size and is the very entry this package wrote and recorded after its bytes
-   * passed sha256; anything else in the cache (an entry written by someone else, an older
-   * package version, or an interrupted write) is hashed as always, and deleted and
-   * refetched when it does not match. Set this if you distrust the disk itself: it also
-   * catches an entry corrupted in place after it was verified.
+   * @deprecated ignored: every cached file is checked (size and sha256) on every load before
+   * it is used, and an entry that fails is deleted and refetched.
    */
   verifyCache?: boolean;
 }
@@ -167,7 +162,7 @@ export interface LoadedBundle extends BundleLocation {
 }
 export function loadBundle(url: string | URL, options?: LoadOptions): Promise<LoadedBundle>;
 export function hasModelInCache(url: string | URL, options?: { cache?: CacheOption }): Promise<boolean>;
-/** Resolves to the number of cache entries deleted (files and manifests; the bundle's verified record goes too, uncounted). */
+/** Resolves to the number of cache entries deleted (files and manifests; an older version's verified records go too, uncounted). */
 export function deleteModelFromCache(url: string | URL, options?: { cache?: CacheOption }): Promise<number>;
 export function sha256Hex(data: BufferSource): Promise<string>;
 
@@ -470,7 +465,7 @@ export interface EngineOptions {
   precision?: "auto" | Precision;
   /** default true (Cache Storage) */
   cache?: CacheOption;
-  /** re-hash every cached file, also those this package verified when it stored them (default false) */
+  /** @deprecated ignored: every cached file is verified on every load (see LoadOptions) */
   verifyCache?: boolean;
   signal?: AbortSignal;
   fetch?: typeof fetch;

@@ -1,0 +1,57 @@
+// Cached bundle files, each sha256-verified before it is used, on every load.
+//
+// Bytes at rest can change under an entry (disk corruption, another writer of the same URL,
+// a browser bug, a hostile extension), and nothing the cache reports tells that apart from an
+// intact entry, so no entry is trusted without hashing it. The cost is kept off the critical
+// path by pipelining: a read slot hands the body it read to SubtleCrypto (which hashes off the
+// main thread) and goes on to read the next entry, so the hash of one file overlaps the read
+// of the next, and only the last file's hash is left after the last read. (SubtleCrypto's
+// digest is not incremental, so a file is hashed whole; an incremental pure-JS sha256 on the
+// main thread would be several times slower than SubtleCrypto's native one.)
+import { integrityProblem } from "./hash.js";
+import { fileUrl } from "./manifest.js";
+import { runPool } from "./pool.js";
+
+/**
+ * @typedef {import("./manifest.js").BundleFile} BundleFile
+ * @typedef {import("./cache.js").BundleCache} BundleCache
+ * @typedef {object} CachedRead
+ * @property {Map<string, ArrayBuffer>} got  path → verified bytes
+ * @property {BundleFile[]} missing  files not in the cache or whose entry failed (deleted), in manifest order
+ */
+
+/**
+ * Read `files` from the cache, `readers` at a time, verifying each one's size and sha256.
+ * An entry that is unreadable, of the wrong size or of the wrong sha256 is deleted and
+ * reported missing (the caller downloads it, as on a cold load); `onVerified` is called for
+ * each file once its bytes passed.
+ * @param {BundleCache} cache @param {string} baseUrl @param {BundleFile[]} files
+ * @param {{readers: number, signal: AbortSignal, onVerified: (f: BundleFile) => void}} options
+ * @returns {Promise<CachedRead>}
+ */
+export async function readCachedVerified(cache, baseUrl, files, { readers, signal, onVerified }) {
+  /** @type {Map<string, ArrayBuffer>} */
+  const got = new Map();
+  /** @type {Promise<void>[]} */
+  const checks = [];
+  await runPool(files, readers, signal, async (f) => {
+    const url = fileUrl(baseUrl, f.path);
+    const res = await cache.match(url);
+    if (!res) return;
+    const buf = await res.arrayBuffer().catch(() => null); // unreadable: as corrupted
+    // The hash runs while this slot reads the next entry; awaited below, before any use.
+    const check = (async () => {
+      if (buf && !(await integrityProblem(buf, f))) {
+        signal.throwIfAborted();
+        got.set(f.path, buf);
+        onVerified(f);
+      } else {
+        await cache.delete(url);
+      }
+    })();
+    check.catch(() => {}); // observed through Promise.all below (no unhandled rejection meanwhile)
+    checks.push(check);
+  });
+  await Promise.all(checks);
+  return { got, missing: files.filter((f) => !got.has(f.path)) };
+}
