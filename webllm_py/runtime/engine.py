@@ -12,8 +12,10 @@ What it does on top of the model's few verbs (see lm.py):
   tokenize with add_special_tokens=False, like HF `apply_chat_template`;
   completions: tokenize the prompt with add_special_tokens=True;
 - multi-turn prefix reuse: the engine remembers which ids are in the model's KV
-  cache, keeps the longest common prefix with the new prompt (`truncate`) and
-  forwards only the rest (at least one token, so there are logits);
+  cache, keeps the part of the common prefix with the new prompt that a fresh
+  prefill would write bit for bit the same (kv_reuse.py: so a request and seed give
+  the same tokens whatever came before) and forwards the rest (at least one token,
+  so there are logits);
 - sampling per docs/sampling.md (sampler.py), counter = index of the generated
   token, choice k of n uses seed + k;
 - stopping on the bundle's eos ids, on stop strings (never emitting text that may
@@ -41,6 +43,7 @@ import numpy as np
 
 from ..errors import ContextWindowExceededError
 from . import openai_types as ot
+from .kv_reuse import KVLedger, model_rule
 from .lm import LanguageModel
 from .sampler import MAX_SEED, Sampler, SamplingParams, log_softmax, top_k_ids
 from .tokenizer import Tokenizer
@@ -211,8 +214,10 @@ class Engine:
         self.model_name = model_name or (manifest.get("model") or {}).get("id") or Path(model.bundle_dir).name
         self.chat = _Chat(self)
         self.completions = _Completions(self)
-        # ids currently in the model's KV cache (None: unknown, reset before use)
-        self._cache_ids: list[int] | None = None
+        # ids currently in the model's KV cache and which rows are exactly reusable (kv_reuse.py);
+        # None: unknown, reset before use
+        self._kv_rule = model_rule(model)
+        self._kv: KVLedger | None = None
         self._lock = threading.Lock()
         self._owner: int | None = None
         self._stats: dict[str, float] = {}
@@ -223,7 +228,7 @@ class Engine:
         """Empty the KV cache (the next request prefills from scratch)."""
         with self._exclusive():
             self.model.reset()
-            self._cache_ids = []
+            self._kv = KVLedger(*self._kv_rule)
 
     def runtime_stats(self) -> dict[str, float]:
         """Prefill and decode throughput of the last request.
@@ -372,36 +377,31 @@ class Engine:
         try:
             logits = self.model.forward(ids)
         except BaseException:
-            self._cache_ids = None  # the model's cache state is unknown now
+            self._kv = None  # the model's cache state is unknown now
             raise
-        assert self._cache_ids is not None
-        self._cache_ids.extend(int(t) for t in ids)
+        assert self._kv is not None
+        self._kv.wrote(ids)
         return logits
 
     def _prefill(self, prompt_ids: list[int]) -> np.ndarray:
-        """Reuse the longest cached prefix, forward the rest; the last prompt token's logits."""
+        """Reuse the cached rows a fresh prefill would write bit for bit the same (kv_reuse.py),
+        forward the rest in the steps it plans; the last prompt token's logits."""
         m = self.model
-        cached = self._cache_ids
-        if cached is None or m.position != len(cached):
+        if self._kv is None or m.position != len(self._kv.ids):
             # unknown state (first use, an error, or someone used the model directly)
             m.reset()
-            cached = self._cache_ids = []
-        common = 0
-        for a, b in zip(cached, prompt_ids):
-            if a != b:
-                break
-            common += 1
-        common = min(common, len(prompt_ids) - 1)  # forward at least one token to get logits
-        if common < len(cached):
-            m.truncate(common)
-            del cached[common:]
-        rest = prompt_ids[common:]
+            self._kv = KVLedger(*self._kv_rule)
+        keep, steps = self._kv.plan(prompt_ids)
+        if keep < len(self._kv.ids):
+            m.truncate(keep)
+            self._kv.truncate(keep)
         t0 = time.perf_counter()
-        logits = self._forward(rest)
+        for a, b in steps:
+            logits = self._forward(prompt_ids[a:b])
         self._stats.update(
             prompt_tokens=len(prompt_ids),
-            cached_tokens=common,
-            prefill_tokens=len(rest),
+            cached_tokens=keep,
+            prefill_tokens=len(prompt_ids) - keep,
             prefill_seconds=time.perf_counter() - t0,
         )
         return logits
@@ -470,8 +470,8 @@ class Engine:
             if k:
                 # Back to just the prompt; its last logits are those we already have.
                 self.model.truncate(P)
-                assert self._cache_ids is not None
-                del self._cache_ids[P:]
+                assert self._kv is not None
+                self._kv.truncate(P)
             yield k, self._generate(req, req.seed + k, first.copy() if req.n > 1 else first)
 
     def _run(self, req: _Request) -> list[_Result]:

@@ -18,6 +18,9 @@ class LanguageModel(Protocol):
     bundle_dir: Path
     vocab_size: int  # config.vocab_size: columns of every logits row
     context_window: int  # KV cache rows
+    # Optional: prefill_chunk (int, largest step) and kv_reuse ("program" | "schedule" | "any"):
+    # which cached rows the engine may reuse bit-exactly (runtime/kv_reuse.py). A model with
+    # a chunk defaults to "schedule", one without to "any" (logits depend on the ids only).
 
     @property
     def position(self) -> int:

@@ -43,6 +43,9 @@ def _round16(n: int) -> int:
 class NativeModel(CachedModel):
     """LanguageModel (runtime/lm.py) on the GPU through wgpu-py."""
 
+    # prefill-written KV rows do not depend on the step they were in (runtime/kv_reuse.py)
+    kv_reuse = "program"
+
     def __init__(self, bundle: Bundle, precision: str = "auto", adapter: Any = None, profile: bool = False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
