@@ -122,8 +122,16 @@ export async function loadBundle(url, options = {}) {
 async function loadManifest(manifestUrl, cache, net) {
   let text;
   try {
-    const res = await withRetry(() => fetchOnce(manifestUrl, net), net);
-    text = await res.text();
+    text = await withRetry(async () => {
+      const res = await fetchOnce(manifestUrl, net);
+      try {
+        return await res.text();
+      } catch (cause) {
+        // A body that breaks is a network failure like any other: retried, then the cached copy.
+        if (net.signal?.aborted) throw net.signal.reason;
+        throw new NetworkError(manifestUrl, "connection broke while reading the body", { cause });
+      }
+    }, net);
   } catch (err) {
     if (!(err instanceof NetworkError)) throw err;
     const cached = await cache.match(manifestUrl);
