@@ -19,6 +19,8 @@ os.environ.setdefault("XDG_RUNTIME_DIR", str(Path("/tmp") / f"xdg-{os.getuid()}"
 Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from encoder_fixtures import tiny_encoder_bundles, tiny_encoders  # noqa: E402,F401  (embedding models)
+
 TINY_VOCAB = 300  # tokenizer size; models pad to more (padded vocab)
 
 # One entry per architecture: transformers config class name and the config overrides that

@@ -1,11 +1,11 @@
 """webllm-py: compile Hugging Face language models into WebGPU bundles; run them natively and in the browser."""
 
-from .api import build, load
+from .api import build, load, load_embedder
 from .errors import BuildError, BundleError, BundleVersionError, ContextWindowExceededError, IntegrityError
 
 __version__ = "0.1.0"
 
-__all__ = ["build", "load", "BuildError", "BundleError", "BundleVersionError", "ContextWindowExceededError",
+__all__ = ["build", "load", "load_embedder", "BuildError", "BundleError", "BundleVersionError", "ContextWindowExceededError",
            "IntegrityError", "Engine"]
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .bundle import Bundle, write_bundle
-from .errors import BuildError
+from .errors import BuildError, BundleError
 
 BACKENDS = ("reference", "native")
 
@@ -57,11 +57,27 @@ def download_from_hub(repo_id: str) -> Path:
                          f"{str(e).splitlines()[0][:200]}); offline? pass a local HF folder or .gguf file instead") from None
 
 
-def build(model: str | Path, out: str | Path, *, quantization: str = "q4", progress: bool = True, **options: Any) -> Path:
+DEFAULT_QUANTIZATION = "q4"  # language models (embedding models: bundle/encoder_writer.py, q8)
+
+
+def build(model: str | Path, out: str | Path, *, quantization: str | None = None, progress: bool = True,
+          **options: Any) -> Path:
     """Compile an HF model folder or GGUF file into a bundle folder at `out`.
 
-    options: embedding_format, context_window, prefill_chunk, shard_bytes, model_id."""
-    return write_bundle(open_source(model), out, quantization=quantization, progress=progress, **options)
+    quantization: q4 / q8 / f16 / f32 / q4a; None: q4 for a language model, q8 for an embedding model.
+
+    options: embedding_format, context_window, prefill_chunk, shard_bytes, model_id; for an encoder
+    (embedding) model: max_batch_tokens, max_batch_rows (bundle/encoder_writer.py)."""
+    source = open_source(model)
+    from .models.encoder import is_encoder
+
+    if is_encoder(source.config):
+        from .bundle.encoder_writer import DEFAULT_QUANTIZATION as ENCODER_QUANTIZATION
+        from .bundle.encoder_writer import encoder_options, write_encoder_bundle
+
+        return write_encoder_bundle(source, out, quantization=quantization or ENCODER_QUANTIZATION, progress=progress,
+                                    **encoder_options(source.config["model_type"], options))
+    return write_bundle(source, out, quantization=quantization or DEFAULT_QUANTIZATION, progress=progress, **options)
 
 
 def load(path: str | Path, backend: str = "native", precision: str = "auto", *, verify: bool = True, **options: Any):
@@ -72,6 +88,11 @@ def load(path: str | Path, backend: str = "native", precision: str = "auto", *, 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     bundle = Bundle(path)
+    from .runtime.embedder import is_embedding_bundle
+
+    if is_embedding_bundle(bundle.manifest):
+        raise BundleError("is an embedding model, not a language model: use webllm_py.load_embedder() or "
+                          "Engine(...).embeddings.create()", bundle.dir)
     if verify:
         bundle.verify(progress=options.pop("progress", False))
     if backend == "reference":
@@ -81,3 +102,26 @@ def load(path: str | Path, backend: str = "native", precision: str = "auto", *, 
     from .runtime.native import NativeModel
 
     return NativeModel(bundle, precision, **options)
+
+
+def load_embedder(path: str | Path, backend: str = "native", precision: str = "auto", *, verify: bool = True,
+                  **options: Any):
+    """Load an embedding bundle; returns an encoder whose `encode(token_rows)` gives (rows, dimensions)
+    float32 embeddings (runtime/embedder.py). A language-model bundle is a BundleError."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    bundle = Bundle(path)
+    from .runtime.embedder import is_embedding_bundle
+
+    if not is_embedding_bundle(bundle.manifest):
+        raise BundleError("is a language model, not an embedding model: use webllm_py.load() or Engine chat; "
+                          "embed with a bundle built from an embedding model (BERT, XLM-RoBERTa)", bundle.dir)
+    if verify:
+        bundle.verify(progress=options.pop("progress", False))
+    if backend == "reference":
+        from .reference.encoder import ReferenceEncoder
+
+        return ReferenceEncoder(bundle, precision)
+    from .runtime.encoder import NativeEncoder
+
+    return NativeEncoder(bundle, precision, **options)

@@ -10,7 +10,8 @@ Three kinds of named tensors exist:
   - state: buffers that outlive a step (the KV cache), shape fixed by the
     bundle's context window;
   - values: activations produced by nodes within a step.
-The step's input is always `ids` (int32, shape (n,)).
+The step's input is `ids` (int32, shape (n,)); an encoder batch of b texts also
+has `rows` (n,) and `offsets` (b+1,) (STEP_INPUTS, models/encoder.py).
 
 The graph is plain data and round-trips through JSON (the manifest).
 """
@@ -24,7 +25,9 @@ from typing import Any
 Dim = int | str
 Shape = tuple[Dim, ...]
 
-_ALLOWED_SYMBOLS = {"n", "p"}
+_ALLOWED_SYMBOLS = {"n", "p", "b"}  # b: rows of an encoder batch (models/encoder.py)
+# step inputs: token ids, and for an encoder batch each token's row and the rows' offsets
+STEP_INPUTS: dict[str, tuple] = {"ids": ("n",), "rows": ("n",), "offsets": ("b+1",)}
 # Dim expressions: integers, n, p, + - * and // (ceil division is written (a + b - 1) // b).
 _BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b, ast.FloorDiv: lambda a, b: a // b}
 
@@ -134,8 +137,8 @@ class Graph:
         return list(outs)
 
     def shape_of(self, name: str) -> Shape:
-        if name == "ids":
-            return ("n",)
+        if name in STEP_INPUTS:
+            return STEP_INPUTS[name]
         for table in (self.values, self.params, self.state):
             if name in table:
                 return table[name].shape
@@ -165,9 +168,9 @@ class Graph:
 
 
 def compile_dim(dim: Dim):
-    """A fast callable f(n, p) -> int for a dim, validated like eval_dim (runtimes call it per step)."""
+    """A fast callable f(n, p, b=0) -> int for a dim, validated like eval_dim (runtimes call it per step)."""
     if isinstance(dim, int):
-        return lambda n, p: dim
-    eval_dim(dim, {"n": 1, "p": 0})  # validates: only ints, n, p and + - * //
+        return lambda n, p, b=0: dim
+    eval_dim(dim, {"n": 1, "p": 0, "b": 1})  # validates: only ints, n, p, b and + - * //
     code = compile(ast.parse(dim, mode="eval"), "<dim>", "eval")
-    return lambda n, p: eval(code, {"__builtins__": {}}, {"n": n, "p": p})
+    return lambda n, p, b=0: eval(code, {"__builtins__": {}}, {"n": n, "p": p, "b": b})

@@ -203,3 +203,7 @@ OPS: dict[str, OpDef] = {
         OpDef("split", _split_shape, _split, "consecutive column ranges of x (several outputs)"),
     ]
 }
+
+from .encoder_ops import ENCODER_OPS  # noqa: E402  (the encoder models' ops, same table)
+
+OPS.update({name: OpDef(name, shape, ref, doc) for name, shape, ref, doc in ENCODER_OPS})

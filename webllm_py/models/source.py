@@ -38,6 +38,9 @@ class ModelSource(Protocol):
 
 
 _ST_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.float64}
+# integer tensors are not weights, but checkpoints carry some (BERT's int64 embeddings.position_ids
+# buffer): they are listed so the compiler can ignore them by name, and refused if read
+_ST_INT_DTYPES = {"I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
 
 
 class SafetensorsFile:
@@ -65,10 +68,11 @@ class SafetensorsFile:
         self._entries: dict[str, dict[str, Any]] = {}
         for name in names:
             e = header[name]
-            if e["dtype"] not in _ST_DTYPES:
+            dtype = _ST_DTYPES.get(e["dtype"], _ST_INT_DTYPES.get(e["dtype"]))
+            if dtype is None:
                 raise BuildError(f"tensor {name} has dtype {e['dtype']}; supported: F32, F16, BF16", path)
             start, end = e["data_offsets"]
-            want = math.prod(e["shape"]) * np.dtype(_ST_DTYPES[e["dtype"]]).itemsize
+            want = math.prod(e["shape"]) * np.dtype(dtype).itemsize
             if end - start != want or self._base + end > size:
                 raise BuildError(f"tensor {name}: offsets {start}..{end} do not match shape {e['shape']} {e['dtype']} or the file size", path)
             self._entries[name] = e
@@ -82,6 +86,8 @@ class SafetensorsFile:
 
     def read(self, name: str) -> np.ndarray:
         e = self._entries[name]
+        if e["dtype"] not in _ST_DTYPES:
+            raise BuildError(f"tensor {name} has dtype {e['dtype']}; a weight must be F32, F16 or BF16", self.path)
         start, end = e["data_offsets"]
         raw = np.asarray(self._mm[self._base + start : self._base + end])
         arr = raw.view(_ST_DTYPES[e["dtype"]]).reshape(e["shape"])
