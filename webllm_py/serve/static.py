@@ -9,8 +9,9 @@ does what a CDN would do for a bundle:
   `public, max-age=31536000, immutable`; everything else (manifest.json above all,
   which names the hashed files) is `no-cache`, i.e. always revalidated;
 - ETag + Last-Modified, 304 on If-None-Match / If-Modified-Since;
-- Range requests (206; 416 when unsatisfiable) through aiohttp's FileResponse,
-  which also sends large shards with sendfile();
+- Range requests decided by ranges.py (RFC 9110: 206; 416 when unsatisfiable;
+  invalid ones ignored) and sent by aiohttp's FileResponse, which also sends
+  large shards with sendfile();
 - gzip for text types (JSON, WGSL, JS, HTML, CSS) when the client accepts it,
   compressed once per file version and kept in a small in-memory cache; never
   for .bin shards (incompressible) and never for Range requests (ranges address
@@ -38,6 +39,8 @@ from urllib.parse import unquote
 
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
+
+from .ranges import UNSATISFIABLE, parse_range
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 NO_CACHE = "no-cache"
@@ -195,13 +198,9 @@ def _range_applies(request: web.Request, st: os.stat_result, etag: str) -> bool:
     If-Range is decided here because aiohttp only understands its date form (an
     ETag there, which browsers send when resuming, is ignored and the range served
     even if the file changed) and compares that date with the fractional mtime.
-    Multi-range requests are answered with the whole file (allowed: a server may
-    always ignore Range) rather than aiohttp's 416.
+    What the range itself means is ranges.parse_range's business.
     """
-    rng = request.headers.get(hdrs.RANGE)
-    if rng is None:
-        return False
-    if "," in rng:
+    if hdrs.RANGE not in request.headers:
         return False
     cond = request.headers.get(hdrs.IF_RANGE)
     if cond is None:
@@ -215,25 +214,30 @@ def _range_applies(request: web.Request, st: os.stat_result, etag: str) -> bool:
 
 class _IdentityFileResponse(web.FileResponse):
     """FileResponse that never substitutes a `<file>.gz` / `<file>.br` sidecar, and that
-    leaves the Range decision (If-Range included) to `_range_applies`.
+    sends the byte range decided here (`_range_applies`, ranges.parse_range) or the
+    whole file: it only ever sees a canonical `Range: bytes=FIRST-LAST`, never the
+    client's header (aiohttp reads `bytes=-0` as the whole file, answers 416 to
+    headers it should ignore, and raises on 5000-digit positions).
 
     Compression is this module's decision (with its own ETag per encoding); a stray
     sidecar next to a shard must not change what a URL returns.
     """
 
-    def __init__(self, path: Path, headers: dict[str, str], use_range: bool):
+    def __init__(self, path: Path, headers: dict[str, str], byte_range: tuple[int, int] | None):
         super().__init__(path, headers=headers)
-        self._use_range = use_range
+        self._byte_range = byte_range
 
     def _get_file_path_stat_encoding(self, accept_encoding: str):  # type: ignore[override]
         return super()._get_file_path_stat_encoding("")
 
     async def prepare(self, request: web.BaseRequest):  # type: ignore[override]
-        drop = {"if-range"} if self._use_range else {"if-range", "range"}
-        if any(h in request.headers for h in drop):
+        drop = {"if-range", "range"}
+        if self._byte_range is not None or any(h in request.headers for h in drop):
             # A clone shares the connection and writer; only FileResponse's view of the headers changes.
-            request = request.clone(headers=CIMultiDict(
-                (k, v) for k, v in request.headers.items() if k.lower() not in drop))
+            headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in drop)
+            if self._byte_range is not None:
+                headers[hdrs.RANGE] = "bytes=%d-%d" % self._byte_range
+            request = request.clone(headers=headers)
         return await super().prepare(request)
 
 
@@ -303,7 +307,12 @@ async def serve_file(request: web.Request, root: Path, rel: Sequence[str], cache
         return resp
 
     if not use_gzip:
-        return _IdentityFileResponse(path, headers, _range_applies(request, st, etag))
+        rng = parse_range(request.headers[hdrs.RANGE], st.st_size) if _range_applies(request, st, etag) else None
+        if rng == UNSATISFIABLE:
+            return web.Response(status=416, headers={
+                hdrs.CONTENT_RANGE: f"bytes */{st.st_size}", hdrs.ACCEPT_RANGES: "bytes",
+                "X-Content-Type-Options": "nosniff"})
+        return _IdentityFileResponse(path, headers, rng if isinstance(rng, tuple) else None)
 
     body = await gzip_cache.get(path, st)
     resp = web.Response(body=body, headers=headers)
