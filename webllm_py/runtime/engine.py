@@ -30,8 +30,6 @@ engine until it is exhausted or closed.
 
 from __future__ import annotations
 
-import math
-import random
 import threading
 import time
 from contextlib import contextmanager
@@ -41,79 +39,12 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ContextWindowExceededError
 from . import openai_types as ot
 from .kv_reuse import KVLedger, model_rule
 from .lm import LanguageModel
-from .sampler import MAX_SEED, Sampler, SamplingParams, log_softmax, top_k_ids
+from .request import Request, StopMatcher, completion_prompt_ids, normalize_messages, validate_request
+from .sampler import Sampler, log_softmax, top_k_ids
 from .tokenizer import Tokenizer
-
-_ROLES = ("system", "developer", "user", "assistant", "tool")
-_MAX_TOP_LOGPROBS = 20
-
-
-# ---- validation helpers (every error names the field) --------------------------------
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _is_num(v: Any) -> bool:
-    return (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))) and math.isfinite(v)
-
-
-def _opt_int(name: str, v: Any, lo: int | None = None, hi: int | None = None) -> int | None:
-    if v is None:
-        return None
-    if not _is_int(v):
-        raise ValueError(f"{name} must be an integer, got {v!r}")
-    v = int(v)
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        rng = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} must be {rng}, got {v}")
-    return v
-
-
-def _opt_num(name: str, v: Any, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> float | None:
-    if v is None:
-        return None
-    if not _is_num(v):
-        raise ValueError(f"{name} must be a finite number, got {v!r}")
-    v = float(v)
-    if lo is not None and (v <= lo if lo_open else v < lo):
-        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {v}")
-    if hi is not None and v > hi:
-        raise ValueError(f"{name} must be <= {hi}, got {v}")
-    return v
-
-
-def _opt_bool(name: str, v: Any) -> bool | None:
-    if v is None:
-        return None
-    if not isinstance(v, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a boolean, got {v!r}")
-    return bool(v)
-
-
-# ---- request -------------------------------------------------------------------------
-
-
-@dataclass
-class _Request:
-    """A validated request (both APIs)."""
-
-    prompt_ids: list[int]
-    sampling: SamplingParams
-    max_tokens: int | None
-    stop: list[str]
-    seed: int
-    n: int
-    stream: bool
-    include_usage: bool
-    logprobs: bool
-    top_logprobs: int
-    model_name: str
 
 
 @dataclass
@@ -142,43 +73,6 @@ class _Result:
     infos: list[_TokenInfo] = field(default_factory=list)
     finish: str | None = None
     tokens: int = 0
-
-
-class _StopMatcher:
-    """Cuts text at the first stop string, holding back any tail that could still
-    grow into one (so streamed text never has to be retracted)."""
-
-    def __init__(self, stops: Sequence[str]):
-        self.stops = [s for s in stops if s]
-        self.pending = ""
-
-    def feed(self, text: str) -> tuple[str, bool]:
-        """Returns (text safe to emit, whether a stop string was hit)."""
-        if not self.stops:
-            return text, False
-        self.pending += text
-        # Earlier emitted text never ends with a stop prefix, so any match starts in `pending`.
-        first = -1
-        for s in self.stops:
-            i = self.pending.find(s)
-            if i >= 0 and (first < 0 or i < first):
-                first = i
-        if first >= 0:
-            out, self.pending = self.pending[:first], ""
-            return out, True
-        hold = 0
-        for s in self.stops:
-            for k in range(min(len(s) - 1, len(self.pending)), hold, -1):
-                if self.pending.endswith(s[:k]):
-                    hold = k
-                    break
-        cut = len(self.pending) - hold
-        out, self.pending = self.pending[:cut], self.pending[cut:]
-        return out, False
-
-    def flush(self) -> str:
-        out, self.pending = self.pending, ""
-        return out
 
 
 # ---- the engine ----------------------------------------------------------------------
@@ -260,116 +154,10 @@ class Engine:
             finally:
                 self._owner = None
 
-    def _validate(self, prompt_ids: list[int], p: dict[str, Any], chat: bool) -> _Request:
-        gen = self.generation_defaults
-        stream = _opt_bool("stream", p.get("stream")) or False
-        n = _opt_int("n", p.get("n"), lo=1)
-        n = 1 if n is None else n
-        if n > 1 and stream:
-            raise ValueError("n must be 1 when stream=True")
-        max_tokens = _opt_int("max_tokens", p.get("max_tokens"), lo=1)
-        mct = _opt_int("max_completion_tokens", p.get("max_completion_tokens"), lo=1)
-        if max_tokens is None:
-            max_tokens = mct
-        temperature = _opt_num("temperature", p.get("temperature"), lo=0.0)
-        if temperature is None:
-            temperature = _opt_num("generation.temperature", gen.get("temperature"), lo=0.0)
-            if gen.get("do_sample") is False:  # HF generation_config: greedy by default
-                temperature = 0.0
-        top_p = _opt_num("top_p", p.get("top_p"), lo=0.0, hi=1.0, lo_open=True)
-        if top_p is None:
-            top_p = _opt_num("generation.top_p", gen.get("top_p"), lo=0.0, hi=1.0, lo_open=True)
-        rep = _opt_num("repetition_penalty", p.get("repetition_penalty"), lo=0.0, lo_open=True)
-        if rep is None:
-            rep = _opt_num("generation.repetition_penalty", gen.get("repetition_penalty"), lo=0.0, lo_open=True)
-        fp = _opt_num("frequency_penalty", p.get("frequency_penalty"), lo=-2.0, hi=2.0)
-        pp = _opt_num("presence_penalty", p.get("presence_penalty"), lo=-2.0, hi=2.0)
-        seed = _opt_int("seed", p.get("seed"), lo=0, hi=MAX_SEED - n)
-        if seed is None:
-            seed = random.SystemRandom().randrange(MAX_SEED - n)
-
-        stop = p.get("stop")
-        if stop is None:
-            stops: list[str] = []
-        elif isinstance(stop, str):
-            stops = [stop]
-        elif isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop):
-            stops = list(stop)
-        else:
-            raise ValueError(f"stop must be a string or a list of strings, got {stop!r}")
-        if any(s == "" for s in stops):
-            raise ValueError("stop strings must not be empty")
-
-        bias: dict[int, float] = {}
-        lb = p.get("logit_bias")
-        if lb is not None:
-            if not isinstance(lb, Mapping):
-                raise ValueError(f"logit_bias must be a mapping of token id to bias, got {type(lb).__name__}")
-            vocab = int(self.model.vocab_size)
-            for k, v in lb.items():
-                if _is_int(k):
-                    tid = int(k)
-                elif isinstance(k, str) and k.strip().lstrip("-").isdigit():
-                    tid = int(k)
-                else:
-                    raise ValueError(f"logit_bias key {k!r} is not a token id")
-                if not 0 <= tid < vocab:
-                    raise ValueError(f"logit_bias key {tid} is not a token id in [0, {vocab})")
-                bv = _opt_num(f"logit_bias[{tid}]", v, lo=-100.0, hi=100.0)
-                bias[tid] = bv  # type: ignore[assignment]
-
-        if chat:
-            logprobs = _opt_bool("logprobs", p.get("logprobs")) or False
-            top = _opt_int("top_logprobs", p.get("top_logprobs"), lo=0, hi=_MAX_TOP_LOGPROBS)
-            if top is not None and not logprobs:
-                raise ValueError("top_logprobs requires logprobs=True")
-            top = top or 0
-        else:
-            # legacy completions: logprobs is the number of top alternatives (0 = just the token's)
-            top = _opt_int("logprobs", p.get("logprobs"), lo=0, hi=_MAX_TOP_LOGPROBS)
-            logprobs = top is not None
-            top = top or 0
-
-        so = p.get("stream_options")
-        include_usage = False
-        if so is not None:
-            if not stream:
-                raise ValueError("stream_options is only allowed with stream=True")
-            if not isinstance(so, Mapping):
-                raise ValueError(f"stream_options must be an object, got {so!r}")
-            unknown = set(so) - {"include_usage"}
-            if unknown:
-                raise ValueError(f"stream_options: unknown field(s) {sorted(unknown)}")
-            include_usage = _opt_bool("stream_options.include_usage", so.get("include_usage")) or False
-
-        C = int(self.model.context_window)
-        if len(prompt_ids) >= C:
-            raise ContextWindowExceededError(
-                f"the prompt has {len(prompt_ids)} tokens but the context window is {C} tokens "
-                f"(prompt + completion must fit, so the prompt may have at most {C - 1})"
-            )
-        sampling = SamplingParams(
-            temperature=1.0 if temperature is None else temperature,
-            top_p=1.0 if top_p is None else top_p,
-            frequency_penalty=fp or 0.0,
-            presence_penalty=pp or 0.0,
-            repetition_penalty=1.0 if rep is None else rep,
-            logit_bias=bias,
-        )
-        name = p.get("model")
-        return _Request(
-            prompt_ids=prompt_ids,
-            sampling=sampling,
-            max_tokens=max_tokens,
-            stop=stops,
-            seed=seed,
-            n=n,
-            stream=stream,
-            include_usage=include_usage,
-            logprobs=logprobs,
-            top_logprobs=top,
-            model_name=name if isinstance(name, str) and name else self.model_name,
-        )
+    def _validate(self, prompt_ids: list[int], p: dict[str, Any], chat: bool) -> Request:
+        return validate_request(prompt_ids, p, chat=chat, generation=self.generation_defaults,
+                                vocab_size=int(self.model.vocab_size), context_window=int(self.model.context_window),
+                                model_name=self.model_name)
 
     # ---- model + KV cache ----------------------------------------------------------
 
@@ -411,7 +199,7 @@ class Engine:
         tops = [(t, float(lp[t])) for t in top_k_ids(lp, top)] if top else []
         return _TokenInfo(tok, float(lp[tok]), tops, offset)
 
-    def _generate(self, req: _Request, seed: int, logits: np.ndarray) -> Iterator[_Step]:
+    def _generate(self, req: Request, seed: int, logits: np.ndarray) -> Iterator[_Step]:
         """One choice: sample until eos / stop string / max_tokens / context full.
 
         The KV cache holds prompt + generated tokens except the last (never forwarded).
@@ -422,7 +210,7 @@ class Engine:
             limit = min(limit, req.max_tokens)
         sampler = Sampler(req.sampling, seed, req.prompt_ids)
         detok = self.tokenizer.stream_detokenizer(req.prompt_ids)
-        stopper = _StopMatcher(req.stop)
+        stopper = StopMatcher(req.stop)
         decoded = 0  # characters the detokenizer has produced (logprobs text_offset)
         n = 0
         stats = self._stats
@@ -461,7 +249,7 @@ class Engine:
             t = time.perf_counter()
             logits = self._forward([tok])
 
-    def _choices(self, req: _Request) -> Iterator[tuple[int, Iterator[_Step]]]:
+    def _choices(self, req: Request) -> Iterator[tuple[int, Iterator[_Step]]]:
         """(index, steps) per choice; choice k uses seed + k and the same prompt logits."""
         self._stats = {"decode_seconds": 0.0, "decode_tokens": 0}
         first = self._prefill(req.prompt_ids)
@@ -474,7 +262,7 @@ class Engine:
                 self._kv.truncate(P)
             yield k, self._generate(req, req.seed + k, first.copy() if req.n > 1 else first)
 
-    def _run(self, req: _Request) -> list[_Result]:
+    def _run(self, req: Request) -> list[_Result]:
         results = []
         with self._exclusive():
             for _, steps in self._choices(req):
@@ -490,7 +278,7 @@ class Engine:
                 results.append(r)
         return results
 
-    def _stream(self, req: _Request) -> Iterator[tuple[str, list[_TokenInfo], str | None, int]]:
+    def _stream(self, req: Request) -> Iterator[tuple[str, list[_TokenInfo], str | None, int]]:
         """(text, token infos, finish, tokens so far) per emitted piece; infos of
         tokens that produced no text ride along with the next piece."""
         with self._exclusive():
@@ -508,35 +296,7 @@ class Engine:
     # ---- chat ----------------------------------------------------------------------
 
     def _chat_prompt(self, messages: Any, template_kwargs: Mapping[str, Any] | None) -> list[int]:
-        if not isinstance(messages, (list, tuple)) or not messages:
-            raise ValueError("messages must be a non-empty list of {role, content} objects")
-        msgs = []
-        for i, m in enumerate(messages):
-            if hasattr(m, "model_dump"):
-                m = m.model_dump()
-            if not isinstance(m, Mapping):
-                raise ValueError(f"messages[{i}] must be an object with role and content")
-            role = m.get("role")
-            if role not in _ROLES:
-                raise ValueError(f"messages[{i}].role must be one of {list(_ROLES)}, got {role!r}")
-            content = m.get("content")
-            if isinstance(content, (list, tuple)):
-                texts = []
-                for j, part in enumerate(content):
-                    if not isinstance(part, Mapping) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                        raise ValueError(f"messages[{i}].content[{j}]: only text parts are supported")
-                    texts.append(part["text"])
-                content = "".join(texts)
-            elif content is None:
-                if role != "assistant":
-                    raise ValueError(f"messages[{i}].content is required for role {role!r}")
-            elif not isinstance(content, str):
-                raise ValueError(f"messages[{i}].content must be a string or a list of text parts")
-            msg = dict(m)
-            # OpenAI's "developer" role is the system prompt for templates, which know "system".
-            msg["role"] = "system" if role == "developer" else role
-            msg["content"] = content
-            msgs.append(msg)
+        msgs = normalize_messages(messages)
         if template_kwargs is not None and not isinstance(template_kwargs, Mapping):
             raise ValueError("chat_template_kwargs must be an object")
         import jinja2
@@ -586,7 +346,7 @@ class Engine:
             usage=ot.CompletionUsage(len(prompt), ct, len(prompt) + ct),
         )
 
-    def _chat_stream(self, req: _Request) -> Iterator[ot.ChatCompletionChunk]:
+    def _chat_stream(self, req: Request) -> Iterator[ot.ChatCompletionChunk]:
         cid, created = ot.new_id("chatcmpl"), ot.now()
 
         def chunk(choices: list[ot.ChunkChoice], usage: ot.CompletionUsage | None = None) -> ot.ChatCompletionChunk:
@@ -608,18 +368,8 @@ class Engine:
     # ---- text completions ----------------------------------------------------------
 
     def _completion_prompt(self, prompt: Any) -> list[int]:
-        if isinstance(prompt, str):
-            ids = self.tokenizer.encode(prompt, add_special_tokens=True)
-        elif isinstance(prompt, (list, tuple)) and prompt and all(_is_int(t) for t in prompt):
-            ids = [int(t) for t in prompt]
-            vocab = int(self.model.vocab_size)
-            if any(not 0 <= t < vocab for t in ids):
-                raise ValueError(f"prompt: token ids must be in [0, {vocab})")
-        else:
-            raise ValueError("prompt must be a string or a non-empty list of token ids (batches are not supported)")
-        if not ids:
-            raise ValueError("prompt is empty (it tokenizes to no tokens)")
-        return ids
+        return completion_prompt_ids(prompt, int(self.model.vocab_size),
+                                     lambda text: self.tokenizer.encode(text, add_special_tokens=True))
 
     def _legacy_logprobs(self, infos: list[_TokenInfo]) -> ot.Logprobs:
         tk = self.tokenizer
@@ -654,7 +404,7 @@ class Engine:
             usage=ot.CompletionUsage(len(ids), ct, len(ids) + ct),
         )
 
-    def _completion_stream(self, req: _Request) -> Iterator[ot.Completion]:
+    def _completion_stream(self, req: Request) -> Iterator[ot.Completion]:
         cid, created = ot.new_id("cmpl"), ot.now()
         ntok = 0
         for text, infos, finish, ntok in self._stream(req):
