@@ -122,37 +122,57 @@ class GGUFSource:
             return default
         return self._meta[key]
 
+    def _int(self, suffix: str, default: Any = ...) -> int:
+        """A positive integer metadata value (a per-layer array, a string or 0 is refused, naming the key)."""
+        if f"llama.{suffix}" not in self._meta and default is not ...:
+            return default
+        v = self._key(suffix)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise BuildError(f"metadata key 'llama.{suffix}' must be a positive integer, got {str(v)[:60]!r}", self.path)
+        return v
+
+    def _num(self, suffix: str, default: float) -> float:
+        """A finite positive float32 metadata value."""
+        if f"llama.{suffix}" not in self._meta:
+            return _f32(default)
+        v = self._key(suffix)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+            raise BuildError(f"metadata key 'llama.{suffix}' must be a finite positive number, got {str(v)[:60]!r}", self.path)
+        return _f32(v)
+
     def _build_config(self) -> dict[str, Any]:
-        hidden = int(self._key("embedding_length"))
-        heads = int(self._key("attention.head_count"))
-        kv_heads = int(self._key("attention.head_count_kv", heads))
-        head_dim = int(self._key("attention.key_length", hidden // heads))
-        rope_dim = int(self._key("rope.dimension_count", head_dim))
+        # Checked here because the defaults below divide by them; the config is checked again
+        # as a whole by parse_decoder_config.
+        hidden = self._int("embedding_length")
+        heads = self._int("attention.head_count")
+        kv_heads = self._int("attention.head_count_kv", heads)
+        head_dim = self._int("attention.key_length", max(1, hidden // heads))
+        rope_dim = self._int("rope.dimension_count", head_dim)
         if rope_dim != head_dim:
             raise BuildError(f"partial rotary embeddings (rope.dimension_count {rope_dim} != head_dim {head_dim}) are not supported", self.path)
-        if int(self._key("attention.value_length", head_dim)) != head_dim:
+        if self._int("attention.value_length", head_dim) != head_dim:
             raise BuildError("attention.value_length differs from attention.key_length; not supported", self.path)
         embd = self._by_gguf.get("token_embd.weight")
         tokens = self._meta.get("tokenizer.ggml.tokens")
-        vocab = self._key("vocab_size", None) or (len(tokens) if tokens else None) or (int(embd.shape[1]) if embd is not None else None)
+        vocab = self._int("vocab_size", None) or (len(tokens) if tokens else None) or (int(embd.shape[1]) if embd is not None else None)
         if vocab is None:
             raise BuildError("cannot tell the vocabulary size (no llama.vocab_size, tokens or token_embd.weight)", self.path)
-        theta = _f32(self._key("rope.freq_base", 10000.0))
+        theta = self._num("rope.freq_base", 10000.0)
         cfg: dict[str, Any] = {
             "architectures": ["LlamaForCausalLM"],
             "model_type": "llama",
             "hidden_act": "silu",
             "hidden_size": hidden,
-            "intermediate_size": int(self._key("feed_forward_length")),
-            "num_hidden_layers": int(self._key("block_count")),
+            "intermediate_size": self._int("feed_forward_length"),
+            "num_hidden_layers": self._int("block_count"),
             "num_attention_heads": heads,
             "num_key_value_heads": kv_heads,
             "head_dim": head_dim,
             "vocab_size": int(vocab),
-            "rms_norm_eps": _f32(self._key("attention.layer_norm_rms_epsilon", 1e-5)),
+            "rms_norm_eps": self._num("attention.layer_norm_rms_epsilon", 1e-5),
             "rope_theta": theta,
             "rope_scaling": self._rope_scaling(theta, head_dim),
-            "max_position_embeddings": int(self._key("context_length", 2048)),
+            "max_position_embeddings": self._int("context_length", 2048),
             "tie_word_embeddings": "output.weight" not in self._by_gguf,
             "attention_bias": "blk.0.attn_q.bias" in self._by_gguf,
             "mlp_bias": False,
@@ -160,7 +180,9 @@ class GGUFSource:
         for hf, key in (("bos_token_id", "bos"), ("eos_token_id", "eos"), ("pad_token_id", "padding")):
             v = self._meta.get(f"tokenizer.ggml.{key}_token_id")
             if v is not None:
-                cfg[hf] = int(v)
+                if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                    raise BuildError(f"metadata key 'tokenizer.ggml.{key}_token_id' must be a token id, got {v!r}", self.path)
+                cfg[hf] = v
         return cfg
 
     def _rope_scaling(self, theta: float, head_dim: int) -> dict[str, Any] | None:
@@ -170,9 +192,9 @@ class GGUFSource:
         kind = self._key("rope.scaling.type", "none")
         if kind in ("none", None):
             return None
-        scaling: dict[str, Any] = {"rope_type": kind, "factor": _f32(self._key("rope.scaling.factor", 1.0))}
+        scaling: dict[str, Any] = {"rope_type": kind, "factor": self._num("rope.scaling.factor", 1.0)}
         if self._key("rope.scaling.original_context_length", None) is not None:
-            scaling["original_max_position_embeddings"] = int(self._key("rope.scaling.original_context_length"))
+            scaling["original_max_position_embeddings"] = self._int("rope.scaling.original_context_length")
         return scaling  # types other than linear are rejected by config.parse_decoder_config
 
     # ---- tensors

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from ..errors import BuildError
 from .config import DecoderConfig, parse_decoder_config
+from .config_fields import require_object
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,8 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 
 def parse_config(cfg: dict[str, Any], path: Path) -> DecoderConfig:
-    model_type = cfg.get("model_type")
-    if model_type not in ARCHITECTURES:
+    model_type = require_object(cfg, path).get("model_type")
+    if not isinstance(model_type, str) or model_type not in ARCHITECTURES:
         raise BuildError(
             f"model_type {model_type!r} is not supported; supported: {', '.join(sorted(ARCHITECTURES))}", path
         )

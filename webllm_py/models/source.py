@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import BuildError
+from .config_fields import flag, number, require_object, text, token_ids
 
 
 class ModelSource(Protocol):
@@ -96,15 +97,34 @@ class SafetensorsFile:
         return arr.astype(np.float32)
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise BuildError(f"not UTF-8 text (invalid byte at offset {e.start})", path) from None
+    except OSError as e:  # a folder named config.json, no permission, ...
+        raise BuildError(f"cannot read ({e.strerror or e})", path) from None
+
+
 def _read_json(path: Path, required: bool = True) -> dict[str, Any]:
+    """A JSON object file; {} when absent and not required."""
     if not path.exists():
         if required:
             raise BuildError("file is missing", path)
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return require_object(json.loads(_read_text(path)), path)
+    except json.JSONDecodeError as e:
         raise BuildError(f"not valid JSON ({e})", path) from None
+
+
+def _check_generation_config(gen: dict[str, Any], path: Path) -> None:
+    """The fields the bundle's generation defaults and eos ids are read from."""
+    for key in ("bos_token_id", "eos_token_id"):
+        token_ids(gen, key, path)
+    flag(gen, "do_sample", path, True)
+    number(gen, "temperature", path, default=None, lo=0.0, lo_open=False)
+    number(gen, "top_p", path, default=None, lo=0.0, hi=1.0)
 
 
 class HFFolderSource:
@@ -115,12 +135,14 @@ class HFFolderSource:
         if not self.path.is_dir():
             raise BuildError("not a model folder (expected config.json, *.safetensors, tokenizer.json)", self.path)
         self.config = _read_json(self.path / "config.json")
+        text(self.config, "model_type", self.path / "config.json", default=None)  # read before any parse dispatches on it
         self.generation_config = _read_json(self.path / "generation_config.json", required=False)
+        _check_generation_config(self.generation_config, self.path / "generation_config.json")
         self.tokenizer_config = _read_json(self.path / "tokenizer_config.json", required=False)
         tok = self.path / "tokenizer.json"
         if not tok.exists():
             raise BuildError("file is missing (the bundle needs an HF fast tokenizer)", tok)
-        self.tokenizer_json = tok.read_text(encoding="utf-8", errors="strict")
+        self.tokenizer_json = _read_text(tok)
         self._files: dict[Path, SafetensorsFile] = {}
         self._where: dict[str, Path] = {}
         index = self.path / "model.safetensors.index.json"

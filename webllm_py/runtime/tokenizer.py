@@ -47,6 +47,23 @@ def bytes_to_unicode() -> dict[int, str]:
 _UNICODE_TO_BYTE = {c: b for b, c in bytes_to_unicode().items()}
 
 
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0][:200]
+
+
+def _is_id(t: Any) -> bool:
+    return isinstance(t, int) and not isinstance(t, bool) and t >= 0
+
+
+def _object(v: Any, key: str, path: Path) -> Mapping[str, Any]:
+    """A manifest section that must be an object when present ({} when absent)."""
+    if v is None:
+        return {}
+    if not isinstance(v, Mapping):
+        raise BundleError(f"{key} must be an object, got {type(v).__name__}", path)
+    return v
+
+
 def _uses_byte_level(decoder: Any) -> bool:
     if not isinstance(decoder, Mapping):
         return False
@@ -72,8 +89,8 @@ class Tokenizer:
             self._tok = _HFTokenizer.from_file(str(path))
             # the decoder's own JSON (cheaper than re-parsing the whole tokenizer.json)
             decoder = json.loads(self._tok.decoder.__getstate__()) if self._tok.decoder is not None else None
-        except Exception as e:  # unreadable or malformed tokenizer.json
-            raise BundleError(f"cannot load tokenizer: {e}", path) from e
+        except Exception as e:  # unreadable, not UTF-8 or malformed tokenizer.json (the Rust error type is not exported)
+            raise BundleError(f"cannot load tokenizer: {_first_line(e)}", path) from None
         self.path = path
         self.config: dict[str, Any] = dict(config or {})
         self.eos_token_ids: list[int] = [int(t) for t in eos_token_ids]
@@ -95,26 +112,40 @@ class Tokenizer:
         (newer HF checkpoints store it there).
         """
         bundle_dir = Path(bundle_dir)
-        tk = manifest.get("tokenizer") or {}
-        tok_file = bundle_dir / tk.get("file", "tokenizer.json")
+        mpath = bundle_dir / "manifest.json"
+        tk = _object(manifest.get("tokenizer"), "tokenizer", mpath)
+        tok_name = tk.get("file", "tokenizer.json")
+        if not isinstance(tok_name, str):
+            raise BundleError(f"tokenizer.file must be a file name, got {tok_name!r}", mpath)
+        tok_file = bundle_dir / tok_name
         if not tok_file.is_file():
             raise BundleError("tokenizer file missing", tok_file)
         config: dict[str, Any] = {}
         cfg_name = tk.get("config_file")
         if cfg_name:
-            cfg_path = bundle_dir / cfg_name
+            cfg_path = bundle_dir / str(cfg_name)
             try:
                 config = json.loads(cfg_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as e:
-                raise BundleError(f"cannot read tokenizer config: {e}", cfg_path) from e
+            except (OSError, ValueError) as e:  # ValueError: bad JSON or not UTF-8
+                raise BundleError(f"cannot read tokenizer config: {_first_line(e)}", cfg_path) from None
+            if not isinstance(config, dict):
+                raise BundleError(f"tokenizer config must be a JSON object, got {type(config).__name__}", cfg_path)
         template = None
-        if config.get("chat_template") is None and (bundle_dir / "chat_template.jinja").is_file():
-            template = (bundle_dir / "chat_template.jinja").read_text(encoding="utf-8")
+        jinja = bundle_dir / "chat_template.jinja"
+        if config.get("chat_template") is None and jinja.is_file():
+            try:
+                template = jinja.read_text(encoding="utf-8")
+            except (OSError, ValueError) as e:
+                raise BundleError(f"cannot read chat template: {_first_line(e)}", jinja) from None
         eos: list[int] = []
-        for src in (tk.get("eos_token_ids"), (manifest.get("generation") or {}).get("eos_token_ids")):
+        generation = _object(manifest.get("generation"), "generation", mpath)
+        for key, src in (("tokenizer.eos_token_ids", tk.get("eos_token_ids")),
+                         ("generation.eos_token_ids", generation.get("eos_token_ids"))):
+            if src is not None and not (isinstance(src, list) and all(_is_id(t) for t in src)):
+                raise BundleError(f"{key} must be a list of token ids, got {src!r}", mpath)
             for t in src or []:
-                if int(t) not in eos:
-                    eos.append(int(t))
+                if t not in eos:
+                    eos.append(t)
         return cls(tok_file, config, eos, template)
 
     # ---- ids <-> text -------------------------------------------------------
