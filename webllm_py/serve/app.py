@@ -33,6 +33,7 @@ from aiohttp import hdrs, web
 from ..errors import BundleError
 from ..publish import web_assets_dir
 from . import api, static
+from .errors import api_errors
 
 REPO_WEB = web_assets_dir()
 
@@ -216,7 +217,7 @@ def make_app(roots: str | Path | Mapping[str, str | Path] | None, api_models: Ma
         if not mid or "/" in mid or mid.startswith("."):
             raise ValueError(f"model id {mid!r} cannot be a URL segment")
     # 16 MiB request bodies: long chat histories; aiohttp's default is 1 MiB.
-    app = web.Application(middlewares=[api.api_errors], client_max_size=16 << 20)
+    app = web.Application(middlewares=[api_errors], client_max_size=16 << 20)
     app[BUNDLES_KEY] = bundles
     origins = _cors_origins(cors)
     if origins:
