@@ -20,7 +20,8 @@ What it does on top of the model's few verbs (see lm.py):
   token, choice k of n uses seed + k;
 - stopping on the bundle's eos ids, on stop strings (never emitting text that may
   still turn out to be the start of a stop string), on max_tokens and when
-  prompt + completion fill the context window (finish_reason "length");
+  prompt + completion fill the context window (finish_reason "length"), and on
+  interrupt_generate() from any thread ("abort");
 - streaming and non-streaming share one generation loop, so the concatenated
   stream text is the non-stream text by construction.
 
@@ -114,6 +115,7 @@ class Engine:
         self._kv: KVLedger | None = None
         self._lock = threading.Lock()
         self._owner: int | None = None
+        self._interrupt = threading.Event()  # interrupt_generate(); cleared when a request starts
         self._stats: dict[str, float] = {}
 
     # ---- public helpers ------------------------------------------------------------
@@ -123,6 +125,12 @@ class Engine:
         with self._exclusive():
             self.model.reset()
             self._kv = KVLedger(*self._kv_rule)
+
+    def interrupt_generate(self) -> None:
+        """End the running request after its current token, with finish_reason "abort" (for its
+        remaining choices too), as the JS engine's interruptGenerate and WebLLM's. Thread-safe,
+        for a server whose client went away; a request that starts later is not affected."""
+        self._interrupt.set()
 
     def runtime_stats(self) -> dict[str, float]:
         """Prefill and decode throughput of the last request.
@@ -238,12 +246,12 @@ class Engine:
             if hit:
                 yield step(out, info, "stop")
                 return
-            if n >= limit:
+            if n >= limit or self._interrupt.is_set():
                 tail, hit = stopper.feed(detok.flush())
                 out += tail
                 if not hit:
                     out += stopper.flush()
-                yield step(out, info, "stop" if hit else "length")
+                yield step(out, info, "stop" if hit else "length" if n >= limit else "abort")
                 return
             yield step(out, info)
             t = time.perf_counter()
@@ -251,6 +259,7 @@ class Engine:
 
     def _choices(self, req: Request) -> Iterator[tuple[int, Iterator[_Step]]]:
         """(index, steps) per choice; choice k uses seed + k and the same prompt logits."""
+        self._interrupt.clear()
         self._stats = {"decode_seconds": 0.0, "decode_tokens": 0}
         first = self._prefill(req.prompt_ids)
         P = len(req.prompt_ids)
