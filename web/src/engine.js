@@ -3,8 +3,9 @@
 //
 // - chat: render the bundle's chat template (add_generation_prompt) and tokenize without
 //   special tokens; completions: tokenize the prompt with special tokens;
-// - multi-turn prefix reuse: keep the longest common prefix of the KV cache with the new
-//   prompt (truncate) and forward only the rest (at least one token, for logits);
+// - multi-turn prefix reuse: keep the part of the KV cache's common prefix with the new prompt
+//   that a fresh prefill would write bit for bit the same (kv_reuse.js: a request and seed give
+//   the same tokens whatever came before) and forward the rest (at least one token, for logits);
 // - sampling per docs/sampling.md, counter = index of the generated token, choice k of n
 //   uses seed + k;
 // - stopping on eos ids, stop strings (never emitting text that may still become a stop
@@ -17,6 +18,7 @@
 import { applyChatTemplate } from "./chat_template.js";
 import { WebLLMError } from "./errors.js";
 import { loadBundle } from "./loader.js";
+import { KVLedger, modelRule } from "./kv_reuse.js";
 import { InvalidRequestError, StopMatcher, validateRequest } from "./request.js";
 import { WebGPURuntime } from "./runtime.js";
 import { applyPenalties, logSoftmax, sampleAdjusted } from "./sampler.js";
@@ -38,6 +40,8 @@ const LOAD_SHARE = 0.9;
  * @property {() => void} reset
  * @property {(position: number) => void} truncate
  * @property {(ids: number[]) => Promise<Float32Array>} forward last token's logits; may be reused by the next call
+ * @property {number} [prefillChunk] the largest step (forward chunks longer ids into steps of it)
+ * @property {"program"|"schedule"|"any"} [kvReuse] which cached rows are reusable bit-exactly (kv_reuse.js)
  * @property {() => void} [destroy]
  * @property {string} [precision]
  * @property {Record<string, string>} [adapterInfo]
@@ -86,8 +90,9 @@ export class Engine {
     this._tokenBytesFactory = options.tokenBytes ?? (() => new TokenBytes({}, (id) => tokenizer.idToToken(id)));
     /** @type {TokenBytes|null} */
     this._tokenBytes = null;
-    /** @type {number[]|null} ids in the model's KV cache (null: unknown, reset before use) */
-    this._cacheIds = null;
+    this._kvRule = modelRule(model);
+    /** @type {KVLedger|null} ids in the model's KV cache, which rows are exactly reusable (null: unknown, reset before use) */
+    this._kv = null;
     /** @type {Promise<void>} the request queue's tail */
     this._tail = Promise.resolve();
     this._interrupted = false;
@@ -110,7 +115,7 @@ export class Engine {
     const release = await this._acquire();
     try {
       this.model.reset();
-      this._cacheIds = [];
+      this._kv = new KVLedger(...this._kvRule);
       this._stats = {};
     } finally {
       release();
@@ -174,33 +179,36 @@ export class Engine {
     try {
       logits = await this.model.forward(ids);
     } catch (err) {
-      this._cacheIds = null; // the model's cache state is unknown now
+      this._kv = null; // the model's cache state is unknown now
       throw err;
     }
-    /** @type {number[]} */ (this._cacheIds).push(...ids);
+    /** @type {KVLedger} */ (this._kv).wrote(ids);
     return logits;
   }
 
-  /** Reuse the longest cached prefix, forward the rest; the last prompt token's logits. @param {number[]} promptIds */
+  /**
+   * Reuse the cached rows a fresh prefill would write bit for bit the same (kv_reuse.js),
+   * forward the rest in the steps it plans; the last prompt token's logits.
+   * @param {number[]} promptIds
+   */
   async _prefill(promptIds) {
     const m = this.model;
-    let cached = this._cacheIds;
-    if (cached == null || m.position !== cached.length) {
+    if (this._kv == null || m.position !== this._kv.ids.length) {
+      // unknown state (first use, an error, or someone used the model directly)
       m.reset();
-      cached = this._cacheIds = [];
+      this._kv = new KVLedger(...this._kvRule);
     }
-    let common = 0;
-    while (common < cached.length && common < promptIds.length && cached[common] === promptIds[common]) common++;
-    common = Math.min(common, promptIds.length - 1); // forward at least one token to get logits
-    if (common < cached.length) {
-      m.truncate(common);
-      cached.length = common;
+    const kv = this._kv;
+    const [keep, spans] = kv.plan(promptIds);
+    if (keep < kv.ids.length) {
+      m.truncate(keep);
+      kv.truncate(keep);
     }
-    const rest = promptIds.slice(common);
     const t0 = seconds();
-    const logits = await this._forward(rest);
+    let logits = /** @type {Float32Array} */ (/** @type {unknown} */ (null));
+    for (const [a, b] of spans) logits = await this._forward(promptIds.slice(a, b));
     Object.assign(this._stats, {
-      prompt_tokens: promptIds.length, cached_tokens: common, prefill_tokens: rest.length, prefill_seconds: seconds() - t0,
+      prompt_tokens: promptIds.length, cached_tokens: keep, prefill_tokens: promptIds.length - keep, prefill_seconds: seconds() - t0,
     });
     return logits;
   }
@@ -288,7 +296,7 @@ export class Engine {
     for (let k = 0; k < req.n; k++) {
       if (k) {
         this.model.truncate(P); // back to just the prompt; its last logits are `first`
-        /** @type {number[]} */ (this._cacheIds).length = P;
+        /** @type {KVLedger} */ (this._kv).truncate(P);
       }
       yield [k, this._generate(req, req.seed + k, first)];
     }

@@ -1,11 +1,15 @@
-// Request validation and stop strings for the OpenAI-style engine: the same rules, defaults
-// and messages as webllm_py/runtime/engine.py (_validate, _StopMatcher), so a request that
-// works in Python works here and a seed gives the same tokens.
+// Request validation and stop strings for the OpenAI-style engine: the same rules, defaults,
+// limits and messages as webllm_py/runtime/request.py (validate_request, StopMatcher), so a
+// request that works in Python works here and a seed gives the same tokens. Limits: n <= MAX_N
+// (OpenAI's), and for n > 1, n x (max_tokens, else the room left in the context window) <=
+// MAX_GENERATED_TOKENS, since a non-streamed request holds every choice until it ends.
 import { ContextWindowExceededError, WebLLMError } from "./errors.js";
 import { randomSeed } from "./sampler.js";
 
 export const MAX_SEED = 2 ** 53;
 export const MAX_TOP_LOGPROBS = 20;
+export const MAX_N = 128;
+export const MAX_GENERATED_TOKENS = 2 ** 16;
 
 /** A request parameter is invalid; `param` names it. */
 export class InvalidRequestError extends WebLLMError {
@@ -40,12 +44,15 @@ export class InvalidRequestError extends WebLLMError {
 
 const isInt = (/** @type {unknown} */ v) => typeof v === "number" && Number.isSafeInteger(v);
 const isNum = (/** @type {unknown} */ v) => typeof v === "number" && Number.isFinite(v);
-const show = (/** @type {unknown} */ v) => {
+/** A value for an error message: one short line, whatever the value. */
+const show = (/** @type {unknown} */ v, limit = 60) => {
+  let s;
   try {
-    return JSON.stringify(v) ?? String(v);
+    s = JSON.stringify(v) ?? String(v);
   } catch {
-    return String(v);
+    s = String(v);
   }
+  return s.length <= limit ? s : `${s.slice(0, limit - 3)}...`;
 };
 
 /** @param {string} name @param {unknown} v @param {number|null} [lo] @param {number|null} [hi] @returns {number|null} */
@@ -89,7 +96,7 @@ function optBool(name, v) {
 export function validateRequest(promptIds, p, ctx) {
   const gen = ctx.generation ?? {};
   const stream = optBool("stream", p.stream) ?? false;
-  const n = optInt("n", p.n, 1) ?? 1;
+  const n = optInt("n", p.n, 1, MAX_N) ?? 1;
   if (n > 1 && stream) throw new InvalidRequestError("n must be 1 when stream=True", "n");
   const maxTokens = optInt("max_tokens", p.max_tokens, 1) ?? optInt("max_completion_tokens", p.max_completion_tokens, 1);
   let temperature = optNum("temperature", p.temperature, { lo: 0 });
@@ -126,7 +133,9 @@ export function validateRequest(promptIds, p, ctx) {
       if (!/^-?\d+$/.test(key)) throw new InvalidRequestError(`logit_bias key ${show(k)} is not a token id`, "logit_bias");
       const tid = Number(key);
       if (!(tid >= 0 && tid < ctx.vocabSize)) throw new InvalidRequestError(`logit_bias key ${tid} is not a token id in [0, ${ctx.vocabSize})`, "logit_bias");
-      bias.set(tid, /** @type {number} */ (optNum(`logit_bias[${tid}]`, v, { lo: -100, hi: 100 })));
+      const bv = optNum(`logit_bias[${tid}]`, v, { lo: -100, hi: 100 });
+      if (bv == null) throw new InvalidRequestError(`logit_bias[${tid}] must be a number in [-100, 100], got null`, "logit_bias");
+      bias.set(tid, bv);
     }
   }
 
@@ -152,6 +161,11 @@ export function validateRequest(promptIds, p, ctx) {
   }
 
   if (promptIds.length >= ctx.contextWindow) throw new ContextWindowExceededError(promptIds.length + 1, ctx.contextWindow);
+  const room = maxTokens == null ? ctx.contextWindow - promptIds.length : Math.min(maxTokens, ctx.contextWindow - promptIds.length);
+  if (n > 1 && n * room > MAX_GENERATED_TOKENS) {
+    const what = maxTokens != null ? "max_tokens" : "the room left in the context window (no max_tokens)";
+    throw new InvalidRequestError(`n x max_tokens must be <= ${MAX_GENERATED_TOKENS} tokens per request, got n=${n} x ${room} (${what}); lower n or set a smaller max_tokens`, "n");
+  }
   return {
     promptIds,
     sampling: {

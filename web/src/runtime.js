@@ -248,6 +248,8 @@ export class WebGPURuntime {
     this.vocabSize = Number(manifest.model.config.vocab_size);
     this.contextWindow = Number(manifest.context_window);
     this.prefillChunk = Number(manifest.prefill_chunk ?? 1);
+    /** @type {"program"} prefill-written KV rows do not depend on the step they were in (kv_reuse.js) */
+    this.kvReuse = "program";
     this.eosTokenIds = new Set(manifest.tokenizer?.eos_token_ids ?? []);
     this.position = 0;
     /** @type {DeviceLostError|null} set once the device is lost; every later call throws it */

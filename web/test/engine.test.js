@@ -186,3 +186,109 @@ test("unload destroys the model; later requests fail with a clear error", async 
   assert.ok(model.destroyed);
   await assert.rejects(engine.completions.create({ prompt: ">" }), /unloaded/);
 });
+
+/**
+ * A runtime fake whose logits depend on how each KV row was written, as the WebGPU runtime's
+ * do: forward() splits ids into steps of prefillChunk like runtime.js; under "program" a row
+ * remembers whether a 1-token step (decode) or a longer one (prefill) wrote it, under
+ * "schedule" the exact step (start, length). The logits are FakeModel's plus a tiny term
+ * hashed from every row's (id, tag), so any row a fresh prefill would write differently
+ * changes every logprob.
+ */
+class StepModel extends FakeModel {
+  /** @param {"program"|"schedule"} kvReuse @param {number} prefillChunk */
+  constructor(kvReuse, prefillChunk) {
+    super("hello world", { contextWindow: 200 });
+    this.kvReuse = kvReuse;
+    this.prefillChunk = prefillChunk;
+    /** @type {string[]} */
+    this.tags = [];
+  }
+  /** @param {number} p */
+  truncate(p) {
+    super.truncate(p);
+    this.tags.length = p;
+  }
+  reset() {
+    super.reset();
+    this.tags = [];
+  }
+  /** @param {number[]} ids */
+  async forward(ids) {
+    let row = this.row;
+    for (let s = 0; s < ids.length; s += this.prefillChunk) {
+      const step = ids.slice(s, s + this.prefillChunk);
+      const tag = this.kvReuse === "program" ? (step.length === 1 ? "d" : "p") : `${this.position}:${step.length}`;
+      for (const _ of step) this.tags.push(tag);
+      row = await super.forward(step);
+    }
+    let h = 0;
+    for (let i = 0; i < this.cache.length; i++) h = (h * 31 + this.cache[i] * 7 + this.tags[i].charCodeAt(0) + this.tags[i].length) % 1000003;
+    for (let i = 0; i < this.vocabSize; i++) row[i] += 1e-3 * Math.sin(h + i);
+    return row;
+  }
+}
+
+test("prefix reuse gives a fresh prefill's logprobs bit for bit, for both reuse rules (kv_reuse.js)", async () => {
+  for (const rule of /** @type {const} */ (["program", "schedule"])) {
+    const C = 4;
+    const cached = new Engine(new StepModel(rule, C), /** @type {any} */ (new CharTokenizer()));
+    const ask = async (/** @type {Engine} */ e, /** @type {any} */ messages) => {
+      const r = await e.chat.completions.create({ messages, temperature: 0.8, seed: 3, max_tokens: 6, logprobs: true, top_logprobs: 3 });
+      return { text: r.choices[0].message.content, lp: r.choices[0].logprobs.content, stats: e.runtimeStats() };
+    };
+    let conv = [{ role: "user", content: "hi" }];
+    const reuse = [];
+    for (const next of ["more", "x", "abc", "more please"]) {
+      for (const attempt of ["first", "repeat"]) {
+        const got = await ask(cached, conv);
+        const want = await ask(new Engine(new StepModel(rule, C), /** @type {any} */ (new CharTokenizer())), conv);
+        assert.deepEqual(got.lp, want.lp, `${rule}, ${conv.length} messages, ${attempt}`);
+        reuse.push(got.stats.cached_tokens);
+        if (rule === "schedule") assert.equal(got.stats.cached_tokens % C, 0);
+        if (attempt === "repeat") conv = [...conv, { role: "assistant", content: got.text }, { role: "user", content: next }];
+      }
+    }
+    assert.ok(reuse.slice(1).every((n) => n > 0), `${rule} keeps reusing: ${reuse}`);
+  }
+});
+
+test("the program rule forwards the last prompt token alone exactly when a fresh prefill would", async () => {
+  const { KVLedger } = await import("../src/kv_reuse.js");
+  for (const C of [1, 2, 3, 4]) {
+    for (let P = 1; P <= 13; P++) {
+      for (let cached = 0; cached <= 13; cached++) {
+        const led = new KVLedger("program", C);
+        const prompt = Array.from({ length: P }, (_, i) => i);
+        for (let i = 0; i < cached; i += 2) led.wrote(Array.from({ length: Math.min(2, cached - i) }, (_, j) => i + j));
+        const [keep, spans] = led.plan(prompt);
+        const lens = spans.map(([a, b]) => b - a);
+        const where = `C=${C} P=${P} cached=${cached}: keep ${keep}, steps ${lens}`;
+        assert.ok(keep < P && spans[0][0] === keep && spans.at(-1)?.[1] === P && lens.every((n) => n >= 1 && n <= C), where);
+        const freshLastAlone = C === 1 || P % C === 1;
+        assert.equal(lens.at(-1) === 1, freshLastAlone, where);
+        assert.ok(lens.slice(0, -1).every((n) => (n === 1) === (C === 1)), where);
+      }
+    }
+  }
+});
+
+test("n is at most 128 and n x max_tokens at most 65536, named in the error", async () => {
+  const { engine } = make("hello", { contextWindow: 4096 });
+  for (const [p, ok] of /** @type {[any, boolean][]} */ ([
+    [{ n: 128, max_tokens: 1 }, true], [{ n: 129, max_tokens: 1 }, false], [{ n: 1e30, max_tokens: 1 }, false],
+    [{ n: 64, max_tokens: 1024 }, true], [{ n: 64, max_tokens: 1025 }, false],
+  ])) {
+    const req = () => engine._validate([1, 2], p, true);
+    if (ok) assert.equal(req().n, p.n);
+    else assert.throws(req, (e) => e instanceof InvalidRequestError && e.param === "n" && /\bn\b/.test(e.message), JSON.stringify(p));
+  }
+});
+
+test("hostile values: a null logit_bias is refused, messages stay one short line (as request.py)", async () => {
+  const { engine } = make();
+  assert.throws(() => engine._validate([1], { logit_bias: { 5: null } }, true),
+    (e) => e instanceof InvalidRequestError && e.param === "logit_bias");
+  assert.throws(() => engine._validate([1], { stop: ["x".repeat(100_000), 5] }, true),
+    (e) => e instanceof InvalidRequestError && e.param === "stop" && e.message.length < 400 && !e.message.includes("\n"));
+});
