@@ -259,12 +259,19 @@ def _serve_args(p):
     p.add_argument("--backend", choices=BACKENDS, default="native", help="runtime of the REST API")
     p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--queue", type=int_in(0), default=8, help="requests waiting per model before 503 (REST API)")
+    p.add_argument("--api-key", default=os.environ.get("WEBLLM_API_KEY") or None, metavar="KEY",
+                   help="require 'Authorization: Bearer KEY' on /v1 (default: $WEBLLM_API_KEY, which other "
+                        "users cannot read from the process list)")
+    p.add_argument("--allowed-hosts", default=None, metavar="NAMES",
+                   help="Host names to answer besides localhost/127.0.0.1/[::1] when bound to loopback, "
+                        "comma-separated (e.g. a reverse proxy's name); others get 403 (DNS rebinding)")
 
 
 def cmd_serve(args) -> int:
     from .api import load
     from .runtime.engine import Engine
     from .serve import discover_bundles, make_app, print_banner, serve
+    from .serve.access import exposure_warning
 
     bundles = discover_bundles(args.bundle)
     engines = None
@@ -272,7 +279,11 @@ def cmd_serve(args) -> int:
         # Loaded up front so that a broken bundle is a one-line error, not a 500 later.
         engines = {mid: Engine(load(path, backend=args.backend, precision=args.precision, progress=_progress()),
                                model_name=mid) for mid, path in bundles.items()}
-    app = make_app(bundles, engines, cors=args.cors, queue_size=args.queue)
+    app = make_app(bundles, engines, cors=args.cors, queue_size=args.queue, api_key=args.api_key,
+                   allowed_hosts=args.allowed_hosts)
+    warning = exposure_warning(args.host, args.api, args.api_key)
+    if warning:
+        print(warning, file=sys.stderr)
     try:
         serve(app, args.host, args.port, on_ready=lambda url: print_banner(url, bundles, engines))
     except OSError as e:  # port in use, unknown host: one line, like the other errors

@@ -1,4 +1,4 @@
-"""The `webllm-py serve` application: URL layout, CORS, and running it.
+"""The `webllm-py serve` application: URL layout, its options, and running it.
 
 URL layout:
 
@@ -12,7 +12,13 @@ URL layout:
 
 `make_app` builds the aiohttp Application (no CLI needed, for tests and
 embedding); `serve` runs it until SIGINT/SIGTERM; `start_in_thread` runs it on a
-background thread (tests, scripts that drive a browser).
+background thread (tests, scripts that drive a browser). Who may use it (CORS,
+Host names, cross-origin API calls, the API key) is access.py's business.
+
+Slow clients. A connection that has not sent a complete request head within
+`header_timeout` seconds of connecting (or of its previous response) is closed
+(aiohttp's keep-alive timer, which also covers a head trickled byte by byte:
+slowloris); a request body must arrive within `body_timeout` seconds (408).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from aiohttp import hdrs, web
 from ..errors import BundleError
 from ..publish import web_assets_dir
 from . import api, static
+from .access import POLICY_KEY, AccessPolicy, host_name, install_access, parse_origins
 from .errors import api_errors
 
 REPO_WEB = web_assets_dir()
@@ -53,76 +60,6 @@ def discover_bundles(path: str | Path) -> dict[str, Path]:
     if not found:
         raise BundleError("no manifest.json here or in any subfolder: not a bundle nor a folder of bundles", p)
     return found
-
-
-# ---- CORS -----------------------------------------------------------------------------------
-
-_EXPOSE = "Content-Length, Content-Range, Content-Encoding, Accept-Ranges, ETag, Last-Modified, Retry-After"
-_DEFAULT_ALLOW_HEADERS = "Authorization, Content-Type, Range, If-None-Match, If-Modified-Since"
-
-
-def _cors_origins(cors: str | Iterable[str] | None) -> frozenset[str]:
-    if cors is None:
-        return frozenset()
-    items = cors.split(",") if isinstance(cors, str) else list(cors)
-    return frozenset(o.strip().rstrip("/") for o in items if o.strip())
-
-
-def _allowed_origin(origins: frozenset[str], origin: str | None) -> str | None:
-    """The Access-Control-Allow-Origin value for a request's Origin, or None."""
-    if not origins or not origin:
-        return None
-    if "*" in origins:
-        return "*"
-    return origin if origin.rstrip("/") in origins else None
-
-
-def _add_vary(headers: Any, value: str) -> None:
-    cur = headers.get(hdrs.VARY)
-    if not cur:
-        headers[hdrs.VARY] = value
-    elif value.lower() not in [v.strip().lower() for v in cur.split(",")]:
-        headers[hdrs.VARY] = f"{cur}, {value}"
-
-
-def _install_cors(app: web.Application, origins: frozenset[str]) -> None:
-    @web.middleware
-    async def preflight(request: web.Request, handler: Callable) -> web.StreamResponse:
-        # Preflights are answered before routing: no route has an OPTIONS handler.
-        if request.method == "OPTIONS" and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers:
-            allow = _allowed_origin(origins, request.headers.get(hdrs.ORIGIN))
-            if allow is None:
-                return web.Response(status=403, text="403: origin not allowed (see --cors)\n")
-            h = {
-                hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: allow,
-                hdrs.ACCESS_CONTROL_ALLOW_METHODS: "GET, HEAD, POST, OPTIONS",
-                hdrs.ACCESS_CONTROL_ALLOW_HEADERS: request.headers.get(hdrs.ACCESS_CONTROL_REQUEST_HEADERS)
-                or _DEFAULT_ALLOW_HEADERS,
-                hdrs.ACCESS_CONTROL_MAX_AGE: "86400",
-            }
-            # Chrome's Private Network Access: a public https page calling this localhost server.
-            if request.headers.get("Access-Control-Request-Private-Network") == "true":
-                h["Access-Control-Allow-Private-Network"] = "true"
-            resp = web.Response(status=204, headers=h)
-            if allow != "*":
-                _add_vary(resp.headers, "Origin")
-            return resp
-        return await handler(request)
-
-    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-        # A signal rather than a middleware: it also reaches FileResponse, streams and error pages.
-        if hdrs.ACCESS_CONTROL_ALLOW_ORIGIN in response.headers:
-            return  # a preflight answer
-        if "*" not in origins:
-            # The answer depends on Origin even when there is none: shared caches must key on it.
-            _add_vary(response.headers, "Origin")
-        allow = _allowed_origin(origins, request.headers.get(hdrs.ORIGIN))
-        if allow is not None:
-            response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = allow
-            response.headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = _EXPOSE
-
-    app.middlewares.insert(0, preflight)
-    app.on_response_prepare.append(on_prepare)
 
 
 # ---- static routes ---------------------------------------------------------------------------
@@ -195,9 +132,14 @@ async def _serve_site_file(request: web.Request, root: Path, rel: list[str], gz:
 # ---- the app -------------------------------------------------------------------------------
 
 
+HEADER_TIMEOUT_S = 15.0
+
+
 def make_app(roots: str | Path | Mapping[str, str | Path] | None, api_models: Mapping[str, Any] | None = None, *,
              cors: str | Iterable[str] | None = None, queue_size: int = 8, web_dist: str | Path | None = None,
-             demo_dir: str | Path | None = None) -> web.Application:
+             demo_dir: str | Path | None = None, api_key: str | None = None,
+             allowed_hosts: str | Iterable[str] | None = None, header_timeout: float = HEADER_TIMEOUT_S,
+             body_timeout: float = api.BODY_TIMEOUT_S) -> web.Application:
     """The aiohttp Application of `webllm-py serve`.
 
     roots: a bundle folder, a folder of bundles, or {id: bundle folder}; None serves no bundles.
@@ -205,6 +147,10 @@ def make_app(roots: str | Path | Mapping[str, str | Path] | None, api_models: Ma
         (every /v1 URL answers 404). Each model gets a worker thread and a queue of
         `queue_size` waiting requests.
     cors: None (no CORS headers), "*", an origin, or several (a list or comma-separated).
+    api_key: when set, /v1 requires `Authorization: Bearer <api_key>`.
+    allowed_hosts: Host names answered besides localhost/127.0.0.1/[::1] when bound to
+        loopback (a list or comma-separated; e.g. a reverse proxy's name).
+    header_timeout / body_timeout: seconds a client may take to send a request head / body.
     web_dist / demo_dir: the JS package and the demo page (default: web/dist, web/demo of this repository).
     """
     if roots is None:
@@ -216,16 +162,26 @@ def make_app(roots: str | Path | Mapping[str, str | Path] | None, api_models: Ma
     for mid in list(bundles) + list(api_models or {}):
         if not mid or "/" in mid or mid.startswith("."):
             raise ValueError(f"model id {mid!r} cannot be a URL segment")
+    for name, t in (("header_timeout", header_timeout), ("body_timeout", body_timeout)):
+        if not t > 0:
+            raise ValueError(f"{name} must be > 0 seconds, got {t!r}")
     # 16 MiB request bodies: long chat histories; aiohttp's default is 1 MiB.
-    app = web.Application(middlewares=[api_errors], client_max_size=16 << 20)
+    # keepalive_timeout is also how long a new connection may take to send its first request head.
+    app = web.Application(middlewares=[api_errors], client_max_size=16 << 20,
+                          handler_args={"keepalive_timeout": header_timeout})
     app[BUNDLES_KEY] = bundles
-    origins = _cors_origins(cors)
-    if origins:
-        _install_cors(app, origins)
+    app[api.BODY_TIMEOUT_KEY] = body_timeout
+    install_access(app, AccessPolicy(cors=parse_origins(cors), api_key=api_key or None,
+                                     allowed_hosts=frozenset(_host_names(allowed_hosts))))
     api.add_api_routes(app, api_models, queue_size)
     _add_static_routes(app, bundles, Path(web_dist) if web_dist else REPO_WEB / "dist",
                        Path(demo_dir) if demo_dir else REPO_WEB / "demo", api_models is not None)
     return app
+
+
+def _host_names(hosts: str | Iterable[str] | None) -> list[str]:
+    items = hosts.split(",") if isinstance(hosts, str) else list(hosts or [])
+    return [host_name(h) for h in items if h.strip()]
 
 
 def _url(host: str, port: int) -> str:
@@ -235,6 +191,7 @@ def _url(host: str, port: int) -> str:
 
 async def _start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     # shutdown_timeout: how long in-flight requests may finish after SIGINT/SIGTERM.
+    app[POLICY_KEY].bind_host = host  # the Host check applies when this is a loopback address
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
