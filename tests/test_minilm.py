@@ -80,3 +80,13 @@ def test_retrieval_ranks_documents_as_sentence_transformers(st_model, minilm_bun
     ours = enc.encode(token_rows(bundle, [QUERY] + DOCS))
     ref = st_model.encode([QUERY] + DOCS, convert_to_numpy=True)
     assert list(np.argsort(-(ours[1:] @ ours[0]))) == list(np.argsort(-(ref[1:] @ ref[0])))
+
+
+@pytest.mark.parametrize("precision", ["f32", "auto"])
+@pytest.mark.parametrize("quant,bound", [("f32", 0.9999), (None, 0.99)])
+def test_native_backend_matches_sentence_transformers(quant, bound, precision, st_model, minilm_bundles):
+    bundle = minilm_bundles(quant)
+    ours = webllm_py.load_embedder(bundle, backend="native", precision=precision).encode(token_rows(bundle, TEXTS))
+    ref = st_model.encode(TEXTS, convert_to_numpy=True)
+    # auto is idot on lavapipe: on q8 and f32 weights that is the f32 path (packing covers q4/q4a only)
+    assert cosine(ours, ref).min() >= bound

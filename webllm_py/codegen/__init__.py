@@ -25,6 +25,7 @@ from .kernels import (
     render,
 )
 from .runner import KernelRunner, has_f16, request_device
+from . import encoder_kernels  # noqa: E402,F401  (registers the encoder programs' kernel families)
 
 __all__ = [
     "ACTS", "KEY_TYPES", "WEIGHT_FORMATS", "AddKey", "AddRmsNormKey", "AttentionKey", "EmbeddingKey",

@@ -386,8 +386,8 @@ class Kernel:
     workgroup_size: tuple[int, int, int]
     dispatch: tuple[str, str, str]
 
-    def dispatch_for(self, n: int, p: int) -> tuple[int, int, int]:
-        env = {"n": n, "p": p}
+    def dispatch_for(self, n: int, p: int, b: int = 0) -> tuple[int, int, int]:
+        env = {"n": n, "p": p, "b": b}  # b: rows of an encoder batch (encoder_kernels.py)
         return tuple(eval_dim(e, env) for e in self.dispatch)  # type: ignore[return-value]
 
     def to_json(self) -> dict[str, Any]:

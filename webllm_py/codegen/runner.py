@@ -64,8 +64,9 @@ class KernelRunner:
         return pipe, bgl
 
     def run(self, kernel: Kernel, arrays: dict[str, np.ndarray], n: int, p: int = 0,
-            repeat: int = 1) -> dict[str, np.ndarray]:
-        """Bind `arrays` by binding name ("step" is made from n, p), dispatch, and return every
+            repeat: int = 1, b: int = 0) -> dict[str, np.ndarray]:
+        """Bind `arrays` by binding name ("step" is made from n, p), dispatch (b: rows of an encoder
+        batch, for dispatch expressions only), and return every
         read_write binding's buffer as an array of its input's dtype and shape.
 
         Buffers are rounded up to 16 bytes with zeros; callers that want sentinels put them
@@ -89,7 +90,7 @@ class KernelRunner:
                     outs[name] = (buf, a)
             buffers.append({"binding": i, "resource": {"buffer": buf, "offset": 0, "size": buf.size}})
         group = d.create_bind_group(layout=bgl, entries=buffers)
-        x, y, z = kernel.dispatch_for(n, p)
+        x, y, z = kernel.dispatch_for(n, p, b)
         enc = d.create_command_encoder()
         for _ in range(repeat):
             cp = enc.begin_compute_pass()
