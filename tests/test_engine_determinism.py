@@ -15,13 +15,20 @@ for any change of the step boundaries (BLAS blocks by shape).
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from webllm_py.runtime.engine import Engine
+from webllm_py.runtime.kv_reuse import KVLedger
+from webllm_py.testing.browser import StaticServer, WebGPUBrowser, browser_skip_reason
+
+from conftest import REPO
 
 CHUNK = 16  # conftest's tiny bundles are built with prefill_chunk=16
 
@@ -156,11 +163,6 @@ def test_native_prefill_rows_do_not_depend_on_step_boundaries(tiny_bundles, prec
 
 # ---- the rules themselves, on simulated row provenance (no model) -----------------------
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
-from webllm_py.runtime.kv_reuse import KVLedger  # noqa: E402
-
-
 def _fresh_tags(rule: str, P: int, C: int) -> list[tuple]:
     """What a fresh prefill of P tokens writes per row: under "program" the program, under
     "schedule" the step (start, length) the row was in."""
@@ -203,3 +205,53 @@ def test_planned_steps_reproduce_a_fresh_prefill(rule: str, C: int, ops: list[tu
         led.truncate(cut)
         want = [interior] * led.exact if rule == "program" else _fresh_tags(rule, led.exact, C)
         assert tags[: led.exact] == want
+
+
+# ---- the browser engine (web/src/engine.js) on the same rule ----------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_browser_idot_repeat_and_follow_up_match_a_fresh_engine(tiny_bundles) -> None:
+    """The same idot chat request twice and a follow-up turn in one page's engine, then the same
+    requests each on a fresh engine: equal text and logprobs (SwiftShader, so only the browser
+    runtime is compared with itself; browser vs native is tests/test_browser.py's)."""
+    reason = browser_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    web = REPO / "web"
+    if shutil.which("npm") is None or not (web / "node_modules").exists():
+        pytest.skip("web/node_modules is missing (npm install in web/): cannot build web/dist")
+    subprocess.run(["npm", "run", "build"], cwd=web, check=True, capture_output=True)  # dist from this source
+    script = """async ([url, turns]) => {
+      const ask = async (engine, messages) => {
+        const r = await engine.chat.completions.create({ messages, max_tokens: 10, temperature: 0, logprobs: true, top_logprobs: 3 });
+        return { text: r.choices[0].message.content, lp: r.choices[0].logprobs.content, cached: engine.runtimeStats().cached_tokens };
+      };
+      const open = () => webllm.CreateEngine(url, { precision: "idot" });
+      const engine = await open();
+      const out = [];
+      let conv = [{ role: "system", content: "You are a little model that ran in a web page." }];
+      for (const t of turns) {
+        conv = [...conv, { role: "user", content: t }];
+        const a = await ask(engine, conv), b = await ask(engine, conv);
+        const fresh = await open();
+        const f = await ask(fresh, conv);
+        await fresh.unload();
+        out.push({ a, b, f });
+        conv = [...conv, { role: "assistant", content: a.text }];
+      }
+      return out;
+    }"""
+    routes = {"/dist/": web / "dist", "/test_pages/": web / "test_pages", "/b/": tiny_bundles("llama", "q4")}
+    with StaticServer(routes) as srv, WebGPUBrowser() as browser:
+        page = browser.new_page(srv.url("/test_pages/engine.html"))
+        page.wait_for_function("window.webllmReady === true")
+        try:
+            out = page.evaluate(script, [srv.url("/b/"), TURNS[:2]])
+        except Exception as e:  # playwright.Error: add what the page logged
+            raise AssertionError(f"{e}\n--- browser console ---\n{browser.console_tail()}") from None
+    for turn, r in enumerate(out):
+        for k in ("text", "lp"):
+            assert r["a"][k] == r["f"][k] and r["b"][k] == r["f"][k], (turn, k)
+    assert out[1]["a"]["cached"] > 0 and out[0]["b"]["cached"] > 0, "reuse stayed on"
