@@ -77,9 +77,9 @@ def test_chat_repeat_and_follow_up_match_a_fresh_engine(case, sampling) -> None:
     conv = [SYSTEM]
     for turn, text in enumerate(TURNS):
         conv = conv + [{"role": "user", "content": text}]
+        want = _chat(_fresh(case), conv, **sampling)
         for attempt in ("first", "repeat"):
             got = _chat(eng, conv, **sampling)
-            want = _chat(_fresh(case), conv, **sampling)
             assert got == want, f"turn {turn} ({attempt}): the cached engine's answer differs from a fresh engine's"
         conv = conv + [{"role": "assistant", "content": got[0]}]
 
