@@ -186,11 +186,7 @@ export class Engine {
     return logits;
   }
 
-  /**
-   * Reuse the cached rows a fresh prefill would write bit for bit the same (kv_reuse.js),
-   * forward the rest in the steps it plans; the last prompt token's logits.
-   * @param {number[]} promptIds
-   */
+  /** Reuse the cached rows a fresh prefill writes the same (kv_reuse.js), forward the rest; the last logits. @param {number[]} promptIds */
   async _prefill(promptIds) {
     const m = this.model;
     if (this._kv == null || m.position !== this._kv.ids.length) {
@@ -198,19 +194,18 @@ export class Engine {
       m.reset();
       this._kv = new KVLedger(...this._kvRule);
     }
-    const kv = this._kv;
-    const [keep, spans] = kv.plan(promptIds);
+    const kv = this._kv, [keep, spans] = kv.plan(promptIds);
     if (keep < kv.ids.length) {
       m.truncate(keep);
       kv.truncate(keep);
     }
     const t0 = seconds();
-    let logits = /** @type {Float32Array} */ (/** @type {unknown} */ (null));
+    let logits;
     for (const [a, b] of spans) logits = await this._forward(promptIds.slice(a, b));
     Object.assign(this._stats, {
       prompt_tokens: promptIds.length, cached_tokens: keep, prefill_tokens: promptIds.length - keep, prefill_seconds: seconds() - t0,
     });
-    return logits;
+    return /** @type {Float32Array} */ (logits); // spans is never empty
   }
 
   /** @param {number} tok @param {Float64Array} x @param {number} top @param {number} offset @returns {TokenInfo} */
