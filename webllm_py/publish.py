@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .atomic import replace_dir, temp_dir_beside
+from .atomic import refuse_to_replace, replace_dir, temp_dir_beside
 from .errors import BuildError, IntegrityError
 
 #: Marker file of a published site (a folder holding it may be replaced by `publish`).
@@ -112,9 +112,7 @@ def publish(model: str | Path, out: str | Path, *, quantization: str = "q4", pro
     if not src.exists():
         raise BuildError("no such file or folder", src)
     out = Path(out).absolute()
-    if out.exists() and not _is_site(out) and (not out.is_dir() or any(out.iterdir())):
-        raise BuildError(f"output exists and is not a site made by webllm-py publish (no {SITE_MARKER}); "
-                         "refusing to replace it", out)
+    refuse_to_replace(out, lambda p: None if _is_site(p) else f"no {SITE_MARKER}", "site made by webllm-py publish")
     if src.is_dir() and out.resolve() == src.resolve():
         raise BuildError("the site cannot be written over its own input", out)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import replace_dir, temp_dir_beside
+from ..atomic import refuse_to_replace, replace_dir, temp_dir_beside
 from ..errors import BuildError
 from ..models import encoder
 from ..models.sentence_transformers import read_recipe
@@ -29,6 +29,7 @@ from ..passes.lower import DEFAULT_MAX_BINDING_BYTES
 from ..progress import progress_bar
 from ..quant import FORMATS
 from .manifest import DEFAULT_SHARD_BYTES, FORMAT, FORMAT_VERSION
+from .ownership import why_not_a_bundle
 from .shards import ShardWriter
 from .writer import BYTES_PER_WEIGHT, _quantize_blocked, _sha256, _weight_format, _write_json, _write_kernels
 
@@ -114,8 +115,7 @@ def write_encoder_bundle(
     tok_text, tok_meta = _tokenizer(source, cfg.vocab_size, recipe.max_seq_length)
 
     out = Path(out).absolute()
-    if out.exists() and not (out / "manifest.json").exists() and (not out.is_dir() or any(out.iterdir())):
-        raise BuildError("output exists and is not a webllm-py bundle; refusing to replace it", out)
+    refuse_to_replace(out, why_not_a_bundle, "webllm-py bundle")  # holding a manifest.json is not enough
     tmp = temp_dir_beside(out)
     try:
         shards = ShardWriter(tmp / "params", shard_bytes)

@@ -1,4 +1,4 @@
-"""Bundle reader: open a bundle folder, check its version, verify files, read params."""
+"""Bundle reader: open a bundle folder, check its version, validate the manifest, verify files, read params."""
 
 from __future__ import annotations
 
@@ -13,23 +13,35 @@ from ..errors import BundleError, IntegrityError
 from ..progress import progress_bar
 from ..quant import dequantize
 from .manifest import check_version
+from .validate import validate_manifest
 
 _NP_DTYPES = {"u32": np.uint32, "f16": np.float16, "f32": np.float32}
 
 
 class Bundle:
-    """A bundle on disk. `verify()` checks every file's size and sha256 against the manifest."""
+    """A bundle on disk whose manifest is consistent with itself (bundle/validate.py).
+
+    `verify()` checks every file's size and sha256 against the manifest; the validation
+    relies on it for what the files hold (it checks only what the manifest says)."""
 
     def __init__(self, path: str | Path):
         self.dir = Path(path)
         mpath = self.dir / "manifest.json"
-        if not mpath.exists():
+        if not self.dir.is_dir():
+            raise BundleError("no such bundle folder" if not self.dir.exists() else "is a file, not a bundle folder",
+                              self.dir)
+        if not mpath.is_file():
             raise BundleError("no manifest.json: not a webllm-py bundle folder", self.dir)
         try:
             self.manifest: dict[str, Any] = json.loads(mpath.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise BundleError(f"manifest is not valid JSON ({e})", mpath) from None
+        except OSError as e:
+            raise BundleError(f"cannot read the manifest ({e.strerror})", mpath) from None
+        if not isinstance(self.manifest, dict):
+            raise BundleError(f"manifest is not a JSON object (it is a {type(self.manifest).__name__})", mpath)
         check_version(self.manifest, mpath)
+        validate_manifest(self.manifest, mpath)
         self._files = {f["path"]: f for f in self.manifest["files"]}
 
     def verify(self, progress: bool = False) -> None:
@@ -37,8 +49,8 @@ class Bundle:
         with progress_bar(total, "verify", enabled=progress) as bar:
             for rel, f in self._files.items():
                 path = self.dir / rel
-                if not path.exists():
-                    raise IntegrityError("file listed in the manifest is missing", path)
+                if not path.is_file():
+                    raise IntegrityError("file listed in the manifest is missing (or not a file)", path)
                 if path.stat().st_size != f["size"]:
                     raise IntegrityError(f"size {path.stat().st_size} != manifest's {f['size']}", path)
                 h = hashlib.sha256()
@@ -49,9 +61,25 @@ class Bundle:
                 if h.hexdigest() != f["sha256"]:
                     raise IntegrityError("sha256 does not match the manifest (corrupted or replaced file)", path)
 
+    def _open(self, rel: str):
+        # only paths the manifest validation accepted (relative, inside the bundle, listed)
+        try:
+            return open(self.dir / rel, "rb")
+        except OSError as e:  # with verify=False a listed file may be missing
+            raise IntegrityError(f"cannot read this file listed in the manifest ({e.strerror})", self.dir / rel) from None
+
+    def read_text(self, rel: str) -> str:
+        """A listed text file (a kernel's WGSL), decoded as UTF-8."""
+        with self._open(rel) as fh:
+            data = fh.read()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise IntegrityError("is not UTF-8 text (corrupted or replaced file)", self.dir / rel) from None
+
     def read_part(self, ref: dict[str, Any]) -> np.ndarray:
         path = self.dir / ref["file"]
-        with open(path, "rb") as fh:
+        with self._open(ref["file"]) as fh:
             fh.seek(ref["offset"])
             raw = fh.read(ref["nbytes"])
         if len(raw) != ref["nbytes"]:

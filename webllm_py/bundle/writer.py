@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import replace_dir, temp_dir_beside
+from ..atomic import refuse_to_replace, replace_dir, temp_dir_beside
 from ..build_limits import check_prefill_chunk, check_shard_bytes, resolve_context_window
 from ..errors import BuildError
 from ..models import decoder
@@ -31,6 +31,7 @@ from ..passes.lower import DEFAULT_MAX_BINDING_BYTES, lower_bundle
 from ..progress import progress_bar
 from ..quant import FORMATS, dequantize, quantization_error, quantize
 from .manifest import DEFAULT_SHARD_BYTES, FORMAT, FORMAT_VERSION
+from .ownership import why_not_a_bundle
 from .shards import ShardWriter
 from .tokenizer_meta import tokenizer_metadata
 
@@ -172,8 +173,7 @@ def write_bundle(
     tok_meta = tokenizer_metadata(source, cfg)
 
     out = Path(out).absolute()
-    if out.exists() and not (out / "manifest.json").exists() and (not out.is_dir() or any(out.iterdir())):
-        raise BuildError("output exists and is not a webllm-py bundle; refusing to replace it", out)
+    refuse_to_replace(out, why_not_a_bundle, "webllm-py bundle")  # holding a manifest.json is not enough
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_dir_beside(out)
     try:

@@ -10,7 +10,6 @@ staging buffer: one submission and one readback per step, no allocation.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,7 +109,7 @@ class NativeModel(CachedModel):
                 kname = disp["kernel"]
                 if kname not in pipelines:
                     k = self.manifest["kernels"][kname]
-                    wgsl = (self.bundle_dir / k["file"]).read_text(encoding="utf-8")
+                    wgsl = self.bundle.read_text(k["file"])  # a listed, hashed file inside the bundle
                     pipelines[kname] = create_pipeline(self.device, wgsl, k["bindings"], kname)
                 pipe, bgl = pipelines[kname]
                 bg = self.device.create_bind_group(layout=bgl, entries=[

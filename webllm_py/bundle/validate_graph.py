@@ -1,0 +1,100 @@
+"""Manifest `graphs`: well-formed IR (ir/graph.py) whose params are the bundle's weights, whose
+nodes only read tensors that exist, and whose KV state has a row for every context position."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..ir.graph import STEP_INPUTS
+from ..ir.ops import OPS
+from .fields import Invalid, dim, field, show, sub, want
+
+
+def _shape(v: Any, where: str, *, ints: bool = False) -> list:
+    for i, d in enumerate(want(v, "list", where)):
+        if ints:
+            want(d, "int", sub(where, i), lo=1)
+        else:
+            dim(d, sub(where, i))
+    return v
+
+
+def _tensors(g: dict, key: str, where: str, *, ints: bool) -> dict[str, list]:
+    """params / state / values: name -> shape (each entry {shape, dtype or role})."""
+    out = {}
+    for name, t in field(g, key, where, "dict").items():
+        twhere = sub(sub(where, key), name)
+        want(t, "dict", twhere)
+        out[name] = _shape(field(t, "shape", twhere, "list"), sub(twhere, "shape"), ints=ints)
+        if key == "params":
+            field(t, "role", twhere, "str", optional=True)
+            for i, c in enumerate(field(t, "concat", twhere, "list", optional=True) or []):
+                want(c, "str", sub(sub(twhere, "concat"), i))
+        else:
+            field(t, "dtype", twhere, "str")
+    return out
+
+
+def _check_nodes(g: dict, where: str, known: set[str], values: dict[str, list]) -> set[str]:
+    """Every node: a known op reading defined tensors, writing declared values once; returns produced."""
+    produced: set[str] = set()
+    for i, node in enumerate(field(g, "nodes", where, "list")):
+        nwhere = sub(sub(where, "nodes"), i)
+        want(node, "dict", nwhere)
+        op = field(node, "op", nwhere, "str")
+        if op not in OPS:
+            raise Invalid(sub(nwhere, "op"), f"{show(op)} is not an op of this webllm-py")
+        for j, name in enumerate(field(node, "inputs", nwhere, "list")):
+            if not isinstance(name, str) or not (name in known or name in produced):
+                raise Invalid(sub(sub(nwhere, "inputs"), j), f"{show(name)} is not a param, state, step input or "
+                              "earlier value")
+        for j, name in enumerate(field(node, "outputs", nwhere, "list")):
+            if not isinstance(name, str) or name not in values or name in produced:
+                raise Invalid(sub(sub(nwhere, "outputs"), j), f"{show(name)} is not a declared value written once")
+            produced.add(name)
+        field(node, "attrs", nwhere, "dict")
+    return produced
+
+
+def check_graph(g: Any, where: str, weights: dict[str, dict], limits: dict[str, int],
+                out_width: int) -> dict[str, list]:
+    """One graph; returns its state: name -> [rows, width]."""
+    want(g, "dict", where)
+    params = _tensors(g, "params", where, ints=True)
+    for name, shape in params.items():
+        if name not in weights:
+            raise Invalid(sub(sub(where, "params"), name), "is not in weights")
+        if list(weights[name]["shape"]) != shape:
+            raise Invalid(sub(sub(sub(where, "params"), name), "shape"),
+                          f"{shape}, but weights[{show(name)}] has {weights[name]['shape']}")
+    state = _tensors(g, "state", where, ints=True)
+    ctx = limits.get("context_window")
+    for name, shape in state.items():
+        if len(shape) != 2:
+            raise Invalid(sub(sub(sub(where, "state"), name), "shape"), f"{shape} is not [rows, width]")
+        if ctx is not None and shape[0] < ctx:
+            raise Invalid("context_window", f"{ctx} is more than the {shape[0]} rows of the KV cache "
+                          f"{sub(sub(where, 'state'), name)}")
+    values = _tensors(g, "values", where, ints=False)
+    known = set(STEP_INPUTS) | set(params) | set(state)
+    produced = _check_nodes(g, where, known, values)
+    out = field(g, "output", where, "str")
+    if out not in produced:
+        raise Invalid(sub(where, "output"), f"{show(out)} is not a value a node writes")
+    width = values[out][-1] if values[out] else None
+    if isinstance(width, int) and width != out_width:
+        raise Invalid(sub(sub(sub(where, "values"), out), "shape"),
+                      f"output width {width} != {out_width} (vocab_size or embedding dimensions)")
+    return state
+
+
+def check_graphs(m: dict, names: tuple[str, ...], weights: dict[str, dict], limits: dict[str, int],
+                 vocab: int) -> dict[str, list]:
+    """The graphs a kind of bundle needs (others are left alone); returns every graph's state."""
+    graphs = field(m, "graphs", "", "dict")
+    out_width = limits.get("dimensions", vocab)
+    state: dict[str, list] = {}
+    for name in names:
+        state.update(check_graph(field(graphs, name, "graphs", "dict"), sub("graphs", name), weights, limits,
+                                 out_width))
+    return state
