@@ -330,8 +330,10 @@ def test_api_errors(api):
     assert s == 400 and body["error"]["param"].startswith("messages")
     s, _, body = post_json(api.port, "/v1/chat/completions", [1, 2])
     assert s == 400 and body["error"]["type"] == "invalid_request_error"
-    s, _, body = get(api.port, "/v1/embeddings")
+    s, _, body = get(api.port, "/v1/audio/speech")
     assert s == 404 and body and json.loads(body)["error"]["code"] == "unknown_url"
+    s, h, body = get(api.port, "/v1/embeddings")  # a POST endpoint since issue 14
+    assert s == 405 and h["Allow"] == "POST"
     s, _, body = get(api.port, "/v1/models/tiny/extra")
     assert s == 404 and json.loads(body)["error"]["code"] == "unknown_url"
     s, h, body = request(api.port, "DELETE", "/v1/models/tiny")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from .build_limits import MAX_SHARD_BYTES
+from .cli_embed import cmd_embed, embed_args
 from .cli_types import comma_list, float_in, int_in, port, utf8_text_file
 from .errors import InputError, WebLLMError
 from .quant import FORMATS
@@ -55,7 +56,8 @@ def _load(args):
 def _build_args(p):
     p.add_argument("model", help="HF model folder or .gguf file")
     p.add_argument("-o", "--out", required=True, help="bundle folder to write")
-    p.add_argument("--quantization", "-q", default="q4", choices=QUANTIZATIONS)
+    p.add_argument("--quantization", "-q", default=None, choices=QUANTIZATIONS,
+                   help="weight format (default: q4 for a language model, q8 for an embedding model)")
     p.add_argument("--embedding-format", choices=QUANTIZATIONS, help="keep the embedding/LM head in another format")
     p.add_argument("--context-window", type=int_in(1),
                    help="KV cache rows (default: min(max_position_embeddings, 2048)); at most the model's "
@@ -269,6 +271,7 @@ def _serve_args(p):
 
 def cmd_serve(args) -> int:
     from .api import load
+    from .runtime.embeddings import is_embedding_bundle_dir
     from .runtime.engine import Engine
     from .serve import discover_bundles, make_app, print_banner, serve
     from .serve.access import exposure_warning
@@ -277,8 +280,10 @@ def cmd_serve(args) -> int:
     engines = None
     if args.api:
         # Loaded up front so that a broken bundle is a one-line error, not a 500 later.
-        engines = {mid: Engine(load(path, backend=args.backend, precision=args.precision, progress=_progress()),
-                               model_name=mid) for mid, path in bundles.items()}
+        engines = {mid: Engine(path, backend=args.backend, precision=args.precision, model_name=mid)
+                   if is_embedding_bundle_dir(path) else  # an embeddings-only engine (runtime/embeddings.py)
+                   Engine(load(path, backend=args.backend, precision=args.precision, progress=_progress()),
+                          model_name=mid) for mid, path in bundles.items()}
     app = make_app(bundles, engines, cors=args.cors, queue_size=args.queue, api_key=args.api_key,
                    allowed_hosts=args.allowed_hosts)
     warning = exposure_warning(args.host, args.api, args.api_key)
@@ -345,6 +350,7 @@ COMMANDS: dict[str, tuple[Callable, Callable, str]] = {
     "profile": (_profile_args, cmd_profile, "GPU time per kernel of one step (timestamp queries)"),
     "bench": (_bench_args, cmd_bench, "prefill/decode tokens/s per backend, measured side by side"),
     "serve": (_serve_args, cmd_serve, "serve bundles, the JS package and the demo page over HTTP (--api: OpenAI REST)"),
+    "embed": (embed_args, cmd_embed, "embed texts with an embedding bundle (OpenAI embeddings JSON)"),
     "publish": (_publish_args, cmd_publish, "write a static chat site (demo page + JS package + bundle) for any static host"),
 }
 

@@ -41,6 +41,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from . import openai_types as ot
+from .embeddings import Embeddings, init_embedding_engine, is_embedding_bundle_dir
 from .kv_reuse import KVLedger, model_rule
 from .lm import LanguageModel
 from .request import Request, StopMatcher, completion_prompt_ids, normalize_messages, validate_request
@@ -90,6 +91,9 @@ class Engine:
         tokenizer: Tokenizer | None = None,
         model_name: str | None = None,
     ):
+        if isinstance(model, (str, Path)) and is_embedding_bundle_dir(model):  # embeddings-only (embeddings.py)
+            init_embedding_engine(self, model, backend, precision, model_name)
+            return
         if isinstance(model, (str, Path)):
             from .. import load  # lazy: the loader pulls in the backends
 
@@ -109,6 +113,7 @@ class Engine:
         self.model_name = model_name or (manifest.get("model") or {}).get("id") or Path(model.bundle_dir).name
         self.chat = _Chat(self)
         self.completions = _Completions(self)
+        self.embeddings = Embeddings.refusing(self.model_name)  # a language model does not embed
         # ids currently in the model's KV cache and which rows are exactly reusable (kv_reuse.py);
         # None: unknown, reset before use
         self._kv_rule = model_rule(model)

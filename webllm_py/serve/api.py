@@ -6,6 +6,7 @@ Routes (all JSON; errors are OpenAI-shaped `{"error": {message, type, param, cod
     GET  /v1/models/{id}
     POST /v1/chat/completions    non-stream JSON, or SSE with "stream": true
     POST /v1/completions         idem, legacy text completions
+    POST /v1/embeddings          OpenAI embeddings of an embedding model (embeddings_api.py)
     *    /v1/...                 404 (405 for a known path with the wrong method)
 
 Requests for a model run one at a time on its worker thread (worker.py; 503 with
@@ -32,6 +33,7 @@ from typing import Any, Callable, Mapping
 from aiohttp import web
 
 from .body import read_body
+from .embeddings_api import embeddings
 from .errors import APIError, error_from_exception, short_repr
 from .fields import check_fields
 from .worker import ClientGone, ModelWorker
@@ -55,7 +57,7 @@ TEXT_PARAMS = frozenset({
 # than silently ignored, so a client never believes a feature took effect.
 IGNORED_PARAMS = frozenset({"user", "metadata", "store", "service_tier"})
 
-API_PATHS = {"/v1/models": "GET", "/v1/chat/completions": "POST", "/v1/completions": "POST"}
+API_PATHS = {"/v1/models": "GET", "/v1/chat/completions": "POST", "/v1/completions": "POST", "/v1/embeddings": "POST"}
 
 
 # ---- handlers ---------------------------------------------------------------------------------
@@ -233,4 +235,5 @@ def add_api_routes(app: web.Application, models: Mapping[str, Any] | None, queue
     app.router.add_get("/v1/models/{model}", get_model)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/embeddings", embeddings)  # embeddings_api.py
     app.router.add_route("*", "/v1{tail:(/.*)?}", api_fallback)
