@@ -61,7 +61,8 @@ PARSE_ERRORS = {
                  (["--prompt", "a", "--top-p", "1.5"], "--top-p"),
                  (["--prompt", "a", "--top-p", "nan"], "--top-p"),
                  (["--prompt", "a", "--seed", "-1"], "--seed"),
-                 (["--prompt", "a", "--seed", str(2**53)], "--seed")],
+                 (["--prompt", "a", "--seed", str(2**53)], "--seed"),
+                 (["--prompt", ""], "--prompt"), (["--prompt", " \n"], "--prompt")],
     "chat": [(["--max-tokens", "-5"], "--max-tokens"), (["--temperature", "nan"], "--temperature")],
     "eval": [(["--text", "/nonexistent/t.txt"], "/nonexistent/t.txt"), (["--text", "{tmp}"], "--text"),
              (["--text", "{binary}"], "{binary}"), (["--text", "{empty}"], "{empty}"),
@@ -186,6 +187,23 @@ def test_eval_text_too_short_names_the_file(bundle, tmp_path, capsys):
     assert_one_line(code, err, 1, str(t), "too short")
 
 
+# -- requests the engine refuses, and bench counts the window cannot hold ---------------------------
+
+def test_a_prompt_that_tokenizes_to_nothing_is_one_line(bundle, monkeypatch, capsys):
+    # Some tokenizers drop every character of some texts; simulated by an encode that returns no ids.
+    from webllm_py.runtime.tokenizer import Tokenizer
+
+    monkeypatch.setattr(Tokenizer, "encode", lambda self, text, add_special_tokens=True: [])
+    code, err = run(["generate", bundle, *LOAD, "--prompt", "\u200b", "--max-tokens", "2"], capsys)
+    line = assert_one_line(code, err, 1, "prompt is empty")
+    assert "bug" not in line
+
+
+def test_bench_decode_tokens_beyond_the_window_is_one_line(bundle, capsys):
+    code, err = run(["bench", bundle, "--backends", "reference", "--decode-tokens", "300"], capsys)
+    assert_one_line(code, err, 1, "--decode-tokens 300", "context window of 256")
+
+
 # -- input files that cannot be read ---------------------------------------------------------------
 
 def test_config_json_that_is_a_folder_names_it(tiny_models, tmp_path, capsys):
@@ -256,6 +274,21 @@ def test_build_keeps_the_old_bundle_when_the_disk_fills(tiny_models, tmp_path, m
     assert_one_line(code, err, 1, "No space left on device")
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert _leftovers(tmp_path) == ["b"]
+
+
+def test_publish_on_a_full_disk_names_the_output_and_leaves_nothing(bundle, tmp_path, monkeypatch, capsys):
+    import webllm_py.publish as publish
+
+    def full(*a, **k):  # the bundle copy: opening for writing fails like a full disk, with no file name
+        if "w" in (a[1] if len(a) > 1 else k.get("mode", "r")):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return open(*a, **k)
+
+    monkeypatch.setattr(publish, "open", full, raising=False)
+    out = tmp_path / "site"
+    code, err = run(["publish", bundle, "-o", out], capsys)
+    assert_one_line(code, err, 1, str(out), "No space left on device")
+    assert _leftovers(tmp_path) == []
 
 
 # -- the safety net --------------------------------------------------------------------------------

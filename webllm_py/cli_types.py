@@ -97,3 +97,10 @@ def utf8_text_file(s: str) -> TextFile:
     if not text.strip():
         raise argparse.ArgumentTypeError(f"{s}: the file is empty")
     return TextFile(s, text)
+
+
+def nonempty(s: str) -> str:
+    """A string that is not empty or only whitespace (an empty prompt has nothing to continue)."""
+    if not s.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return s
