@@ -14,6 +14,7 @@ Progress bars are drawn only when stderr is a terminal.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import math
@@ -24,7 +25,7 @@ from typing import Callable
 
 from .build_limits import MAX_SHARD_BYTES
 from .cli_embed import cmd_embed, embed_args
-from .cli_types import comma_list, float_in, int_in, port, utf8_text_file
+from .cli_types import comma_list, float_in, int_in, nonempty, port, utf8_text_file
 from .errors import InputError, WebLLMError
 from .quant import FORMATS
 from .runtime.sampler import MAX_SEED
@@ -37,6 +38,17 @@ PRECISIONS = ["auto", "f32", "f16", "idot"]
 def _progress() -> bool:
     # tqdm on a pipe or a log file is noise around the one error line
     return sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def _request_errors():
+    """The engine refuses a bad request (an empty prompt, ...) with ValueError: a user error here."""
+    try:
+        yield
+    except WebLLMError:
+        raise
+    except ValueError as e:
+        raise InputError(str(e)) from None
 
 
 def _add_load_args(p: argparse.ArgumentParser, default_backend: str = "native") -> None:
@@ -165,7 +177,7 @@ def cmd_eval(args) -> int:
 
 def _generate_args(p):
     _add_load_args(p)
-    p.add_argument("--prompt", required=True)
+    p.add_argument("--prompt", required=True, type=nonempty)
     p.add_argument("--max-tokens", type=int_in(1), default=64)
     p.add_argument("--temperature", type=float_in(0.0), default=None)
     p.add_argument("--top-p", type=float_in(0.0, 1.0, lo_open=True), default=None)
@@ -179,16 +191,17 @@ def cmd_generate(args) -> int:
     eng = Engine(_load(args))
     kw = dict(max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed, stream=True)
     kw = {k: v for k, v in kw.items() if v is not None}
-    if args.chat:
-        stream = eng.chat.completions.create(messages=[{"role": "user", "content": args.prompt}], **kw)
-        for chunk in stream:
-            if chunk.choices:
-                print(chunk.choices[0].delta.content or "", end="", flush=True)
-    else:
-        print(args.prompt, end="", flush=True)
-        for chunk in eng.completions.create(prompt=args.prompt, **kw):
-            if chunk.choices:
-                print(chunk.choices[0].text or "", end="", flush=True)
+    with _request_errors():
+        if args.chat:
+            stream = eng.chat.completions.create(messages=[{"role": "user", "content": args.prompt}], **kw)
+            for chunk in stream:
+                if chunk.choices:
+                    print(chunk.choices[0].delta.content or "", end="", flush=True)
+        else:
+            print(args.prompt, end="", flush=True)
+            for chunk in eng.completions.create(prompt=args.prompt, **kw):
+                if chunk.choices:
+                    print(chunk.choices[0].text or "", end="", flush=True)
     print()
     return 0
 
@@ -221,10 +234,11 @@ def cmd_chat(args) -> int:
         if args.temperature is not None:
             kw["temperature"] = args.temperature
         reply = []
-        for chunk in eng.chat.completions.create(messages=messages, stream=True, **kw):
-            if chunk.choices and chunk.choices[0].delta.content:
-                reply.append(chunk.choices[0].delta.content)
-                print(chunk.choices[0].delta.content, end="", flush=True)
+        with _request_errors():
+            for chunk in eng.chat.completions.create(messages=messages, stream=True, **kw):
+                if chunk.choices and chunk.choices[0].delta.content:
+                    reply.append(chunk.choices[0].delta.content)
+                    print(chunk.choices[0].delta.content, end="", flush=True)
         print()
         messages.append({"role": "assistant", "content": "".join(reply)})
     return 0
@@ -243,7 +257,12 @@ def _bench_args(p):
 
 def cmd_bench(args) -> int:
     from .bench import format_table, run_bench
+    from .bundle import Bundle
 
+    ctx = int(Bundle(args.bundle).manifest["context_window"])
+    if args.decode_tokens > ctx - 2:  # bench.py's prompt is what the window leaves after the decode tokens
+        raise InputError(f"--decode-tokens {args.decode_tokens} leaves no room for a prompt in the bundle's "
+                         f"context window of {ctx} (at most {ctx - 2})")
     report = run_bench(args.bundle, args.backends, args.precision, args.prompt_tokens,
                        args.decode_tokens, args.repeats)
     print(json.dumps(report, indent=1) if args.json else format_table(report))
