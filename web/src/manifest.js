@@ -1,5 +1,6 @@
 // Locate, fetch, parse and validate a bundle's manifest.json (docs/bundle-format.md).
 import { BundleError, BundleVersionError } from "./errors.js";
+import { ManifestProblem, validateManifest } from "./manifest_validate.js";
 import { fetchWithRetry } from "./net.js";
 
 export const BUNDLE_FORMAT = "webllm-py-bundle";
@@ -48,7 +49,8 @@ export function fileUrl(baseUrl, path) {
 }
 
 /**
- * Validate a parsed manifest object; throws BundleError / BundleVersionError.
+ * Validate a parsed manifest object: format, major version, then the manifest against itself
+ * (manifest_validate.js); throws BundleError / BundleVersionError naming the field.
  * @param {any} m
  * @param {string|null} [url] for error messages
  * @returns {Manifest}
@@ -63,27 +65,11 @@ export function parseManifest(m, url = null) {
   if (Number.isNaN(major)) throw new BundleError(`bad format_version ${JSON.stringify(m.format_version)}`, url);
   if (major !== KNOWN_MAJOR) throw new BundleVersionError(version, KNOWN_MAJOR, url);
 
-  if (!Array.isArray(m.files)) throw new BundleError("manifest has no `files` list", url);
-  const seen = new Set();
-  for (const [i, f] of m.files.entries()) {
-    const where = `files[${i}]`;
-    if (!f || typeof f.path !== "string" || !f.path) throw new BundleError(`${where} has no path`, url);
-    if (f.path.startsWith("/") || f.path.split("/").includes("..") || /^[a-z][a-z0-9+.-]*:/i.test(f.path)) {
-      throw new BundleError(`${where}.path ${JSON.stringify(f.path)} must be relative to the bundle folder`, url);
-    }
-    if (!Number.isSafeInteger(f.size) || f.size < 0) throw new BundleError(`${where} (${f.path}) has a bad size`, url);
-    if (typeof f.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(f.sha256)) {
-      throw new BundleError(`${where} (${f.path}) has a bad sha256 (want 64 lowercase hex digits)`, url);
-    }
-    if (seen.has(f.path)) throw new BundleError(`${where}: duplicate path ${f.path}`, url);
-    seen.add(f.path);
-  }
-  if (!m.tokenizer || typeof m.tokenizer.file !== "string") throw new BundleError("manifest has no tokenizer.file", url);
-  for (const p of [m.tokenizer.file, m.tokenizer.config_file]) {
-    if (p != null && !seen.has(p)) throw new BundleError(`tokenizer file ${p} is not listed in files`, url);
-  }
-  if (m.context_window != null && !(Number.isSafeInteger(m.context_window) && m.context_window > 0)) {
-    throw new BundleError("context_window must be a positive integer", url);
+  try {
+    validateManifest(m);
+  } catch (err) {
+    if (err instanceof ManifestProblem) throw new BundleError(err.message, url ?? "manifest.json");
+    throw err;
   }
   return /** @type {Manifest} */ (m);
 }

@@ -20,8 +20,10 @@ export function makeBundle(sizes = [3000, 70000, 1, 12345, 0]) {
   }));
   const manifest = {
     format: "webllm-py-bundle", format_version: "1.0",
-    model: { id: "tiny", architecture: "llama", config: {} }, context_window: 64,
+    model: { id: "tiny", architecture: "llama", config: { vocab_size: 16 } }, context_window: 64, prefill_chunk: 16,
     tokenizer: { file: "tokenizer.json", config_file: "tokenizer_config.json", eos_token_ids: [2] },
+    // no weights nor programs: the loader only moves files (the shards' bytes stand for weights)
+    weights: {}, graphs: { logits_all: { params: {}, state: {} }, logits_last: { params: {}, state: {} } },
     files,
   };
   bodies.set("manifest.json", new TextEncoder().encode(JSON.stringify(manifest)));
