@@ -190,3 +190,12 @@ def test_cli_build_defaults_an_embedding_model_to_q8(tiny_encoders, tmp_path):
     p = _cli("build", str(tiny_encoders["bert"]), "-o", str(tmp_path / "b"))
     assert p.returncode == 0, p.stderr
     assert json.loads((tmp_path / "b" / "manifest.json").read_text())["quantization"]["scheme"] == "q8"
+
+
+def test_cli_inspect_an_embedding_bundle(bundle):
+    # inspect read context_window / eos ids, which an embedding bundle has not: KeyError before
+    p = _cli("inspect", str(bundle))
+    assert p.returncode == 0, p.stderr
+    assert "embedding model: mean pooling, normalized, max_seq_length 48, 64 dimensions" in p.stdout
+    p = _cli("inspect", str(bundle), "--json")
+    assert json.loads(p.stdout)["embedding"]["pooling"] == "mean"

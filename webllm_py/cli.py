@@ -121,10 +121,11 @@ def inspect_summary(bundle_dir: str | Path) -> dict:
     return {
         "model": m["model"]["id"], "architecture": m["model"]["architecture"], "format_version": m["format_version"],
         "layers": cfg["num_hidden_layers"], "hidden_size": cfg["hidden_size"], "vocab_size": cfg["vocab_size"],
-        "context_window": m["context_window"], "prefill_chunk": m["prefill_chunk"],
+        "context_window": m.get("context_window"), "prefill_chunk": m.get("prefill_chunk"),  # None: embedding model
+        "embedding": m.get("embedding"),
         "quantization": m["quantization"],
         "bytes": sum(f["size"] for f in m["files"]), "files": len(m["files"]),
-        "eos_token_ids": m["tokenizer"]["eos_token_ids"],
+        "eos_token_ids": m["tokenizer"].get("eos_token_ids", []),
         "weights_by_format": by_format,
         "worst_relative_error": {k: w["error"]["rms"] / max(w["error"]["weight_rms"], 1e-30) for k, w in worst},
     }
@@ -136,10 +137,13 @@ def cmd_inspect(args) -> int:
         print(json.dumps(s, indent=1))
         return 0
     print(f"{s['model']}  ({s['architecture']}, bundle format {s['format_version']})")
-    print(f"  layers {s['layers']}, hidden {s['hidden_size']}, vocab {s['vocab_size']}, "
-          f"context {s['context_window']}, prefill chunk {s['prefill_chunk']}")
-    print(f"  quantization {s['quantization']['scheme']} (embedding {s['quantization']['embedding']}, "
-          f"lm_head {s['quantization']['lm_head']})")
+    e = s["embedding"]
+    shape = (f"embedding model: {e['pooling']} pooling{', normalized' if e['normalize'] else ''}, "
+             f"max_seq_length {e['max_seq_length']}, {e['dimensions']} dimensions" if e else
+             f"context {s['context_window']}, prefill chunk {s['prefill_chunk']}")
+    print(f"  layers {s['layers']}, hidden {s['hidden_size']}, vocab {s['vocab_size']}, {shape}")
+    print(f"  quantization {s['quantization']['scheme']} (embedding {s['quantization']['embedding']}"
+          + (f", lm_head {s['quantization']['lm_head']})" if "lm_head" in s["quantization"] else ")"))
     print(f"  {s['files']} files, {s['bytes'] / 2**20:.1f} MiB; eos ids {s['eos_token_ids']}")
     print("  quantization error by format:")
     print(f"    {'format':6} {'tensors':>7} {'params':>12} {'max |err|':>10} {'rms err':>10} {'rel rms':>8}")
