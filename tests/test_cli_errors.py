@@ -144,6 +144,14 @@ def test_python_build_refuses_out_of_range_options(opts, name, tiny_models, tmp_
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("shard_bytes", [0, -1, 1 << 40])
+def test_python_build_of_an_embedding_model_refuses_bad_shard_sizes(shard_bytes, tiny_encoders, tmp_path):
+    # the encoder writer takes shard_bytes too, and checks it by the same rule
+    with pytest.raises(BuildError, match="shard_bytes"):
+        webllm_py.build(tiny_encoders["bert"], tmp_path / "b", progress=False, shard_bytes=shard_bytes)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_build_context_window_default_and_smallest(tiny_models, tmp_path, capsys):
     # None: min(max_position_embeddings, 2048) = 256 for the tiny model; 1 is the smallest window.
     for ctx, want in ((None, 256), (1, 1)):

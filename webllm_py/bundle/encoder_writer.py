@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import refuse_to_replace, replace_dir, temp_dir_beside
+from ..build_limits import check_shard_bytes
 from ..errors import BuildError
 from ..models import encoder
 from ..models.sentence_transformers import read_recipe
@@ -100,6 +101,7 @@ def write_encoder_bundle(
         raise BuildError(f"unknown quantization {quantization!r}; choose one of {', '.join(FORMATS)}")
     if embedding_format is not None and embedding_format not in FORMATS:
         raise BuildError(f"unknown embedding format {embedding_format!r}; choose one of {', '.join(FORMATS)}")
+    check_shard_bytes(shard_bytes)  # the range and its reason: build_limits.py
     cfg_path = source.path / "config.json"
     cfg = encoder.parse_encoder_config(source.config, cfg_path)
     recipe = read_recipe(source.path, cfg.max_tokens, source.tokenizer_config)
