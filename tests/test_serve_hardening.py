@@ -257,3 +257,40 @@ def test_back_to_back_requests_never_see_a_full_queue():
             if s == 200 and body["stream"]:
                 assert raw.endswith(b"data: [DONE]\n\n"), raw
         assert statuses == [200] * 6, statuses
+
+
+def test_stop_interrupts_a_running_non_streamed_request(tiny_bundles):
+    """Shutting down no longer waits for a long non-streamed request: it ends at its next
+    model step and its client gets a 503 server_shutting_down (it used to run to the end,
+    ~12 s here, past aiohttp's 5 s shutdown grace)."""
+    import webllm_py
+    from webllm_py import Engine
+
+    eng = Engine(webllm_py.load(tiny_bundles("llama", "q4"), backend="reference"), model_name="tiny")
+    fwd = eng.model.forward
+    calls = [0]
+
+    def slow_forward(ids):
+        calls[0] += 1
+        time.sleep(0.05)
+        return fwd(ids)
+
+    eng.model.forward = slow_forward
+    app = make_app(None, api_models={"tiny": eng})
+    srv = start_in_thread(app)
+    sock = send_raw(srv.port, "/v1/completions", {"model": "tiny", "prompt": "x", "max_tokens": 240,
+                                                  "logit_bias": {str(t): -100 for t in eng.eos_token_ids}})
+    try:
+        wait_until(lambda: calls[0] >= 3, 10)
+        srv.stop()
+        assert not app[WORKERS_KEY]["tiny"]._thread.is_alive()
+        got = b""
+        while chunk := sock.recv(65536):
+            got += chunk
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503"), got[:200]
+        assert json.loads(body)["error"]["code"] == "server_shutting_down"
+        assert calls[0] < 100, calls[0]  # tolerance as in the disconnect test; a full run is 240
+    finally:
+        sock.close()
+        srv.stop()
