@@ -294,3 +294,15 @@ def test_stop_interrupts_a_running_non_streamed_request(tiny_bundles):
     finally:
         sock.close()
         srv.stop()
+
+
+def test_scrub_keeps_file_names_and_urls():
+    from webllm_py.serve.errors import scrub
+
+    assert scrub("/srv/models/m/manifest.json: not JSON") == "manifest.json: not JSON"
+    assert scrub("[Errno 2] No such file: '/home/u/b/params/ab.bin'") == "[Errno 2] No such file: 'ab.bin'"
+    assert scrub(r"cannot open C:\Users\u\b\tokenizer.json") == "cannot open tokenizer.json"
+    # URLs, API paths of one segment, relative paths and ordinary text stay as they are
+    for keep in ("see https://example.com/a/b", "POST /v1 only", "params/ab.bin is missing", "n must be <= 128"):
+        assert scrub(keep) == keep
+    assert scrub("two\nlines") == "two lines" and len(scrub("x" * 1000)) == 300

@@ -54,6 +54,12 @@ def scrub(message: str) -> str:
     return one if len(one) <= _MAX_MESSAGE else one[:_MAX_MESSAGE - 3] + "..."
 
 
+def short_repr(v: Any, limit: int = 60) -> str:
+    """repr(v), cut to `limit` characters: client values quoted in a message stay short."""
+    r = repr(v)
+    return r if len(r) <= limit else r[:limit - 3] + "..."
+
+
 _PARAM_RE = re.compile(r"^([A-Za-z_]\w*)((?:\[\d+\]|\.[A-Za-z_]\w*)*)")
 
 
@@ -105,9 +111,3 @@ async def api_errors(request: web.Request, handler: Callable) -> web.StreamRespo
             raise
         log.error("request failed", exc_info=True)
         return APIError(500, scrub(f"{type(e).__name__}: {e}"), "server_error").response()
-
-
-def short_repr(v: Any, limit: int = 60) -> str:
-    """repr(v), cut to `limit` characters: client values quoted in a message stay short."""
-    r = repr(v)
-    return r if len(r) <= limit else r[:limit - 3] + "..."
