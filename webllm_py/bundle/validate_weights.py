@@ -11,6 +11,7 @@ from .fields import Invalid, field, show, sub, want
 from .manifest import PART_ALIGN
 from .paths import listed
 
+SHARD_DIR = "params/"  # shards.py writes every part into params/<sha256[:16]>.bin
 PART_DTYPE_BYTES = {"u32": 4, "f16": 2, "f32": 4}  # shards.py's dtype names
 # scales per group of GROUP_SIZE columns: q4a keeps a (scale, min) pair (quant/formats.py)
 SCALES_PER_GROUP = {"q4": 1, "q8": 1, "q4a": 2}
@@ -41,6 +42,8 @@ def _check_part(ref: Any, where: str, dtype: str, shape: tuple[int, ...], fmt: s
     """One part reference; returns (file, offset, end)."""
     want(ref, "dict", where)
     path = listed(files, field(ref, "file", where, "str"), sub(where, "file"))
+    if not (path.startswith(SHARD_DIR) and path.endswith(".bin")):  # not a kernel's or the tokenizer's bytes
+        raise Invalid(sub(where, "file"), f"{show(path)} is not a weight shard ({SHARD_DIR}*.bin)")
     offset = field(ref, "offset", where, "int", lo=0)
     nbytes = field(ref, "nbytes", where, "int", lo=0)
     got_dtype = field(ref, "dtype", where, "str")
