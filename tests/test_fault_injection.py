@@ -144,6 +144,10 @@ def _past_end(m: dict) -> None:
     _data(m)["offset"] = size // 256 * 256
 
 
+def _part_in_kernel(m: dict) -> None:  # a norm's 256 bytes fit inside a kernel's WGSL text
+    _weight(m, 1)["parts"]["data"].update(file=_kernel(m)["file"], offset=0)
+
+
 def _shrink_kv(m: dict) -> None:
     for b in m["buffers"].values():
         if b["kind"] == "state":
@@ -243,7 +247,7 @@ MANIFEST_EDITS: dict[str, tuple[Callable[[dict], None] | bytes, str, type]] = {
     "part_offset_negative": (lambda m: _data(m).update(offset=-256), ".parts.data.offset:", BundleError),
     "part_past_file_end": (_past_end, "end past", BundleError),
     "parts_overlap": (_overlap, "overlap", BundleError),
-    "part_in_kernel_file": (lambda m: _data(m).update(file=_kernel(m)["file"]), ".parts.data.file:", BundleError),
+    "part_in_kernel_file": (_part_in_kernel, ".parts.data.file:", BundleError),
     "part_file_dotdot": (lambda m: _data(m).update(file="../../../../etc/hostname"), ".parts.data.file:", BundleError),
     "graphs_missing": (_set("graphs", None), "graphs: missing", BundleError),
     "graph_state_rows": (_graph_state_rows, "context_window:", BundleError),

@@ -37,13 +37,17 @@ def _shape(v: Any, where: str) -> tuple[int, ...]:
     return tuple(dims)
 
 
+def _check_shard(path: str, where: str) -> None:
+    if not (path.startswith(SHARD_DIR) and path.endswith(".bin")):  # not a kernel's or the tokenizer's bytes
+        raise Invalid(where, f"{show(path)} is not a weight shard ({SHARD_DIR}*.bin)")
+
+
 def _check_part(ref: Any, where: str, dtype: str, shape: tuple[int, ...], fmt: str,
                 files: dict[str, int]) -> tuple[str, int, int]:
     """One part reference; returns (file, offset, end)."""
     want(ref, "dict", where)
     path = listed(files, field(ref, "file", where, "str"), sub(where, "file"))
-    if not (path.startswith(SHARD_DIR) and path.endswith(".bin")):  # not a kernel's or the tokenizer's bytes
-        raise Invalid(sub(where, "file"), f"{show(path)} is not a weight shard ({SHARD_DIR}*.bin)")
+    _check_shard(path, sub(where, "file"))
     offset = field(ref, "offset", where, "int", lo=0)
     nbytes = field(ref, "nbytes", where, "int", lo=0)
     got_dtype = field(ref, "dtype", where, "str")
