@@ -32,6 +32,14 @@ def test_prng_matches_web_golden() -> None:
         assert uniform(row["seed"], row["counter"]) == row["uniform"]
 
 
+def bitmask_of(allowed: list[int], vocab: int) -> np.ndarray:
+    """xgrammar's bitmask layout (int32 words, bit id % 32 of word id // 32) of the allowed ids."""
+    words = np.zeros((vocab + 31) // 32, dtype=np.uint32)
+    for t in allowed:
+        words[t // 32] |= np.uint32(1 << (t % 32))
+    return words.view(np.int32)
+
+
 def test_sampled_tokens_match_web_golden() -> None:
     for c in SAMPLER["cases"]:
         p = c["params"]
@@ -42,12 +50,15 @@ def test_sampled_tokens_match_web_golden() -> None:
             presence_penalty=p.get("presence_penalty", 0.0),
             repetition_penalty=p.get("repetition_penalty", 1.0),
             logit_bias={int(k): v for k, v in (p.get("logit_bias") or {}).items()},
+            top_k=p.get("top_k", 0),
+            min_p=p.get("min_p", 0.0),
         )
         logits = np.array(SAMPLER["vectors"][c["logits"]], dtype=np.float32)
+        mask = bitmask_of(p["allowed"], len(logits)) if "allowed" in p else None
         generated: list[int] = []
         for counter in range(len(c["tokens"])):
-            x = process_logits(logits, sp, sorted(set(c["prompt"]) | set(generated)), Counter(generated))
-            generated.append(sample_token(x, sp.temperature, sp.top_p, c["seed"], counter))
+            x = process_logits(logits, sp, sorted(set(c["prompt"]) | set(generated)), Counter(generated), mask)
+            generated.append(sample_token(x, sp.temperature, sp.top_p, c["seed"], counter, sp.top_k, sp.min_p))
         assert generated == c["tokens"], (c["logits"], p, c["seed"])
 
 

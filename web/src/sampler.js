@@ -37,6 +37,9 @@ export function randomSeed() {
  * @typedef {object} SamplingParams
  * @property {number} [temperature] default 1; 0 = greedy
  * @property {number} [top_p] default 1
+ * @property {number} [top_k] default 0 (no limit)
+ * @property {number} [min_p] default 0 (no limit)
+ * @property {Int32Array|null} [bitmask] grammar mask (xgrammar's layout: bit id % 32 of word id >> 5 set = allowed)
  * @property {number} [seed] integer in [0, 2^53); required unless temperature is 0
  * @property {number} [counter] index of the token within the completion (0 for the first)
  * @property {Record<number|string, number>|Map<number, number>} [logit_bias]
@@ -48,7 +51,15 @@ export function randomSeed() {
  */
 
 /**
- * Steps 1-3: logit_bias, repetition penalty, presence/frequency penalties.
+ * Step 0 in place: ids whose bit is 0 get -Infinity; ids past the mask's bits are disallowed.
+ * @param {Float64Array} x @param {Int32Array} bitmask
+ */
+export function applyBitmask(x, bitmask) {
+  for (let i = 0; i < x.length; i++) if ((i >> 5) >= bitmask.length || ((bitmask[i >> 5] >>> (i & 31)) & 1) === 0) x[i] = -Infinity;
+}
+
+/**
+ * Steps 0-3: the grammar mask (if any), logit_bias, repetition penalty, presence/frequency penalties.
  * @param {ArrayLike<number>} logits float32 (vocab_size)
  * @param {SamplingParams} p
  * @returns {Float64Array} adjusted logits (a new array)
@@ -56,6 +67,8 @@ export function randomSeed() {
 export function applyPenalties(logits, p = {}) {
   const x = new Float64Array(/** @type {ArrayLike<number>} */ (logits)); // float32 -> float64 is exact
   const V = x.length;
+  // -Infinity stays -Infinity through steps 1-3 (r > 0), so they cannot revive a masked id
+  if (p.bitmask) applyBitmask(x, p.bitmask);
   if (p.logit_bias) {
     const entries = p.logit_bias instanceof Map ? p.logit_bias.entries() : Object.entries(p.logit_bias);
     for (const [k, b] of entries) {
@@ -184,12 +197,14 @@ function idAtPosition(probs, v, pos) {
 
 /**
  * Steps 6-7. Equivalent to ordering all ids (prob desc, lower id first), keeping the
- * top_p prefix and walking it; equal values are interchangeable in every sum, so
- * only values are sorted and the one chosen position is mapped back to its id.
+ * shortest of the top_p, top_k and min_p prefixes and walking it; equal values are
+ * interchangeable in every sum, so only values are sorted and the one chosen position is
+ * mapped back to its id.
  * @param {Float64Array} probs @param {number} topP @param {number} u01 uniform draw in [0, 1)
+ * @param {number} [topK] 0: no limit @param {number} [minP] 0: no limit
  * @returns {number}
  */
-export function sampleFromProbs(probs, topP, u01) {
+export function sampleFromProbs(probs, topP, u01, topK = 0, minP = 0) {
   const V = probs.length;
   /** @type {Float64Array|null} */
   let kept = null;
@@ -205,6 +220,16 @@ export function sampleFromProbs(probs, topP, u01) {
     }
   }
   kept ??= keptPrefix(sortDescending(probs), topP) ?? sortDescending(probs);
+  // top_k and min_p keep prefixes of the same order, on the same (full) distribution.
+  let k = kept.length;
+  if (topK > 0 && topK < k) k = topK;
+  if (minP > 0) {
+    const t = minP * kept[0];
+    let m = 1; // kept[0] >= t since minP <= 1
+    while (m < k && kept[m] >= t) m++;
+    k = m;
+  }
+  if (k < kept.length) kept = kept.subarray(0, k);
   // Step 7: u = u01 * kept sum; the first position whose running sum exceeds u.
   let sum = 0;
   for (let k = 0; k < kept.length; k++) sum += kept[k];
@@ -242,11 +267,11 @@ export function sampleAdjusted(x, p = {}) {
   const temperature = p.temperature ?? 1;
   if (temperature === 0) return argmax(x);
   if (p.seed == null) throw new TypeError("sampling with temperature > 0 needs a seed (use randomSeed())");
-  return sampleFromProbs(softmaxProbs(x, temperature), p.top_p ?? 1, uniform(p.seed, p.counter ?? 0));
+  return sampleFromProbs(softmaxProbs(x, temperature), p.top_p ?? 1, uniform(p.seed, p.counter ?? 0), p.top_k ?? 0, p.min_p ?? 0);
 }
 
 /**
- * Sample one token from the last position's logits (docs/sampling.md steps 1-7).
+ * Sample one token from the last position's logits (docs/sampling.md steps 0-7).
  * @param {ArrayLike<number>} logits float32 (vocab_size)
  * @param {SamplingParams} params
  * @returns {number}

@@ -20,19 +20,27 @@ test("random_u32 and uniform match for seeds up to 2^53-1 and large counters", (
   }
 });
 
-test("sampled token ids equal the Python reference for every case", () => {
+/** xgrammar's bitmask layout of the allowed ids. @param {number[]} allowed @param {number} V */
+function bitmaskOf(allowed, V) {
+  const words = new Int32Array((V + 31) >> 5);
+  for (const t of allowed) words[t >> 5] |= 1 << (t & 31);
+  return words;
+}
+
+test("sampled token ids equal the Python reference for every case (top_k, min_p and the grammar mask too)", () => {
   let checked = 0;
   for (const c of golden.cases) {
     const logits = Float32Array.from(golden.vectors[c.logits]);
+    const bitmask = c.params.allowed ? bitmaskOf(c.params.allowed, logits.length) : null;
     const generated = [];
     for (let counter = 0; counter < c.tokens.length; counter++) {
-      const id = sampleToken(logits, { ...c.params, seed: c.seed, counter, promptTokens: c.prompt, generatedTokens: generated });
+      const id = sampleToken(logits, { ...c.params, bitmask, seed: c.seed, counter, promptTokens: c.prompt, generatedTokens: generated });
       generated.push(id);
     }
     assert.deepEqual(generated, c.tokens, `${c.logits} ${JSON.stringify(c.params)} seed=${c.seed}`);
     checked++;
   }
-  assert.ok(checked > 100);
+  assert.ok(checked > 300);
 });
 
 test("logprobs are log-softmax after penalties, before temperature", () => {

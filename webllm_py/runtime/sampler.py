@@ -64,6 +64,18 @@ class SamplingParams:
     presence_penalty: float = 0.0
     repetition_penalty: float = 1.0
     logit_bias: dict[int, float] = field(default_factory=dict)
+    top_k: int = 0  # 0: no limit
+    min_p: float = 0.0  # 0: no limit
+
+
+def apply_bitmask(x: np.ndarray, bitmask: np.ndarray) -> None:
+    """Step 0 in place: ids whose bit is 0 get -inf. `bitmask` is xgrammar's layout: int32 words,
+    bit (id % 32) of word id // 32 set = allowed; ids past the mask's bits are disallowed."""
+    bits = np.unpackbits(np.ascontiguousarray(bitmask, dtype="<i4").view(np.uint8), bitorder="little")
+    allowed = np.zeros(len(x), dtype=bool)
+    m = min(len(x), len(bits))
+    allowed[:m] = bits[:m].astype(bool)
+    x[~allowed] = -np.inf
 
 
 def process_logits(
@@ -71,14 +83,19 @@ def process_logits(
     params: SamplingParams,
     seen_ids: np.ndarray | Sequence[int] = (),
     generated_counts: Mapping[int, int] | None = None,
+    bitmask: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Steps 1-3: logit_bias, repetition_penalty, presence/frequency penalties.
+    """Steps 0-3: the grammar's token mask (if any), logit_bias, repetition_penalty,
+    presence/frequency penalties.
 
     `seen_ids`: the distinct token ids of prompt + generated so far (repetition
     penalty); `generated_counts`: id -> count over the generated tokens only.
     Returns a new float64 array (the input is not modified).
     """
     x = np.array(logits, dtype=np.float64)  # float32 -> float64 is exact
+    # 0. grammar mask: -inf stays -inf through steps 1-3 (r > 0), so they cannot revive an id
+    if bitmask is not None:
+        apply_bitmask(x, bitmask)
     # 1. logit_bias
     for tid, bias in params.logit_bias.items():
         x[tid] += float(bias)
@@ -106,7 +123,7 @@ def softmax_probs(x: np.ndarray, temperature: float) -> np.ndarray:
     return e / np.cumsum(e)[-1]
 
 
-def sample_from_probs(probs: np.ndarray, top_p: float, u01: float) -> int:
+def sample_from_probs(probs: np.ndarray, top_p: float, u01: float, top_k: int = 0, min_p: float = 0.0) -> int:
     """Steps 6-7 given the step-5 probabilities and the uniform draw in [0, 1)."""
     # Values in descending order; equal values are interchangeable for the sums,
     # so this sequence equals probs[stable order by (-p, id)].
@@ -118,6 +135,12 @@ def sample_from_probs(probs: np.ndarray, top_p: float, u01: float) -> int:
     else:
         hit = np.flatnonzero(cum >= top_p)
         k = int(hit[0]) + 1 if len(hit) else n
+    # top_k and min_p keep prefixes of the same order, measured on the same (full) distribution,
+    # so the kept set is the shortest of the three prefixes.
+    if top_k > 0:
+        k = min(k, int(top_k))
+    if min_p > 0:
+        k = int(np.count_nonzero(sorted_vals[:k] >= min_p * sorted_vals[0]))  # >= 1: min_p <= 1
     u = u01 * float(cum[k - 1])
     i = int(np.searchsorted(cum[:k], u, side="right"))  # first running sum > u
     if i >= k:
@@ -130,12 +153,13 @@ def sample_from_probs(probs: np.ndarray, top_p: float, u01: float) -> int:
     return int(order[i])
 
 
-def sample_token(x: np.ndarray, temperature: float, top_p: float, seed: int, counter: int) -> int:
+def sample_token(x: np.ndarray, temperature: float, top_p: float, seed: int, counter: int,
+                 top_k: int = 0, min_p: float = 0.0) -> int:
     """Steps 4-7 on processed (float64) logits."""
     if temperature == 0:
         return int(np.argmax(x))  # first index of the maximum = lowest id on ties
     probs = softmax_probs(x, temperature)
-    return sample_from_probs(probs, top_p, uniform(seed, counter))
+    return sample_from_probs(probs, top_p, uniform(seed, counter), top_k, min_p)
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
@@ -170,18 +194,19 @@ class Sampler:
         self._seen: set[int] = set(int(t) for t in prompt_ids)
         self._counts: dict[int, int] = {}
 
-    def process(self, logits: np.ndarray) -> np.ndarray:
-        """Steps 1-3 with this completion's state."""
+    def process(self, logits: np.ndarray, bitmask: np.ndarray | None = None) -> np.ndarray:
+        """Steps 0-3 with this completion's state."""
         seen = np.fromiter(self._seen, dtype=np.int64, count=len(self._seen)) if self.params.repetition_penalty != 1.0 else ()
-        return process_logits(logits, self.params, seen, self._counts)
+        return process_logits(logits, self.params, seen, self._counts, bitmask)
 
-    def sample(self, logits: np.ndarray) -> tuple[int, np.ndarray]:
-        """Pick the next token; returns (token id, processed float64 logits for logprobs).
-
-        Advances the counter and records the token for the penalties.
+    def sample(self, logits: np.ndarray, bitmask: np.ndarray | None = None) -> tuple[int, np.ndarray]:
+        """Pick the next token (among those `bitmask` allows, if given); returns (token id,
+        processed float64 logits for logprobs). Advances the counter and records the token
+        for the penalties.
         """
-        x = self.process(logits)
-        tok = sample_token(x, self.params.temperature, self.params.top_p, self.seed, self.counter)
+        x = self.process(logits, bitmask)
+        p = self.params
+        tok = sample_token(x, p.temperature, p.top_p, self.seed, self.counter, p.top_k, p.min_p)
         self.counter += 1
         self._seen.add(tok)
         self._counts[tok] = self._counts.get(tok, 0) + 1
