@@ -229,6 +229,35 @@ def test_inspect_of_a_folder_that_is_no_bundle(tmp_path, capsys):
     assert_one_line(code, err, 1, str(tmp_path), "manifest.json")
 
 
+def _drop_error_stats(m: dict) -> None:
+    for w in m["weights"].values():
+        w.pop("error")
+
+
+def _drop_config_sizes(m: dict) -> None:
+    for key in ("hidden_size", "num_hidden_layers"):
+        m["model"]["config"].pop(key)
+
+
+@pytest.mark.parametrize("edit,shown", [
+    (_drop_error_stats, "         -          -        -"),  # max |err|, rms err, rel rms columns
+    (_drop_config_sizes, "layers -, hidden -,"),
+    (lambda m: m.pop("quantization"), "quantization - (embedding -)"),
+], ids=["no error stats", "no config sizes", "no quantization"])
+def test_inspect_shows_absent_optional_fields_as_dashes(edit, shown, bundle, tmp_path, capsys):
+    # Fields the manifest validator leaves optional were KeyErrors in inspect.
+    b = tmp_path / "b"
+    shutil.copytree(bundle, b)
+    m = json.loads((b / "manifest.json").read_text())
+    edit(m)
+    (b / "manifest.json").write_text(json.dumps(m))
+    code, err = run(["inspect", b, "--json"], capsys)
+    assert code == 0 and err == "", err
+    code, err = run(["inspect", b], capsys)
+    assert code == 0 and err == "", err
+    assert shown in cli.format_summary(cli.inspect_summary(b))  # the text the command printed
+
+
 # -- a read-only or full output disk ---------------------------------------------------------------
 
 def _leftovers(folder: Path) -> list[str]:

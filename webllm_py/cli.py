@@ -17,13 +17,12 @@ import argparse
 import contextlib
 import errno
 import json
-import math
 import os
 import sys
-from pathlib import Path
 from typing import Callable
 
 from .build_limits import MAX_SHARD_BYTES
+from .bundle_summary import format_summary, inspect_summary  # noqa: F401  (inspect_summary: public here)
 from .cli_embed import cmd_embed, embed_args
 from .cli_types import comma_list, float_in, int_in, nonempty, port, utf8_text_file
 from .errors import InputError, WebLLMError
@@ -100,58 +99,9 @@ def _inspect_args(p):
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-def inspect_summary(bundle_dir: str | Path) -> dict:
-    from .bundle import Bundle
-
-    m = Bundle(bundle_dir).manifest
-    by_format: dict[str, dict] = {}
-    for name, w in m["weights"].items():
-        n = math.prod(w["shape"])
-        f = by_format.setdefault(w["format"], {"tensors": 0, "params": 0, "max_abs_err": 0.0, "_sq": 0.0, "_w": 0.0})
-        f["tensors"] += 1
-        f["params"] += n
-        f["max_abs_err"] = max(f["max_abs_err"], w["error"]["max_abs"])
-        f["_sq"] += w["error"]["rms"] ** 2 * n
-        f["_w"] += w["error"]["weight_rms"] ** 2 * n
-    for f in by_format.values():
-        f["rms_err"] = math.sqrt(f.pop("_sq") / f["params"])
-        f["relative_rms_err"] = f["rms_err"] / max(math.sqrt(f.pop("_w") / f["params"]), 1e-30)
-    worst = sorted(m["weights"].items(), key=lambda kv: -kv[1]["error"]["rms"] / max(kv[1]["error"]["weight_rms"], 1e-30))[:5]
-    cfg = m["model"]["config"]
-    return {
-        "model": m["model"]["id"], "architecture": m["model"]["architecture"], "format_version": m["format_version"],
-        "layers": cfg["num_hidden_layers"], "hidden_size": cfg["hidden_size"], "vocab_size": cfg["vocab_size"],
-        "context_window": m.get("context_window"), "prefill_chunk": m.get("prefill_chunk"),  # None: embedding model
-        "embedding": m.get("embedding"),
-        "quantization": m["quantization"],
-        "bytes": sum(f["size"] for f in m["files"]), "files": len(m["files"]),
-        "eos_token_ids": m["tokenizer"].get("eos_token_ids", []),
-        "weights_by_format": by_format,
-        "worst_relative_error": {k: w["error"]["rms"] / max(w["error"]["weight_rms"], 1e-30) for k, w in worst},
-    }
-
-
 def cmd_inspect(args) -> int:
     s = inspect_summary(args.bundle)
-    if args.json:
-        print(json.dumps(s, indent=1))
-        return 0
-    print(f"{s['model']}  ({s['architecture']}, bundle format {s['format_version']})")
-    e = s["embedding"]
-    shape = (f"embedding model: {e['pooling']} pooling{', normalized' if e['normalize'] else ''}, "
-             f"max_seq_length {e['max_seq_length']}, {e['dimensions']} dimensions" if e else
-             f"context {s['context_window']}, prefill chunk {s['prefill_chunk']}")
-    print(f"  layers {s['layers']}, hidden {s['hidden_size']}, vocab {s['vocab_size']}, {shape}")
-    print(f"  quantization {s['quantization']['scheme']} (embedding {s['quantization']['embedding']}"
-          + (f", lm_head {s['quantization']['lm_head']})" if "lm_head" in s["quantization"] else ")"))
-    print(f"  {s['files']} files, {s['bytes'] / 2**20:.1f} MiB; eos ids {s['eos_token_ids']}")
-    print("  quantization error by format:")
-    print(f"    {'format':6} {'tensors':>7} {'params':>12} {'max |err|':>10} {'rms err':>10} {'rel rms':>8}")
-    for name, f in s["weights_by_format"].items():
-        print(f"    {name:6} {f['tensors']:7d} {f['params']:12d} {f['max_abs_err']:10.4g} {f['rms_err']:10.4g} {f['relative_rms_err']:8.2%}")
-    print("  largest relative rms error:")
-    for k, v in s["worst_relative_error"].items():
-        print(f"    {v:8.2%}  {k}")
+    print(json.dumps(s, indent=1) if args.json else format_summary(s))
     return 0
 
 

@@ -1,0 +1,89 @@
+"""`webllm-py inspect`: a bundle's summary (config, sizes, quantization error), as a dict and as text.
+
+It reads only what the manifest validator (bundle/validate.py) guarantees; the
+fields it leaves optional (a weight's error stats, model.config sizes, the
+quantization section) are None in the summary and "-" in the text, never a KeyError.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+_TINY = 1e-30  # floor of a weight rms, so an all-zero tensor has a finite relative error
+
+
+def _relative(err: dict[str, Any]) -> float | None:
+    if not isinstance(err.get("rms"), (int, float)) or not isinstance(err.get("weight_rms"), (int, float)):
+        return None
+    return err["rms"] / max(err["weight_rms"], _TINY)
+
+
+def _by_format(weights: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per stored format: tensors, params and the param-weighted error over the tensors that have stats."""
+    acc: dict[str, dict[str, Any]] = {}
+    for w in weights.values():
+        n = math.prod(w["shape"])
+        f = acc.setdefault(w["format"], {"tensors": 0, "params": 0, "max_abs_err": None, "_n": 0, "_sq": 0.0, "_w": 0.0})
+        f["tensors"] += 1
+        f["params"] += n
+        err = w.get("error") or {}
+        if _relative(err) is None or not isinstance(err.get("max_abs"), (int, float)):
+            continue
+        f["max_abs_err"] = max(f["max_abs_err"] or 0.0, err["max_abs"])
+        f["_n"] += n
+        f["_sq"] += err["rms"] ** 2 * n
+        f["_w"] += err["weight_rms"] ** 2 * n
+    for f in acc.values():
+        n, sq, wsq = f.pop("_n"), f.pop("_sq"), f.pop("_w")
+        f["rms_err"] = math.sqrt(sq / n) if n else None
+        f["relative_rms_err"] = f["rms_err"] / max(math.sqrt(wsq / n), _TINY) if n else None
+    return acc
+
+
+def inspect_summary(bundle_dir: str | Path) -> dict[str, Any]:
+    from .bundle import Bundle
+
+    m = Bundle(bundle_dir).manifest
+    rel = {k: r for k, w in m["weights"].items() if (r := _relative(w.get("error") or {})) is not None}
+    cfg = m["model"]["config"]
+    return {
+        "model": m["model"]["id"], "architecture": m["model"]["architecture"], "format_version": m["format_version"],
+        "layers": cfg.get("num_hidden_layers"), "hidden_size": cfg.get("hidden_size"), "vocab_size": cfg["vocab_size"],
+        "context_window": m.get("context_window"), "prefill_chunk": m.get("prefill_chunk"),  # None: embedding model
+        "embedding": m.get("embedding"),
+        "quantization": m.get("quantization") or {},
+        "bytes": sum(f["size"] for f in m["files"]), "files": len(m["files"]),
+        "eos_token_ids": (m.get("tokenizer") or {}).get("eos_token_ids", []),
+        "weights_by_format": _by_format(m["weights"]),
+        "worst_relative_error": dict(sorted(rel.items(), key=lambda kv: -kv[1])[:5]),
+    }
+
+
+def _g(v: Any, spec: str = "", width: int = 0) -> str:
+    """`v` formatted by `spec`, or a dash (right-aligned in `width`) where the manifest has no such figure."""
+    return format(v, spec) if v is not None else "-".rjust(width)
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    q = s["quantization"]
+    e = s["embedding"]
+    shape = (f"embedding model: {e['pooling']} pooling{', normalized' if e['normalize'] else ''}, "
+             f"max_seq_length {e['max_seq_length']}, {e['dimensions']} dimensions" if e else
+             f"context {s['context_window']}, prefill chunk {s['prefill_chunk']}")
+    lines = [
+        f"{s['model']}  ({s['architecture']}, bundle format {s['format_version']})",
+        f"  layers {_g(s['layers'])}, hidden {_g(s['hidden_size'])}, vocab {s['vocab_size']}, {shape}",
+        f"  quantization {q.get('scheme', '-')} (embedding {q.get('embedding', '-')}"
+        + (f", lm_head {q['lm_head']})" if "lm_head" in q else ")"),
+        f"  {s['files']} files, {s['bytes'] / 2**20:.1f} MiB; eos ids {s['eos_token_ids']}",
+        "  quantization error by format:",
+        f"    {'format':6} {'tensors':>7} {'params':>12} {'max |err|':>10} {'rms err':>10} {'rel rms':>8}",
+    ]
+    for name, f in s["weights_by_format"].items():
+        lines.append(f"    {name:6} {f['tensors']:7d} {f['params']:12d} {_g(f['max_abs_err'], '10.4g', 10)} "
+                     f"{_g(f['rms_err'], '10.4g', 10)} {_g(f['relative_rms_err'], '8.2%', 8)}")
+    lines.append("  largest relative rms error:")
+    lines += [f"    {v:8.2%}  {k}" for k, v in s["worst_relative_error"].items()]
+    return "\n".join(lines)
