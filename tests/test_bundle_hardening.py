@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -80,6 +81,31 @@ def test_build_refuses_to_replace_a_folder_that_is_not_its_bundle(case, tiny_mod
     one_line_error(e, str(out), "refusing to replace it")
     assert (tree_bytes(out) if out.is_dir() else out.read_bytes()) == before  # byte for byte
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pwa"]  # no temp folder left either
+
+
+def test_build_refuses_a_bundle_folder_it_cannot_list_whole(tiny_models, tiny_bundles, tmp_path, monkeypatch):
+    """A subfolder that cannot be read (permissions; simulated, since root reads everything) may
+    hold the user's files: os.walk skips it silently unless asked, so build must not replace."""
+    import webllm_py.bundle.ownership as ownership
+
+    out = shutil.copytree(tiny_bundles("llama", "f32"), tmp_path / "b")
+    (out / "private").mkdir()
+    (out / "private" / "notes.txt").write_text("mine")
+    real_walk = os.walk
+
+    def walk(top, onerror=None, **kw):  # os.walk's behaviour for an unreadable folder
+        for root, dirs, files in real_walk(top, onerror=onerror, **kw):
+            if Path(root).name == "private":
+                if onerror is not None:
+                    onerror(PermissionError(13, "Permission denied", root))
+                continue
+            yield root, dirs, files
+
+    monkeypatch.setattr(ownership.os, "walk", walk)
+    with pytest.raises(BuildError) as e:
+        webllm_py.build(tiny_models["llama"], out, quantization="f32", progress=False)
+    one_line_error(e, str(out), "cannot list", "refusing to replace it")
+    assert (out / "private" / "notes.txt").read_text() == "mine"
 
 
 def test_build_replaces_its_own_bundle(tiny_models, tmp_path):
@@ -221,7 +247,8 @@ def test_generation_defaults_are_validated_at_load(case, tiny_bundles, tmp_path)
 
 
 def test_valid_generation_defaults_still_load(tiny_bundles, tmp_path):
-    ok = {"temperature": 0, "top_p": 1, "repetition_penalty": 1.1, "do_sample": False, "eos_token_ids": [1]}
+    ok = {"temperature": 0, "top_p": 1, "repetition_penalty": 1.1, "do_sample": False, "eos_token_ids": [1],
+          "top_k": None}  # null: the engines' default, as Engine reads it
     b = copy_bundle(tiny_bundles("llama", "f32"), tmp_path / "b", lambda m: m["generation"].update(ok))
     assert webllm_py.load(b, backend="reference").manifest["generation"]["repetition_penalty"] == 1.1
 

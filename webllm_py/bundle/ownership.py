@@ -26,9 +26,14 @@ def _listed_paths(manifest: object) -> set[str] | None:
 
 
 def _entries(folder: Path) -> list[str]:
-    """Every file (and link, which is never followed) under folder, '/'-separated relative paths."""
+    """Every file (and link, which is never followed) under folder, '/'-separated relative paths.
+    OSError when a subfolder cannot be listed: what it holds is unknown, so it is not ours."""
     out = []
-    for root, dirs, files in os.walk(folder):
+
+    def fail(e: OSError) -> None:  # os.walk skips unreadable folders silently without this
+        raise e
+
+    for root, dirs, files in os.walk(folder, onerror=fail):
         rel = Path(root).relative_to(folder)
         links = [d for d in dirs if os.path.islink(os.path.join(root, d))]
         dirs[:] = [d for d in dirs if d not in links]
@@ -48,7 +53,11 @@ def why_not_a_bundle(folder: Path) -> str | None:
     listed = _listed_paths(manifest)
     if listed is None:
         return f"its {MANIFEST} is not a webllm-py bundle manifest"
-    stray = sorted(p for p in _entries(folder) if p != MANIFEST and p not in listed)
+    try:
+        entries = _entries(folder)
+    except OSError as e:
+        return f"cannot list {json.dumps(e.filename) if e.filename else 'all its files'} ({e.strerror})"
+    stray = sorted(p for p in entries if p != MANIFEST and p not in listed)
     if stray:
         more = f" and {len(stray) - 3} more" if len(stray) > 3 else ""
         return f"it holds files its {MANIFEST} does not list: {', '.join(json.dumps(p) for p in stray[:3])}{more}"

@@ -73,7 +73,7 @@ GENERATION_FIELDS: dict[str, Callable[[Any, str, int], Any]] = {
 def _check_generation(m: dict, vocab: int) -> None:
     gen = field(m, "generation", "", "dict", optional=True)
     for key, check in GENERATION_FIELDS.items():
-        if gen is not None and key in gen:  # absent keys take the engines' defaults; null is not absent
+        if gen is not None and gen.get(key) is not None:  # absent or null: the engines' default
             check(gen[key], sub("generation", key), vocab)
 
 
