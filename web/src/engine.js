@@ -20,6 +20,7 @@ import { WebLLMError } from "./errors.js";
 import { loadBundle } from "./loader.js";
 import { KVLedger, modelRule } from "./kv_reuse.js";
 import { InvalidRequestError, StopMatcher, validateRequest } from "./request.js";
+import { checkFields } from "./request_fields.js";
 import { WebGPURuntime } from "./runtime.js";
 import { applyPenalties, logSoftmax, sampleAdjusted } from "./sampler.js";
 import { TokenBytes } from "./token_bytes.js";
@@ -226,7 +227,7 @@ export class Engine {
     if (req.maxTokens != null) limit = Math.min(limit, req.maxTokens);
     const s = req.sampling;
     const params = {
-      temperature: s.temperature, top_p: s.top_p, seed, counter: 0, logit_bias: s.logit_bias,
+      temperature: s.temperature, top_p: s.top_p, top_k: s.top_k, min_p: s.min_p, seed, counter: 0, logit_bias: s.logit_bias,
       repetition_penalty: s.repetition_penalty, presence_penalty: s.presence_penalty, frequency_penalty: s.frequency_penalty,
       promptTokens: req.promptIds, generatedTokens: /** @type {number[]} */ ([]),
     };
@@ -249,7 +250,7 @@ export class Engine {
       params.generatedTokens.push(tok);
       n++;
       const info = req.logprobs ? this._tokenInfo(tok, x, req.topLogprobs, decoded) : null;
-      if (this.eosTokenIds.has(tok)) {
+      if (this.eosTokenIds.has(tok) && !req.ignoreEos) {
         let [out, hit] = stopper.feed(detok.flush());
         if (!hit) out += stopper.flush();
         yield step(out, info, "stop");
@@ -400,6 +401,7 @@ export class Engine {
    */
   async createChatCompletion(params) {
     this._checkUsable();
+    checkFields({ messages: true, ...params }, true);
     const { messages, chat_template_kwargs, ...rest } = params ?? {};
     const prompt = this._chatPrompt(messages, chat_template_kwargs);
     const req = this._validate(prompt, rest, true);
@@ -482,6 +484,7 @@ export class Engine {
    */
   async createCompletion(params) {
     this._checkUsable();
+    checkFields({ prompt: true, ...params }, false);
     const { prompt, ...rest } = params ?? {};
     const ids = this._completionPrompt(prompt);
     const req = this._validate(ids, rest, false);

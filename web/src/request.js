@@ -28,6 +28,8 @@ export class InvalidRequestError extends WebLLMError {
  * @property {number} presence_penalty
  * @property {number} repetition_penalty
  * @property {Map<number, number>} logit_bias
+ * @property {number} top_k 0: no limit
+ * @property {number} min_p 0: no limit
  * @typedef {object} Request
  * @property {number[]} promptIds
  * @property {Sampling} sampling
@@ -40,6 +42,7 @@ export class InvalidRequestError extends WebLLMError {
  * @property {boolean} logprobs
  * @property {number} topLogprobs
  * @property {string} model
+ * @property {boolean} ignoreEos
  */
 
 const isInt = (/** @type {unknown} */ v) => typeof v === "number" && Number.isSafeInteger(v);
@@ -106,6 +109,9 @@ export function validateRequest(promptIds, p, ctx) {
   }
   const topP = optNum("top_p", p.top_p, { lo: 0, hi: 1, loOpen: true }) ??
     optNum("generation.top_p", gen.top_p, { lo: 0, hi: 1, loOpen: true });
+  const topK = optInt("top_k", p.top_k, 0) ?? optInt("generation.top_k", gen.top_k, 0);
+  const minP = optNum("min_p", p.min_p, { lo: 0, hi: 1 });
+  const ignoreEos = optBool("ignore_eos", p.ignore_eos) ?? false;
   const rep = optNum("repetition_penalty", p.repetition_penalty, { lo: 0, loOpen: true }) ??
     optNum("generation.repetition_penalty", gen.repetition_penalty, { lo: 0, loOpen: true });
   const fp = optNum("frequency_penalty", p.frequency_penalty, { lo: -2, hi: 2 });
@@ -175,6 +181,8 @@ export function validateRequest(promptIds, p, ctx) {
       presence_penalty: pp ?? 0,
       repetition_penalty: rep ?? 1,
       logit_bias: bias,
+      top_k: topK ?? 0,
+      min_p: minP ?? 0,
     },
     maxTokens,
     stop,
@@ -185,6 +193,7 @@ export function validateRequest(promptIds, p, ctx) {
     logprobs,
     topLogprobs: top ?? 0,
     model: typeof p.model === "string" && p.model ? p.model : ctx.model,
+    ignoreEos,
   };
 }
 

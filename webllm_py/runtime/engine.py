@@ -41,10 +41,12 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from . import openai_types as ot
+from .create_api import Chat, Completions
 from .embeddings import Embeddings, init_embedding_engine, is_embedding_bundle_dir
 from .kv_reuse import KVLedger, model_rule
 from .lm import LanguageModel
 from .request import Request, StopMatcher, completion_prompt_ids, normalize_messages, validate_request
+from .request_fields import check_fields, given
 from .sampler import Sampler, log_softmax, top_k_ids
 from .tokenizer import Tokenizer
 
@@ -111,8 +113,8 @@ class Engine:
         self.eos_token_ids: frozenset[int] = frozenset(eos)
         self.generation_defaults: dict[str, Any] = dict(gen)
         self.model_name = model_name or (manifest.get("model") or {}).get("id") or Path(model.bundle_dir).name
-        self.chat = _Chat(self)
-        self.completions = _Completions(self)
+        self.chat = Chat(self)
+        self.completions = Completions(self)
         self.embeddings = Embeddings.refusing(self.model_name)  # a language model does not embed
         # ids currently in the model's KV cache and which rows are exactly reusable (kv_reuse.py);
         # None: unknown, reset before use
@@ -239,7 +241,7 @@ class Engine:
             tok, x = sampler.sample(logits)
             n += 1
             info = self._token_info(tok, x, req.top_logprobs, decoded) if req.logprobs else None
-            if tok in self.eos_token_ids:
+            if tok in self.eos_token_ids and not req.ignore_eos:
                 out, hit = stopper.feed(detok.flush())
                 if not hit:
                     out += stopper.flush()
@@ -336,7 +338,8 @@ class Engine:
         )
 
     def create_chat_completion(self, messages: Any, **params: Any) -> ot.ChatCompletion | Iterator[ot.ChatCompletionChunk]:
-        """See `_ChatCompletions.create`."""
+        """See `create_api.ChatCompletions.create`."""
+        check_fields(["messages", *given(params)], chat=True)
         prompt = self._chat_prompt(messages, params.pop("chat_template_kwargs", None))
         req = self._validate(prompt, params, chat=True)
         if req.stream:
@@ -395,7 +398,8 @@ class Engine:
         )
 
     def create_completion(self, prompt: Any, **params: Any) -> ot.Completion | Iterator[ot.Completion]:
-        """See `_TextCompletions.create`."""
+        """See `create_api.Completions.create`."""
+        check_fields(["prompt", *given(params)], chat=False)
         ids = self._completion_prompt(prompt)
         req = self._validate(ids, params, chat=False)
         if req.stream:
@@ -431,111 +435,3 @@ class Engine:
         if req.include_usage:
             P = len(req.prompt_ids)
             yield ot.Completion(cid, [], created, req.model_name, usage=ot.CompletionUsage(P, ntok, P + ntok))
-
-
-class _ChatCompletions:
-    def __init__(self, engine: Engine):
-        self._engine = engine
-
-    def create(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        *,
-        model: str | None = None,
-        stream: bool = False,
-        stream_options: Mapping[str, Any] | None = None,
-        max_tokens: int | None = None,
-        max_completion_tokens: int | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        n: int | None = None,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
-        frequency_penalty: float | None = None,
-        presence_penalty: float | None = None,
-        repetition_penalty: float | None = None,
-        logit_bias: Mapping[int | str, float] | None = None,
-        logprobs: bool | None = None,
-        top_logprobs: int | None = None,
-        chat_template_kwargs: Mapping[str, Any] | None = None,
-        user: str | None = None,
-    ) -> ot.ChatCompletion | Iterator[ot.ChatCompletionChunk]:
-        """OpenAI `chat.completions.create`. Defaults: temperature / top_p /
-        repetition_penalty from the bundle's `generation` (else 1), max_tokens until
-        eos or the context window is full, a random seed. `chat_template_kwargs`
-        become template variables (e.g. {"enable_thinking": False}). Invalid values
-        raise ValueError naming the field; a prompt that does not fit raises
-        ContextWindowExceededError. stream=True returns an iterator of chunks."""
-        del user
-        return self._engine.create_chat_completion(
-            messages,
-            model=model,
-            stream=stream,
-            stream_options=stream_options,
-            max_tokens=max_tokens,
-            max_completion_tokens=max_completion_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            n=n,
-            seed=seed,
-            stop=stop,
-            frequency_penalty=frequency_penalty,
-            presence_penalty=presence_penalty,
-            repetition_penalty=repetition_penalty,
-            logit_bias=logit_bias,
-            logprobs=logprobs,
-            top_logprobs=top_logprobs,
-            chat_template_kwargs=chat_template_kwargs,
-        )
-
-
-class _Chat:
-    def __init__(self, engine: Engine):
-        self.completions = _ChatCompletions(engine)
-
-
-class _Completions:
-    def __init__(self, engine: Engine):
-        self._engine = engine
-
-    def create(
-        self,
-        prompt: str | Sequence[int],
-        *,
-        model: str | None = None,
-        stream: bool = False,
-        stream_options: Mapping[str, Any] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        n: int | None = None,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
-        frequency_penalty: float | None = None,
-        presence_penalty: float | None = None,
-        repetition_penalty: float | None = None,
-        logit_bias: Mapping[int | str, float] | None = None,
-        logprobs: int | None = None,
-        user: str | None = None,
-    ) -> ot.Completion | Iterator[ot.Completion]:
-        """OpenAI (legacy) `completions.create` on a prompt string (tokenized with
-        add_special_tokens=True) or a list of token ids. `logprobs` is the number of
-        top alternatives per token (0..20). Same defaults and errors as chat."""
-        del user
-        return self._engine.create_completion(
-            prompt,
-            model=model,
-            stream=stream,
-            stream_options=stream_options,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            n=n,
-            seed=seed,
-            stop=stop,
-            frequency_penalty=frequency_penalty,
-            presence_penalty=presence_penalty,
-            repetition_penalty=repetition_penalty,
-            logit_bias=logit_bias,
-            logprobs=logprobs,
-        )

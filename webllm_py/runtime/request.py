@@ -108,6 +108,7 @@ class Request:
     logprobs: bool
     top_logprobs: int
     model_name: str
+    ignore_eos: bool = False
 
 
 def _stops(stop: Any) -> list[str]:
@@ -188,6 +189,11 @@ def validate_request(
     top_p = _opt_num("top_p", p.get("top_p"), lo=0.0, hi=1.0, lo_open=True)
     if top_p is None:
         top_p = _opt_num("generation.top_p", gen.get("top_p"), lo=0.0, hi=1.0, lo_open=True)
+    top_k = _opt_int("top_k", p.get("top_k"), lo=0)
+    if top_k is None:
+        top_k = _opt_int("generation.top_k", gen.get("top_k"), lo=0)
+    min_p = _opt_num("min_p", p.get("min_p"), lo=0.0, hi=1.0)
+    ignore_eos = _opt_bool("ignore_eos", p.get("ignore_eos")) or False
     rep = _opt_num("repetition_penalty", p.get("repetition_penalty"), lo=0.0, lo_open=True)
     if rep is None:
         rep = _opt_num("generation.repetition_penalty", gen.get("repetition_penalty"), lo=0.0, lo_open=True)
@@ -228,6 +234,8 @@ def validate_request(
         presence_penalty=pp or 0.0,
         repetition_penalty=1.0 if rep is None else rep,
         logit_bias=bias,
+        top_k=top_k or 0,
+        min_p=min_p or 0.0,
     )
     name = p.get("model")
     return Request(
@@ -242,6 +250,7 @@ def validate_request(
         logprobs=logprobs,
         top_logprobs=top or 0,
         model_name=name if isinstance(name, str) and name else model_name,
+        ignore_eos=ignore_eos,
     )
 
 
