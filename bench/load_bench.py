@@ -15,8 +15,8 @@ bench/browser/load.js runs, in this order (the first two swap places every other
   raw         every file of manifest `files`, 4 at a time (loader.js's default concurrency),
               fetch(url, {cache: "no-store"}) + arrayBuffer(): no hashing, no caching
   lb_cold     loadBundle(url, {cache: true}) with Cache Storage empty (fetch + sha256 + put)
-  lb_warm     the same again, same profile: every file from Cache Storage (read; sha256 only
-              for entries the bundle's verified record does not vouch for)
+  lb_warm     the same again, same profile: every file from Cache Storage, read and
+              sha256-verified (4 at a time)
   raw_stream  as raw, but bodies read chunk by chunk into a preallocated buffer (as loader.js)
   lb_nocache  loadBundle(url, {cache: false}): fetch + sha256 only
   ce_cold     CreateEngine(url, {cache: <own empty scope>}) until ready; its bundle part (until
@@ -36,7 +36,10 @@ ratios per repeat (cold loadBundle rate / raw rate, warm / cold time). As bench/
 each repeat waits for the CPUs to be idle first and is run again when other processes used
 more than --max-other-busy cores meanwhile.
 
-    .venv/bin/python bench/load_bench.py [--repeats 6] [--json out.json] [--bundle DIR]
+    .venv/bin/python bench/load_bench.py [--repeats 6] [--json out.json] [--bundle DIR] [--dist DIR]
+
+--dist serves another build of the package (say, web/dist of an older commit, built with
+`node build.mjs` in a worktree of it), to compare two loaders on the same machine and bundle.
 """
 
 from __future__ import annotations
@@ -179,6 +182,7 @@ def table(runs: list[dict[str, Any]], conc: int) -> tuple[str, dict[str, Any]]:
         ("… cold: largest per-file gap last byte → put start (its sha256), s", "{:.2f}", "lb_cold_hash_gap_s", ""),
         ("warm loadBundle (Cache Storage read), s", "{:.2f}", "lb_warm_s", ""),
         ("… warm timeline: last cached body read at, s", "{:.2f}", "lb_warm_all_read_s", ""),
+        ("… warm timeline: last cached file verified (sha256) at, s", "{:.2f}", "lb_warm_verified_s", ""),
         ("**warm / cold loadBundle time**", "{:.2f}", "lb_warm_over_cold",
          f"≤ 0.33: {ok(wr is not None and wr <= WARM_RATIO_TARGET)}"),
         ("cold CreateEngine until ready, s", "{:.2f}", "ce_cold_s", ""),
@@ -217,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=6, help="repeats (fresh profile each); the order alternates, so even is fair")
     ap.add_argument("--json", type=Path, help="write config, environment, every repeat and the medians here")
     ap.add_argument("--bundle", type=Path, help="reuse a bundle built from the GGUF instead of building one")
+    ap.add_argument("--dist", type=Path, default=WEB / "dist",
+                    help="the package build to serve (default web/dist); for A/B runs against another commit's")
+    ap.add_argument("--phases", default=",".join(ORDER_A),
+                    help="comma-separated subset of the phases to run (each repeat keeps its A/B order)")
     ap.add_argument("--concurrency", type=int, default=4, help="parallel downloads (loader.js's default is 4)")
     ap.add_argument("--context", choices=("persistent", "incognito"), default="persistent",
                     help="persistent: fresh on-disk profile per repeat (default); incognito: in-memory storage")
@@ -229,13 +237,17 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.repeats < 1:
         ap.error("--repeats must be >= 1")
+    phases = [ph for ph in a.phases.split(",") if ph]
+    unknown = sorted(set(phases) - set(ORDER_A))
+    if unknown or not phases:
+        ap.error(f"--phases: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(ORDER_A)}")
     reason = browser_skip_reason()
     if reason:
         sys.exit(reason)
-    if not (WEB / "dist" / "index.js").exists():
-        sys.exit("web/dist/index.js is not built: run `npm install && npm run build` in web/")
+    if not (a.dist / "index.js").exists():
+        sys.exit(f"{a.dist}/index.js is not built: run `npm install && npm run build` in web/")
     newest_src = max(p.stat().st_mtime for p in (WEB / "src").glob("*.js"))
-    if newest_src > (WEB / "dist" / "index.js").stat().st_mtime:
+    if a.dist == WEB / "dist" and newest_src > (a.dist / "index.js").stat().st_mtime:
         print("warning: web/src has changes newer than web/dist/index.js (run `npm run build` in web/)", flush=True)
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
 
@@ -258,15 +270,17 @@ def main(argv: list[str] | None = None) -> int:
         "bundle_files": len(manifest["files"]),
         "bundle_bytes": sum(f["size"] for f in manifest["files"]),
         "context": a.context,
+        "dist": str(a.dist),
     }
     runs: list[dict[str, Any]] = []
     discarded: list[dict[str, Any]] = []
-    with StaticServer({"/dist/": WEB / "dist", "/bundle/": bundle, "/bench/": BENCH}) as srv:
+    with StaticServer({"/dist/": a.dist, "/bundle/": bundle, "/bench/": BENCH}) as srv:
         base_cfg = {"webllmUrl": srv.url("/dist/index.js"), "bundleUrl": srv.url("/bundle/"), "concurrency": a.concurrency}
         print(f"bundle: {env['bundle_files']} files, {env['bundle_bytes'] / 1e6:.1f} MB; {a.repeats} repeat(s), "
               f"{a.context} profile, concurrency {a.concurrency}", flush=True)
         for rep in range(a.repeats):
-            cfg = {**base_cfg, "phases": ORDER_A if rep % 2 == 0 else ORDER_B}
+            order = ORDER_A if rep % 2 == 0 else ORDER_B
+            cfg = {**base_cfg, "phases": [ph for ph in order if ph in phases]}
             for attempt in range(1 + a.retries):
                 busy = wait_idle(a.wait_idle)
                 r = run_repeat(srv, cfg, a.context, a.timeout, env)
@@ -277,12 +291,12 @@ def main(argv: list[str] | None = None) -> int:
                 discarded.append(r)
                 print(f"  other processes used {other:.2f} cores during the repeat: run again", flush=True)
             runs.append(r)
-            m = r["metrics"]
-            print(f"[{rep + 1}/{a.repeats}] {' '.join(cfg['phases'][:2])}: raw {m['raw_MBps']:.0f} MB/s, "
-                  f"cold loadBundle {m['lb_cold_s']:.2f} s ({m['lb_cold_MBps']:.0f} MB/s, {m['cold_over_raw_rate']:.2f} of raw), "
-                  f"warm {m['lb_warm_s']:.2f} s ({m['lb_warm_over_cold']:.2f} of cold); CreateEngine cold "
-                  f"{m['ce_cold_s']:.2f} s warm {m['ce_warm_s']:.2f} s ({m['ce_warm_over_cold']:.2f}); "
-                  f"sha256 {m['sha256_serial_MBps']:.0f} MB/s serial; {r['run_s']:.0f} s, others busy "
+            m = {k: (f"{v:.2f}" if isinstance(v, float) else "n/a") for k, v in r["metrics"].items()}  # n/a: phase not run
+            print(f"[{rep + 1}/{a.repeats}] {' '.join(cfg['phases'][:2])}: raw {m['raw_MBps']} MB/s, "
+                  f"cold loadBundle {m['lb_cold_s']} s ({m['lb_cold_MBps']} MB/s, {m['cold_over_raw_rate']} of raw), "
+                  f"warm {m['lb_warm_s']} s ({m['lb_warm_over_cold']} of cold); CreateEngine cold "
+                  f"{m['ce_cold_s']} s warm {m['ce_warm_s']} s ({m['ce_warm_over_cold']}); "
+                  f"sha256 {m['sha256_serial_MBps']} MB/s serial; {r['run_s']:.0f} s, others busy "
                   f"{other:.2f} cores", flush=True)
     tab, med = table(runs, a.concurrency)
     wall = time.perf_counter() - t_start
@@ -296,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         a.json.write_text(json.dumps({
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "config": {"repeats": a.repeats, "concurrency": a.concurrency, "context": a.context,
+            "config": {"repeats": a.repeats, "concurrency": a.concurrency, "context": a.context, "phases": phases,
                        "orders": [ORDER_A, ORDER_B]},
             "environment": env, "runs": runs, "discarded": discarded, "median": med, "table": tab, "wall_s": wall,
         }, indent=1))

@@ -11,7 +11,7 @@
 //                  Uint8Array(size) as loader.js's readBody does
 //     "lb_nocache" loadBundle(url, {cache: false}): fetch + sha256, nothing cached
 //     "lb_cold"    loadBundle(url, {cache: true}) with the default Cache Storage scope empty
-//     "lb_warm"    the same again (every file in Cache Storage: read, trusted via the verified record)
+//     "lb_warm"    the same again (every file in Cache Storage: read and sha256-verified)
 //     "ce_cold"    CreateEngine(url, {cache: "loadbench-engine"}) until ready, that scope empty
 //     "ce_warm"    the same again; the engine is unloaded after each
 //     "parts"      where the time goes, over the bytes of the raw phase: SubtleCrypto sha256

@@ -1,13 +1,12 @@
 // Cached bundle files, each sha256-verified before it is used, on every load.
 //
 // Bytes at rest can change under an entry (disk corruption, another writer of the same URL,
-// a browser bug, a hostile extension), and nothing the cache reports tells that apart from an
-// intact entry, so no entry is trusted without hashing it. The cost is kept off the critical
-// path by pipelining: a read slot hands the body it read to SubtleCrypto (which hashes off the
-// main thread) and goes on to read the next entry, so the hash of one file overlaps the read
-// of the next, and only the last file's hash is left after the last read. (SubtleCrypto's
-// digest is not incremental, so a file is hashed whole; an incremental pure-JS sha256 on the
-// main thread would be several times slower than SubtleCrypto's native one.)
+// a browser bug, an extension), and nothing the cache reports tells that apart from an intact
+// entry, so no entry is trusted without hashing it. SubtleCrypto hashes a whole file (its
+// digest is not incremental) off the main thread; an incremental pure-JS sha256 while the body
+// streams would run on the main thread at a fraction of its speed. With 4 read slots the reads
+// and hashes of different files overlap already: handing the hash off and reading on
+// (measured, bench/load_bench.py) was no faster than reading then hashing in the slot.
 import { integrityProblem } from "./hash.js";
 import { fileUrl } from "./manifest.js";
 import { runPool } from "./pool.js";
@@ -32,26 +31,18 @@ import { runPool } from "./pool.js";
 export async function readCachedVerified(cache, baseUrl, files, { readers, signal, onVerified }) {
   /** @type {Map<string, ArrayBuffer>} */
   const got = new Map();
-  /** @type {Promise<void>[]} */
-  const checks = [];
   await runPool(files, readers, signal, async (f) => {
     const url = fileUrl(baseUrl, f.path);
     const res = await cache.match(url);
     if (!res) return;
     const buf = await res.arrayBuffer().catch(() => null); // unreadable: as corrupted
-    // The hash runs while this slot reads the next entry; awaited below, before any use.
-    const check = (async () => {
-      if (buf && !(await integrityProblem(buf, f))) {
-        signal.throwIfAborted();
-        got.set(f.path, buf);
-        onVerified(f);
-      } else {
-        await cache.delete(url);
-      }
-    })();
-    check.catch(() => {}); // observed through Promise.all below (no unhandled rejection meanwhile)
-    checks.push(check);
+    if (buf && !(await integrityProblem(buf, f))) {
+      signal.throwIfAborted();
+      got.set(f.path, buf);
+      onVerified(f);
+    } else {
+      await cache.delete(url);
+    }
   });
-  await Promise.all(checks);
   return { got, missing: files.filter((f) => !got.has(f.path)) };
 }
