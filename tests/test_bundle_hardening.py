@@ -61,11 +61,25 @@ def _bundle_plus_page(folder: Path, bundle: Path) -> None:  # a real manifest, b
     (folder / "index.html").write_text("<!doctype html><title>my page around the bundle</title>")
 
 
+def _with_manifest(text: str) -> Callable[[Path, Path], None]:  # a folder: this manifest.json and a file
+    def make(folder: Path, bundle: Path) -> None:
+        folder.mkdir()
+        (folder / "manifest.json").write_text(text)
+        (folder / "a.txt").write_text("x")
+    return make
+
+
+def _manifest_folder(folder: Path, bundle: Path) -> None:
+    (folder / "manifest.json").mkdir(parents=True)
+    (folder / "manifest.json" / "x").write_text("y")
+
+
 FOREIGN_OUTPUTS: dict[str, Callable[[Path, Path], None]] = {
     "web_app_manifest": lambda f, b: _web_app(f),
     "bundle_manifest_plus_user_files": _bundle_plus_page,
-    "manifest_not_json": lambda f, b: (f.mkdir(), (f / "manifest.json").write_text("{oops"), (f / "a.txt").write_text("x")),
-    "manifest_is_a_folder": lambda f, b: ((f / "manifest.json").mkdir(parents=True), (f / "manifest.json" / "x").write_text("y")),
+    "manifest_not_json": _with_manifest("{oops"),
+    "manifest_nested_too_deep": _with_manifest("[" * 100_000 + "]" * 100_000),
+    "manifest_is_a_folder": _manifest_folder,
     "output_is_a_file": lambda f, b: f.write_text("not a folder"),
 }
 

@@ -191,6 +191,7 @@ MANIFEST_EDITS: dict[str, tuple[Callable[[dict], None] | bytes, str, type]] = {
     "not_utf8": (b'\xff\xfe{"format": 1}', "manifest is not valid JSON", BundleError),
     "empty": (b"", "manifest is not valid JSON", BundleError),
     "top_level_list": (b"[]", "manifest is not a JSON object", BundleError),
+    "nested_too_deep": (b"[" * 100_000 + b"]" * 100_000, "manifest is not valid JSON", BundleError),
     "format_missing": (_set("format", None), "not a webllm-py bundle manifest", BundleError),
     "format_version_2": (_set("format_version", "2.0"), "format version 2.0 is not supported", BundleVersionError),
     "format_version_garbage": (_set("format_version", "x.y"), "bad format_version", BundleError),

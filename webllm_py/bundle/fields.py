@@ -41,8 +41,8 @@ def show(v: Any, limit: int = 60) -> str:
     """A value as it reads in JSON, on one line and short (hostile strings can be long or odd)."""
     try:
         s = json.dumps(v, ensure_ascii=True)
-    except (TypeError, ValueError):
-        s = repr(v)
+    except (TypeError, ValueError, RecursionError):
+        s = f"<{type(v).__name__}>"
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 

@@ -48,7 +48,7 @@ def why_not_a_bundle(folder: Path) -> str | None:
         return f"it has no {MANIFEST} file"
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, ValueError, RecursionError):  # ValueError covers JSON and UTF-8 errors
         return f"its {MANIFEST} is not valid JSON"
     listed = _listed_paths(manifest)
     if listed is None:

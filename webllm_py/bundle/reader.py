@@ -36,6 +36,8 @@ class Bundle:
             self.manifest: dict[str, Any] = json.loads(mpath.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise BundleError(f"manifest is not valid JSON ({e})", mpath) from None
+        except RecursionError:  # e.g. 100000 nested lists: Python's JSON decoder recurses
+            raise BundleError("manifest is not valid JSON (nested too deeply)", mpath) from None
         except OSError as e:
             raise BundleError(f"cannot read the manifest ({e.strerror})", mpath) from None
         if not isinstance(self.manifest, dict):
