@@ -1,7 +1,7 @@
 // One bundle file from the network: streamed into a preallocated buffer (and, with a cache,
 // into a cache write as it arrives), sha256-verified, refetched once bypassing the HTTP cache
 // on a mismatch, then IntegrityError. A cache write is committed only once its bytes passed.
-import { IntegrityError, NetworkError, QuotaExceededError } from "./errors.js";
+import { BundleError, IntegrityError, NetworkError, QuotaExceededError } from "./errors.js";
 import { integrityProblem } from "./hash.js";
 import { fetchOnce, withRetry } from "./net.js";
 
@@ -125,8 +125,15 @@ async function readBody(res, url, size, onBytes, signal, sink) {
     sink?.push(new Uint8Array(b.slice(0)));
     return b;
   }
+  let out;
+  try {
+    out = new Uint8Array(size); // zero pages: only what arrives is touched
+  } catch (cause) {
+    // A size past the engine's typed-array limit (a bad manifest, or a file too big for a browser)
+    res.body.cancel().catch(() => {});
+    throw new BundleError(`the manifest lists this file at ${size} bytes, more than this browser can hold in memory`, url, { cause });
+  }
   const reader = res.body.getReader();
-  const out = new Uint8Array(size);
   let n = 0;
   try {
     for (;;) {

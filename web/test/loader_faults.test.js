@@ -179,3 +179,15 @@ test("fault injection: an entry whose body cannot be read is treated as damaged"
   assert.deepEqual(net.shardCalls().map((c) => c.path), ["params/shard0.bin"]);
   assert.deepEqual(new Uint8Array(out.files.get("params/shard0.bin")), bodies.get("params/shard0.bin"));
 });
+
+test("fault injection: a manifest naming a file larger than the browser can allocate: BundleError naming it", async () => {
+  const { bodies, manifest } = makeBundle();
+  const m = structuredClone(manifest);
+  m.files.find((f) => f.path === "params/shard1.bin").size = 2 ** 40; // a valid integer, 1 TiB
+  const lying = new Map(bodies).set("manifest.json", new TextEncoder().encode(JSON.stringify(m)));
+  const cache = new MemoryCache();
+  await assert.rejects(loadBundle(BASE, { ...fast, cache, fetch: fakeFetch(lying).fetch }), (e) =>
+    e instanceof BundleError && !(e instanceof IntegrityError) && e.message.includes("params/shard1.bin") &&
+    e.message.includes(String(2 ** 40)));
+  assert.equal(cache.entries.has(BASE + "params/shard1.bin"), false);
+});
