@@ -131,11 +131,16 @@ def test_setup_twice_installs_nothing_the_second_time(tmp_path):
     assert third.returncode == 0 and [c for c in installs(calls) if "pip install" in c], calls
 
 
-def test_bench_profile_adds_the_benchmark_extras(tmp_path):
-    root, env = fake_checkout(tmp_path)
+def test_bench_profile_adds_the_benchmark_extras_and_their_compiler(tmp_path):
+    """Only the benchmarks compile (llama-cpp-python): the compiler comes with --bench alone."""
+    root, env = fake_checkout(tmp_path, missing_debs="build-essential")
     proc, calls = run(root, env, "scripts/setup", "--bench")
     assert proc.returncode == 0, proc.stderr
     assert "python -m pip install -q -e .[test,bench]" in installs(calls), calls
+    assert [c for c in installs(calls) if c.startswith("apt-get")] == [
+        "apt-get install -y -qq --no-install-recommends build-essential"], calls
+    proc, calls = run(root, env, "scripts/setup", "--test")
+    assert proc.returncode == 0 and not [c for c in installs(calls) if c.startswith("apt-get")], calls
 
 
 # ---- failures: one line, nothing half-done --------------------------------------------------
