@@ -135,24 +135,35 @@ async function readBody(res, url, size, onBytes, signal, sink) {
   }
   const reader = res.body.getReader();
   let n = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      signal?.throwIfAborted();
-      if (done) break;
-      if (n + value.byteLength > size) {
-        reader.cancel().catch(() => {});
-        return null;
-      }
-      out.set(value, n);
-      n += value.byteLength;
-      sink?.push(value);
-      onBytes(n);
+  for (;;) {
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch (cause) {
+      if (signal?.aborted) throw signal.reason;
+      reader.cancel().catch(() => {});
+      throw new NetworkError(url, `connection broke after ${n} bytes`, { cause });
     }
-  } catch (cause) {
-    if (signal?.aborted) throw signal.reason;
-    reader.cancel().catch(() => {});
-    throw new NetworkError(url, `connection broke after ${n} bytes`, { cause });
+    if (signal?.aborted) {
+      reader.cancel().catch(() => {});
+      throw signal.reason;
+    }
+    const { done, value } = chunk;
+    if (done) break;
+    if (n + value.byteLength > size) {
+      reader.cancel().catch(() => {});
+      return null;
+    }
+    out.set(value, n);
+    n += value.byteLength;
+    sink?.push(value);
+    // Outside the read's try: a throwing progress callback is the caller's error, not the network's.
+    try {
+      onBytes(n);
+    } catch (err) {
+      reader.cancel().catch(() => {});
+      throw err;
+    }
   }
   return n === size ? out.buffer : out.buffer.slice(0, n);
 }

@@ -191,3 +191,14 @@ test("fault injection: a manifest naming a file larger than the browser can allo
     e.message.includes(String(2 ** 40)));
   assert.equal(cache.entries.has(BASE + "params/shard1.bin"), false);
 });
+
+test("fault injection: an onProgress that throws fails the load with its own error, not a retried NetworkError", async () => {
+  const { bodies } = makeBundle();
+  const boom = new Error("boom from onProgress");
+  const net = fakeFetch(bodies);
+  const cache = new MemoryCache();
+  await assert.rejects(loadBundle(BASE, { ...fast, retries: 3, cache, fetch: net.fetch, onProgress: () => { throw boom; } }), (e) => e === boom);
+  const paths = net.calls.map((c) => c.path);
+  assert.equal(new Set(paths).size, paths.length, `nothing retried: ${paths}`);
+  assert.deepEqual(unverifiedEntries(cache, bodies), []);
+});
