@@ -148,6 +148,15 @@ def _part_in_kernel(m: dict) -> None:  # a norm's 256 bytes fit inside a kernel'
     _weight(m, 1)["parts"]["data"].update(file=_kernel(m)["file"], offset=0)
 
 
+def _node(m: dict, op: str) -> dict:
+    return next(n for n in m["graphs"]["logits_all"]["nodes"] if n["op"] == op)
+
+
+def _wrong_value_shape(m: dict) -> None:  # the embedding's output declared one feature wider
+    shape = m["graphs"]["logits_all"]["values"][_node(m, "embedding")["outputs"][0]]["shape"]
+    shape[-1] += 1
+
+
 def _shrink_kv(m: dict) -> None:
     for b in m["buffers"].values():
         if b["kind"] == "state":
@@ -255,6 +264,9 @@ MANIFEST_EDITS: dict[str, tuple[Callable[[dict], None] | bytes, str, type]] = {
     "graph_unknown_op": (lambda m: m["graphs"]["logits_all"]["nodes"][0].update(op="fft"), ".op:", BundleError),
     "graph_unknown_input": (lambda m: m["graphs"]["logits_all"]["nodes"][1].update(inputs=["nope"]), ".inputs[0]:",
                             BundleError),
+    "graph_node_input_dropped": (lambda m: _node(m, "linear")["inputs"].pop(), ".nodes[", BundleError),
+    "graph_value_shape_wrong": (_wrong_value_shape, ".nodes[0]: op embedding gives shapes", BundleError),
+    "graph_attr_wrong": (lambda m: _node(m, "attention")["attrs"].update(heads=3), ".nodes[", BundleError),
     "graph_bad_dim": (lambda m: next(iter(m["graphs"]["logits_all"]["values"].values())).update(shape=["n**2"]),
                       ".shape[0]:", BundleError),
     "kv_buffers_halved": (_shrink_kv, "context_window:", BundleError),

@@ -35,8 +35,21 @@ def _tensors(g: dict, key: str, where: str, *, ints: bool) -> dict[str, list]:
     return out
 
 
-def _check_nodes(g: dict, where: str, known: set[str], values: dict[str, list]) -> set[str]:
-    """Every node: a known op reading defined tensors, writing declared values once; returns produced."""
+def _rule_shapes(op: str, shapes: list[tuple], attrs: dict) -> list[tuple]:
+    """The output shapes the op's shape rule gives (ir/ops.py); Invalid-free, may raise anything."""
+    out = OPS[op].shape_rule(shapes, attrs)
+    if out is None:  # kv_write: state only
+        return []
+    if out and all(isinstance(s, (tuple, list)) for s in out):  # split: several outputs
+        return [tuple(s) for s in out]
+    return [tuple(out)]
+
+
+def _check_nodes(g: dict, where: str, known: dict[str, list], values: dict[str, list]) -> set[str]:
+    """Every node: a known op reading defined tensors, writing declared values once, and the op's
+    shape rule gives the declared shapes (so the reference's per-step shape checks hold); returns
+    the values written."""
+    shapes = {name: tuple(shape) for name, shape in known.items()}
     produced: set[str] = set()
     for i, node in enumerate(field(g, "nodes", where, "list")):
         nwhere = sub(sub(where, "nodes"), i)
@@ -44,15 +57,27 @@ def _check_nodes(g: dict, where: str, known: set[str], values: dict[str, list]) 
         op = field(node, "op", nwhere, "str")
         if op not in OPS:
             raise Invalid(sub(nwhere, "op"), f"{show(op)} is not an op of this webllm-py")
-        for j, name in enumerate(field(node, "inputs", nwhere, "list")):
-            if not isinstance(name, str) or not (name in known or name in produced):
+        inputs = field(node, "inputs", nwhere, "list")
+        for j, name in enumerate(inputs):
+            if not isinstance(name, str) or name not in shapes:
                 raise Invalid(sub(sub(nwhere, "inputs"), j), f"{show(name)} is not a param, state, step input or "
                               "earlier value")
-        for j, name in enumerate(field(node, "outputs", nwhere, "list")):
+        outputs = field(node, "outputs", nwhere, "list")
+        for j, name in enumerate(outputs):
             if not isinstance(name, str) or name not in values or name in produced:
                 raise Invalid(sub(sub(nwhere, "outputs"), j), f"{show(name)} is not a declared value written once")
-            produced.add(name)
-        field(node, "attrs", nwhere, "dict")
+        attrs = field(node, "attrs", nwhere, "dict")
+        try:
+            expect = _rule_shapes(op, [shapes[name] for name in inputs], attrs)
+        except Exception as e:  # a shape rule is op code run on manifest data: any failure
+            # (unpacking, a missing attr, a zero group) means the node does not fit its op
+            raise Invalid(nwhere, f"does not fit op {op} ({type(e).__name__}: {show(str(e))})") from None
+        declared = [tuple(values[name]) for name in outputs]
+        if expect != declared:
+            raise Invalid(nwhere, f"op {op} gives shapes {show([list(x) for x in expect])}, the graph declares "
+                          f"{show([list(x) for x in declared])}")
+        shapes.update(zip(outputs, declared))
+        produced.update(outputs)
     return produced
 
 
@@ -76,7 +101,7 @@ def check_graph(g: Any, where: str, weights: dict[str, dict], limits: dict[str, 
             raise Invalid("context_window", f"{ctx} is more than the {shape[0]} rows of the KV cache "
                           f"{sub(sub(where, 'state'), name)}")
     values = _tensors(g, "values", where, ints=False)
-    known = set(STEP_INPUTS) | set(params) | set(state)
+    known = {**STEP_INPUTS, **params, **state}
     produced = _check_nodes(g, where, known, values)
     out = field(g, "output", where, "str")
     if out not in produced:
