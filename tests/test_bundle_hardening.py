@@ -375,3 +375,22 @@ def test_fuzzed_manifests_load_or_raise_bundle_error(fuzz_bundle):
     assert outcomes["refused"] > 0
     print(f"manifest fuzz: {sum(outcomes.values())} mutated manifests, {outcomes['refused']} refused with "
           f"BundleError, {outcomes['loaded']} loaded, 0 other exceptions")
+
+
+def test_native_kernel_that_does_not_compile_is_a_bundle_error(tiny_bundles, tmp_path):
+    """A consistent but hostile bundle (its files list hashes the bad WGSL, so verify passes):
+    the shader compiler's multi-line GPUValidationError became one BundleError naming the kernel."""
+    import hashlib
+
+    def break_first_kernel(m: dict) -> None:
+        kname = m["programs"]["f32"]["decode"]["dispatches"][0]["kernel"]
+        rel = m["kernels"][kname]["file"]
+        (b / rel).write_text("this is not WGSL")
+        entry = next(f for f in m["files"] if f["path"] == rel)
+        entry.update(size=len("this is not WGSL"), sha256=hashlib.sha256(b"this is not WGSL").hexdigest())
+
+    b = tmp_path / "b"
+    copy_bundle(tiny_bundles("llama", "f32"), b, break_first_kernel)
+    with pytest.raises(BundleError) as e:
+        webllm_py.load(b, backend="native", precision="f32")
+    one_line_error(e, "kernels/", "does not compile")

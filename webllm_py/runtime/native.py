@@ -100,6 +100,18 @@ class NativeModel(CachedModel):
         self._staging = d.create_buffer(size=sizes["logits"], usage=U.MAP_READ | U.COPY_DST, label="logits-staging")
         return bufs
 
+    def _pipeline(self, kname: str, k: dict[str, Any]) -> tuple[Any, Any]:
+        import wgpu
+
+        wgsl = self.bundle.read_text(k["file"])  # a listed, hashed file inside the bundle
+        try:
+            return create_pipeline(self.device, wgsl, k["bindings"], kname)
+        except wgpu.GPUError as e:  # multi-line compiler output: keep the line that says what is wrong
+            lines = [ln.strip() for ln in str(e).splitlines() if "error" in ln.lower() and ln.strip() != "Validation Error"]
+            why = (lines[0] if lines else str(e).strip().splitlines()[0])[:200]
+            raise BundleError(f"kernel {kname} does not compile on {self.adapter.info.get('device')}: {why}",
+                              self.bundle_dir / k["file"]) from None
+
     def _prepare_programs(self, programs: dict[str, Any]) -> dict[str, dict[str, Any]]:
         pipelines: dict[str, tuple[Any, Any]] = {}
         out = {}
@@ -109,8 +121,7 @@ class NativeModel(CachedModel):
                 kname = disp["kernel"]
                 if kname not in pipelines:
                     k = self.manifest["kernels"][kname]
-                    wgsl = self.bundle.read_text(k["file"])  # a listed, hashed file inside the bundle
-                    pipelines[kname] = create_pipeline(self.device, wgsl, k["bindings"], kname)
+                    pipelines[kname] = self._pipeline(kname, k)
                 pipe, bgl = pipelines[kname]
                 bg = self.device.create_bind_group(layout=bgl, entries=[
                     {"binding": i, "resource": {"buffer": self._buffers[b], "offset": 0, "size": self._buffers[b].size}}
