@@ -17,7 +17,8 @@ import numpy as np
 from ..bundle import Bundle
 from ..errors import BundleError
 from ..ir.graph import compile_dim
-from .device import create_pipeline, request_device, select_adapter
+from .bundle_kernels import kernel_pipeline
+from .device import request_device, select_adapter
 from .lm import CachedModel
 
 ACT_BYTES = {"f32": 4, "f16": 2, "idot": 4}
@@ -100,18 +101,6 @@ class NativeModel(CachedModel):
         self._staging = d.create_buffer(size=sizes["logits"], usage=U.MAP_READ | U.COPY_DST, label="logits-staging")
         return bufs
 
-    def _pipeline(self, kname: str, k: dict[str, Any]) -> tuple[Any, Any]:
-        import wgpu
-
-        wgsl = self.bundle.read_text(k["file"])  # a listed, hashed file inside the bundle
-        try:
-            return create_pipeline(self.device, wgsl, k["bindings"], kname)
-        except wgpu.GPUError as e:  # multi-line compiler output: keep the line that says what is wrong
-            lines = [ln.strip() for ln in str(e).splitlines() if "error" in ln.lower() and ln.strip() != "Validation Error"]
-            why = (lines[0] if lines else str(e).strip().splitlines()[0])[:200]
-            raise BundleError(f"kernel {kname} does not compile on {self.adapter.info.get('device')}: {why}",
-                              self.bundle_dir / k["file"]) from None
-
     def _prepare_programs(self, programs: dict[str, Any]) -> dict[str, dict[str, Any]]:
         pipelines: dict[str, tuple[Any, Any]] = {}
         out = {}
@@ -120,8 +109,7 @@ class NativeModel(CachedModel):
             for disp in prog["dispatches"]:
                 kname = disp["kernel"]
                 if kname not in pipelines:
-                    k = self.manifest["kernels"][kname]
-                    pipelines[kname] = self._pipeline(kname, k)
+                    pipelines[kname] = kernel_pipeline(self.device, self.adapter, self.bundle, kname)
                 pipe, bgl = pipelines[kname]
                 bg = self.device.create_bind_group(layout=bgl, entries=[
                     {"binding": i, "resource": {"buffer": self._buffers[b], "offset": 0, "size": self._buffers[b].size}}
