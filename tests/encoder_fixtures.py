@@ -1,12 +1,14 @@
-"""Seeded tiny encoder embedding models (BERT, XLM-RoBERTa) with sentence-transformers files.
+"""Seeded tiny embedding models (BERT, XLM-RoBERTa, a Qwen3 decoder as embedder) with sentence-transformers files.
 
 Made with transformers' own config and model classes, random non-default
 LayerNorm weights and biases (a missed or misplaced weight changes the output),
-a WordPiece (BERT) or Unigram (XLM-RoBERTa) tokenizer trained on a fixed text,
+a WordPiece (BERT), Unigram (XLM-RoBERTa) or byte-level BPE (Qwen3, appending the
+eos token as Qwen3-Embedding's tokenizer does) tokenizer trained on a fixed text,
 and the sentence-transformers files that say how to pool. The BERT folder also
 carries the int64 `embeddings.position_ids` tensor older checkpoints save, and a
 tokenizer.json that pads and truncates (as all-MiniLM-L6-v2's does) so the build
-has to undo both.
+has to undo both. The Qwen3 folder is saved as the bare Qwen3Model (no "model." prefix),
+as sentence-transformers saves Qwen3-Embedding, with GQA, q/k norms and head_dim 24.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ TINY_ENCODERS: dict[str, tuple[str, dict, dict]] = {
                                              type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1,
                                              bos_token_id=0, eos_token_id=2),
                     dict(pooling="cls", normalize=False, max_seq_length=50)),
+    "qwen3": ("Qwen3Config", dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                                  num_key_value_heads=2, head_dim=24, vocab_size=304, max_position_embeddings=256,
+                                  rms_norm_eps=1e-6, pad_token_id=1, bos_token_id=0, eos_token_id=1,
+                                  tie_word_embeddings=False),
+              dict(pooling="last", normalize=True, max_seq_length=48)),
 }
 POOLING_FLAG = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token", "last": "pooling_mode_lasttoken"}
 
@@ -65,6 +72,24 @@ def unigram_tokenizer(vocab_size: int):
     return tok
 
 
+def bpe_tokenizer():
+    from conftest import tiny_tokenizer_json
+    from tokenizers import Tokenizer, processors
+
+    tok = Tokenizer.from_str(tiny_tokenizer_json())
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return tok
+
+
+TOKENIZERS = {"bert": lambda kw: wordpiece_tokenizer(kw["vocab_size"]),
+              "xlm-roberta": lambda kw: unigram_tokenizer(kw["vocab_size"]), "qwen3": lambda kw: bpe_tokenizer()}
+SPECIAL_TOKENS = {
+    "bert": {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "unk_token": "[UNK]"},
+    "xlm-roberta": {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"},
+    "qwen3": {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "</s>"},
+}
+
+
 def write_st_files(folder: Path, pooling: str, normalize: bool, max_seq_length: int, hidden: int) -> None:
     """modules.json, 1_Pooling/config.json, sentence_bert_config.json as sentence-transformers saves them."""
     mods = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
@@ -92,10 +117,11 @@ def make_tiny_encoder(folder: Path, arch: str, seed: int = 0, **recipe) -> Path:
     st = {**st, **recipe}
     cfg = getattr(transformers, cls_name)(**kw)
     torch.manual_seed(seed)
-    model = transformers.AutoModel.from_config(cfg, add_pooling_layer=True).to(torch.float32)
+    extra = {} if arch == "qwen3" else {"add_pooling_layer": True}  # BERT's pooler: a tensor the build ignores
+    model = transformers.AutoModel.from_config(cfg, **extra).to(torch.float32)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "LayerNorm.weight" in name:
+            if "LayerNorm.weight" in name or name.endswith("norm.weight"):
                 p.copy_(1.0 + 0.3 * torch.randn_like(p))
             elif name.endswith(".bias"):
                 p.copy_(0.1 * torch.randn_like(p))
@@ -108,11 +134,8 @@ def make_tiny_encoder(folder: Path, arch: str, seed: int = 0, **recipe) -> Path:
         tensors = load_file(f)
         tensors["embeddings.position_ids"] = np.arange(cfg.max_position_embeddings, dtype=np.int64)[None]
         save_file(tensors, f, metadata={"format": "pt"})
-    tok = wordpiece_tokenizer(kw["vocab_size"]) if arch == "bert" else unigram_tokenizer(kw["vocab_size"])
-    (folder / "tokenizer.json").write_text(tok.to_str(), encoding="utf-8")
-    special = ({"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "unk_token": "[UNK]"} if arch == "bert"
-               else {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"})
-    (folder / "tokenizer_config.json").write_text(json.dumps({**special, "model_max_length": 512,
+    (folder / "tokenizer.json").write_text(TOKENIZERS[arch](kw).to_str(), encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(json.dumps({**SPECIAL_TOKENS[arch], "model_max_length": 512,
                                                                "tokenizer_class": "PreTrainedTokenizerFast"}))
     write_st_files(folder, st["pooling"], st["normalize"], st["max_seq_length"], kw["hidden_size"])
     return folder

@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 
 from webllm_py.codegen import build
-from webllm_py.codegen.encoder_kernels import EncoderAttentionKey, GeluKey, LayerNormKey, PoolKey, PositionAddKey
+from webllm_py.codegen.encoder_kernels import (
+    EncoderAttentionKey,
+    GeluKey,
+    LayerNormKey,
+    PoolKey,
+    PositionAddKey,
+    RowRopeKey,
+)
 from webllm_py.ir.ops import OPS
 from webllm_py.runtime.embedder import pack_rows
 
@@ -122,6 +129,37 @@ def test_encoder_attention(runner, act):
 
 
 @pytest.mark.parametrize("act", ["f32", "f16"])
+def test_causal_gqa_attention(runner, act):
+    # a decoder used as an embedder: 4 query heads over 2 kv heads, each token sees its row up to itself
+    need(runner, act)
+    rows, offsets, n = batch()
+    heads, kv_heads, hd = 4, 2, 12
+    q = rand(("catt", "q", act), (n, heads * hd), act)
+    k_, v = (rand(("catt", t, act), (n, kv_heads * hd), act) for t in "kv")
+    key = build(EncoderAttentionKey(act=act, heads=heads, head_dim=hd, scale=hd ** -0.5, kv_heads=kv_heads, causal=True))
+    got = runner.run(key, {"q": q, "k_cache": k_, "v_cache": v, "rows": rows, "offsets": offsets,
+                           "out": with_sentinel(np.zeros_like(q), act)}, n=n)["out"]
+    ref = ref_op("encoder_attention", [q, k_, v, rows, offsets], heads=heads, kv_heads=kv_heads, head_dim=hd,
+                 scale=hd ** -0.5, causal=True)
+    check(got, ref, TOL[act], act)
+
+
+@pytest.mark.parametrize("act", ["f32", "f16"])
+def test_row_rope(runner, act):
+    need(runner, act)
+    rows, offsets, n = batch()
+    heads, hd = 2, 24
+    x = rand(("rope", act), (n, heads * hd), act)
+    inv_freq = (1.0 / 10000 ** (np.arange(0, hd, 2) / hd)).astype(np.float32)
+    k = build(RowRopeKey(act=act, heads=heads, head_dim=hd))
+    got = runner.run(k, {"x": x, "inv_freq": inv_freq, "rows": rows, "offsets": offsets,
+                         "out": with_sentinel(np.zeros_like(x), act)}, n=n)["out"]
+    # elementwise math with the driver's sin/cos at positions < 12: the f32 elementwise bound
+    check(got, ref_op("row_rope", [x, inv_freq, rows, offsets], heads=heads, head_dim=hd),
+          1e-5 if act == "f32" else TOL[act], act)
+
+
+@pytest.mark.parametrize("act", ["f32", "f16"])
 @pytest.mark.parametrize("mode", ["mean", "cls", "last"])
 @pytest.mark.parametrize("normalize", [False, True])
 @pytest.mark.parametrize("cols", [24, 100])  # fewer and more columns than the 64 lanes
@@ -144,6 +182,8 @@ def test_bad_keys_are_refused():
                      (PoolKey(act="f32", cols=5000, mode="mean", normalize=True), "workgroup storage"),
                      (GeluKey(act="f32", cols=8, approximate="sigmoid"), "approximate must be one of"),
                      (EncoderAttentionKey(act="f32", heads=2, head_dim=6, scale=1.0), "multiple of 4"),
+                     (EncoderAttentionKey(act="f32", heads=3, head_dim=8, scale=1.0, kv_heads=2), "not a multiple of kv_heads"),
+                     (RowRopeKey(act="f32", heads=2, head_dim=7), "head_dim must be even"),
                      (LayerNormKey(act="bf16", cols=8, eps=1e-5), "act must be one of")]:
         with pytest.raises(ValueError, match=msg):
             build(key)

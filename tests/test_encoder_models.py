@@ -1,4 +1,4 @@
-"""Encoder embedding models (BERT, XLM-RoBERTa) on the reference backend vs transformers.
+"""Embedding models (BERT, XLM-RoBERTa, Qwen3 as an embedder) on the reference backend vs transformers.
 
 Tolerance: f32 bundles match transformers' pooled (and normalized) outputs within
 max |diff| <= 2e-4 (the issue's bound; measured ~1e-7: the same f32 math in another
@@ -42,8 +42,9 @@ def hf_pooled(folder, rows, pooling: str, normalize: bool, pad_id: int) -> np.nd
     for i, r in enumerate(rows):
         ids[i, : len(r)] = torch.tensor(r)
         mask[i, : len(r)] = 1
+    types = {} if m.config.model_type == "qwen3" else {"token_type_ids": torch.zeros_like(ids)}
     with torch.no_grad():
-        h = m(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).last_hidden_state
+        h = m(input_ids=ids, attention_mask=mask, **types).last_hidden_state  # right padding: real tokens first
     lengths = mask.sum(1)
     pooled = {"mean": lambda: (h * mask[..., None]).sum(1) / lengths[:, None],
               "cls": lambda: h[:, 0],

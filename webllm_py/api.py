@@ -69,9 +69,9 @@ def build(model: str | Path, out: str | Path, *, quantization: str | None = None
     options: embedding_format, context_window, prefill_chunk, shard_bytes, model_id; for an encoder
     (embedding) model: max_batch_tokens, max_batch_rows (bundle/encoder_writer.py)."""
     source = open_source(model)
-    from .models.encoder import is_encoder
+    from .models.embedding_models import is_embedding_source
 
-    if is_encoder(source.config):
+    if is_embedding_source(source):
         from .bundle.encoder_writer import DEFAULT_QUANTIZATION as ENCODER_QUANTIZATION
         from .bundle.encoder_writer import encoder_options, write_encoder_bundle
 

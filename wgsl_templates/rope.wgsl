@@ -1,5 +1,5 @@
 {% import "_common.wgsl" as c with context %}
-{{ c.header("rotate_half rotary embedding at positions p..p+n-1" ~ ("; rotated rows go to cache rows p..p+n-1" if to_cache else "") ~ "; one invocation per (token, head, pair)") }}
+{{ c.header("rotate_half rotary embedding at positions " ~ ("index in row" if packed is defined and packed else "p..p+n-1") ~ ("; rotated rows go to cache rows p..p+n-1" if to_cache else "") ~ "; one invocation per (token, head, pair)") }}
 {{ c.prelude() }}
 
 const HEADS: u32 = {{ heads }}u;
@@ -23,7 +23,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
   let head = j / HALF;
   let i = j % HALF;
+{% if packed is defined and packed %}
+  let ang = f32(t - u32(offsets[u32(rows[t])])) * inv_freq[i];  // a packed batch: the index within the row
+{% else %}
   let ang = f32(step.p + t) * inv_freq[i];
+{% endif %}
   let k = round(ang * INV_TWO_PI);
   let red = (ang - k * TWO_PI_HI) - k * TWO_PI_LO;
   let cs = cos(red);

@@ -1,7 +1,8 @@
-"""Bundle writer for encoder embedding models (BERT, XLM-RoBERTa): source -> embedding bundle.
+"""Bundle writer for embedding models (BERT, XLM-RoBERTa, Qwen3-Embedding): source -> embedding bundle.
 
 Same guarantees as writer.py (streaming quantization, atomic folder, deterministic
-bytes) and the same weight formats; what differs is the graph (models/encoder.py),
+bytes) and the same weight formats; what differs is the graph (models/encoder.py,
+models/decoder_embedding.py; models/embedding_models.py says which a folder gets),
 the programs (passes/lower_encoder.py: one `encode` program per set) and the
 manifest's `embedding` section: pooling, normalize, max_seq_length and the batch
 limits the buffers are planned for, from the folder's sentence-transformers files
@@ -22,8 +23,7 @@ import numpy as np
 from ..atomic import refuse_to_replace, replace_dir, temp_dir_beside
 from ..build_limits import check_shard_bytes
 from ..errors import BuildError
-from ..models import encoder
-from ..models.sentence_transformers import read_recipe
+from ..models.embedding_models import EmbeddingModel, embedding_model
 from ..models.source import ModelSource
 from ..passes.fuse_linears import fuse_linears
 from ..passes.lower import DEFAULT_MAX_BINDING_BYTES
@@ -41,16 +41,15 @@ DEFAULT_BATCH_TOKENS = 2048  # tokens of one step (all rows): 8 texts of 256 tok
 DEFAULT_BATCH_ROWS = 64
 
 
-def _check_weights(source: ModelSource, graph, prefix: str) -> None:
-    expected = {prefix + n: p.shape for n, p in graph.params.items()}
+def _check_weights(source: ModelSource, spec: EmbeddingModel) -> None:
+    expected = {spec.names[n]: p.shape for n, p in spec.graph.params.items() if n in spec.names}
     present = set(source.tensor_names())
     missing = sorted(set(expected) - present)
     if missing:
         raise BuildError(f"missing tensors: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}", source.path)
-    unused = sorted(n for n in present - set(expected)
-                    if not encoder.ignorable(n[len(prefix):] if n.startswith(prefix) else n))
+    unused = sorted(n for n in present - set(expected) if not spec.ignorable(n))
     if unused:
-        raise BuildError(f"tensors not used by the encoder graph (wrong architecture or config?): "
+        raise BuildError(f"tensors not used by the {spec.model_type} embedding graph (wrong architecture or config?): "
                          f"{', '.join(unused[:5])}{' ...' if len(unused) > 5 else ''}", source.path)
     for name, shape in expected.items():
         got = tuple(source.tensor_shape(name))
@@ -102,19 +101,17 @@ def write_encoder_bundle(
     if embedding_format is not None and embedding_format not in FORMATS:
         raise BuildError(f"unknown embedding format {embedding_format!r}; choose one of {', '.join(FORMATS)}")
     check_shard_bytes(shard_bytes)  # the range and its reason: build_limits.py
-    cfg_path = source.path / "config.json"
-    cfg = encoder.parse_encoder_config(source.config, cfg_path)
-    recipe = read_recipe(source.path, cfg.max_tokens, source.tokenizer_config)
+    spec = embedding_model(source)
+    recipe = spec.recipe
     for name, v, lo in (("max_batch_tokens", max_batch_tokens, recipe.max_seq_length), ("max_batch_rows", max_batch_rows, 1)):
         if not isinstance(v, int) or isinstance(v, bool) or v < lo:
             raise BuildError(f"{name} must be an integer >= {lo} (max_seq_length {recipe.max_seq_length}: one whole "
                              f"row fits a step), got {v!r}")
-    graph = encoder.build_encoder_graph(cfg, recipe.pooling, recipe.normalize)
-    prefix = encoder.checkpoint_prefix(source.tensor_names())
-    _check_weights(source, graph, prefix)
-    if fuse:  # q/k/v as one matmul over stacked rows (fused params name their checkpoint members)
+    graph = spec.graph
+    _check_weights(source, spec)
+    if fuse:  # q/k/v (and gate/up) as one matmul over stacked rows (fused params name their checkpoint members)
         graph = fuse_linears(graph, max_binding_bytes, max(BYTES_PER_WEIGHT[quantization], BYTES_PER_WEIGHT["q8"]))
-    tok_text, tok_meta = _tokenizer(source, cfg.vocab_size, recipe.max_seq_length)
+    tok_text, tok_meta = _tokenizer(source, spec.vocab_size, recipe.max_seq_length)
 
     out = Path(out).absolute()
     refuse_to_replace(out, why_not_a_bundle, "webllm-py bundle")  # holding a manifest.json is not enough
@@ -126,10 +123,10 @@ def write_encoder_bundle(
         with progress_bar(total, "quantize", enabled=progress, unit="param") as bar:
             for name, p in graph.params.items():
                 members = p.concat or (name,)
-                arrs = [source.read(prefix + m) for m in members]
+                arrs = [spec.computed[m] if m in spec.computed else source.read(spec.names[m]) for m in members]
                 for m, a in zip(members, arrs):
                     if not np.all(np.isfinite(a)):
-                        raise BuildError(f"tensor {prefix + m} contains NaN or Inf", source.where(prefix + m))
+                        raise BuildError(f"tensor {spec.names[m]} contains NaN or Inf", source.where(spec.names[m]))
                 arr = np.concatenate(arrs).reshape(p.shape)
                 fmt = _weight_format(p.role, quantization, embedding_format) if arr.ndim == 2 else "f32"
                 parts, err = _quantize_blocked(arr, fmt) if arr.ndim == 2 else (
@@ -154,8 +151,9 @@ def write_encoder_bundle(
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "model": {"id": model_id or source.path.stem, "architecture": cfg.model_type, "config": cfg.to_json()},
-            "embedding": {**recipe.to_json(), "dimensions": cfg.hidden_size,
+            "model": {"id": model_id or source.path.stem, "architecture": spec.model_type,
+                      "config": spec.config.to_json()},
+            "embedding": {**recipe.to_json(), "dimensions": spec.hidden_size,
                           "max_batch_tokens": max_batch_tokens, "max_batch_rows": max_batch_rows},
             "quantization": {"scheme": quantization, "group_size": 32,
                              "embedding": _weight_format("embedding", quantization, embedding_format)},

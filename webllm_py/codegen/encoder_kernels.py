@@ -9,11 +9,11 @@ kernels.py's EmbeddingKey and MatmulKey (the tiled prefill form handles n tokens
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from . import kernels as K
-from .kernels import STEP, KernelKey, _act_arr, _ceil, _const_groups, _Plan, f32_literal
+from .kernels import OMIT_DEFAULT, STEP, KernelKey, _act_arr, _ceil, _const_groups, _Plan, f32_literal
 
 BATCH = [("rows", "read", "array<i32>", "(n,) i32: the row (text) of each token"),
          ("offsets", "read", "array<i32>", "(b+1,) i32: first token of each row; offsets[b] = n")]
@@ -57,8 +57,9 @@ class GeluKey(KernelKey):
 
 @dataclass(frozen=True)
 class EncoderAttentionKey(KernelKey):
-    """Bidirectional attention within each row of a packed batch: query t (head h) attends to keys
-    offsets[rows[t]] .. offsets[rows[t]+1]-1. One invocation per (query, head), online softmax."""
+    """Attention within each row of a packed batch: query t (head h) attends to keys
+    offsets[rows[t]] .. offsets[rows[t]+1]-1 (bidirectional) or .. t (causal: a decoder used as an
+    embedder), of kv head h / (heads / kv_heads). One invocation per (query, head), online softmax."""
 
     family: ClassVar[str] = "encoder_attention"
     act: str
@@ -66,6 +67,20 @@ class EncoderAttentionKey(KernelKey):
     head_dim: int
     scale: float
     wg: int = 8
+    kv_heads: int = field(default=0, metadata=OMIT_DEFAULT)  # 0: heads (no GQA)
+    causal: bool = field(default=False, metadata=OMIT_DEFAULT)
+
+
+@dataclass(frozen=True)
+class RowRopeKey(KernelKey):
+    """rotate_half rotary embedding of x (n, heads*head_dim) at each token's index within its row
+    (rope.wgsl with packed positions); one invocation per (token, head, pair)."""
+
+    family: ClassVar[str] = "row_rope"
+    act: str
+    heads: int
+    head_dim: int
+    wg: int = 64
 
 
 @dataclass(frozen=True)
@@ -111,15 +126,33 @@ def _plan_gelu(k: GeluKey) -> _Plan:
 
 def _plan_encoder_attention(k: EncoderAttentionKey) -> _Plan:
     k._check_act(), k._check_wg(k.wg)
+    kv_heads = k.kv_heads or k.heads
     if k.head_dim % 4:
         raise ValueError(f"{k.name}: head_dim must be a multiple of 4 (vec4 loads)")
-    qw = k.heads * k.head_dim
-    row = f"(n, {qw}) {k.act}"
-    decls = [("q", "read", _act_arr(k.act, 4), row), ("k_cache", "read", _act_arr(k.act, 4), row + ": this batch's keys"),
-             ("v_cache", "read", _act_arr(k.act, 4), row + ": this batch's values"), *BATCH,
+    if kv_heads < 1 or k.heads % kv_heads:
+        raise ValueError(f"{k.name}: heads {k.heads} is not a multiple of kv_heads {kv_heads}")
+    qw, kvw = k.heads * k.head_dim, kv_heads * k.head_dim
+    row, kvrow = f"(n, {qw}) {k.act}", f"(n, {kvw}) {k.act}"
+    decls = [("q", "read", _act_arr(k.act, 4), row), ("k_cache", "read", _act_arr(k.act, 4), kvrow + ": this batch's keys"),
+             ("v_cache", "read", _act_arr(k.act, 4), kvrow + ": this batch's values"), *BATCH,
              ("out", "read_write", _act_arr(k.act, 4), row), STEP]
     return _Plan(decls, (k.wg, 1, 1), (_ceil("n", k.wg), str(k.heads), "1"),
-                 dict(lanes=k.wg, group=1, hd4=k.head_dim // 4, qw=qw, kvw=qw, scale_lit=f32_literal(k.scale)))
+                 dict(lanes=k.wg, group=k.heads // kv_heads, hd4=k.head_dim // 4, qw=qw, kvw=kvw,
+                      scale_lit=f32_literal(k.scale)))
+
+
+def _plan_row_rope(k: RowRopeKey) -> _Plan:
+    k._check_act(), k._check_wg(k.wg)
+    if k.head_dim % 2:
+        raise ValueError(f"{k.name}: head_dim must be even")
+    width, pairs = k.heads * k.head_dim, k.heads * (k.head_dim // 2)
+    decls = [("x", "read", _act_arr(k.act), f"(n, {width}) {k.act}"),
+             ("inv_freq", "read", "array<f32>", f"({k.head_dim // 2},) f32"), *BATCH,
+             ("out", "read_write", _act_arr(k.act), f"(n, {width}) {k.act}"), STEP]
+    gx = -(-pairs // k.wg)
+    _const_groups(gx, "pairs", k)
+    return _Plan(decls, (k.wg, 1, 1), (str(gx), "n", "1"),
+                 dict(width=width, half=k.head_dim // 2, to_cache=False, packed=True))
 
 
 def _plan_pool(k: PoolKey) -> _Plan:
@@ -133,7 +166,8 @@ def _plan_pool(k: PoolKey) -> _Plan:
     return _Plan(decls, (k.wg, 1, 1), ("b", "1", "1"), {})
 
 
-ENCODER_KEYS = [PositionAddKey, LayerNormKey, GeluKey, EncoderAttentionKey, PoolKey]
+ENCODER_KEYS = [PositionAddKey, LayerNormKey, GeluKey, EncoderAttentionKey, PoolKey, RowRopeKey]
 K.KEY_TYPES.update({k.family: k for k in ENCODER_KEYS})
 K._PLANNERS.update({"position_add": _plan_position_add, "layer_norm": _plan_layer_norm, "gelu": _plan_gelu,
-                    "encoder_attention": _plan_encoder_attention, "pool": _plan_pool})
+                    "encoder_attention": _plan_encoder_attention, "pool": _plan_pool, "row_rope": _plan_row_rope})
+K._TEMPLATE["row_rope"] = lambda k: "rope.wgsl"  # the decoder's rope with packed positions

@@ -45,17 +45,38 @@ def _gelu(inputs, attrs, ctx):
 
 
 def _encoder_attention(inputs, attrs, ctx):
-    # bidirectional: every token of a row attends to every token of that row, and to no other row
+    # bidirectional: every token of a row attends to every token of that row, and to no other row;
+    # causal (a decoder used as an embedder): to the tokens of its row up to itself
     q, k, v, rows, offsets = inputs
     heads, hd = attrs["heads"], attrs["head_dim"]
+    kv_heads = attrs.get("kv_heads", heads)
     out = np.zeros_like(q, dtype=np.float32)
     for s, e in _spans(offsets):
-        qs, ks, vs = (t[s:e].reshape(e - s, heads, hd).astype(np.float32) for t in (q, k, v))
+        qs = q[s:e].reshape(e - s, heads, hd).astype(np.float32)
+        ks, vs = (np.repeat(t[s:e].reshape(e - s, kv_heads, hd).astype(np.float32), heads // kv_heads, axis=1)
+                  for t in (k, v))
         scores = np.einsum("nhd,thd->hnt", qs, ks) * np.float32(attrs["scale"])
+        if attrs.get("causal"):
+            scores = np.where(np.triu(np.ones((e - s, e - s), dtype=bool), 1)[None], -np.inf, scores)
         w = np.exp(scores - scores.max(axis=-1, keepdims=True))
         w = w / w.sum(axis=-1, keepdims=True)
         out[s:e] = np.einsum("hnt,thd->nhd", w, vs).reshape(e - s, heads * hd)
     return out
+
+
+def _row_rope(inputs, attrs, ctx):
+    # rotate_half rope (ir.ops' rope) at each token's index within its row: a packed batch's positions
+    from .ops import rope_cos_sin
+
+    x, inv_freq, rows, offsets = inputs
+    hd, heads = attrs["head_dim"], attrs["heads"]
+    half = hd // 2
+    pos = (np.arange(len(x)) - offsets.astype(np.int64)[rows.astype(np.int64)]).astype(np.float32)[:, None]
+    ang = (pos * inv_freq.astype(np.float32)[None, :]).astype(np.float32)
+    cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+    xs = x.reshape(len(x), heads, hd).astype(np.float32)
+    x1, x2 = xs[..., :half], xs[..., half:]
+    return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).reshape(x.shape).astype(np.float32)
 
 
 POOLS = {
@@ -93,10 +114,19 @@ def _layer_norm_shape(shapes, attrs):
 
 def _encoder_attention_shape(shapes, attrs):
     q, k, v = shapes[:3]
-    width = attrs["heads"] * attrs["head_dim"]
-    if any(s[-1] != width for s in (q, k, v)):
-        raise ValueError(f"encoder_attention: q/k/v {q} {k} {v} do not fit heads x head_dim = {width}")
+    heads, kv_heads, hd = attrs["heads"], attrs.get("kv_heads", attrs["heads"]), attrs["head_dim"]
+    if heads % kv_heads or q[-1] != heads * hd or k[-1] != kv_heads * hd or v[-1] != kv_heads * hd:
+        raise ValueError(f"encoder_attention: q/k/v {q} {k} {v} do not fit heads {heads} / kv_heads {kv_heads} "
+                         f"x head_dim {hd}")
     return q
+
+
+def _row_rope_shape(shapes, attrs):
+    x, f = shapes[:2]
+    if x[-1] != attrs["heads"] * attrs["head_dim"] or tuple(f) != (attrs["head_dim"] // 2,):
+        raise ValueError(f"row_rope: input {x} / inv_freq {f} do not fit heads={attrs['heads']} "
+                         f"head_dim={attrs['head_dim']}")
+    return x
 
 
 def _pool_shape(shapes, attrs):
@@ -112,7 +142,8 @@ ENCODER_OPS = [
     ("layer_norm", _layer_norm_shape, _layer_norm, "(x - mean) / sqrt(var + eps) * w + b over each row"),
     ("gelu", lambda shapes, attrs: shapes[0], _gelu, "x * Phi(x) (approximate='none': erf; 'tanh')"),
     ("encoder_attention", _encoder_attention_shape, _encoder_attention,
-     "bidirectional softmax(q k^T * scale) v within each row of the packed batch"),
+     "softmax(q k^T * scale) v within each row of the packed batch: bidirectional, or causal; GQA by kv_heads"),
+    ("row_rope", _row_rope_shape, _row_rope, "rotary embedding (rotate_half pairs) at each token's index in its row"),
     ("pool", _pool_shape, _pool, "one vector per row: mean of its tokens, its first (cls) or last token"),
     ("l2_normalize", lambda shapes, attrs: shapes[0], _l2_normalize, "x / max(||x||_2, 1e-12) per row"),
 ]

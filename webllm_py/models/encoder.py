@@ -53,10 +53,6 @@ ENCODERS: dict[str, EncoderArch] = {a.model_type: a for a in [
 ]}
 
 
-def is_encoder(cfg: dict[str, Any]) -> bool:
-    return cfg.get("model_type") in ENCODERS
-
-
 @dataclass(frozen=True)
 class EncoderConfig:
     model_type: str

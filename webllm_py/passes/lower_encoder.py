@@ -6,6 +6,7 @@ short texts fills the GPU instead of looping over texts. Kernels: kernels.py's
 EmbeddingKey and MatmulKey, encoder_kernels.py's for the rest. Fusions (each a rule on
 the node list, as in lower.py):
   linear split                one matmul, q/k/v written to three outputs
+  linear split silu_mul       one matmul with the SiLU-gate epilogue over stacked [gate; up]
   linear add(x, .)            matmul with the residual epilogue, in place in x's buffer
   pool l2_normalize           one pool kernel that normalizes
   encoder_embedding           word lookup, then (x + token_type[0]) + position in place
@@ -109,7 +110,14 @@ def _linear(E: _Enc, i: int) -> int:
     kw: dict[str, Any] = {}
     nxt = nodes[i + 1] if i + 1 < len(nodes) else None
     used = 1
-    if nxt is not None and nxt.op == "split" and nxt.inputs == [lin.outputs[0]]:
+    after = nodes[i + 2] if i + 2 < len(nodes) else None
+    if nxt is not None and nxt.op == "split" and nxt.inputs == [lin.outputs[0]] and after is not None \
+            and after.op == "silu_mul" and after.inputs == nxt.outputs and len(set(nxt.attrs["sizes"])) == 1 \
+            and all(E.last.get(t) == i + 2 for t in nxt.outputs):
+        kw["epilogue"], rows = "silu_mul", nxt.attrs["sizes"][0]  # silu(gate) * up straight from the matmul
+        tensors["out"] = E.new(after.outputs[0])
+        used = 3
+    elif nxt is not None and nxt.op == "split" and nxt.inputs == [lin.outputs[0]]:
         kw["splits"] = tuple(nxt.attrs["sizes"])
         tensors.update({f"out{j}": E.new(t) for j, t in enumerate(nxt.outputs)})
         used = 2
@@ -149,19 +157,26 @@ def _pool(E: _Enc, i: int) -> int:
     return 2 if normalize else 1
 
 
-def _embedding(E: _Enc, i: int) -> int:
-    node = E.graph.nodes[i]
-    if node.op != "encoder_embedding":
-        return 0
-    ids, rows, offsets, word, token_type, position = node.inputs
+def _word_lookup(E: _Enc, ids: str, word: str, out: str) -> None:
     vocab, hidden = E.graph.params[word].shape
-    out = E.new(node.outputs[0])
     if len(row_slices(E.weights[word], E.max_binding_bytes)) > 1:
         raise ValueError(f"lowering: word embedding {word} exceeds the storage binding limit; "
                          "row slices are not supported in encoder programs yet")
     E.emit(K.EmbeddingKey(act=E.act, fmt=E.fmt(word), vocab=vocab, hidden=hidden), {"ids": ids, "w": word, "out": out})
-    E.emit(EK.PositionAddKey(act=E.act, hidden=hidden, positions=E.graph.params[position].shape[0],
-                             position_offset=node.attrs["position_offset"]),
+
+
+def _embedding(E: _Enc, i: int) -> int:
+    node = E.graph.nodes[i]
+    if node.op == "embedding":  # a decoder used as an embedder: the word lookup only (rope comes later)
+        _word_lookup(E, node.inputs[0], node.inputs[1], E.new(node.outputs[0]))
+        return 1
+    if node.op != "encoder_embedding":
+        return 0
+    ids, rows, offsets, word, token_type, position = node.inputs
+    out = E.new(node.outputs[0])
+    _word_lookup(E, ids, word, out)
+    E.emit(EK.PositionAddKey(act=E.act, hidden=E.graph.params[word].shape[1],
+                             positions=E.graph.params[position].shape[0], position_offset=node.attrs["position_offset"]),
            {"x": out, "rows": rows, "offsets": offsets, "token_type": token_type, "position": position})
     return 1
 
@@ -190,8 +205,28 @@ def _gelu(E: _Enc, node: Node) -> None:
 def _attention(E: _Enc, node: Node) -> None:
     q, k, v, rows, offsets = node.inputs
     a = node.attrs
-    E.emit(EK.EncoderAttentionKey(act=E.act, heads=a["heads"], head_dim=a["head_dim"], scale=a["scale"]),
+    kv = a.get("kv_heads", a["heads"])
+    E.emit(EK.EncoderAttentionKey(act=E.act, heads=a["heads"], head_dim=a["head_dim"], scale=a["scale"],
+                                  kv_heads=0 if kv == a["heads"] else kv, causal=bool(a.get("causal"))),
            {"q": q, "k_cache": k, "v_cache": v, "rows": rows, "offsets": offsets, "out": E.new(node.outputs[0])})
+
+
+def _rms_norm(E: _Enc, node: Node) -> None:
+    x, w = node.inputs
+    E.emit(K.RmsNormKey(act=E.act, cols=E.graph.values[x].shape[-1], eps=node.attrs["eps"],
+                        group=node.attrs.get("group") or 0), {"x": x, "w": w, "out": E.new(node.outputs[0])})
+
+
+def _row_rope(E: _Enc, node: Node) -> None:
+    x, inv_freq, rows, offsets = node.inputs
+    E.emit(EK.RowRopeKey(act=E.act, heads=node.attrs["heads"], head_dim=node.attrs["head_dim"]),
+           {"x": x, "inv_freq": inv_freq, "rows": rows, "offsets": offsets, "out": E.new(node.outputs[0])})
+
+
+def _silu_mul(E: _Enc, node: Node) -> None:
+    gate, up = node.inputs
+    E.emit(K.SiluMulKey(act=E.act, cols=E.graph.values[gate].shape[-1]),
+           {"gate": gate, "up": up, "out": E.new(node.outputs[0])})
 
 
 def _add(E: _Enc, node: Node) -> None:
@@ -202,7 +237,8 @@ def _add(E: _Enc, node: Node) -> None:
 RULES: list[Callable[[_Enc, int], int]] = [
     _embedding, _linear, _pool,
     _single("layer_norm", _layer_norm), _single("gelu", _gelu), _single("encoder_attention", _attention),
-    _single("add", _add),
+    _single("add", _add), _single("rms_norm", _rms_norm), _single("row_rope", _row_rope),
+    _single("silu_mul", _silu_mul),
 ]
 
 
