@@ -22,6 +22,7 @@ import { KVLedger, modelRule } from "./kv_reuse.js";
 import { InvalidRequestError, StopMatcher, validateRequest } from "./request.js";
 import { checkFields } from "./request_fields.js";
 import { WebGPURuntime } from "./runtime.js";
+import { Embeddings, createEmbeddingEngine } from "./embeddings.js";
 import { applyPenalties, logSoftmax, sampleAdjusted } from "./sampler.js";
 import { TokenBytes } from "./token_bytes.js";
 import { Tokenizer } from "./tokenizer.js";
@@ -88,6 +89,7 @@ export class Engine {
       ...(tokenizer.eosTokenIds ?? []), ...(manifest.tokenizer?.eos_token_ids ?? []), ...(gen.eos_token_ids ?? []),
     ].map(Number));
     this.modelName = options.modelName ?? manifest.model?.id ?? "model";
+    this.embeddings = new Embeddings(null, null, null, this.modelName); // a language model: create() refuses
     this._tokenBytesFactory = options.tokenBytes ?? (() => new TokenBytes({}, (id) => tokenizer.idToToken(id)));
     /** @type {TokenBytes|null} */
     this._tokenBytes = null;
@@ -573,6 +575,10 @@ export async function CreateEngine(bundleUrl, options = {}) {
     },
   });
   options.signal?.throwIfAborted();
+  if (/** @type {any} */ (bundle.manifest).embedding) {
+    // an embedding bundle: an EmbeddingEngine (embeddings.create; its chat and completions refuse)
+    return /** @type {any} */ (await createEmbeddingEngine(bundle, options, report, LOAD_SHARE));
+  }
   const runtime = await WebGPURuntime.create(bundle, {
     precision: options.precision ?? "auto",
     gpu: options.gpu,

@@ -28,5 +28,6 @@ export { ACT_BYTES, WebGPURuntime, bufferBytes, compileDim, compilePrograms, hal
 export { choosePrecision, isCpuAdapter, requiredLimits, usableProgramSets } from "./gpu_device.js";
 export { InvalidRequestError, StopMatcher } from "./request.js";
 export { CreateEngine, Engine } from "./engine.js";
+export { EmbeddingEngine, Embeddings, ModelKindError, WebGPUEncoder } from "./embeddings.js";
 export { CreateWorkerEngine, WorkerEngine } from "./worker.js";
 export { WorkerEngineHandler } from "./worker_handler.js";

@@ -93,9 +93,9 @@ export function dim(v, where) {
   if (typeof v !== "string") fail(where, `${show(v)} must be an integer or an expression over n and p`);
   let value;
   try {
-    value = compileDim(v)(1, 0);
+    value = compileDim(v.replace(/\bb\b/g, "1"))(1, 0); // b: rows of an embedding batch (embeddings.js), at least 1
   } catch {
-    fail(where, `${show(v)} is not an expression over n and p (integers, + - * //)`);
+    fail(where, `${show(v)} is not an expression over n, p and b (integers, + - * //)`);
   }
   if (!Number.isFinite(value) || value < 0) fail(where, `${show(v)} is negative for n=1, p=0`);
   return v;

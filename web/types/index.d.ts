@@ -452,6 +452,8 @@ export class Engine implements EngineAPI {
   eosTokenIds: Set<number>;
   chat: { completions: ChatCompletionsAPI };
   completions: CompletionsAPI;
+  /** a language model does not embed: create() rejects with ModelKindError */
+  embeddings: import("./embeddings").Embeddings;
   interruptGenerate(): void;
   resetChat(): Promise<void>;
   runtimeStats(): RuntimeStats;
@@ -474,7 +476,9 @@ export interface EngineOptions {
   /** the `model` of responses (default: the manifest's model.id) */
   modelName?: string;
 }
+/** For an embedding bundle (manifest.embedding) it resolves to an EmbeddingEngine (./embeddings). */
 export function CreateEngine(bundleUrl: string | URL, options?: EngineOptions): Promise<Engine>;
+export * from "./embeddings";
 
 // ---- worker engine (src/worker.js, src/worker_handler.js) --------------------------------
 export interface WorkerEngineOptions {
