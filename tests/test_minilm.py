@@ -90,3 +90,24 @@ def test_native_backend_matches_sentence_transformers(quant, bound, precision, s
     ref = st_model.encode(TEXTS, convert_to_numpy=True)
     # auto is idot on lavapipe: on q8 and f32 weights that is the f32 path (packing covers q4/q4a only)
     assert cosine(ours, ref).min() >= bound
+
+
+def test_engine_and_rest_with_the_openai_client(st_model, minilm_bundles):
+    import openai
+
+    from webllm_py import Engine
+    from webllm_py.serve import make_app, start_in_thread
+
+    bundle = minilm_bundles(None)
+    eng = Engine(bundle, backend="native", model_name="minilm")
+    ref = st_model.encode(TEXTS + [QUERY] + DOCS, convert_to_numpy=True)
+    direct = np.array([d.embedding for d in eng.embeddings.create(input=TEXTS + [QUERY] + DOCS).data], np.float32)
+    assert cosine(direct, ref).min() >= 0.99
+    with start_in_thread(make_app({"minilm": bundle}, api_models={"minilm": eng}, queue_size=2)) as srv:
+        client = openai.OpenAI(base_url=f"{srv.url}v1", api_key="x", max_retries=0, timeout=120)
+        r = client.embeddings.create(model="minilm", input=TEXTS + [QUERY] + DOCS)
+    rest = np.array([d.embedding for d in r.data], np.float32)
+    assert np.array_equal(rest, direct)  # the same engine behind the server, base64 decoded by the client
+    q, docs = rest[len(TEXTS)], rest[len(TEXTS) + 1:]
+    st_q, st_docs = ref[len(TEXTS)], ref[len(TEXTS) + 1:]
+    assert list(np.argsort(-(docs @ q))) == list(np.argsort(-(st_docs @ st_q)))
