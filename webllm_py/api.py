@@ -84,7 +84,8 @@ def load(path: str | Path, backend: str = "native", precision: str = "auto", *, 
     """Load a bundle on a backend; returns a LanguageModel (see runtime/lm.py).
 
     backend: "reference" (numpy) or "native" (wgpu-py). precision: "auto", "f32", "f16" or "idot"
-    (f32 activations, decode matmuls as integer dot products on packed 9-bit activations)."""
+    (f32 activations, decode matmuls as integer dot products on packed 9-bit activations).
+    context_window_size: KV-cache rows to allocate, up to the bundle's context_window (default)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     bundle = Bundle(path)
@@ -98,7 +99,7 @@ def load(path: str | Path, backend: str = "native", precision: str = "auto", *, 
     if backend == "reference":
         from .reference import ReferenceModel
 
-        return ReferenceModel(bundle, precision)
+        return ReferenceModel(bundle, precision, context_window_size=options.pop("context_window_size", None))
     from .runtime.native import NativeModel
 
     return NativeModel(bundle, precision, **options)

@@ -17,6 +17,7 @@ from ..bundle import Bundle
 from ..ir import Graph
 from ..ir.graph import eval_shape
 from ..ir.ops import OPS, StepContext
+from ..runtime.kv_sizing import resolve_context_window
 from ..runtime.lm import CachedModel
 
 PRECISIONS = ("f32", "f16")
@@ -43,7 +44,7 @@ def run_graph(graph: Graph, params: dict[str, np.ndarray], state: dict[str, np.n
 class ReferenceModel(CachedModel):
     """LanguageModel (runtime/lm.py) backed by numpy."""
 
-    def __init__(self, bundle: Bundle, precision: str = "f32"):
+    def __init__(self, bundle: Bundle, precision: str = "f32", context_window_size: int | None = None):
         if precision in ("auto", "idot"):
             # idot is an execution strategy of the GPU programs (integer dot products on 9-bit
             # activations); the reference computes what it approximates, the exact f32 result
@@ -56,14 +57,20 @@ class ReferenceModel(CachedModel):
         self.precision = precision
         m = self.manifest
         self.vocab_size = int(m["model"]["config"]["vocab_size"])
-        self.context_window = int(m["context_window"])
+        self.context_window = resolve_context_window(m, context_window_size)  # KV rows (runtime/kv_sizing.py)
         self.prefill_chunk = int(m["prefill_chunk"])
         self.eos_token_ids = set(m["tokenizer"]["eos_token_ids"])
         self._graphs = {k: Graph.from_json(g) for k, g in m["graphs"].items()}
         self._params = {name: bundle.read_param(name) for name in m["weights"]}
         cache_dtype = np.float16 if precision == "f16" else np.float32
         g = self._graphs["logits_last"]
-        self._state = {k: np.zeros(eval_shape(v.shape, {}), dtype=cache_dtype) for k, v in g.state.items()}
+        # (context_window, width) per cache in the graph; the chosen window's rows here
+        self._state = {k: np.zeros((self.context_window, eval_shape(v.shape, {})[1]), dtype=cache_dtype)
+                       for k, v in g.state.items()}
+
+    def close(self) -> None:
+        super().close()
+        self._params, self._state = {}, {}
 
     def _step(self, rows: str, ids: list[int]) -> np.ndarray:
         graph = self._graphs["logits_last" if rows == "last" else "logits_all"]

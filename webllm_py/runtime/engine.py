@@ -43,7 +43,9 @@ import numpy as np
 from . import openai_types as ot
 from .create_api import Chat, Completions
 from .embeddings import Embeddings, init_embedding_engine, is_embedding_bundle_dir
+from .context_policy import ContextPolicy
 from .kv_reuse import KVLedger, model_rule
+from .lifecycle import load_only
 from .lm import LanguageModel
 from .request import Request, StopMatcher, completion_prompt_ids, normalize_messages, validate_request
 from .request_fields import check_fields, given
@@ -92,14 +94,21 @@ class Engine:
         precision: str = "auto",
         tokenizer: Tokenizer | None = None,
         model_name: str | None = None,
+        context_window_size: int | None = None,
+        context_overflow: str = "error",
     ):
+        """context_window_size: KV-cache rows to allocate when loading a bundle folder, up to the
+        bundle's context_window (the default); fewer use less memory (runtime/kv_sizing.py).
+        context_overflow: "error" or "slide" (drop the oldest turns), see runtime/context_policy.py."""
+        load_only(model, context_window_size=context_window_size)
+        self._context = ContextPolicy(context_overflow)
         if isinstance(model, (str, Path)) and is_embedding_bundle_dir(model):  # embeddings-only (embeddings.py)
             init_embedding_engine(self, model, backend, precision, model_name)
             return
         if isinstance(model, (str, Path)):
             from .. import load  # lazy: the loader pulls in the backends
 
-            model = load(model, backend=backend, precision=precision)
+            model = load(model, backend=backend, precision=precision, context_window_size=context_window_size)
         self.model: LanguageModel = model
         manifest = model.manifest or {}
         self.manifest = manifest
@@ -340,7 +349,9 @@ class Engine:
     def create_chat_completion(self, messages: Any, **params: Any) -> ot.ChatCompletion | Iterator[ot.ChatCompletionChunk]:
         """See `create_api.ChatCompletions.create`."""
         check_fields(["messages", *given(params)], chat=True)
-        prompt = self._chat_prompt(messages, params.pop("chat_template_kwargs", None))
+        kwargs = params.pop("chat_template_kwargs", None)
+        prompt = self._context.fit_chat(self.model, messages, lambda m: self._chat_prompt(m, kwargs),
+                                        params.get("max_tokens") or params.get("max_completion_tokens"))
         req = self._validate(prompt, params, chat=True)
         if req.stream:
             return self._chat_stream(req)
@@ -400,7 +411,7 @@ class Engine:
     def create_completion(self, prompt: Any, **params: Any) -> ot.Completion | Iterator[ot.Completion]:
         """See `create_api.Completions.create`."""
         check_fields(["prompt", *given(params)], chat=False)
-        ids = self._completion_prompt(prompt)
+        ids = self._context.check(self.model, self._completion_prompt(prompt))
         req = self._validate(ids, params, chat=False)
         if req.stream:
             return self._completion_stream(req)

@@ -17,7 +17,7 @@ class LanguageModel(Protocol):
     manifest: dict[str, Any]  # the bundle's manifest.json
     bundle_dir: Path
     vocab_size: int  # config.vocab_size: columns of every logits row
-    context_window: int  # KV cache rows
+    context_window: int  # KV cache rows: the bundle's context_window, or fewer chosen at load (kv_sizing.py)
     # Optional: prefill_chunk (int, largest step) and kv_reuse ("program" | "schedule" | "any"):
     # which cached rows the engine may reuse bit-exactly (runtime/kv_reuse.py). A model with
     # a chunk defaults to "schedule", one without to "any" (logits depend on the ids only).
@@ -49,6 +49,10 @@ class LanguageModel(Protocol):
         """Fresh cache; greedy new token ids (stops early at an eos id)."""
         ...
 
+    def close(self) -> None:
+        """Free what the model holds (GPU buffers, the device); every later step raises."""
+        ...
+
 
 class CachedModel:
     """What every backend shares: the KV-cache position, input checks, chunking, greedy generate.
@@ -61,6 +65,7 @@ class CachedModel:
     prefill_chunk: int
     eos_token_ids: set[int]
     _position: int = 0
+    _closed: bool = False
 
     def _step(self, rows: str, ids: list[int]) -> np.ndarray:
         raise NotImplementedError
@@ -77,9 +82,15 @@ class CachedModel:
             raise ValueError(f"cannot truncate to {position}: cache holds {self._position} tokens")
         self._position = position  # attention reads rows < p+n only, and each step writes its rows first
 
-    def _check(self, ids: Sequence[int]) -> list[int]:
-        from ..errors import ContextWindowExceededError
+    def close(self) -> None:
+        """Backends free their buffers (and call this); every later step raises."""
+        self._closed = True
 
+    def _check(self, ids: Sequence[int]) -> list[int]:
+        from ..errors import ContextWindowExceededError, WebLLMError
+
+        if self._closed:
+            raise WebLLMError(f"this model of {self.bundle_dir} was closed (Engine.reload or close()); load the bundle again")
         ids = [int(i) for i in ids]
         if not ids:
             raise ValueError("ids must not be empty")

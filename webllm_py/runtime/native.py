@@ -19,9 +19,10 @@ from ..errors import BundleError
 from ..ir.graph import compile_dim
 from .bundle_kernels import kernel_pipeline
 from .device import request_device, select_adapter
+from .kv_sizing import ACT_BYTES, buffer_bytes, memory_estimate, resolve_context_window, sized_buffers
+from .kv_sizing import round16 as _round16  # noqa: F401  (runtime/encoder.py imports it from here)
 from .lm import CachedModel
 
-ACT_BYTES = {"f32": 4, "f16": 2, "idot": 4}
 # program sets (passes/lower.py PROGRAM_SETS): f32 / f16 activations, or idot: f32 activations with
 # the decode matmuls as integer dot products on packed activations
 PRECISIONS = ("auto", "f32", "f16", "idot")
@@ -36,17 +37,16 @@ def auto_precision(adapter: Any, programs: dict[str, Any]) -> str:
     return "f16" if "shader-f16" in adapter.features and "f16" in programs else "f32"
 
 
-def _round16(n: int) -> int:
-    return max(16, (n + 15) // 16 * 16)
-
-
 class NativeModel(CachedModel):
     """LanguageModel (runtime/lm.py) on the GPU through wgpu-py."""
 
     # prefill-written KV rows do not depend on the step they were in (runtime/kv_reuse.py)
     kv_reuse = "program"
 
-    def __init__(self, bundle: Bundle, precision: str = "auto", adapter: Any = None, profile: bool = False):
+    def __init__(self, bundle: Bundle, precision: str = "auto", adapter: Any = None, profile: bool = False,
+                 context_window_size: int | None = None):
+        """context_window_size: KV-cache rows to allocate, up to the bundle's context_window (its
+        default); a smaller window uses less memory (kv_sizing.py) and refuses longer prompts."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         m = bundle.manifest
@@ -54,7 +54,7 @@ class NativeModel(CachedModel):
             raise BundleError("bundle has no programs (built by an older webllm-py?); rebuild it", bundle.dir)
         self.bundle, self.bundle_dir, self.manifest = bundle, bundle.dir, m
         self.vocab_size = int(m["model"]["config"]["vocab_size"])
-        self.context_window = int(m["context_window"])
+        self.context_window = resolve_context_window(m, context_window_size)
         self.prefill_chunk = int(m["prefill_chunk"])
         self.eos_token_ids = set(m["tokenizer"]["eos_token_ids"])
 
@@ -63,24 +63,19 @@ class NativeModel(CachedModel):
         if self.precision not in m["programs"]:
             raise BundleError(f"bundle has no {self.precision} programs (it has {', '.join(m['programs'])}); "
                               "rebuild it with this webllm-py", bundle.dir)
-        act_bytes = ACT_BYTES[self.precision]
-        sizes = {name: self._buffer_bytes(b, act_bytes) for name, b in m["buffers"].items()}
+        # known before anything is allocated: what a caller can check against the device's memory
+        self.memory_estimate = memory_estimate(m, self.precision, self.context_window)
+        specs = sized_buffers(m, self.context_window)
+        sizes = {name: buffer_bytes(b, ACT_BYTES[self.precision]) for name, b in specs.items()}
         max_storage = max(len(k["bindings"]) for k in m["kernels"].values())
         self.device = request_device(self.adapter, f16=self.precision == "f16",
                                      storage_binding_bytes=max(sizes.values()), buffer_bytes=max(sizes.values()),
                                      storage_buffers=max_storage, timestamps=profile)
-        self._buffers = self._create_buffers(m["buffers"], sizes)
+        self._buffers = self._create_buffers(specs, sizes)
         self._programs = self._prepare_programs(m["programs"][self.precision])
         self._act_dtype = np.float16 if self.precision == "f16" else np.float32
 
     # -- load ------------------------------------------------------------------------
-    @staticmethod
-    def _buffer_bytes(b: dict[str, Any], act_bytes: int) -> int:
-        if "bytes" in b:
-            return _round16(b["bytes"])
-        elem = act_bytes if b["dtype"] == "act" else 4
-        return _round16(b["elements"] * elem)
-
     def _create_buffers(self, specs: dict[str, Any], sizes: dict[str, int]) -> dict[str, Any]:
         import wgpu
 
@@ -117,6 +112,17 @@ class NativeModel(CachedModel):
                 steps.append((pipe, bg, [compile_dim(w) for w in disp["workgroups"]], kname))
             out[pname] = {"steps": steps, "rows": compile_dim(prog["logits_rows"])}
         return out
+
+    def close(self) -> None:
+        """Destroy the GPU buffers and the device now (wgpu-py would free them only when the
+        Python objects are collected); every later step raises."""
+        if self._closed:
+            return
+        super().close()
+        for b in [*self._buffers.values(), self._staging]:
+            b.destroy()
+        self._buffers, self._programs = {}, {}
+        self.device.destroy()
 
     # -- one step ----------------------------------------------------------------------
     def _step(self, rows: str, ids: list[int]) -> np.ndarray:

@@ -1,0 +1,92 @@
+"""The context window chosen at load, and what the runtime will allocate for it.
+
+A bundle's manifest sizes the KV-cache buffers (kind "state") for the context window it was
+built for (bundle/validate.py checks that they hold `context_window` rows). The kernels index
+the caches by row (`(p + t) * width`) and never read past row p+n, so a runtime may allocate
+fewer rows and run the same programs: `context_window_size` (WebLLM's ChatOptions name) picks
+that count, up to the bundle's (`resolve_context_window`). `memory_estimate` adds up the buffers before any is created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+MIN_CONTEXT = 2  # one prompt token and one generated token
+
+ACT_BYTES = {"f32": 4, "f16": 2, "idot": 4}  # bytes per "act" element of each program set
+
+
+def round16(n: int) -> int:
+    return max(16, (n + 15) // 16 * 16)
+
+
+def resolve_context_window(manifest: Mapping[str, Any], requested: Any = None) -> int:
+    """The KV-cache rows to allocate: the bundle's context_window, or `requested` (an int from
+    MIN_CONTEXT to the bundle's). Anything else is one ValueError naming the option."""
+    built = int(manifest["context_window"])
+    if requested is None:
+        return built
+    if isinstance(requested, bool) or not isinstance(requested, int) or not MIN_CONTEXT <= requested <= built:
+        raise ValueError(f"context_window_size must be an integer from {MIN_CONTEXT} to {built} (the context window "
+                         f"this bundle was built for; rebuild with a larger --context-window for more), got {requested!r}")
+    return requested
+
+
+def sized_buffers(manifest: Mapping[str, Any], rows: int) -> dict[str, dict[str, Any]]:
+    """manifest["buffers"] with every KV-cache buffer holding `rows` rows instead of the bundle's."""
+    built = int(manifest["context_window"])
+    out = {}
+    for name, b in manifest["buffers"].items():
+        if b.get("kind") == "state":
+            b = {**b, "elements": b["elements"] // built * rows}  # (context_window, width), validated
+        out[name] = b
+    return out
+
+
+def buffer_bytes(b: Mapping[str, Any], act_bytes: int) -> int:
+    """Bytes of one buffer spec: `bytes`, or elements x (act_bytes for "act", else 4), rounded up to 16."""
+    if "bytes" in b:
+        return round16(b["bytes"])
+    return round16(b["elements"] * (act_bytes if b["dtype"] == "act" else 4))
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """GPU bytes a language-model runtime allocates: weights, the KV cache, and the rest
+    (activations, ids, step uniform, logits and its readback copy)."""
+
+    context_window_size: int
+    weights_bytes: int
+    kv_cache_bytes: int
+    other_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.kv_cache_bytes + self.other_bytes
+
+    def to_dict(self) -> dict[str, int]:
+        return {**asdict(self), "total_bytes": self.total_bytes}
+
+    def __str__(self) -> str:
+        mib = lambda n: f"{n / 2**20:.1f} MiB"  # noqa: E731
+        return (f"{mib(self.total_bytes)} (weights {mib(self.weights_bytes)}, KV cache {mib(self.kv_cache_bytes)} "
+                f"for {self.context_window_size} tokens, other {mib(self.other_bytes)})")
+
+
+KIND_GROUP = {"weight": "weights_bytes", "state": "kv_cache_bytes"}  # every other kind: other_bytes
+
+
+def memory_estimate(manifest: Mapping[str, Any], precision: str, context_window_size: int | None = None) -> MemoryEstimate:
+    """What loading `manifest`'s programs of `precision` ("f32", "f16", "idot") allocates with a
+    KV cache of `context_window_size` rows (default: the bundle's), before anything is allocated."""
+    if precision not in ACT_BYTES:
+        raise ValueError(f"precision must be one of {tuple(ACT_BYTES)} for an estimate, got {precision!r}")
+    rows = resolve_context_window(manifest, context_window_size)
+    sums = {"weights_bytes": 0, "kv_cache_bytes": 0, "other_bytes": 0}
+    for name, b in sized_buffers(manifest, rows).items():
+        n = buffer_bytes(b, ACT_BYTES[precision])
+        sums[KIND_GROUP.get(b["kind"], "other_bytes")] += n
+        if name == "logits":
+            sums["other_bytes"] += n  # its MAP_READ staging copy
+    return MemoryEstimate(rows, **sums)
