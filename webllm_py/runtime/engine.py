@@ -43,12 +43,14 @@ import numpy as np
 from . import openai_types as ot
 from .create_api import Chat, Completions
 from .embeddings import Embeddings, init_embedding_engine, is_embedding_bundle_dir
+from .grammar import Grammars, GrammarSpec, Guide, grammars_for
 from .context_policy import ContextPolicy
 from .kv_reuse import KVLedger, model_rule
 from .lifecycle import load_only
 from .lm import LanguageModel
 from .request import Request, StopMatcher, completion_prompt_ids, normalize_messages, validate_request
 from .request_fields import check_fields, given
+from .structured import response_format_spec
 from .sampler import Sampler, log_softmax, top_k_ids
 from .tokenizer import Tokenizer
 
@@ -133,6 +135,7 @@ class Engine:
         self._owner: int | None = None
         self._interrupt = threading.Event()  # interrupt_generate(); cleared when a request starts
         self._stats: dict[str, float] = {}
+        self._grammars: Grammars | None = None  # built on the first structured request (grammar.py)
 
     # ---- public helpers ------------------------------------------------------------
 
@@ -183,6 +186,13 @@ class Engine:
                                 vocab_size=int(self.model.vocab_size), context_window=int(self.model.context_window),
                                 model_name=self.model_name)
 
+    def _compile(self, spec: GrammarSpec, req: Request) -> Any:
+        if req.ignore_eos:
+            raise ValueError(f"ignore_eos cannot be combined with {spec.field.split('.')[0]}: the grammar ends the reply with eos")
+        if self._grammars is None:
+            self._grammars = grammars_for(self.tokenizer, int(self.model.vocab_size), self.eos_token_ids)
+        return self._grammars.compile(spec)
+
     # ---- model + KV cache ----------------------------------------------------------
 
     def _forward(self, ids: Sequence[int]) -> np.ndarray:
@@ -220,7 +230,8 @@ class Engine:
 
     def _token_info(self, tok: int, x: np.ndarray, top: int, offset: int) -> _TokenInfo:
         lp = log_softmax(x)
-        tops = [(t, float(lp[t])) for t in top_k_ids(lp, top)] if top else []
+        # under a grammar, masked ids (-inf) are no alternatives (and -inf is no JSON number)
+        tops = [(t, float(lp[t])) for t in top_k_ids(lp, top) if np.isfinite(lp[t])] if top else []
         return _TokenInfo(tok, float(lp[tok]), tops, offset)
 
     def _generate(self, req: Request, seed: int, logits: np.ndarray) -> Iterator[_Step]:
@@ -233,6 +244,7 @@ class Engine:
         if req.max_tokens is not None:
             limit = min(limit, req.max_tokens)
         sampler = Sampler(req.sampling, seed, req.prompt_ids)
+        guide: Guide | None = None if req.grammar is None else self._grammars.guide(req.grammar)  # type: ignore[union-attr]
         detok = self.tokenizer.stream_detokenizer(req.prompt_ids)
         stopper = StopMatcher(req.stop)
         decoded = 0  # characters the detokenizer has produced (logprobs text_offset)
@@ -246,32 +258,38 @@ class Engine:
             stats["decode_tokens"] += 1
             return _Step(text, info, finish)
 
-        while True:
-            tok, x = sampler.sample(logits)
-            n += 1
-            info = self._token_info(tok, x, req.top_logprobs, decoded) if req.logprobs else None
-            if tok in self.eos_token_ids and not req.ignore_eos:
-                out, hit = stopper.feed(detok.flush())
-                if not hit:
-                    out += stopper.flush()
-                yield step(out, info, "stop")
-                return
-            delta = detok.push(tok)
-            decoded += len(delta)
-            out, hit = stopper.feed(delta)
-            if hit:
-                yield step(out, info, "stop")
-                return
-            if n >= limit or self._interrupt.is_set():
-                tail, hit = stopper.feed(detok.flush())
-                out += tail
-                if not hit:
-                    out += stopper.flush()
-                yield step(out, info, "stop" if hit else "length" if n >= limit else "abort")
-                return
-            yield step(out, info)
-            t = time.perf_counter()
-            logits = self._forward([tok])
+        try:
+            while True:
+                tok, x = sampler.sample(logits, None if guide is None else guide.mask())
+                n += 1
+                info = self._token_info(tok, x, req.top_logprobs, decoded) if req.logprobs else None
+                if tok in self.eos_token_ids and not req.ignore_eos:
+                    out, hit = stopper.feed(detok.flush())
+                    if not hit:
+                        out += stopper.flush()
+                    yield step(out, info, "stop")
+                    return
+                delta = detok.push(tok)
+                decoded += len(delta)
+                out, hit = stopper.feed(delta)
+                if hit:
+                    yield step(out, info, "stop")
+                    return
+                if n >= limit or self._interrupt.is_set():
+                    tail, hit = stopper.feed(detok.flush())
+                    out += tail
+                    if not hit:
+                        out += stopper.flush()
+                    yield step(out, info, "stop" if hit else "length" if n >= limit else "abort")
+                    return
+                yield step(out, info)
+                t = time.perf_counter()
+                if guide is not None:
+                    guide.advance(tok)  # the next mask is computed while the model steps (grammar.py)
+                logits = self._forward([tok])
+        finally:
+            if guide is not None:
+                guide.close()
 
     def _choices(self, req: Request) -> Iterator[tuple[int, Iterator[_Step]]]:
         """(index, steps) per choice; choice k uses seed + k and the same prompt logits."""
@@ -349,10 +367,16 @@ class Engine:
     def create_chat_completion(self, messages: Any, **params: Any) -> ot.ChatCompletion | Iterator[ot.ChatCompletionChunk]:
         """See `create_api.ChatCompletions.create`."""
         check_fields(["messages", *given(params)], chat=True)
+        spec = response_format_spec(params.pop("response_format", None))
+        for k in ("tools", "tool_choice", "parallel_tool_calls"):  # until tool calling lands (step 4)
+            if params.pop(k, None) is not None:
+                raise ValueError(f"{k}: tool calling is not implemented yet")
         kwargs = params.pop("chat_template_kwargs", None)
         prompt = self._context.fit_chat(self.model, messages, lambda m: self._chat_prompt(m, kwargs),
                                         params.get("max_tokens") or params.get("max_completion_tokens"))
         req = self._validate(prompt, params, chat=True)
+        if spec is not None:
+            req.grammar = self._compile(spec, req)
         if req.stream:
             return self._chat_stream(req)
         results = self._run(req)

@@ -109,6 +109,7 @@ class Request:
     top_logprobs: int
     model_name: str
     ignore_eos: bool = False
+    grammar: Any = None  # a compiled grammar (grammar.py) the reply must follow, or None
 
 
 def _stops(stop: Any) -> list[str]:
