@@ -18,6 +18,7 @@
 import { applyChatTemplate } from "./chat_template.js";
 import { WebLLMError } from "./errors.js";
 import { loadBundle } from "./loader.js";
+import { ContextPolicy, checkPolicy } from "./context_policy.js";
 import { KVLedger, modelRule } from "./kv_reuse.js";
 import { InvalidRequestError, StopMatcher, validateRequest } from "./request.js";
 import { checkFields } from "./request_fields.js";
@@ -75,7 +76,7 @@ export class Engine {
   /**
    * @param {LanguageModel} model
    * @param {Tokenizer} tokenizer
-   * @param {{manifest?: any, modelName?: string, tokenBytes?: () => TokenBytes}} [options]
+   * @param {{manifest?: any, modelName?: string, contextOverflow?: "error"|"slide", tokenBytes?: () => TokenBytes}} [options]
    *   tokenBytes: lazily built token → bytes table for logprobs
    */
   constructor(model, tokenizer, options = {}) {
@@ -102,6 +103,8 @@ export class Engine {
     this._unloaded = false;
     /** @type {Record<string, number>} */
     this._stats = {};
+    /** contextOverflow: "error" | "slide" (context_policy.js) */
+    this._context = new ContextPolicy(options.contextOverflow);
     this.chat = { completions: { create: (/** @type {any} */ params) => this.createChatCompletion(params) } };
     this.completions = { create: (/** @type {any} */ params) => this.createCompletion(params) };
   }
@@ -405,7 +408,8 @@ export class Engine {
     this._checkUsable();
     checkFields({ messages: true, ...params }, true);
     const { messages, chat_template_kwargs, ...rest } = params ?? {};
-    const prompt = this._chatPrompt(messages, chat_template_kwargs);
+    const prompt = this._context.fitChat(this.model, this.manifest.context_window ?? this.model.contextWindow, messages,
+      (/** @type {any} */ m) => this._chatPrompt(m, chat_template_kwargs), rest.max_tokens ?? rest.max_completion_tokens);
     const req = this._validate(prompt, rest, true);
     if (req.stream) return this._chatStream(req);
     const results = await this._run(req);
@@ -488,7 +492,7 @@ export class Engine {
     this._checkUsable();
     checkFields({ prompt: true, ...params }, false);
     const { prompt, ...rest } = params ?? {};
-    const ids = this._completionPrompt(prompt);
+    const ids = this._context.check(this.model, this.manifest.context_window ?? this.model.contextWindow, this._completionPrompt(prompt));
     const req = this._validate(ids, rest, false);
     if (req.stream) return this._completionStream(req);
     const results = await this._run(req);
@@ -549,6 +553,8 @@ export class Engine {
  * @property {GPU} [gpu] defaults to navigator.gpu
  * @property {GPUAdapter} [adapter]
  * @property {string} [modelName] the `model` of responses (default: manifest model.id)
+ * @property {number} [contextWindowSize] KV-cache rows, up to the bundle's context_window (default); fewer use less GPU memory
+ * @property {"error"|"slide"} [contextOverflow] a chat prompt past the window: an error (default) or drop the oldest turns (context_policy.js)
  */
 
 /**
@@ -559,6 +565,7 @@ export class Engine {
  * @returns {Promise<Engine>}
  */
 export async function CreateEngine(bundleUrl, options = {}) {
+  checkPolicy(options.contextOverflow ?? "error"); // before any download
   const cb = options.initProgressCallback;
   const start = seconds();
   let totals = { loadedBytes: 0, totalBytes: 0 };
@@ -581,6 +588,7 @@ export async function CreateEngine(bundleUrl, options = {}) {
   }
   const runtime = await WebGPURuntime.create(bundle, {
     precision: options.precision ?? "auto",
+    contextWindowSize: options.contextWindowSize,
     gpu: options.gpu,
     adapter: options.adapter,
     onPipeline: (done, total) => report(LOAD_SHARE + (1 - LOAD_SHARE) * 0.99 * (done / total), `Compiling kernels ${done}/${total}`),
@@ -595,6 +603,7 @@ export async function CreateEngine(bundleUrl, options = {}) {
     const engine = new Engine(runtime, tokenizer, {
       manifest: bundle.manifest,
       modelName: options.modelName,
+      contextOverflow: options.contextOverflow,
       // parsed again only if logprobs are asked for (tokenizer.json can be megabytes)
       tokenBytes: () => new TokenBytes(JSON.parse(new TextDecoder().decode(tokFile)), (id) => tokenizer.idToToken(id)),
     });

@@ -50,11 +50,14 @@ export class DeviceLostError extends WebLLMError {
 
 /** Prompt plus requested output do not fit the bundle's context window. */
 export class ContextWindowExceededError extends WebLLMError {
-  /** @param {number} needed tokens needed @param {number} contextWindow tokens available */
-  constructor(needed, contextWindow) {
+  /**
+   * @param {number} needed tokens needed @param {number} contextWindow tokens available
+   * @param {string} [hint] what to do (default: shorten, lower max_tokens or rebuild; context_policy.js says more)
+   */
+  constructor(needed, contextWindow, hint) {
     super(
       `The request needs ${needed} tokens but the model's context window is ${contextWindow}. ` +
-        "Shorten the conversation, lower max_tokens, or rebuild the bundle with a larger --context-window.",
+        (hint ?? "Shorten the conversation, lower max_tokens, or rebuild the bundle with a larger --context-window."),
     );
     this.needed = needed;
     this.contextWindow = contextWindow;

@@ -8,6 +8,7 @@
 //   sampler.js       docs/sampling.md        tokenizer.js tokenizer.json runtime + stream decoder
 //   chat_template.js transformers-compatible chat templates
 //   gpu_device.js    adapter/device/limits   runtime.js   WebGPU program interpreter
+//   kv_sizing.js     contextWindowSize, memory estimate   context_policy.js  contextOverflow
 //   request.js       request validation      token_bytes.js token bytes for logprobs
 //   engine.js        CreateEngine, OpenAI-style chat/completions
 //   worker.js        CreateWorkerEngine (page side)  worker_handler.js  the worker side
@@ -25,6 +26,8 @@ export { StreamDecoder, Tokenizer } from "./tokenizer.js";
 export { ChatTemplate, applyChatTemplate, selectChatTemplate } from "./chat_template.js";
 
 export { ACT_BYTES, WebGPURuntime, bufferBytes, compileDim, compilePrograms, halfToFloat, planBuffers } from "./runtime.js";
+export { MIN_CONTEXT, estimateMemory, resolveContextWindow } from "./kv_sizing.js";
+export { ContextPolicy } from "./context_policy.js";
 export { choosePrecision, isCpuAdapter, requiredLimits, usableProgramSets } from "./gpu_device.js";
 export { InvalidRequestError, StopMatcher } from "./request.js";
 export { CreateEngine, Engine } from "./engine.js";

@@ -9,13 +9,16 @@
 // records every dispatch of one program in one compute pass, copies the logits rows to a
 // MAP_READ staging buffer, submits once and maps it: one submission and one readback per
 // step, no GPU allocation, and the ids/step typed arrays are reused.
+import { compileDim } from "./dims.js";
 import { BundleError, ContextWindowExceededError, DeviceLostError } from "./errors.js";
 import { acquireDevice } from "./gpu_device.js";
+import { halfsToFloats } from "./half.js";
+import { ACT_BYTES, bufferBytes, estimateMemory, resolveContextWindow, round16, sizedBufferSpecs } from "./kv_sizing.js";
 
-/** Bytes per activation element for each program precision. */
-// Program sets (webllm_py/passes/lower.py PROGRAM_SETS): f32 or f16 activations, or idot: f32
-// activations with the decode matmuls as integer dot products on packed activations.
-export const ACT_BYTES = /** @type {const} */ ({ f32: 4, f16: 2, idot: 4 });
+export { compileDim } from "./dims.js";
+export { halfToFloat, halfsToFloats } from "./half.js";
+export { ACT_BYTES, bufferBytes, round16 } from "./kv_sizing.js";
+
 export const PRECISIONS = /** @type {const} */ (["auto", "f32", "f16", "idot"]);
 
 /** @typedef {"f32"|"f16"|"idot"} Precision */
@@ -28,108 +31,22 @@ const COMPUTE_STAGE = 0x4;
 const MAP_READ_MODE = 0x1;
 const BUFFER_TYPES = { read: "read-only-storage", read_write: "storage", uniform: "uniform" };
 
-// ---- workgroup expressions ------------------------------------------------------------
-
-/**
- * Compile a workgroup-count expression of the manifest ("(n * 4 + 63) // 64") into a
- * function of (n, p). The grammar is webllm_py.ir.graph's: integers, n, p, + - * //
- * (floor division, as Python) and parentheses. Built as closures, not `new Function`, so
- * pages with a strict Content-Security-Policy (no 'unsafe-eval') can run it.
- * @param {string|number} expr
- * @returns {DimFn}
- */
-export function compileDim(expr) {
-  if (typeof expr === "number") {
-    if (!Number.isInteger(expr)) throw new BundleError(`workgroup count ${expr} is not an integer`);
-    return () => expr;
-  }
-  const src = String(expr);
-  const tokens = src.match(/\d+|\/\/|[np+\-*()]|\S/g) ?? [];
-  let i = 0;
-  const fail = (/** @type {string} */ why) => {
-    throw new BundleError(`bad workgroup expression ${JSON.stringify(src)}: ${why}`);
-  };
-  /** @returns {DimFn} */
-  const atom = () => {
-    const t = tokens[i++];
-    if (t === undefined) return fail("unexpected end");
-    if (/^\d+$/.test(t)) {
-      const v = Number(t);
-      return () => v;
-    }
-    if (t === "n") return (n) => n;
-    if (t === "p") return (_n, p) => p;
-    if (t === "-") {
-      const a = atom();
-      return (n, p) => -a(n, p);
-    }
-    if (t === "(") {
-      const e = sum();
-      if (tokens[i++] !== ")") fail("missing )");
-      return e;
-    }
-    return fail(`unexpected ${JSON.stringify(t)}`);
-  };
-  /** @returns {DimFn} */
-  const product = () => {
-    let a = atom();
-    while (tokens[i] === "*" || tokens[i] === "//") {
-      const op = tokens[i++];
-      const l = a, r = atom();
-      a = op === "*"
-        ? (n, p) => l(n, p) * r(n, p)
-        : (n, p) => {
-            const d = r(n, p);
-            if (d === 0) throw new BundleError(`division by zero in workgroup expression ${JSON.stringify(src)}`);
-            return Math.floor(l(n, p) / d); // Python // floors toward -inf; exact for these magnitudes
-          };
-    }
-    return a;
-  };
-  /** @returns {DimFn} */
-  const sum = () => {
-    let a = product();
-    while (tokens[i] === "+" || tokens[i] === "-") {
-      const op = tokens[i++];
-      const l = a, r = product();
-      a = op === "+" ? (n, p) => l(n, p) + r(n, p) : (n, p) => l(n, p) - r(n, p);
-    }
-    return a;
-  };
-  const f = sum();
-  if (i !== tokens.length) fail(`unexpected ${JSON.stringify(tokens[i])}`);
-  return f;
-}
-
 // ---- buffer planning --------------------------------------------------------------------
-
-/** Round up to a multiple of 16 bytes (at least 16), as native.py. @param {number} n */
-export const round16 = (n) => Math.max(16, Math.ceil(n / 16) * 16);
-
-/**
- * Bytes of one manifest buffer at a precision: `bytes`, or elements × (2|4 for "act", 4 for
- * i32), rounded up to 16.
- * @param {{bytes?: number, elements?: number, dtype?: string}} spec
- * @param {Precision} precision
- */
-export function bufferBytes(spec, precision) {
-  if (spec.bytes != null) return round16(spec.bytes);
-  const elem = spec.dtype === "act" ? ACT_BYTES[precision] : 4;
-  return round16(/** @type {number} */ (spec.elements) * elem);
-}
 
 /**
  * The size of every buffer, the largest one, the most storage bindings of one kernel and the
  * largest workgroup: what the device's limits must allow.
  * @param {any} manifest
  * @param {Precision} precision
+ * @param {number} [contextWindowSize] KV-cache rows (default: the bundle's context window, kv_sizing.js)
  * @returns {{sizes: Map<string, number>, maxBuffer: number, maxStorageBuffers: number, maxInvocations: number, maxWorkgroupX: number}}
  */
-export function planBuffers(manifest, precision) {
+export function planBuffers(manifest, precision, contextWindowSize) {
   if (!manifest.buffers || !manifest.programs || !manifest.kernels) {
     throw new BundleError("bundle has no programs (built by an older webllm-py?); rebuild it");
   }
-  const sizes = new Map(Object.entries(manifest.buffers).map(([name, b]) => [name, bufferBytes(/** @type {any} */ (b), precision)]));
+  const specs = sizedBufferSpecs(manifest, contextWindowSize);
+  const sizes = new Map(Object.entries(specs).map(([name, b]) => [name, bufferBytes(/** @type {any} */ (b), precision)]));
   let maxStorageBuffers = 0, maxInvocations = 1, maxWorkgroupX = 1;
   for (const k of Object.values(manifest.kernels)) {
     const kernel = /** @type {any} */ (k);
@@ -166,36 +83,6 @@ export function compilePrograms(manifest, precision) {
   return out;
 }
 
-// ---- f16 readback ---------------------------------------------------------------------------
-
-/** @type {Float32Array|null} */
-let HALF_TABLE = null;
-
-/** IEEE half (as a u16) to float. @param {number} h */
-export function halfToFloat(h) {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24; // zero / subnormal
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
-
-/**
- * Convert f16 values to f32 into `out` through a 65536-entry table (256 KiB, built once:
- * a table lookup per logit keeps the per-token conversion of a 150k vocabulary cheap).
- * @param {Uint16Array} src @param {Float32Array} out
- */
-export function halfsToFloats(src, out) {
-  if (!HALF_TABLE) {
-    HALF_TABLE = new Float32Array(65536);
-    for (let h = 0; h < 65536; h++) HALF_TABLE[h] = halfToFloat(h);
-  }
-  const t = HALF_TABLE;
-  for (let i = 0; i < src.length; i++) out[i] = t[src[i]];
-  return out;
-}
-
 // ---- the runtime --------------------------------------------------------------------------------
 
 /**
@@ -204,6 +91,7 @@ export function halfsToFloats(src, out) {
  * @property {GPU} [gpu] defaults to navigator.gpu
  * @property {GPUAdapter} [adapter] use this adapter instead of requesting one
  * @property {(done: number, total: number) => void} [onPipeline] pipeline compile progress
+ * @property {number} [contextWindowSize] KV-cache rows, up to the bundle's context_window (default); fewer use less memory
  */
 
 /**
@@ -220,12 +108,13 @@ export class WebGPURuntime {
     const { manifest, files } = bundle;
     const precisionOpt = options.precision ?? "auto";
     if (!PRECISIONS.includes(precisionOpt)) throw new TypeError(`precision must be one of ${PRECISIONS.join(", ")}, got ${precisionOpt}`);
+    const rows = resolveContextWindow(manifest, options.contextWindowSize);
     planBuffers(manifest, "f32"); // validates that the bundle has programs at all
     const gpu = await acquireDevice({
       manifest, precision: precisionOpt, gpu: options.gpu, adapter: options.adapter,
-      limitsFor: (/** @type {Precision} */ p) => planBuffers(manifest, p),
+      limitsFor: (/** @type {Precision} */ p) => planBuffers(manifest, p, rows),
     });
-    const rt = new WebGPURuntime(manifest, gpu.device, gpu.precision, gpu.adapterInfo);
+    const rt = new WebGPURuntime(manifest, gpu.device, gpu.precision, gpu.adapterInfo, rows);
     try {
       rt._createBuffers(files);
       await rt._createPipelines(files, options.onPipeline);
@@ -239,14 +128,17 @@ export class WebGPURuntime {
   /**
    * @param {any} manifest @param {GPUDevice} device @param {Precision} precision
    * @param {Record<string, string>} adapterInfo
+   * @param {number} [contextWindowSize] KV-cache rows (default: the bundle's context window)
    */
-  constructor(manifest, device, precision, adapterInfo) {
+  constructor(manifest, device, precision, adapterInfo, contextWindowSize) {
     this.manifest = manifest;
     this.device = device;
     this.precision = precision;
     this.adapterInfo = adapterInfo;
     this.vocabSize = Number(manifest.model.config.vocab_size);
-    this.contextWindow = Number(manifest.context_window);
+    this.contextWindow = resolveContextWindow(manifest, contextWindowSize);
+    /** known before anything is allocated (kv_sizing.js) */
+    this.memoryEstimate = estimateMemory(manifest, precision, this.contextWindow);
     this.prefillChunk = Number(manifest.prefill_chunk ?? 1);
     /** @type {"program"} prefill-written KV rows do not depend on the step they were in (kv_reuse.js) */
     this.kvReuse = "program";
@@ -260,8 +152,8 @@ export class WebGPURuntime {
     this.programs = {};
     /** @type {{tokens: number, seconds: number}} */
     this.stats = { tokens: 0, seconds: 0 };
-    const { sizes } = planBuffers(manifest, precision);
-    this.sizes = sizes;
+    this.specs = sizedBufferSpecs(manifest, this.contextWindow);
+    this.sizes = planBuffers(manifest, precision, this.contextWindow).sizes;
     // Reused per step: the ids (i32, up to prefill_chunk) and the step uniform [n, p, 0, 0].
     this._ids = new Int32Array(Math.max(this.prefillChunk, 1));
     this._step = new Uint32Array(4);
@@ -278,7 +170,7 @@ export class WebGPURuntime {
   /** @param {Map<string, ArrayBuffer>} files */
   _createBuffers(files) {
     const d = this.device;
-    for (const [name, b] of Object.entries(this.manifest.buffers)) {
+    for (const [name, b] of Object.entries(this.specs)) {
       const spec = /** @type {any} */ (b);
       let usage = USAGE.STORAGE | USAGE.COPY_DST;
       if (spec.kind === "uniform") usage = USAGE.UNIFORM | USAGE.COPY_DST;

@@ -1,0 +1,97 @@
+// The context window chosen at load, and what the runtime will allocate for it, as
+// webllm_py/runtime/kv_sizing.py.
+//
+// A manifest sizes the KV-cache buffers (kind "state") for the context window the bundle was
+// built for (manifest_validate.js checks that they hold context_window rows). The kernels index
+// the caches by row ((p + t) * width) and never read past row p+n, so the runtime may allocate
+// fewer rows and run the same programs: `contextWindowSize` picks that count, up to the
+// bundle's. estimateMemory adds up the buffers before any is created.
+
+/** One prompt token and one generated token. */
+export const MIN_CONTEXT = 2;
+
+/** Bytes per activation element for each program precision. */
+// Program sets (webllm_py/passes/lower.py PROGRAM_SETS): f32 or f16 activations, or idot: f32
+// activations with the decode matmuls as integer dot products on packed activations.
+export const ACT_BYTES = /** @type {const} */ ({ f32: 4, f16: 2, idot: 4 });
+
+/** Round up to a multiple of 16 bytes (at least 16), as native.py. @param {number} n */
+export const round16 = (n) => Math.max(16, Math.ceil(n / 16) * 16);
+
+/**
+ * Bytes of one manifest buffer at a precision: `bytes`, or elements × (2|4 for "act", 4 for
+ * i32), rounded up to 16.
+ * @param {{bytes?: number, elements?: number, dtype?: string}} spec
+ * @param {"f32"|"f16"|"idot"} precision
+ */
+export function bufferBytes(spec, precision) {
+  if (spec.bytes != null) return round16(spec.bytes);
+  const elem = spec.dtype === "act" ? ACT_BYTES[precision] : 4;
+  return round16(/** @type {number} */ (spec.elements) * elem);
+}
+
+/**
+ * The KV-cache rows to allocate: the bundle's context_window, or `requested` (an integer from
+ * MIN_CONTEXT to the bundle's). Anything else is a RangeError naming the option.
+ * @param {any} manifest @param {unknown} [requested]
+ * @returns {number}
+ */
+export function resolveContextWindow(manifest, requested) {
+  const built = Number(manifest.context_window);
+  if (requested == null) return built;
+  if (typeof requested !== "number" || !Number.isInteger(requested) || requested < MIN_CONTEXT || requested > built) {
+    throw new RangeError(
+      `contextWindowSize must be an integer from ${MIN_CONTEXT} to ${built} (the context window this bundle was built for; ` +
+        `rebuild it with a larger --context-window for more), got ${JSON.stringify(requested) ?? String(requested)}`,
+    );
+  }
+  return requested;
+}
+
+/**
+ * manifest.buffers with every KV-cache buffer holding `rows` rows instead of the bundle's.
+ * @param {any} manifest @param {number} [rows] default: the bundle's context window
+ * @returns {Record<string, any>}
+ */
+export function sizedBufferSpecs(manifest, rows) {
+  const built = Number(manifest.context_window);
+  if (rows == null || rows === built) return manifest.buffers;
+  /** @type {Record<string, any>} */
+  const out = {};
+  for (const [name, b] of Object.entries(manifest.buffers)) {
+    const spec = /** @type {any} */ (b);
+    // (context_window, width), validated by manifest_validate.js
+    out[name] = spec.kind === "state" ? { ...spec, elements: (spec.elements / built) * rows } : spec;
+  }
+  return out;
+}
+
+/** @type {Record<string, "weightsBytes"|"kvCacheBytes">} every other kind counts as otherBytes */
+const KIND_GROUP = { weight: "weightsBytes", state: "kvCacheBytes" };
+
+/**
+ * @typedef {object} MemoryEstimate GPU bytes a language-model runtime allocates
+ * @property {number} contextWindowSize KV-cache rows
+ * @property {number} weightsBytes
+ * @property {number} kvCacheBytes
+ * @property {number} otherBytes activations, ids, step uniform, logits and its readback copy
+ * @property {number} totalBytes
+ */
+
+/**
+ * What loading the programs of `precision` allocates with a KV cache of `contextWindowSize`
+ * rows (default: the bundle's), before anything is allocated.
+ * @param {any} manifest @param {"f32"|"f16"|"idot"} precision @param {number} [contextWindowSize]
+ * @returns {MemoryEstimate}
+ */
+export function estimateMemory(manifest, precision, contextWindowSize) {
+  if (!Object.hasOwn(ACT_BYTES, precision)) throw new RangeError(`precision must be one of ${Object.keys(ACT_BYTES).join(", ")} for an estimate, got ${precision}`);
+  const rows = resolveContextWindow(manifest, contextWindowSize);
+  const est = { contextWindowSize: rows, weightsBytes: 0, kvCacheBytes: 0, otherBytes: 0, totalBytes: 0 };
+  for (const [name, b] of Object.entries(sizedBufferSpecs(manifest, rows))) {
+    const n = bufferBytes(b, precision);
+    est[KIND_GROUP[b.kind] ?? "otherBytes"] += name === "logits" ? 2 * n : n; // logits: and its MAP_READ copy
+  }
+  est.totalBytes = est.weightsBytes + est.kvCacheBytes + est.otherBytes;
+  return est;
+}
