@@ -156,3 +156,90 @@ def test_slide_without_max_tokens_keeps_a_quarter_of_the_window_and_refuses_a_gi
     # text completions have no turns to drop: refused under either policy
     with pytest.raises(ContextWindowExceededError, match="context_window_size=96"):
         slide.completions.create(prompt=list(range(2, 100)), max_tokens=2)
+
+
+# ---- reload, get_message ---------------------------------------------------------------------
+
+HI = [{"role": "user", "content": "Once upon a time"}]
+GREEDY = dict(max_tokens=6, temperature=0, logit_bias={1: -100})
+
+
+def _answer(eng) -> str:
+    return eng.chat.completions.create(messages=HI, **GREEDY).choices[0].message.content
+
+
+def test_reload_switches_bundles_and_frees_the_first(tiny_bundles, adapter):
+    first, second = tiny_bundles("llama", "f32"), tiny_bundles("qwen3", "f32")
+    eng = Engine(first, precision="f32", context_window_size=64)
+    before = _answer(eng)
+    old = eng.model
+    eng.reload(second)
+    # the second bundle, loaded as a fresh engine would (its own window: the size is not carried over)
+    assert eng.model is not old and eng.model.bundle_dir == second and eng.model.context_window == BUILT
+    assert eng.model.precision == "f32" and eng.model_name == Engine(second, backend="reference").model_name
+    assert _answer(eng) == _answer(Engine(second, precision="f32"))
+    # the first model's GPU buffers and device are gone, and it says so when used
+    assert old._buffers == {} and old._programs == {}
+    with pytest.raises(webllm_py.errors.WebLLMError, match="was closed"):
+        old.forward([2])
+    eng.reload(first, context_window_size=64)
+    assert _answer(eng) == before
+
+
+def test_a_reload_that_fails_leaves_the_engine_on_its_model(bundle, tmp_path):
+    eng = Engine(bundle, backend="reference")
+    before, model = _answer(eng), eng.model
+    (tmp_path / "manifest.json").write_text("{}")
+    bad = [(tmp_path / "missing", webllm_py.BundleError), (tmp_path, webllm_py.BundleError),
+           (bundle, ValueError, {"context_window_size": 1}), (bundle, ValueError, {"context_overflow": "drop"}),
+           (bundle, ValueError, {"contextWindowSize": 64})]
+    for path, err, *opts in bad:
+        with pytest.raises(err) as e:
+            eng.reload(path, **(opts[0] if opts else {}))
+        assert "\n" not in str(e.value)
+        assert eng.model is model and not model._closed and _answer(eng) == before
+    with pytest.raises(ValueError, match="unknown option 'contextWindowSize'; it takes backend, precision"):
+        eng.reload(bundle, contextWindowSize=64)
+
+
+def test_reload_ends_a_stream_in_another_thread_with_abort(bundle, tiny_bundles):
+    import threading
+    import time
+
+    second = tiny_bundles("qwen3", "f32")  # built before the stream starts
+    eng = Engine(bundle, backend="reference")
+    started, seen = threading.Event(), {}
+
+    def consume():
+        finish = None
+        for c in eng.chat.completions.create(messages=HI, stream=True, max_tokens=200, temperature=0,
+                                             logit_bias={1: -100}):
+            if c.choices and c.choices[0].delta.content:  # generating (the role chunk comes before)
+                started.set()
+            finish = (c.choices[0].finish_reason if c.choices else None) or finish
+            time.sleep(0.005)  # a slow reader: at most 200 x 5 ms
+        seen["finish"] = finish
+
+    t = threading.Thread(target=consume)
+    t.start()
+    assert started.wait(30)
+    eng.reload(second, backend="reference")
+    t.join(30)
+    assert seen["finish"] == "abort"
+    assert _answer(eng) == _answer(Engine(second, backend="reference"))
+
+
+def test_get_message_is_the_reply_so_far(bundle):
+    eng = Engine(bundle, backend="reference")
+    assert eng.get_message() == ""
+    r = eng.chat.completions.create(messages=HI, n=2, temperature=1.0, seed=3, max_tokens=8)
+    assert eng.get_message() == r.choices[0].message.content  # the first choice's
+    parts = []
+    stream = eng.chat.completions.create(messages=HI, stream=True, **GREEDY)
+    next(stream)  # the role chunk comes before the request starts (and get_message is still the last one's)
+    for c in stream:
+        parts.append(c.choices[0].delta.content or "" if c.choices else "")
+        assert eng.get_message() == "".join(parts)  # mid-stream: what was emitted so far
+    assert eng.get_message() == _answer(Engine(bundle, backend="reference"))
+    c = eng.completions.create(prompt="The quick", max_tokens=5, temperature=0)
+    assert eng.get_message() == c.choices[0].text

@@ -46,7 +46,7 @@ from .embeddings import Embeddings, init_embedding_engine, is_embedding_bundle_d
 from .grammar import Grammars, GrammarSpec, Guide, grammars_for
 from .context_policy import ContextPolicy
 from .kv_reuse import KVLedger, model_rule
-from .lifecycle import load_only
+from .lifecycle import get_message, load_options, record_message, reload_engine
 from .lm import LanguageModel
 from .request import Request, StopMatcher, completion_prompt_ids, normalize_messages, validate_request
 from .request_fields import check_fields, given
@@ -102,7 +102,7 @@ class Engine:
         """context_window_size: KV-cache rows to allocate when loading a bundle folder, up to the
         bundle's context_window (the default); fewer use less memory (runtime/kv_sizing.py).
         context_overflow: "error" or "slide" (drop the oldest turns), see runtime/context_policy.py."""
-        load_only(model, context_window_size=context_window_size)
+        load_options(self, model, backend, precision, context_window_size=context_window_size)
         self._context = ContextPolicy(context_overflow)
         if isinstance(model, (str, Path)) and is_embedding_bundle_dir(model):  # embeddings-only (embeddings.py)
             init_embedding_engine(self, model, backend, precision, model_name)
@@ -144,6 +144,16 @@ class Engine:
         with self._exclusive():
             self.model.reset()
             self._kv = KVLedger(*self._kv_rule)
+
+    def reload(self, bundle: str | Path, **options: Any) -> None:
+        """Serve another bundle (WebLLM's reload): the running request ends ("abort"), the bundle
+        loads with `options` (Engine's: backend and precision carry over unless given), then the
+        old model is freed. A bundle that fails to load leaves the engine on its old model."""
+        reload_engine(self, bundle, options)
+
+    def get_message(self) -> str:
+        """The reply text of the last request's first choice, so far (WebLLM's getMessage)."""
+        return get_message(self)
 
     def interrupt_generate(self) -> None:
         """End the running request after its current token, with finish_reason "abort" (for its
@@ -303,7 +313,7 @@ class Engine:
                 self.model.truncate(P)
                 assert self._kv is not None
                 self._kv.truncate(P)
-            yield k, self._generate(req, req.seed + k, first.copy() if req.n > 1 else first)
+            yield k, record_message(self, k, self._generate(req, req.seed + k, first.copy() if req.n > 1 else first))
 
     def _run(self, req: Request) -> list[_Result]:
         results = []
