@@ -22,6 +22,8 @@ import { ContextPolicy, checkPolicy } from "./context_policy.js";
 import { KVLedger, modelRule } from "./kv_reuse.js";
 import { InvalidRequestError, StopMatcher, validateRequest } from "./request.js";
 import { checkFields } from "./request_fields.js";
+import { Grammars, vocabFromTokenizerJson } from "./grammar.js";
+import { responseFormatSpec } from "./structured.js";
 import { WebGPURuntime } from "./runtime.js";
 import { Embeddings, createEmbeddingEngine } from "./embeddings.js";
 import { applyPenalties, logSoftmax, sampleAdjusted } from "./sampler.js";
@@ -76,8 +78,9 @@ export class Engine {
   /**
    * @param {LanguageModel} model
    * @param {Tokenizer} tokenizer
-   * @param {{manifest?: any, modelName?: string, contextOverflow?: "error"|"slide", tokenBytes?: () => TokenBytes}} [options]
-   *   tokenBytes: lazily built token → bytes table for logprobs
+   * @param {{manifest?: any, modelName?: string, contextOverflow?: "error"|"slide", tokenBytes?: () => TokenBytes, tokenizerJson?: () => any}} [options]
+   *   tokenBytes: lazily built token → bytes table for logprobs; tokenizerJson: the parsed
+   *   tokenizer.json, read on the first structured request (the grammar engine's vocabulary)
    */
   constructor(model, tokenizer, options = {}) {
     this.model = model;
@@ -94,6 +97,9 @@ export class Engine {
     this._tokenBytesFactory = options.tokenBytes ?? (() => new TokenBytes({}, (id) => tokenizer.idToToken(id)));
     /** @type {TokenBytes|null} */
     this._tokenBytes = null;
+    this._tokenizerJson = options.tokenizerJson ?? null;
+    /** @type {Promise<Grammars>|null} built on the first structured request (grammar.js) */
+    this._grammars = null;
     this._kvRule = modelRule(model);
     /** @type {KVLedger|null} ids in the model's KV cache, which rows are exactly reusable (null: unknown, reset before use) */
     this._kv = null;
@@ -217,7 +223,8 @@ export class Engine {
   /** @param {number} tok @param {Float64Array} x @param {number} top @param {number} offset @returns {TokenInfo} */
   _tokenInfo(tok, x, top, offset) {
     const lp = logSoftmax(x);
-    return { token: tok, logprob: lp[tok], top: top ? topKIds(lp, top).map((t) => [t, lp[t]]) : [], offset };
+    // under a grammar, masked ids (-Infinity) are no alternatives (and -Infinity is no JSON number)
+    return { token: tok, logprob: lp[tok], top: top ? topKIds(lp, top).filter((t) => lp[t] > -Infinity).map((t) => [t, lp[t]]) : [], offset };
   }
 
   /**
@@ -235,7 +242,23 @@ export class Engine {
       temperature: s.temperature, top_p: s.top_p, top_k: s.top_k, min_p: s.min_p, seed, counter: 0, logit_bias: s.logit_bias,
       repetition_penalty: s.repetition_penalty, presence_penalty: s.presence_penalty, frequency_penalty: s.frequency_penalty,
       promptTokens: req.promptIds, generatedTokens: /** @type {number[]} */ ([]),
+      bitmask: /** @type {Int32Array|null} */ (null),
     };
+    const guide = req.grammar ? await (await this._grammarEngine()).guide(req.grammar) : null;
+    try {
+      yield* this._loop(req, params, guide, limit, logits);
+    } finally {
+      guide?.dispose();
+    }
+  }
+
+  /**
+   * The sampling loop of _generate.
+   * @param {Request} req @param {any} params the sampler's parameters (their counter and history advance)
+   * @param {import("./grammar.js").Guide|null} guide @param {number} limit @param {Float32Array} logits the prompt's
+   * @returns {AsyncGenerator<Step>}
+   */
+  async *_loop(req, params, guide, limit, logits) {
     const detok = this.tokenizer.createStreamDecoder({ promptIds: req.promptIds });
     const stopper = new StopMatcher(req.stop);
     const stats = this._stats;
@@ -249,6 +272,7 @@ export class Engine {
       return { text, info, finish };
     };
     for (;;) {
+      params.bitmask = guide ? await guide.mask() : null;
       const x = applyPenalties(logits, params);
       const tok = sampleAdjusted(x, params);
       params.counter++;
@@ -277,7 +301,10 @@ export class Engine {
       }
       yield step(out, info);
       t = seconds();
-      logits = await this._forward([tok]);
+      const next = this._forward([tok]); // the GPU work is submitted now...
+      const mask = guide?.advance(tok); // ...so the next mask is computed while it runs
+      logits = await next;
+      await mask;
     }
   }
 
@@ -355,6 +382,17 @@ export class Engine {
     return (this._tokenBytes ??= this._tokenBytesFactory());
   }
 
+  /** The grammar engine over this tokenizer (loaded on the first structured request). @returns {Promise<Grammars>} */
+  _grammarEngine() {
+    if (!this._grammars) {
+      const json = this._tokenizerJson?.();
+      if (!json) throw new InvalidRequestError("structured output needs the bundle's tokenizer.json, which this engine was not given", "response_format");
+      this._grammars = Grammars.create(vocabFromTokenizerJson(json), json, this.model.vocabSize, this.eosTokenIds);
+      this._grammars.catch(() => (this._grammars = null));
+    }
+    return this._grammars;
+  }
+
   // ---- chat ---------------------------------------------------------------------------------
 
   /** @param {any} messages @param {any} templateKwargs @returns {number[]} */
@@ -407,10 +445,18 @@ export class Engine {
   async createChatCompletion(params) {
     this._checkUsable();
     checkFields({ messages: true, ...params }, true);
-    const { messages, chat_template_kwargs, ...rest } = params ?? {};
+    const { messages, chat_template_kwargs, response_format, tools, tool_choice, parallel_tool_calls, ...rest } = params ?? {};
+    const spec = responseFormatSpec(response_format);
+    for (const [k, v] of Object.entries({ tools, tool_choice, parallel_tool_calls })) { // until tool calling lands (step 4)
+      if (v != null) throw new InvalidRequestError(`${k}: tool calling is not implemented yet`, k);
+    }
     const prompt = this._context.fitChat(this.model, this.manifest.context_window ?? this.model.contextWindow, messages,
       (/** @type {any} */ m) => this._chatPrompt(m, chat_template_kwargs), rest.max_tokens ?? rest.max_completion_tokens);
     const req = this._validate(prompt, rest, true);
+    if (spec) {
+      if (req.ignoreEos) throw new InvalidRequestError(`ignore_eos cannot be combined with ${spec.field.split(".")[0]}: the grammar ends the reply with eos`, "ignore_eos");
+      req.grammar = await (await this._grammarEngine()).compile(spec);
+    }
     if (req.stream) return this._chatStream(req);
     const results = await this._run(req);
     const ct = results.reduce((a, r) => a + r.tokens, 0);
@@ -606,6 +652,7 @@ export async function CreateEngine(bundleUrl, options = {}) {
       contextOverflow: options.contextOverflow,
       // parsed again only if logprobs are asked for (tokenizer.json can be megabytes)
       tokenBytes: () => new TokenBytes(JSON.parse(new TextDecoder().decode(tokFile)), (id) => tokenizer.idToToken(id)),
+      tokenizerJson: () => JSON.parse(new TextDecoder().decode(tokFile)),
     });
     const info = runtime.adapterInfo;
     report(1, `Finish loading on WebGPU (${runtime.precision}, ${info.vendor || "?"} ${info.architecture || ""})`.trim());

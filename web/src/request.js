@@ -43,6 +43,7 @@ export class InvalidRequestError extends WebLLMError {
  * @property {number} topLogprobs
  * @property {string} model
  * @property {boolean} ignoreEos
+ * @property {any} [grammar] a compiled grammar (grammar.js) the reply must follow
  */
 
 const isInt = (/** @type {unknown} */ v) => typeof v === "number" && Number.isSafeInteger(v);
