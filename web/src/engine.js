@@ -20,6 +20,7 @@ import { WebLLMError } from "./errors.js";
 import { loadBundle } from "./loader.js";
 import { ContextPolicy, checkPolicy } from "./context_policy.js";
 import { KVLedger, modelRule } from "./kv_reuse.js";
+import { attachSignal, currentMessage, recordMessage, reloadEngine, signalOf, waitTurn } from "./lifecycle.js";
 import { InvalidRequestError, StopMatcher, validateRequest } from "./request.js";
 import { checkFields } from "./request_fields.js";
 import { Grammars, vocabFromTokenizerJson } from "./grammar.js";
@@ -111,11 +112,27 @@ export class Engine {
     this._stats = {};
     /** contextOverflow: "error" | "slide" (context_policy.js) */
     this._context = new ContextPolicy(options.contextOverflow);
-    this.chat = { completions: { create: (/** @type {any} */ params) => this.createChatCompletion(params) } };
-    this.completions = { create: (/** @type {any} */ params) => this.createCompletion(params) };
+    // create(params, { signal }): the OpenAI client's request options (lifecycle.js)
+    this.chat = { completions: { create: (/** @type {any} */ params, /** @type {any} */ opts) => this.createChatCompletion(params, opts) } };
+    this.completions = { create: (/** @type {any} */ params, /** @type {any} */ opts) => this.createCompletion(params, opts) };
   }
 
   // ---- public helpers -------------------------------------------------------------------
+
+  /**
+   * Serve another bundle (WebLLM's reload): the running request ends ("abort"), the bundle loads
+   * with CreateEngine's options (those not given carry over, but signal, modelName and
+   * contextWindowSize), then the old runtime is destroyed. A failed load leaves the old model.
+   * @param {string|URL} bundleUrl @param {EngineOptions} [options]
+   */
+  async reload(bundleUrl, options = {}) {
+    await reloadEngine(this, bundleUrl, options, CreateEngine);
+  }
+
+  /** The reply text of the last request's first choice, so far (WebLLM's getMessage). */
+  async getMessage() {
+    return currentMessage(this);
+  }
 
   /** Stop the running generation after the current token; it finishes with finish_reason "abort". */
   interruptGenerate() {
@@ -171,13 +188,13 @@ export class Engine {
 
   // ---- plumbing -------------------------------------------------------------------------------
 
-  /** Wait for the previous request; resolves to the release function. */
-  async _acquire() {
+  /** Wait for the previous request (or the signal's abort); resolves to the release function. @param {AbortSignal|null} [signal] */
+  async _acquire(signal) {
     const prev = this._tail;
     /** @type {() => void} */
     let release = () => {};
     this._tail = new Promise((r) => (release = r));
-    await prev;
+    await waitTurn(prev, release, signal);
     return release;
   }
 
@@ -187,6 +204,7 @@ export class Engine {
 
   /** @param {number[]} ids */
   async _forward(ids) {
+    this._signal?.throwIfAborted(); // before the GPU step: the cache still holds what the ledger says
     let logits;
     try {
       logits = await this.model.forward(ids);
@@ -316,6 +334,8 @@ export class Engine {
   async *_choices(req) {
     this._checkUsable();
     this._interrupted = false;
+    /** @type {AbortSignal|null} this request's (lifecycle.js) */
+    this._signal = signalOf(req);
     this._stats = { decode_seconds: 0, decode_tokens: 0 };
     let first = await this._prefill(req.promptIds);
     // The runtime reuses its logits array; other choices need the prompt's logits again.
@@ -326,13 +346,13 @@ export class Engine {
         this.model.truncate(P); // back to just the prompt; its last logits are `first`
         /** @type {KVLedger} */ (this._kv).truncate(P);
       }
-      yield [k, this._generate(req, req.seed + k, first)];
+      yield [k, recordMessage(this, k, this._generate(req, req.seed + k, first))];
     }
   }
 
   /** @param {Request} req @returns {Promise<{text: string, infos: TokenInfo[], finish: string|null, tokens: number}[]>} */
   async _run(req) {
-    const release = await this._acquire();
+    const release = await this._acquire(signalOf(req));
     try {
       const results = [];
       for await (const [, steps] of this._choices(req)) {
@@ -358,7 +378,7 @@ export class Engine {
    * @returns {AsyncGenerator<{text: string, infos: TokenInfo[], finish: string|null, ntok: number}>}
    */
   async *_stream(req) {
-    const release = await this._acquire();
+    const release = await this._acquire(signalOf(req));
     try {
       for await (const [, steps] of this._choices(req)) {
         /** @type {TokenInfo[]} */
@@ -440,9 +460,9 @@ export class Engine {
    * OpenAI `chat.completions.create`. Defaults: temperature / top_p / repetition_penalty from
    * the bundle's `generation` (else 1), max_tokens until eos or the context window is full, a
    * random seed. stream: true resolves to an async iterable of chunks.
-   * @param {Record<string, any>} params
+   * @param {Record<string, any>} params @param {{signal?: AbortSignal}} [requestOptions]
    */
-  async createChatCompletion(params) {
+  async createChatCompletion(params, requestOptions) {
     this._checkUsable();
     checkFields({ messages: true, ...params }, true);
     const { messages, chat_template_kwargs, response_format, tools, tool_choice, parallel_tool_calls, ...rest } = params ?? {};
@@ -452,7 +472,7 @@ export class Engine {
     }
     const prompt = this._context.fitChat(this.model, this.manifest.context_window ?? this.model.contextWindow, messages,
       (/** @type {any} */ m) => this._chatPrompt(m, chat_template_kwargs), rest.max_tokens ?? rest.max_completion_tokens);
-    const req = this._validate(prompt, rest, true);
+    const req = attachSignal(this._validate(prompt, rest, true), requestOptions);
     if (spec) {
       if (req.ignoreEos) throw new InvalidRequestError(`ignore_eos cannot be combined with ${spec.field.split(".")[0]}: the grammar ends the reply with eos`, "ignore_eos");
       req.grammar = await (await this._grammarEngine()).compile(spec);
@@ -532,14 +552,14 @@ export class Engine {
   /**
    * OpenAI (legacy) `completions.create` on a prompt string (tokenized with special tokens)
    * or a list of token ids. `logprobs` is the number of top alternatives per token (0..20).
-   * @param {Record<string, any>} params
+   * @param {Record<string, any>} params @param {{signal?: AbortSignal}} [requestOptions]
    */
-  async createCompletion(params) {
+  async createCompletion(params, requestOptions) {
     this._checkUsable();
     checkFields({ prompt: true, ...params }, false);
     const { prompt, ...rest } = params ?? {};
     const ids = this._context.check(this.model, this.manifest.context_window ?? this.model.contextWindow, this._completionPrompt(prompt));
-    const req = this._validate(ids, rest, false);
+    const req = attachSignal(this._validate(ids, rest, false), requestOptions);
     if (req.stream) return this._completionStream(req);
     const results = await this._run(req);
     const ct = results.reduce((a, r) => a + r.tokens, 0);
@@ -656,6 +676,7 @@ export async function CreateEngine(bundleUrl, options = {}) {
     });
     const info = runtime.adapterInfo;
     report(1, `Finish loading on WebGPU (${runtime.precision}, ${info.vendor || "?"} ${info.architecture || ""})`.trim());
+    /** @type {any} */ (engine)._createOptions = options; // what reload() carries over (lifecycle.js)
     return engine;
   } catch (err) {
     runtime.destroy();

@@ -4,6 +4,7 @@
 //   const worker = new Worker(new URL("webllm-py/dist/worker.js", import.meta.url), { type: "module" });
 //   const engine = await CreateWorkerEngine(worker, bundleUrl, { initProgressCallback });
 //   for await (const c of await engine.chat.completions.create({ messages, stream: true })) ...
+import { attachSignal, carriedOptions } from "./lifecycle.js";
 import { deserializeError } from "./worker_protocol.js";
 
 /**
@@ -14,10 +15,12 @@ import { deserializeError } from "./worker_protocol.js";
  * @property {boolean} [verifyCache] see EngineOptions
  * @property {AbortSignal} [signal]
  * @property {string} [modelName]
+ * @property {number} [contextWindowSize] see EngineOptions
+ * @property {"error"|"slide"} [contextOverflow] see EngineOptions
  */
 
 export class WorkerEngine {
-  /** @param {Worker} worker */
+  /** @param {Worker|{postMessage: Function, addEventListener: Function}} worker */
   constructor(worker) {
     this.worker = worker;
     this.nextId = 1;
@@ -26,30 +29,45 @@ export class WorkerEngine {
     /** @type {Record<string, number>} stats of the last finished request (sent along by the worker) */
     this._stats = {};
     this.modelName = "";
+    /** @type {WorkerEngineOptions} the last init's (reload carries them over, lifecycle.js) */
+    this._options = {};
     worker.addEventListener("message", (ev) => {
       const msg = /** @type {any} */ (ev).data;
       this.handlers.get(msg?.id)?.(msg);
     });
-    this.chat = { completions: { create: (/** @type {any} */ params) => this._create("chat", params) } };
-    this.completions = { create: (/** @type {any} */ params) => this._create("completion", params) };
+    this.chat = { completions: { create: (/** @type {any} */ params, /** @type {any} */ opts) => this._create("chat", params, opts) } };
+    this.completions = { create: (/** @type {any} */ params, /** @type {any} */ opts) => this._create("completion", params, opts) };
   }
 
   /**
    * Send a request and resolve with its "result" (or reject with its "error").
    * @param {any} msg @param {(msg: any) => void} [onOther] progress etc.
+   * @param {AbortSignal|null} [signal] its abort is sent to the worker; the call then rejects with signal.reason
    * @returns {Promise<any>}
    */
-  _call(msg, onOther) {
+  _call(msg, onOther, signal) {
     const id = this.nextId++;
+    /** @type {() => void} */
+    let onAbort = () => {};
+    const done = () => signal?.removeEventListener("abort", onAbort);
     return new Promise((resolve, reject) => {
+      // the call rejects at once; the worker stops its request and its late answer is ignored
+      onAbort = () => {
+        this.handlers.delete(id);
+        this.worker.postMessage({ type: "abort", id });
+        reject(signal?.reason);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
       this.handlers.set(id, (m) => {
         if (m.type === "result") {
           this.handlers.delete(id);
+          done();
           if (m.stats) this._stats = m.stats;
           resolve(m.value);
         } else if (m.type === "error") {
           this.handlers.delete(id);
-          reject(deserializeError(m.error));
+          done();
+          reject(signal?.aborted ? signal.reason : deserializeError(m.error));
         } else onOther?.(m);
       });
       this.worker.postMessage({ ...msg, id });
@@ -62,27 +80,37 @@ export class WorkerEngine {
     signal?.throwIfAborted();
     // Resolve against the page: a worker's own location is the script's.
     const url = new URL(String(bundleUrl), globalThis.location?.href).href;
-    const id = this.nextId; // the id _call will use
-    const onAbort = () => this.worker.postMessage({ type: "abort", id });
-    signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      const value = await this._call({ type: "init", url, options: rest }, (m) => {
-        if (m.type === "progress") initProgressCallback?.(m.report);
-      });
-      this.modelName = value.modelName;
-    } catch (err) {
-      throw signal?.aborted ? signal.reason : err;
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-    }
+    const value = await this._call({ type: "init", url, options: rest }, (m) => {
+      if (m.type === "progress") initProgressCallback?.(m.report);
+    }, signal);
+    this.modelName = value.modelName;
+    this._options = options;
+  }
+
+  /**
+   * Serve another bundle (as Engine.reload): the worker loads it, then unloads the old one (a
+   * failed load leaves it answering). Options not given carry over but signal, modelName and
+   * contextWindowSize. @param {string|URL} bundleUrl @param {WorkerEngineOptions} [options]
+   */
+  async reload(bundleUrl, options = {}) {
+    this.interruptGenerate();
+    await this._init(bundleUrl, carriedOptions(this._options, options));
+  }
+
+  /** The reply text of the last request's first choice, so far (WebLLM's getMessage). */
+  async getMessage() {
+    return this._call({ type: "getMessage" });
   }
 
   /**
    * @param {"chat"|"completion"} type @param {Record<string, any>} params
+   * @param {{signal?: AbortSignal}} [requestOptions] signal: abort this request (lifecycle.js)
    * @returns {Promise<any>} the response, or (stream) an async iterable of chunks
    */
-  async _create(type, params) {
-    if (!params?.stream) return this._call({ type, params });
+  async _create(type, params, requestOptions) {
+    const signal = attachSignal({}, requestOptions).signal ?? null;
+    signal?.throwIfAborted();
+    if (!params?.stream) return this._call({ type, params }, undefined, signal);
     const id = this.nextId++;
     /** @type {any[]} */
     const queue = [];
@@ -94,16 +122,24 @@ export class WorkerEngine {
     let started = /** @type {(v?: unknown) => void} */ (() => {});
     let startFailed = /** @type {(e: Error) => void} */ (() => {});
     const start = new Promise((res, rej) => ((started = res), (startFailed = rej)));
+    const onAbort = () => {
+      this.worker.postMessage({ type: "abort", id });
+      failure ??= /** @type {Error} */ (signal?.reason); // the stream throws it at its next read
+      startFailed(/** @type {Error} */ (failure));
+      wake?.();
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
     this.handlers.set(id, (m) => {
       if (m.type === "stream") started();
       else if (m.type === "chunk") queue.push(m.value);
       else {
         if (m.type === "error") {
-          failure = deserializeError(m.error);
-          startFailed(failure);
+          failure = signal?.aborted ? signal.reason : deserializeError(m.error);
+          startFailed(/** @type {Error} */ (failure));
         } else if (m.stats) this._stats = m.stats;
         finished = true;
         this.handlers.delete(id);
+        signal?.removeEventListener("abort", onAbort);
       }
       wake?.();
       wake = null;
@@ -121,6 +157,7 @@ export class WorkerEngine {
         }
       } finally {
         if (!finished) self.worker.postMessage({ type: "cancel", id }); // the consumer stopped early
+        signal?.removeEventListener("abort", onAbort);
       }
     })();
   }

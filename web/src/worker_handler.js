@@ -6,7 +6,10 @@
 //
 // or use the package's ready-made dist/worker.js.
 import { CreateEngine } from "./engine.js";
+import { currentMessage } from "./lifecycle.js";
 import { serializeError } from "./worker_protocol.js";
+
+/** @typedef {(msg: any) => void} Reply */
 
 export class WorkerEngineHandler {
   /**
@@ -18,16 +21,35 @@ export class WorkerEngineHandler {
     this.createEngine = createEngine;
     /** @type {import("./engine.js").Engine|null} */
     this.engine = null;
-    /** @type {Map<number, AbortController>} inits and streams in flight, by request id */
+    /** @type {Map<string, AbortController>} inits and requests in flight, by sender and request id */
     this.inFlight = new Map();
-    scope.addEventListener("message", (/** @type {MessageEvent} */ ev) => {
-      this.handle(ev.data).catch((err) => this.post({ type: "error", id: ev.data?.id, error: serializeError(err) }));
-    });
+    this.listen(scope);
+  }
+
+  /** Answer the scope's messages (a service worker answers each message's client instead). @param {any} scope */
+  listen(scope) {
+    scope.addEventListener("message", (/** @type {MessageEvent} */ ev) => this.dispatch(ev.data, (m) => this.post(m), ""));
+  }
+
+  /** Handle one message; its failure goes back as an "error". @param {any} msg @param {Reply} reply @param {string} sender */
+  dispatch(msg, reply, sender) {
+    this.handle(msg, reply, sender).catch((err) => reply({ type: "error", id: msg?.id, error: serializeError(err) }));
   }
 
   /** @param {any} msg */
   post(msg) {
     this.scope.postMessage(msg);
+  }
+
+  /**
+   * Load `url`; the engine already loaded is unloaded only once the new one is ready, so a failed
+   * load leaves it answering (as Engine.reload). @param {string} url @param {any} options
+   */
+  async load(url, options) {
+    const fresh = await this.createEngine(url, options);
+    const old = this.engine;
+    this.engine = fresh;
+    if (old && old !== fresh) await old.unload();
   }
 
   /** @returns {import("./engine.js").Engine} */
@@ -36,66 +58,68 @@ export class WorkerEngineHandler {
     return this.engine;
   }
 
-  /** @param {any} msg */
-  async handle(msg) {
+  /**
+   * @param {any} msg @param {Reply} [reply] where answers go (default: the scope)
+   * @param {string} [sender] who sent it (request ids are unique per sender)
+   */
+  async handle(msg, reply = (m) => this.post(m), sender = "") {
     const { type, id } = msg ?? {};
+    const key = `${sender}#${id}`;
     switch (type) {
       case "init": {
         const ctl = new AbortController();
-        this.inFlight.set(id, ctl);
+        this.inFlight.set(key, ctl);
         try {
-          if (this.engine) await this.engine.unload();
-          this.engine = null;
-          this.engine = await this.createEngine(msg.url, {
+          await this.load(msg.url, {
             ...msg.options,
             signal: ctl.signal,
-            initProgressCallback: (report) => this.post({ type: "progress", id, report }),
+            initProgressCallback: (/** @type {any} */ report) => reply({ type: "progress", id, report }),
           });
-          this.post({ type: "result", id, value: { modelName: this.engine.modelName } });
+          reply({ type: "result", id, value: { modelName: this.requireEngine().modelName } });
         } finally {
-          this.inFlight.delete(id);
+          this.inFlight.delete(key);
         }
         return;
       }
       case "abort":
       case "cancel":
-        this.inFlight.get(id)?.abort();
+        this.inFlight.get(key)?.abort();
+        return;
+      case "getMessage":
+        reply({ type: "result", id, value: this.engine ? currentMessage(this.engine) : "" });
         return;
       case "interrupt":
         this.engine?.interruptGenerate();
         return;
       case "reset":
         await this.requireEngine().resetChat();
-        this.post({ type: "result", id, value: null, stats: this.requireEngine().runtimeStats() });
+        reply({ type: "result", id, value: null, stats: this.requireEngine().runtimeStats() });
         return;
       case "unload":
         await this.engine?.unload();
         this.engine = null;
-        this.post({ type: "result", id, value: null });
+        reply({ type: "result", id, value: null });
         return;
       case "chat":
       case "completion": {
         const engine = this.requireEngine();
         const api = type === "chat" ? engine.chat.completions : engine.completions;
-        const res = await api.create(msg.params);
-        if (!msg.params?.stream) {
-          this.post({ type: "result", id, value: res, stats: engine.runtimeStats() });
-          return;
-        }
+        // "abort" (the page's signal) or "cancel" (a stream closed early) aborts the request
         const ctl = new AbortController();
-        this.inFlight.set(id, ctl);
-        this.post({ type: "stream", id });
+        this.inFlight.set(key, ctl);
         try {
-          // No backpressure: chunks are small and the page drains them as they come; a
-          // "cancel" ends the loop, which closes the stream and frees the engine.
-          for await (const chunk of /** @type {AsyncIterable<any>} */ (res)) {
-            if (ctl.signal.aborted) break;
-            this.post({ type: "chunk", id, value: chunk });
+          const res = await api.create(msg.params, { signal: ctl.signal });
+          if (!msg.params?.stream) {
+            reply({ type: "result", id, value: res, stats: engine.runtimeStats() });
+            return;
           }
+          reply({ type: "stream", id });
+          // No backpressure: chunks are small and the page drains them as they come.
+          for await (const chunk of /** @type {AsyncIterable<any>} */ (res)) reply({ type: "chunk", id, value: chunk });
+          reply({ type: "done", id, stats: engine.runtimeStats() });
         } finally {
-          this.inFlight.delete(id);
+          this.inFlight.delete(key);
         }
-        this.post({ type: "done", id, stats: engine.runtimeStats() });
         return;
       }
       default:

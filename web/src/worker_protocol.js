@@ -1,8 +1,8 @@
 // The postMessage protocol between CreateWorkerEngine (page) and WorkerEngineHandler (worker).
 //
-// page → worker: {type: "init", id, url, options} | {type: "chat"|"completion", id, params}
-//                | {type: "reset"|"unload", id} | {type: "cancel", id} (stop a stream)
-//                | {type: "abort", id} (abort an init) | {type: "interrupt"}
+// page → worker: {type: "init", id, url, options} (also a reload) | {type: "chat"|"completion", id, params}
+//                | {type: "reset"|"unload"|"getMessage", id} | {type: "cancel", id} (stop a stream)
+//                | {type: "abort", id} (abort an init or a request: its signal) | {type: "interrupt"}
 // worker → page: {type: "progress", id, report} | {type: "result", id, value, stats}
 //                | {type: "stream", id} (the stream started) | {type: "chunk", id, value}
 //                | {type: "done", id, stats} | {type: "error", id, error}

@@ -1,13 +1,17 @@
 // Engine lifecycle without a GPU (issue 16): the context window chosen at load and what it
-// allocates (a recording fake GPUDevice), the context-overflow policy over the fake model. The
-// same features on WebGPU in Chromium: tests/test_lifecycle_browser.py.
+// allocates (a recording fake GPUDevice), the context-overflow policy, reload, a request's
+// AbortSignal and getMessage over the fake model, also through the worker engine. The same
+// features on WebGPU in Chromium: tests/test_lifecycle_browser.py.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ContextPolicy, replyRoom, splitTurns } from "../src/context_policy.js";
 import { Engine } from "../src/engine.js";
 import { ContextWindowExceededError } from "../src/errors.js";
 import { estimateMemory, resolveContextWindow } from "../src/kv_sizing.js";
+import { reloadEngine } from "../src/lifecycle.js";
 import { WebGPURuntime, planBuffers } from "../src/runtime.js";
+import { CreateWorkerEngine } from "../src/worker.js";
+import { WorkerEngineHandler } from "../src/worker_handler.js";
 import { CharTokenizer, FakeModel } from "./fake_model.js";
 
 /** A manifest with the buffer kinds the runtime allocates: 2 caches of (512, 32) rows. */
@@ -151,4 +155,141 @@ test("splitTurns and replyRoom", () => {
   assert.equal(replyRoom(100, 1000), 50); // at most half the window
   assert.equal(replyRoom(100, undefined), 25); // a quarter without max_tokens
   assert.equal(replyRoom(100, "7"), 25); // invalid max_tokens: validation refuses it later
+});
+
+// ---- reload, signal, getMessage --------------------------------------------------------------
+
+
+const HI = [{ role: "user", content: "hi" }];
+/** @param {string} script @param {any} [options] */
+const fakeEngine = (script, options = {}) =>
+  new Engine(new FakeModel(script), /** @type {any} */ (new CharTokenizer()), { manifest: { model: { id: script } }, ...options });
+/** @param {AsyncIterable<any>} stream */
+async function texts(stream) {
+  let s = "";
+  for await (const c of stream) s += c.choices[0]?.delta?.content ?? c.choices[0]?.text ?? "";
+  return s;
+}
+
+test("reload switches to the new bundle, destroys the old runtime and ends a running stream with abort", async () => {
+  const e = fakeEngine("hello world");
+  /** @type {any} */ (e)._createOptions = { initProgressCallback: () => {}, contextWindowSize: 60, modelName: "x", precision: "f32" };
+  const old = e.model;
+  const stream = await e.chat.completions.create({ messages: HI, temperature: 0, stream: true });
+  const it = stream[Symbol.asyncIterator]();
+  await it.next(); // the role chunk
+  await it.next(); // generating
+  /** @type {any[]} */
+  const calls = [];
+  const create = async (/** @type {any} */ url, /** @type {any} */ options) => (calls.push([url, options]), fakeEngine("bye"));
+  const reloading = reloadEngine(e, "https://example.org/b2/", { contextOverflow: "slide" }, create);
+  let finish = null;
+  for (let r = await it.next(); !r.done; r = await it.next()) finish = r.value.choices[0]?.finish_reason ?? finish;
+  await reloading;
+  assert.equal(finish, "abort", "the running stream ends at its next token");
+  assert.equal(old.destroyed, true);
+  assert.equal(e.modelName, "bye");
+  const [[url, options]] = calls;
+  assert.equal(url, "https://example.org/b2/");
+  // carried: the engine's options; not carried: the per-bundle ones
+  assert.deepEqual(Object.keys(options).sort(), ["contextOverflow", "initProgressCallback", "precision"]);
+  assert.equal(options.contextOverflow, "slide");
+  const r = await e.chat.completions.create({ messages: HI, temperature: 0 });
+  assert.equal(r.choices[0].message.content, "bye");
+  assert.equal(r.model, "bye");
+  // a load that fails leaves the engine on its model
+  await assert.rejects(reloadEngine(e, "https://example.org/gone/", {}, async () => { throw new Error("404"); }), /404/);
+  assert.equal((await e.completions.create({ prompt: ">", temperature: 0 })).choices[0].text, "bye");
+  assert.equal(e.model.destroyed, false);
+  await assert.rejects(reloadEngine(e, "u", /** @type {any} */ ("slide"), create), /options must be an object/);
+});
+
+test("signal: an aborted request ends with its reason, mid-stream or not, and the next one works", async () => {
+  const e = fakeEngine("hello world");
+  const want = (await fakeEngine("hello world").chat.completions.create({ messages: HI, temperature: 0 })).choices[0].message.content;
+  const reason = new Error("user pressed stop");
+  // mid-stream
+  const ctl = new AbortController();
+  let got = "";
+  await assert.rejects((async () => {
+    for await (const c of await e.chat.completions.create({ messages: HI, temperature: 0, stream: true }, { signal: ctl.signal })) {
+      got += c.choices[0]?.delta?.content ?? "";
+      if (got.length >= 3) ctl.abort(reason);
+    }
+  })(), (err) => err === reason);
+  assert.equal(got, want.slice(0, got.length));
+  assert.ok(got.length < want.length);
+  assert.equal((await e.chat.completions.create({ messages: HI, temperature: 0 })).choices[0].message.content, want);
+  // already aborted: nothing runs
+  const forwarded = /** @type {any} */ (e.model).forwarded;
+  await assert.rejects(e.completions.create({ prompt: ">" }, { signal: AbortSignal.abort(reason) }), (err) => err === reason);
+  assert.equal(/** @type {any} */ (e.model).forwarded, forwarded);
+  // aborted while waiting for its turn behind an open stream: rejects now, the queue goes on
+  const holder = await e.completions.create({ prompt: ">", temperature: 0, stream: true });
+  const hi = holder[Symbol.asyncIterator]();
+  await hi.next(); // the stream holds the engine
+  const queued = new AbortController();
+  const waiting = e.completions.create({ prompt: ">", temperature: 0 }, { signal: queued.signal });
+  const after = e.completions.create({ prompt: ">", temperature: 0, max_tokens: 3 });
+  queued.abort(reason);
+  await assert.rejects(waiting, (err) => err === reason);
+  await hi.return(undefined);
+  assert.equal((await after).choices[0].text, "hel");
+  for (const bad of ["x", { signal: "x" }, { signal: {} }]) {
+    await assert.rejects(e.completions.create({ prompt: ">" }, /** @type {any} */ (bad)), TypeError);
+  }
+});
+
+test("getMessage: the first choice's reply, also mid-stream", async () => {
+  const e = fakeEngine("hello world");
+  assert.equal(await e.getMessage(), "");
+  const r = await e.chat.completions.create({ messages: HI, temperature: 0 });
+  assert.equal(await e.getMessage(), r.choices[0].message.content);
+  let so = "";
+  const s = await e.completions.create({ prompt: ">", temperature: 0, stream: true });
+  const it = s[Symbol.asyncIterator]();
+  for (let x = await it.next(); !x.done; x = await it.next()) {
+    so += x.value.choices[0]?.text ?? "";
+    assert.equal(await e.getMessage(), so);
+  }
+  assert.equal(so, "hello world");
+});
+
+test("the worker engine: a request's signal, getMessage and reload cross to the worker", async (t) => {
+  const { port1, port2 } = new MessageChannel();
+  port1.start();
+  port2.start();
+  t.after(() => (port1.close(), port2.close()));
+  /** @type {any[]} */
+  const made = [];
+  new WorkerEngineHandler(/** @type {any} */ (port2), {
+    createEngine: async (url, options) => {
+      if (url.endsWith("/gone/")) throw new Error("404 gone");
+      made.push([url, Object.keys(options).sort()]);
+      return fakeEngine(url.endsWith("/b2/") ? "bye" : "hello world");
+    },
+  });
+  const we = await CreateWorkerEngine(/** @type {any} */ (port1), "https://example.org/b1/", { precision: "f32", contextWindowSize: 60 });
+  const ctl = new AbortController();
+  const reason = new Error("stop");
+  let got = "";
+  await assert.rejects((async () => {
+    for await (const c of await we.chat.completions.create({ messages: HI, temperature: 0, stream: true }, { signal: ctl.signal })) {
+      got += c.choices[0]?.delta?.content ?? "";
+      if (got.length >= 2) ctl.abort(reason);
+    }
+  })(), (err) => err === reason);
+  const slow = new AbortController();
+  const pending = we.completions.create({ prompt: ">", temperature: 0 }, { signal: slow.signal });
+  slow.abort(reason);
+  await assert.rejects(pending, (err) => err === reason);
+  const r = await we.chat.completions.create({ messages: HI, temperature: 0 });
+  assert.equal(r.choices[0].message.content, "hello world");
+  assert.equal(await we.getMessage(), "hello world");
+  await we.reload("https://example.org/b2/");
+  assert.equal(we.modelName, "bye");
+  assert.deepEqual(made[1], ["https://example.org/b2/", ["initProgressCallback", "precision", "signal"]]);
+  assert.equal((await we.completions.create({ prompt: ">", temperature: 0 })).choices[0].text, "bye");
+  await assert.rejects(we.reload("https://example.org/gone/"), /404 gone/);
+  assert.equal((await we.completions.create({ prompt: ">", temperature: 0 })).choices[0].text, "bye"); // still the old one
 });
