@@ -51,8 +51,10 @@ from .lm import LanguageModel
 from .request import Request, StopMatcher, completion_prompt_ids, normalize_messages, validate_request
 from .request_fields import check_fields, given
 from .structured import response_format_spec
+from .tool_calls import tool_grammar, tool_plan
+from .tool_chat import StreamedReply, ToolMode, prompt_messages, reply, template_tools, tool_mode
 from .sampler import Sampler, log_softmax, top_k_ids
-from .tokenizer import Tokenizer
+from .tokenizer import StreamDetokenizer, Tokenizer
 
 
 @dataclass
@@ -255,7 +257,7 @@ class Engine:
             limit = min(limit, req.max_tokens)
         sampler = Sampler(req.sampling, seed, req.prompt_ids)
         guide: Guide | None = None if req.grammar is None else self._grammars.guide(req.grammar)  # type: ignore[union-attr]
-        detok = self.tokenizer.stream_detokenizer(req.prompt_ids)
+        detok = StreamDetokenizer(self.tokenizer, req.prompt_ids, skip_special_tokens=not req.keep_special)
         stopper = StopMatcher(req.stop)
         decoded = 0  # characters the detokenizer has produced (logprobs text_offset)
         n = 0
@@ -348,14 +350,20 @@ class Engine:
 
     # ---- chat ----------------------------------------------------------------------
 
-    def _chat_prompt(self, messages: Any, template_kwargs: Mapping[str, Any] | None) -> list[int]:
-        msgs = normalize_messages(messages)
+    def _chat_prompt(self, messages: Any, template_kwargs: Mapping[str, Any] | None, mode: ToolMode | None = None) -> list[int]:
+        tpl = self.tokenizer.chat_template
+        msgs = prompt_messages(normalize_messages(messages), mode, tpl.template if tpl is not None else None)
         if template_kwargs is not None and not isinstance(template_kwargs, Mapping):
             raise ValueError("chat_template_kwargs must be an object")
+        for k in template_kwargs or {}:
+            if k in ("messages", "add_generation_prompt", "tools", "documents"):
+                raise ValueError(f"chat_template_kwargs.{k} is not allowed: the engine sets that template variable "
+                                 f"itself{' (give tools as the request field tools)' if k == 'tools' else ''}")
         import jinja2
 
         try:
-            text = self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, **dict(template_kwargs or {}))
+            text = self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tools=template_tools(mode),
+                                                      **dict(template_kwargs or {}))
         except jinja2.TemplateError as e:
             raise ValueError(f"messages: the chat template rejected them: {e}") from e
         return self.tokenizer.encode(text, add_special_tokens=False)
@@ -378,27 +386,28 @@ class Engine:
         """See `create_api.ChatCompletions.create`."""
         check_fields(["messages", *given(params)], chat=True)
         spec = response_format_spec(params.pop("response_format", None))
-        for k in ("tools", "tool_choice", "parallel_tool_calls"):  # until tool calling lands (step 4)
-            if params.pop(k, None) is not None:
-                raise ValueError(f"{k}: tool calling is not implemented yet")
+        plan = tool_plan(params.pop("tools", None), params.pop("tool_choice", None), params.pop("parallel_tool_calls", None))
+        tpl = self.tokenizer.chat_template
+        mode = tool_mode(plan, tpl.template if tpl is not None else None)
+        if spec is not None and mode is not None and mode.constrained:
+            raise ValueError('response_format cannot be combined with tool_choice "required" or a named function '
+                             "(the reply is then the call)")
         kwargs = params.pop("chat_template_kwargs", None)
-        prompt = self._context.fit_chat(self.model, messages, lambda m: self._chat_prompt(m, kwargs),
+        prompt = self._context.fit_chat(self.model, messages, lambda m: self._chat_prompt(m, kwargs, mode),
                                         params.get("max_tokens") or params.get("max_completion_tokens"))
         req = self._validate(prompt, params, chat=True)
-        if spec is not None:
-            req.grammar = self._compile(spec, req)
+        grammar = spec if spec is not None else tool_grammar(mode.plan, mode.family) if mode is not None else None
+        if grammar is not None:
+            req.grammar = self._compile(grammar, req)
+        req.keep_special = mode is not None and mode.parses
         if req.stream:
-            return self._chat_stream(req)
+            return self._chat_stream(req, mode)
         results = self._run(req)
-        choices = [
-            ot.Choice(
-                index=k,
-                message=ot.ChatCompletionMessage(role="assistant", content=r.text),
-                finish_reason=r.finish,  # type: ignore[arg-type]
-                logprobs=self._chat_logprobs(r.infos) if req.logprobs else None,
-            )
-            for k, r in enumerate(results)
-        ]
+        choices = []
+        for k, r in enumerate(results):
+            message, finish = reply(mode, r.text, r.finish)
+            choices.append(ot.Choice(index=k, message=message, finish_reason=finish,  # type: ignore[arg-type]
+                                     logprobs=self._chat_logprobs(r.infos) if req.logprobs else None))
         ct = sum(r.tokens for r in results)
         return ot.ChatCompletion(
             id=ot.new_id("chatcmpl"),
@@ -408,7 +417,7 @@ class Engine:
             usage=ot.CompletionUsage(len(prompt), ct, len(prompt) + ct),
         )
 
-    def _chat_stream(self, req: Request) -> Iterator[ot.ChatCompletionChunk]:
+    def _chat_stream(self, req: Request, mode: ToolMode | None) -> Iterator[ot.ChatCompletionChunk]:
         cid, created = ot.new_id("chatcmpl"), ot.now()
 
         def chunk(choices: list[ot.ChunkChoice], usage: ot.CompletionUsage | None = None) -> ot.ChatCompletionChunk:
@@ -416,13 +425,17 @@ class Engine:
 
         yield chunk([ot.ChunkChoice(0, ot.ChoiceDelta(role="assistant", content=""))])
         ntok = 0
+        out = StreamedReply(mode)  # holds back what may be a tool call (tool_chat.py)
         for text, infos, finish, ntok in self._stream(req):
             lp = self._chat_logprobs(infos) if req.logprobs else None
+            text = out.content(text)
             if text:
                 yield chunk([ot.ChunkChoice(0, ot.ChoiceDelta(content=text), None, lp)])
                 lp = self._chat_logprobs([]) if req.logprobs else None
             if finish:
-                yield chunk([ot.ChunkChoice(0, ot.ChoiceDelta(), finish, lp)])  # type: ignore[arg-type]
+                for delta, fin in out.end(finish):
+                    yield chunk([ot.ChunkChoice(0, delta, fin, lp)])  # type: ignore[arg-type]
+                    lp = self._chat_logprobs([]) if req.logprobs else None
         if req.include_usage:
             P = len(req.prompt_ids)
             yield chunk([], ot.CompletionUsage(P, ntok, P + ntok))

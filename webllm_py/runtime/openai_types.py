@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
-FinishReason = Literal["stop", "length", "abort"]  # abort: Engine.interrupt_generate()
+FinishReason = Literal["stop", "length", "tool_calls", "abort"]  # abort: Engine.interrupt_generate()
 
 
 class _Base:
@@ -84,10 +84,34 @@ class ChoiceLogprobs(_Base):
 
 
 @dataclass
-class ChatCompletionMessage(_Base):
+class Function(_Base):
+    name: str
+    arguments: str  # JSON text
+
+
+@dataclass
+class ChatCompletionMessageToolCall(_Base):
+    id: str
+    function: Function
+    type: str = "function"
+
+
+class _OmitNoneToolCalls:
+    """tool_calls is left out of the JSON when there are none (as OpenAI's API does)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = _Base.to_dict(self)  # type: ignore[arg-type]
+        if d.get("tool_calls") is None:
+            d.pop("tool_calls", None)
+        return d
+
+
+@dataclass
+class ChatCompletionMessage(_OmitNoneToolCalls, _Base):
     role: str
     content: Optional[str]
     refusal: Optional[str] = None
+    tool_calls: Optional[list[ChatCompletionMessageToolCall]] = None
 
 
 @dataclass
@@ -113,10 +137,25 @@ class ChatCompletion(_Base):
 
 
 @dataclass
-class ChoiceDelta(_Base):
+class ChoiceDeltaToolCallFunction(_Base):
+    name: Optional[str] = None
+    arguments: Optional[str] = None
+
+
+@dataclass
+class ChoiceDeltaToolCall(_Base):
+    index: int
+    id: Optional[str] = None
+    function: Optional[ChoiceDeltaToolCallFunction] = None
+    type: Optional[str] = None
+
+
+@dataclass
+class ChoiceDelta(_OmitNoneToolCalls, _Base):
     role: Optional[str] = None
     content: Optional[str] = None
     refusal: Optional[str] = None
+    tool_calls: Optional[list[ChoiceDeltaToolCall]] = None
 
 
 @dataclass

@@ -110,6 +110,7 @@ class Request:
     model_name: str
     ignore_eos: bool = False
     grammar: Any = None  # a compiled grammar (grammar.py) the reply must follow, or None
+    keep_special: bool = False  # decode special tokens too (tool-call markers such as [TOOL_CALLS])
 
 
 def _stops(stop: Any) -> list[str]:
