@@ -12,6 +12,8 @@
 //   request.js       request validation      token_bytes.js token bytes for logprobs
 //   engine.js        CreateEngine, OpenAI-style chat/completions
 //   worker.js        CreateWorkerEngine (page side)  worker_handler.js  the worker side
+//   service_worker.js CreateServiceWorkerEngine (page)  service_worker_handler.js  the service worker
+//   lifecycle.js     reload, a request's signal, getMessage
 
 export * from "./errors.js";
 export { BUNDLE_FORMAT, KNOWN_MAJOR, fetchManifest, fileUrl, parseManifest, resolveBundleUrl } from "./manifest.js";
@@ -34,3 +36,5 @@ export { CreateEngine, Engine } from "./engine.js";
 export { EmbeddingEngine, Embeddings, ModelKindError, WebGPUEncoder } from "./embeddings.js";
 export { CreateWorkerEngine, WorkerEngine } from "./worker.js";
 export { WorkerEngineHandler } from "./worker_handler.js";
+export { CreateServiceWorkerEngine, ServiceWorkerEngine } from "./service_worker.js";
+export { ServiceWorkerEngineHandler } from "./service_worker_handler.js";

@@ -74,7 +74,7 @@ export class WorkerEngine {
     });
   }
 
-  /** @param {string|URL} bundleUrl @param {WorkerEngineOptions} options */
+  /** @param {string|URL} bundleUrl @param {WorkerEngineOptions} options @returns {Promise<any>} the worker's answer */
   async _init(bundleUrl, options) {
     const { initProgressCallback, signal, ...rest } = options;
     signal?.throwIfAborted();
@@ -85,6 +85,7 @@ export class WorkerEngine {
     }, signal);
     this.modelName = value.modelName;
     this._options = options;
+    return value;
   }
 
   /**

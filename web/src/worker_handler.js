@@ -31,9 +31,12 @@ export class WorkerEngineHandler {
     scope.addEventListener("message", (/** @type {MessageEvent} */ ev) => this.dispatch(ev.data, (m) => this.post(m), ""));
   }
 
-  /** Handle one message; its failure goes back as an "error". @param {any} msg @param {Reply} reply @param {string} sender */
+  /**
+   * Handle one message; its failure goes back as an "error".
+   * @param {any} msg @param {Reply} reply @param {string} sender @returns {Promise<void>} settled when handled
+   */
   dispatch(msg, reply, sender) {
-    this.handle(msg, reply, sender).catch((err) => reply({ type: "error", id: msg?.id, error: serializeError(err) }));
+    return this.handle(msg, reply, sender).catch((err) => reply({ type: "error", id: msg?.id, error: serializeError(err) }));
   }
 
   /** @param {any} msg */
@@ -50,6 +53,11 @@ export class WorkerEngineHandler {
     const old = this.engine;
     this.engine = fresh;
     if (old && old !== fresh) await old.unload();
+  }
+
+  /** Extra fields of an init's answer (the service worker's says whether it reused its model). */
+  loadInfo() {
+    return {};
   }
 
   /** @returns {import("./engine.js").Engine} */
@@ -75,7 +83,7 @@ export class WorkerEngineHandler {
             signal: ctl.signal,
             initProgressCallback: (/** @type {any} */ report) => reply({ type: "progress", id, report }),
           });
-          reply({ type: "result", id, value: { modelName: this.requireEngine().modelName } });
+          reply({ type: "result", id, value: { modelName: this.requireEngine().modelName, ...this.loadInfo() } });
         } finally {
           this.inFlight.delete(key);
         }

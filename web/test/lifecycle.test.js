@@ -10,6 +10,7 @@ import { ContextWindowExceededError } from "../src/errors.js";
 import { estimateMemory, resolveContextWindow } from "../src/kv_sizing.js";
 import { reloadEngine } from "../src/lifecycle.js";
 import { WebGPURuntime, planBuffers } from "../src/runtime.js";
+import { ServiceWorkerEngineHandler } from "../src/service_worker_handler.js";
 import { CreateWorkerEngine } from "../src/worker.js";
 import { WorkerEngineHandler } from "../src/worker_handler.js";
 import { CharTokenizer, FakeModel } from "./fake_model.js";
@@ -292,4 +293,42 @@ test("the worker engine: a request's signal, getMessage and reload cross to the 
   assert.equal((await we.completions.create({ prompt: ">", temperature: 0 })).choices[0].text, "bye");
   await assert.rejects(we.reload("https://example.org/gone/"), /404 gone/);
   assert.equal((await we.completions.create({ prompt: ">", temperature: 0 })).choices[0].text, "bye"); // still the old one
+});
+
+test("the service-worker handler answers each client, and reuses the loaded bundle for the same options", async () => {
+  /** @type {Record<string, Function[]>} */
+  const listeners = {};
+  const waits = /** @type {Promise<any>[]} */ ([]);
+  const scope = { addEventListener: (/** @type {string} */ t, /** @type {Function} */ f) => (listeners[t] ??= []).push(f), skipWaiting() {}, clients: { claim: async () => {} } };
+  let creates = 0;
+  const handler = new ServiceWorkerEngineHandler(scope, { createEngine: async () => (creates++, fakeEngine("hello world")) });
+  /** @param {string} clientId */
+  const client = (clientId) => {
+    const got = /** @type {any[]} */ ([]);
+    return { got, id: clientId, postMessage: (/** @type {any} */ m) => got.push(m) };
+  };
+  const send = async (/** @type {any} */ c, /** @type {any} */ data) => {
+    for (const f of listeners.message) f({ data, source: c, waitUntil: (/** @type {Promise<any>} */ p) => waits.push(p) });
+    await Promise.all(waits);
+  };
+  const a = client("page-a"), b = client("page-b");
+  await send(a, { type: "init", id: 1, url: "https://example.org/b/", options: { precision: "f32" } });
+  assert.deepEqual(a.got.at(-1), { type: "result", id: 1, value: { modelName: "hello world", reused: false, loads: 1 } });
+  // another page (same request id), same bundle and options: answered at once, nothing loaded
+  await send(b, { type: "init", id: 1, url: "https://example.org/b/", options: { precision: "f32" } });
+  assert.equal(b.got[0].type, "progress");
+  assert.match(b.got[0].report.text, /Reusing the model/);
+  assert.deepEqual(b.got.at(-1).value, { modelName: "hello world", reused: true, loads: 1 });
+  assert.equal(creates, 1);
+  await send(b, { type: "completion", id: 2, params: { prompt: ">", temperature: 0 } });
+  assert.equal(b.got.at(-1).value.choices[0].text, "hello world");
+  assert.ok(!a.got.some((m) => m.id === 2), "answers go to the client that asked");
+  await send(a, { type: "keepAlive" });
+  assert.equal(a.got.length, 1);
+  // other options: loaded again
+  await send(a, { type: "init", id: 3, url: "https://example.org/b/", options: { precision: "f32", contextWindowSize: 32 } });
+  assert.deepEqual(a.got.at(-1).value, { modelName: "hello world", reused: false, loads: 2 });
+  await send(a, { type: "unload", id: 4 });
+  await send(a, { type: "init", id: 5, url: "https://example.org/b/", options: { precision: "f32", contextWindowSize: 32 } });
+  assert.equal(a.got.at(-1).value.loads, 3);
 });
