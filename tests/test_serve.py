@@ -325,7 +325,9 @@ def test_api_errors(api):
     s, _, body = post_json(api.port, "/v1/completions", {"model": "tiny", "prompt": "x", "top_p": "high"})
     assert s == 400 and body["error"]["param"] == "top_p"
     s, _, body = post_json(api.port, "/v1/chat/completions", {"model": "tiny", "messages": MSGS, "tools": [{}]})
-    assert s == 400 and body["error"]["param"] == "tools"
+    assert s == 400 and body["error"]["param"] == "tools[0]"  # an invalid tool (issue 13: tools are implemented)
+    s, _, body = post_json(api.port, "/v1/chat/completions", {"model": "tiny", "messages": MSGS, "echo": True})
+    assert s == 400 and body["error"]["param"] == "echo" and "unknown field 'echo'" in body["error"]["message"]
     s, _, body = post_json(api.port, "/v1/chat/completions", {"model": "tiny", "messages": [{"role": "robot"}]})
     assert s == 400 and body["error"]["param"].startswith("messages")
     s, _, body = post_json(api.port, "/v1/chat/completions", [1, 2])

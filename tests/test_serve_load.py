@@ -36,7 +36,7 @@ INVALID = [  # (raw body, what makes it a 400)
     (json.dumps({**VALID, "temperature": -1}), "temperature"),
     (json.dumps({"model": "tiny"}), "messages"),
     (json.dumps({**VALID, "n": 129}), "n"),
-    (json.dumps({**VALID, "tools": [{}]}), "tools"),
+    (json.dumps({**VALID, "tools": [{}]}), "tools[0]"),  # an invalid tool (issue 13 implements tools)
     ('{"model": "tiny", "messages": [', None),
     ('{"model": "tiny", "messages": [{"role": "user", "content": "\\ud800"}]}', "messages[0].content"),
     (json.dumps({**VALID, "stream": True, "n": 2}), "n"),

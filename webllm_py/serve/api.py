@@ -37,25 +37,20 @@ from .embeddings_api import embeddings
 from .errors import APIError, error_from_exception, short_repr
 from .fields import check_fields
 from .worker import ClientGone, ModelWorker
+from ..runtime.request_fields import CHAT_FIELDS, NO_EFFECT, TEXT_FIELDS, FieldError, check_fields as check_field_names
 
 # Longest wait for a request body (slow clients; a trickled body must not hold a connection forever).
 BODY_TIMEOUT_S = 60.0
 BODY_TIMEOUT_KEY: web.AppKey[float] = web.AppKey("webllm_body_timeout", float)
 
-# OpenAI request fields each endpoint passes on to the engine's create().
-CHAT_PARAMS = frozenset({
-    "model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "seed",
-    "stop", "frequency_penalty", "presence_penalty", "repetition_penalty", "logit_bias", "logprobs", "top_logprobs",
-    "chat_template_kwargs",
-})
-TEXT_PARAMS = frozenset({
-    "model", "stream", "stream_options", "max_tokens", "temperature", "top_p", "n", "seed", "stop",
-    "frequency_penalty", "presence_penalty", "repetition_penalty", "logit_bias", "logprobs",
-})
-# Fields OpenAI clients may send that change nothing here: accepted and dropped.
-# Anything else (tools, response_format, echo, suffix, ...) is refused with 400 rather
-# than silently ignored, so a client never believes a feature took effect.
-IGNORED_PARAMS = frozenset({"user", "metadata", "store", "service_tier"})
+# Request fields each endpoint passes on to the engine's create(): the engines' own tables
+# (runtime/request_fields.py), so REST, the Python engine and the JS engine accept and refuse the
+# same fields with the same messages. Fields that change nothing here (user, metadata, ...) are
+# accepted and dropped; anything else (echo, audio, a misspelt field, ...) is refused with 400
+# naming it rather than silently ignored, so a client never believes a feature took effect.
+CHAT_PARAMS = CHAT_FIELDS - {"messages"}
+TEXT_PARAMS = TEXT_FIELDS - {"prompt"}
+IGNORED_PARAMS = NO_EFFECT
 
 API_PATHS = {"/v1/models": "GET", "/v1/chat/completions": "POST", "/v1/completions": "POST", "/v1/embeddings": "POST"}
 
@@ -102,6 +97,10 @@ def _engine_kwargs(body: dict[str, Any], allowed: frozenset[str], create: Callab
     """The create() keyword arguments of a request body; 400 for a missing or unsupported field."""
     if body.get(required) is None:
         raise APIError(400, f"{required} is required", param=required, code="missing_required_parameter")
+    try:  # unknown and unsupported fields, named as the engines name them
+        check_field_names([k for k, v in body.items() if v is not None], chat=required == "messages")
+    except FieldError as e:
+        raise APIError(400, str(e), param=e.param, code="unsupported_parameter") from None
     try:
         sig = inspect.signature(create)
         accepts_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
