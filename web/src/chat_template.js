@@ -56,7 +56,10 @@ export class ChatTemplate {
    * @returns {string}
    */
   render(messages, options = {}) {
-    const { add_generation_prompt = false, continue_final_message = false, tools = null, documents = null } = options;
+    // tools / documents given as template kwargs count as given (as transformers' keyword arguments do)
+    const { add_generation_prompt = false, continue_final_message = false } = options;
+    const tools = options.tools ?? options.kwargs?.tools ?? null;
+    const documents = options.documents ?? options.kwargs?.documents ?? null;
     if (!messages.length) throw new ChatTemplateError("the conversation is empty; give at least one message");
     if (continue_final_message && add_generation_prompt) {
       throw new ChatTemplateError("continue_final_message and add_generation_prompt cannot both be set");

@@ -25,6 +25,8 @@ import { InvalidRequestError, StopMatcher, validateRequest } from "./request.js"
 import { checkFields } from "./request_fields.js";
 import { Grammars, vocabFromTokenizerJson } from "./grammar.js";
 import { responseFormatSpec } from "./structured.js";
+import { toolGrammar, toolPlan } from "./tool_calls.js";
+import { StreamedReply, promptMessages, reply, templateTools, toolMode } from "./tool_chat.js";
 import { WebGPURuntime } from "./runtime.js";
 import { Embeddings, createEmbeddingEngine } from "./embeddings.js";
 import { applyPenalties, logSoftmax, sampleAdjusted } from "./sampler.js";
@@ -266,7 +268,10 @@ export class Engine {
     try {
       yield* this._loop(req, params, guide, limit, logits);
     } finally {
-      guide?.dispose();
+      if (guide) {
+        this._stats.grammar_seconds = (this._stats.grammar_seconds ?? 0) + guide.maskSeconds;
+        guide.dispose();
+      }
     }
   }
 
@@ -277,7 +282,7 @@ export class Engine {
    * @returns {AsyncGenerator<Step>}
    */
   async *_loop(req, params, guide, limit, logits) {
-    const detok = this.tokenizer.createStreamDecoder({ promptIds: req.promptIds });
+    const detok = this.tokenizer.createStreamDecoder({ promptIds: req.promptIds, skipSpecialTokens: !req.keepSpecial });
     const stopper = new StopMatcher(req.stop);
     const stats = this._stats;
     let decoded = 0; // characters produced so far (logprobs text_offset)
@@ -415,8 +420,8 @@ export class Engine {
 
   // ---- chat ---------------------------------------------------------------------------------
 
-  /** @param {any} messages @param {any} templateKwargs @returns {number[]} */
-  _chatPrompt(messages, templateKwargs) {
+  /** @param {any} messages @param {any} templateKwargs @param {import("./tool_chat.js").ToolMode|null} [mode] @returns {number[]} */
+  _chatPrompt(messages, templateKwargs, mode = null) {
     if (!Array.isArray(messages) || !messages.length) {
       throw new InvalidRequestError("messages must be a non-empty list of {role, content} objects", "messages");
     }
@@ -443,7 +448,15 @@ export class Engine {
     if (templateKwargs != null && (typeof templateKwargs !== "object" || Array.isArray(templateKwargs))) {
       throw new InvalidRequestError("chat_template_kwargs must be an object", "chat_template_kwargs");
     }
-    return applyChatTemplate(this.tokenizer, msgs, { add_generation_prompt: true, kwargs: templateKwargs ?? {} }).ids;
+    for (const k of Object.keys(templateKwargs ?? {})) {
+      if (["messages", "add_generation_prompt", "tools", "documents"].includes(k)) {
+        throw new InvalidRequestError(`chat_template_kwargs.${k} is not allowed: the engine sets that template variable itself${k === "tools" ? " (give tools as the request field tools)" : ""}`, "chat_template_kwargs");
+      }
+    }
+    const template = this.tokenizer.config?.chat_template;
+    return applyChatTemplate(this.tokenizer, promptMessages(msgs, mode, template), {
+      add_generation_prompt: true, kwargs: templateKwargs ?? {}, tools: templateTools(mode),
+    }).ids;
   }
 
   /** @param {TokenInfo[]} infos */
@@ -467,27 +480,28 @@ export class Engine {
     checkFields({ messages: true, ...params }, true);
     const { messages, chat_template_kwargs, response_format, tools, tool_choice, parallel_tool_calls, ...rest } = params ?? {};
     const spec = responseFormatSpec(response_format);
-    for (const [k, v] of Object.entries({ tools, tool_choice, parallel_tool_calls })) { // until tool calling lands (step 4)
-      if (v != null) throw new InvalidRequestError(`${k}: tool calling is not implemented yet`, k);
+    const mode = toolMode(toolPlan(tools, tool_choice, parallel_tool_calls), this.tokenizer.config?.chat_template);
+    if (spec && mode?.constrained) {
+      throw new InvalidRequestError('response_format cannot be combined with tool_choice "required" or a named function (the reply is then the call)', "response_format");
     }
     const prompt = this._context.fitChat(this.model, this.manifest.context_window ?? this.model.contextWindow, messages,
-      (/** @type {any} */ m) => this._chatPrompt(m, chat_template_kwargs), rest.max_tokens ?? rest.max_completion_tokens);
+      (/** @type {any} */ m) => this._chatPrompt(m, chat_template_kwargs, mode), rest.max_tokens ?? rest.max_completion_tokens);
     const req = attachSignal(this._validate(prompt, rest, true), requestOptions);
-    if (spec) {
-      if (req.ignoreEos) throw new InvalidRequestError(`ignore_eos cannot be combined with ${spec.field.split(".")[0]}: the grammar ends the reply with eos`, "ignore_eos");
-      req.grammar = await (await this._grammarEngine()).compile(spec);
+    const grammar = spec ?? (mode ? toolGrammar(mode.plan, mode.family) : null);
+    if (grammar) {
+      if (req.ignoreEos) throw new InvalidRequestError(`ignore_eos cannot be combined with ${grammar.field.split(".")[0]}: the grammar ends the reply with eos`, "ignore_eos");
+      req.grammar = await (await this._grammarEngine()).compile(grammar);
     }
-    if (req.stream) return this._chatStream(req);
+    req.keepSpecial = mode?.parses ?? false;
+    if (req.stream) return this._chatStream(req, mode);
     const results = await this._run(req);
     const ct = results.reduce((a, r) => a + r.tokens, 0);
     return {
       id: newId("chatcmpl"),
-      choices: results.map((r, k) => ({
-        index: k,
-        message: { role: "assistant", content: r.text, refusal: null },
-        finish_reason: r.finish,
-        logprobs: req.logprobs ? this._chatLogprobs(r.infos) : null,
-      })),
+      choices: results.map((r, k) => {
+        const { message, finish } = reply(mode, r.text, r.finish);
+        return { index: k, message, finish_reason: finish, logprobs: req.logprobs ? this._chatLogprobs(r.infos) : null };
+      }),
       created: now(),
       model: req.model,
       object: "chat.completion",
@@ -496,8 +510,8 @@ export class Engine {
     };
   }
 
-  /** @param {Request} req */
-  async *_chatStream(req) {
+  /** @param {Request} req @param {import("./tool_chat.js").ToolMode|null} mode */
+  async *_chatStream(req, mode) {
     const id = newId("chatcmpl"), created = now();
     const chunk = (/** @type {any[]} */ choices, /** @type {any} */ usage = null) => ({
       id, choices, created, model: req.model, object: "chat.completion.chunk", usage, system_fingerprint: null,
@@ -506,14 +520,21 @@ export class Engine {
       ({ index: 0, delta: { role: null, content: null, refusal: null, ...delta }, finish_reason: finish, logprobs });
     yield chunk([choice({ role: "assistant", content: "" })]);
     let ntok = 0;
+    const out = new StreamedReply(mode); // holds back what may be a tool call (tool_chat.js)
     for await (const piece of this._stream(req)) {
       ntok = piece.ntok;
       let lp = req.logprobs ? this._chatLogprobs(piece.infos) : null;
-      if (piece.text) {
-        yield chunk([choice({ content: piece.text }, null, lp)]);
+      const text = out.content(piece.text);
+      if (text) {
+        yield chunk([choice({ content: text }, null, lp)]);
         lp = req.logprobs ? this._chatLogprobs([]) : null;
       }
-      if (piece.finish) yield chunk([choice({}, piece.finish, lp)]);
+      if (piece.finish) {
+        for (const [delta, fin] of out.end(piece.finish)) {
+          yield chunk([choice(delta, fin, lp)]);
+          lp = req.logprobs ? this._chatLogprobs([]) : null;
+        }
+      }
     }
     if (req.includeUsage) {
       const P = req.promptIds.length;

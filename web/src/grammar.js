@@ -3,15 +3,16 @@
 // GrammarSpec gives the same token bitmasks, so one request and seed give the same tokens here
 // and natively (tests/test_structured_output.py compares the masks on the real SmolLM2 vocabulary).
 //
-// The package is ~2.3 MB (its wasm inlined), so it is imported on the first structured request
-// only (dist/: its own chunk). Its wasm aborts on a bad schema or grammar instead of throwing a
+// The package is ~1.1 MB minified (its wasm inlined), so it is imported on the first structured
+// request only (dist/xgrammar.js, built beside dist/index.js; a UMD build, it sets
+// globalThis.xgrammar where it finds no CommonJS exports). Its wasm aborts on a bad schema or grammar instead of throwing a
 // message: the "[FATAL] file:line: message" it prints on console.error is captured (the print
 // function is bound when the module instantiates, which happens below under a wrapper) and
 // becomes the error's text, and the compiler, whose state the abort may have left half-updated,
 // is replaced by a fresh one (the matchers of other requests are unaffected).
 import { InvalidRequestError } from "./request.js";
 
-/** @typedef {{kind: "json_schema"|"ebnf"|"structural_tag", source: string, field: string}} GrammarSpec */
+/** @typedef {{kind: "json_schema"|"ebnf"|"structural_tag"|"tags", source: string, field: string}} GrammarSpec */
 
 export const XGRAMMAR_VERSION = "0.1.27";
 
@@ -112,7 +113,7 @@ export class Guide {
       this._mask = await this.matcher.getNextTokenBitmask();
       this.maskSeconds += (performance.now() - t) / 1000;
     }
-    if (!this._mask.some((w) => w !== 0)) {
+    if (!this._mask?.some((w) => w !== 0)) {
       // a vocabulary that cannot spell what the grammar requires next
       throw new InvalidRequestError(`the grammar allows no token of this model's vocabulary after ${this.tokens} tokens`, "response_format");
     }
@@ -172,13 +173,27 @@ export class Grammars {
     try {
       if (spec.kind === "json_schema") return await this.compiler.compileJSONSchema(spec.source, false, -1, undefined, true);
       if (spec.kind === "ebnf") return await this.compiler.compileGrammar(spec.source);
+      if (spec.kind === "tags") return await this.compiler.compileGrammar(await this._tagsEbnf(JSON.parse(spec.source)));
       return await this.compiler.compileStructuralTag(spec.source);
     } catch (err) {
       this.compiler = null; // the abort may have left it half-updated: the next compile gets a fresh one
-      const what = { json_schema: "schema", ebnf: "grammar", structural_tag: "tool grammar" }[spec.kind];
+      const what = { json_schema: "schema", ebnf: "grammar", structural_tag: "tool grammar", tags: "tool grammar" }[spec.kind];
       const text = lastFatal ? compileErrorText(lastFatal) : String(/** @type {any} */ (err)?.message ?? err);
       throw new InvalidRequestError(`${spec.field}: the ${what} cannot be compiled: ${text}`, spec.field.split(".")[0]);
     }
+  }
+
+  /**
+   * EBNF of begin JSON end [(separator begin JSON end)*] with xgrammar's compact grammar of
+   * cfg.schema, its root renamed (as grammar.py's _tags_ebnf).
+   * @param {{schema: any, begin: string, end: string, separator: string, many: boolean}} cfg
+   */
+  async _tagsEbnf(cfg) {
+    const g = await this.xgr.Grammar.fromJSONSchema(JSON.stringify(cfg.schema), false, -1, undefined, true);
+    const inner = g.toString().replace(/^root ::=/m, "tool_call ::=");
+    g.dispose();
+    const one = `${JSON.stringify(cfg.begin)} tool_call ${JSON.stringify(cfg.end)}`;
+    return `root ::= ${one}${cfg.many ? ` (${JSON.stringify(cfg.separator)} ${one})*` : ""}\n${inner}`;
   }
 
   /** @param {any} compiled @returns {Promise<Guide>} */

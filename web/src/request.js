@@ -44,6 +44,7 @@ export class InvalidRequestError extends WebLLMError {
  * @property {string} model
  * @property {boolean} ignoreEos
  * @property {any} [grammar] a compiled grammar (grammar.js) the reply must follow
+ * @property {boolean} [keepSpecial] decode special tokens too (tool-call markers such as [TOOL_CALLS])
  */
 
 const isInt = (/** @type {unknown} */ v) => typeof v === "number" && Number.isSafeInteger(v);

@@ -12,7 +12,8 @@ export const ANY_OBJECT = '{"type": "object"}';
 
 /** Python's repr of a value, short (the Python engine's messages show repr). @param {unknown} v */
 export function pyShow(v, limit = 60) {
-  const r = (/** @type {any} */ x) => {
+  /** @type {(x: any) => string} */
+  const r = (x) => {
     if (x === null || x === undefined) return "None";
     if (x === true) return "True";
     if (x === false) return "False";

@@ -172,6 +172,12 @@ export interface SamplingParams {
   temperature?: number;
   /** default 1 */
   top_p?: number;
+  /** default 0 (no limit): keep the top_k most probable ids */
+  top_k?: number;
+  /** default 0 (no limit): keep ids with probability >= min_p x the largest */
+  min_p?: number;
+  /** step 0: the grammar's bitmask (xgrammar's layout: bit id % 32 of word id >> 5 set = allowed) */
+  bitmask?: Int32Array | null;
   /** integer in [0, 2^53); required unless temperature is 0 */
   seed?: number;
   /** index of the token within the completion (0 for the first) */
@@ -335,7 +341,20 @@ export class StopMatcher {
   flush(): string;
 }
 
-export type FinishReason = "stop" | "length" | "abort";
+export type FinishReason = "stop" | "length" | "tool_calls" | "abort";
+/** Constrains the reply (xgrammar). WebLLM's forms too: json_object with a schema string, and grammar (EBNF). */
+export type ResponseFormat =
+  | { type: "text" }
+  | { type: "json_object"; schema?: string }
+  | { type: "json_schema"; json_schema: { name: string; schema?: Record<string, unknown>; strict?: boolean | null; description?: string } }
+  | { type: "grammar"; grammar: string };
+export interface ChatCompletionTool {
+  type: "function";
+  function: { name: string; description?: string; parameters?: Record<string, unknown>; strict?: boolean | null };
+}
+export type ToolChoice = "none" | "auto" | "required" | { type: "function"; function: { name: string } };
+export interface ChatCompletionMessageToolCall { id: string; type: "function"; function: { name: string; arguments: string } }
+export interface ChoiceDeltaToolCall { index: number; id?: string; type?: "function"; function?: { name?: string; arguments?: string } }
 export interface CompletionUsage { prompt_tokens: number; completion_tokens: number; total_tokens: number }
 export interface TopLogprob { token: string; logprob: number; bytes: number[] | null }
 export interface ChatCompletionTokenLogprob extends TopLogprob { top_logprobs: TopLogprob[] }
@@ -354,11 +373,30 @@ export interface ChatCompletionRequestBase {
   frequency_penalty?: number | null;
   presence_penalty?: number | null;
   repetition_penalty?: number | null;
+  /** default: the bundle's generation.top_k, else 0 (no limit) */
+  top_k?: number | null;
+  /** in [0, 1]; default 0 (no limit) */
+  min_p?: number | null;
+  /** sample and decode eos ids like any token (the reply ends at max_tokens or a full window) */
+  ignore_eos?: boolean | null;
   logit_bias?: Record<string, number> | null;
   logprobs?: boolean | null;
   top_logprobs?: number | null;
-  /** extra chat template variables, e.g. { enable_thinking: false } */
+  /** constrain the reply: a JSON object, a JSON schema, or an EBNF grammar */
+  response_format?: ResponseFormat | null;
+  /** functions the model may call; replies become message.tool_calls with finish_reason "tool_calls" */
+  tools?: ChatCompletionTool[] | null;
+  /** default "auto"; "required" / a named function constrain the reply to a call (it always parses) */
+  tool_choice?: ToolChoice | null;
+  /** default false (unlike OpenAI's API): one call per reply */
+  parallel_tool_calls?: boolean | null;
+  /** extra chat template variables, e.g. { enable_thinking: false } (not messages, tools, ...: those are the request's) */
   chat_template_kwargs?: Record<string, unknown> | null;
+  /** accepted without effect */
+  user?: string | null;
+  metadata?: Record<string, string> | null;
+  store?: boolean | null;
+  service_tier?: string | null;
 }
 export interface ChatCompletion {
   id: string;
@@ -367,7 +405,8 @@ export interface ChatCompletion {
   model: string;
   choices: {
     index: number;
-    message: { role: "assistant"; content: string; refusal: null };
+    /** content is null when the reply is only tool calls */
+    message: { role: "assistant"; content: string | null; refusal: null; tool_calls?: ChatCompletionMessageToolCall[] };
     finish_reason: FinishReason;
     logprobs: ChoiceLogprobs | null;
   }[];
@@ -382,14 +421,16 @@ export interface ChatCompletionChunk {
   /** empty in the final usage chunk (stream_options.include_usage) */
   choices: {
     index: number;
-    delta: { role: "assistant" | null; content: string | null; refusal: null };
+    /** tool calls arrive at the end: per call an id/name delta (arguments ""), then its arguments */
+    delta: { role: "assistant" | null; content: string | null; refusal: null; tool_calls?: ChoiceDeltaToolCall[] };
     finish_reason: FinishReason | null;
     logprobs: ChoiceLogprobs | null;
   }[];
   usage: CompletionUsage | null;
   system_fingerprint: null;
 }
-export interface CompletionRequestBase extends Omit<ChatCompletionRequestBase, "messages" | "logprobs" | "top_logprobs" | "chat_template_kwargs" | "max_completion_tokens"> {
+/** Every other field (and echo, suffix, best_of, audio, ...) is refused with an InvalidRequestError naming it. */
+export interface CompletionRequestBase extends Omit<ChatCompletionRequestBase, "messages" | "logprobs" | "top_logprobs" | "chat_template_kwargs" | "max_completion_tokens" | "response_format" | "tools" | "tool_choice" | "parallel_tool_calls"> {
   /** a string (tokenized with special tokens) or token ids */
   prompt: string | number[];
   /** number of top alternatives per token, 0..20 */
@@ -428,6 +469,8 @@ export interface RuntimeStats {
   prefill_seconds?: number;
   decode_tokens?: number;
   decode_seconds?: number;
+  /** the grammar's CPU time (accept + mask) under response_format or a forced tool call */
+  grammar_seconds?: number;
   prefill_tokens_per_s: number;
   decode_tokens_per_s: number;
   [key: string]: number | undefined;

@@ -170,7 +170,9 @@ class Engine:
         (after prefix reuse) and the time of that forward; cached_tokens: prompt
         tokens reused from the KV cache; decode_tokens / decode_seconds: generated
         tokens and the time spent producing them (sampling + decode steps), all
-        choices together; *_tokens_per_s derived from those.
+        choices together; *_tokens_per_s derived from those; grammar_seconds: the grammar's
+        CPU time (accept + mask, partly overlapping the decode steps) under response_format or a
+        forced tool call.
         """
         s = dict(self._stats)
         for k in ("prefill", "decode"):
@@ -302,6 +304,7 @@ class Engine:
         finally:
             if guide is not None:
                 guide.close()
+                stats["grammar_seconds"] = stats.get("grammar_seconds", 0.0) + guide.mask_seconds
 
     def _choices(self, req: Request) -> Iterator[tuple[int, Iterator[_Step]]]:
         """(index, steps) per choice; choice k uses seed + k and the same prompt logits."""

@@ -7,7 +7,8 @@ compares them on the real SmolLM2 vocabulary).
 
 A `GrammarSpec` says what to compile: a JSON schema (compact JSON: no free whitespace, so a
 small model cannot loop on newlines; no properties beyond the schema's), an EBNF grammar, or an
-xgrammar structural tag (the tool-call grammars, tool_calls.py). `Grammars` compiles specs for
+xgrammar structural tag, or "tags": a JSON schema between fixed begin/end strings (the tool-call
+grammars, tool_calls.py). `Grammars` compiles specs for
 one tokenizer (cached by xgrammar); a `Guide` walks one completion: `mask()` for the next
 token, `advance(tok)` to accept a token and compute the following mask, on a helper thread
 while the model runs its step when `overlap` is on.
@@ -36,7 +37,7 @@ class GrammarUnavailableError(ValueError):
 class GrammarSpec:
     """What to compile: `kind` and its source text; `field` names the request field for errors."""
 
-    kind: Literal["json_schema", "ebnf", "structural_tag"]
+    kind: Literal["json_schema", "ebnf", "structural_tag", "tags"]
     source: str
     field: str
 
@@ -182,10 +183,21 @@ class Grammars:
                 return c.compile_json_schema(spec.source, any_whitespace=False, strict_mode=True)
             if spec.kind == "ebnf":
                 return c.compile_grammar(spec.source)
+            if spec.kind == "tags":
+                return c.compile_grammar(self._tags_ebnf(json.loads(spec.source)))
             return c.compile_structural_tag(spec.source)
         except (RuntimeError, ValueError, TypeError) as e:
-            what = {"json_schema": "schema", "ebnf": "grammar", "structural_tag": "tool grammar"}[spec.kind]
+            what = {"json_schema": "schema", "ebnf": "grammar", "structural_tag": "tool grammar", "tags": "tool grammar"}[spec.kind]
             raise ValueError(f"{spec.field}: the {what} cannot be compiled: {compile_error_text(e)}") from None
+
+    def _tags_ebnf(self, cfg: dict[str, Any]) -> str:
+        """EBNF of begin JSON end [(separator begin JSON end)*]: the JSON is xgrammar's compact
+        grammar of cfg["schema"], its root renamed (grammar.js builds the same)."""
+        inner = str(self._xgr.Grammar.from_json_schema(json.dumps(cfg["schema"]), any_whitespace=False, strict_mode=True))
+        inner = re.sub(r"(?m)^root ::=", "tool_call ::=", inner)
+        one = f"{json.dumps(cfg['begin'])} tool_call {json.dumps(cfg['end'])}"
+        more = f" ({json.dumps(cfg['separator'])} {one})*" if cfg["many"] else ""
+        return f"root ::= {one}{more}\n{inner}"
 
     def guide(self, compiled: Any) -> Guide:
         return Guide(self._xgr, compiled, self.vocab_size)

@@ -34,13 +34,14 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TOOL_PROMPT = (  # Qwen2.5's tool instructions, for templates without a tools variable
     "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
     "You are provided with function signatures within <tools></tools> XML tags:\n<tools>"
-    "{% for tool in tools %}\n{{ tool | tojson }}{% endfor %}\n</tools>\n\n"
+    "{% for tool in tools %}{{ '\\n' }}{{ tool | tojson }}{% endfor %}{{ '\\n' }}</tools>\n\n"
     "For each function call, return a json object with function name and arguments within "
     "<tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>"
 )
 # An earlier assistant turn's calls, for templates that know no tool_calls: as the model wrote them.
+# (Newlines right after block tags are written as {{ '\\n' }}: trim_blocks would drop them.)
 TOOL_CALL_TEXT = (
-    '{% for c in calls %}{% if not loop.first %}\n{% endif %}<tool_call>\n{"name": {{ c.function.name | tojson }}, '
+    '{% for c in calls %}{% if not loop.first %}{{ "\\n" }}{% endif %}<tool_call>\n{"name": {{ c.function.name | tojson }}, '
     '"arguments": {{ c.function.arguments | tojson }}}\n</tool_call>{% endfor %}'
 )
 
@@ -189,33 +190,33 @@ def _call_object(name: str, params: Any, args_key: str) -> dict[str, Any]:
 
 
 def tool_grammar(plan: ToolPlan, family: str) -> GrammarSpec | None:
-    """The structural tag a "required" or named tool_choice constrains the reply to."""
+    """The grammar a "required" or named tool_choice constrains the reply to. The JSON in it is
+    compact (xgrammar's schema grammars without free whitespace: a model cannot wander off into
+    newlines), except mistral11's, which needs a structural tag (calls with text between)."""
     if plan.choice in ("none", "auto"):
         return None
     tools = plan.schemas()
     many = plan.parallel and not plan.named
     if family == "hermes":
         one = {"anyOf": [_call_object(n, p, "arguments") for n, p in tools]}
-        fmt: dict[str, Any] = {"type": "tags_with_separator", "separator": "\n", "at_least_one": True,
-                               "stop_after_first": not many,
-                               "tags": [{"type": "tag", "begin": "<tool_call>\n",
-                                         "content": {"type": "json_schema", "json_schema": one}, "end": "\n</tool_call>"}]}
-    elif family == "llama3":  # Llama 3.x templates take one call at a time
-        fmt = {"type": "json_schema", "json_schema": {"anyOf": [_call_object(n, p, "parameters") for n, p in tools]}}
-    elif family == "mistral":  # Mistral's template writes each call's 9-character id too
+        tags = {"schema": one, "begin": "<tool_call>\n", "end": "\n</tool_call>", "separator": "\n", "many": many}
+        return GrammarSpec("tags", json.dumps(tags), "tools")
+    if family == "llama3":  # Llama 3.x templates take one call at a time
+        return GrammarSpec("json_schema", json.dumps({"anyOf": [_call_object(n, p, "parameters") for n, p in tools]}), "tools")
+    if family == "mistral":  # Mistral's template writes each call's 9-character id too
         items = [_call_object(n, p, "arguments") for n, p in tools]
         for it in items:
             it["properties"]["id"] = {"type": "string", "pattern": "^[A-Za-z0-9]{9}$"}
-        arr = {"type": "array", "minItems": 1, "items": {"anyOf": items}}
+        arr: dict[str, Any] = {"type": "array", "minItems": 1, "items": {"anyOf": items}}
         if not many:
             arr["maxItems"] = 1
-        fmt = {"type": "json_schema", "json_schema": arr}
-    else:  # mistral11: name[ARGS]{...}, one or more in a row
-        calls = [{"type": "sequence", "elements": [{"type": "const_string", "value": f"{n}[ARGS]"},
-                                                   {"type": "json_schema", "json_schema": p}]} for n, p in tools]
-        one = calls[0] if len(calls) == 1 else {"type": "or", "elements": calls}
-        fmt = {"type": "tags_with_separator", "separator": "[TOOL_CALLS]", "at_least_one": True,
-               "stop_after_first": not many, "tags": [{"type": "tag", "begin": "", "content": one, "end": ""}]}
+        return GrammarSpec("json_schema", json.dumps(arr), "tools")
+    # mistral11: name[ARGS]{...}, one or more in a row
+    calls = [{"type": "sequence", "elements": [{"type": "const_string", "value": f"{n}[ARGS]"},
+                                               {"type": "json_schema", "json_schema": p}]} for n, p in tools]
+    one_call = calls[0] if len(calls) == 1 else {"type": "or", "elements": calls}
+    fmt = {"type": "tags_with_separator", "separator": "[TOOL_CALLS]", "at_least_one": True,
+           "stop_after_first": not many, "tags": [{"type": "tag", "begin": "", "content": one_call, "end": ""}]}
     return GrammarSpec("structural_tag", json.dumps({"type": "structural_tag", "format": fmt}), "tools")
 
 
