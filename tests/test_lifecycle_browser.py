@@ -184,3 +184,46 @@ def test_the_service_worker_engine_answers_after_a_navigation_without_reloading_
     assert bundle_requests == [], "the weights were fetched again"
     assert first["text"] == second["text"] == _native(bundles["llama"])
     ctx.close()
+
+
+def test_create_engine_compiles_kernels_while_the_weight_shards_are_still_being_verified(webgpu_browser, server, bundles):
+    # A warm load from a cache whose weight shards cannot be read until a kernel has compiled:
+    # a CreateEngine that compiles only after every file is verified waits the 10 s out.
+    page = _page(webgpu_browser, server)
+    got = _eval(webgpu_browser, page, """async ([hi, greedy]) => {
+      const store = new webllm.MemoryCache();
+      const cold = await webllm.CreateEngine("/b/llama/", { precision: "f32", cache: store });
+      await cold.unload();
+      let compiled = null, unblockedByCompile = false;
+      const compiling = new Promise((r) => (compiled = r));
+      const gated = {
+        persistent: false,
+        match: async (url) => {
+          if (url.includes("/params/")) {
+            unblockedByCompile = await Promise.race([compiling.then(() => true), new Promise((r) => setTimeout(() => r(false), 10000))]);
+          }
+          return store.match(url);
+        },
+        put: (u, r) => store.put(u, r), delete: (u) => store.delete(u), keys: () => store.keys(),
+      };
+      const texts = [];
+      const warm = await webllm.CreateEngine("/b/llama/", { precision: "f32", cache: gated, initProgressCallback: (p) => {
+        texts.push([p.progress, p.text]);
+        if (p.text.startsWith("Compiling kernels")) compiled();
+      } });
+      const text = (await warm.chat.completions.create({ messages: hi, ...greedy })).choices[0].message.content;
+      await warm.unload();
+      // a shard served wrong on a cold load: the engine is never made (nothing runs on unverified bytes)
+      let error = null;
+      try { await webllm.CreateEngine("/b/llama/", { precision: "f32", cache: false, fetch: async (u, init) => {
+        const res = await fetch(u, init);
+        return String(u).includes("/params/") ? new Response(new Uint8Array((await res.arrayBuffer()).byteLength)) : res;
+      } }); } catch (e) { error = e.name; }
+      return { unblockedByCompile, text, texts, error };
+    }""", [HI, GREEDY])
+    assert got["unblockedByCompile"] is True, got["texts"]
+    progress = [p for p, _ in got["texts"]]
+    assert progress == sorted(progress) and progress[-1] == 1  # still monotonic, and ends at exactly 1
+    assert got["text"] == _native(bundles["llama"])
+    assert got["error"] == "IntegrityError"
+    page.context.close()

@@ -25,7 +25,7 @@ import { runPool } from "./pool.js";
  * reported missing (the caller downloads it, as on a cold load); `onVerified` is called for
  * each file once its bytes passed.
  * @param {BundleCache} cache @param {string} baseUrl @param {BundleFile[]} files
- * @param {{readers: number, signal: AbortSignal, onVerified: (f: BundleFile) => void}} options
+ * @param {{readers: number, signal: AbortSignal, onVerified: (f: BundleFile, buf: ArrayBuffer) => void}} options
  * @returns {Promise<CachedRead>}
  */
 export async function readCachedVerified(cache, baseUrl, files, { readers, signal, onVerified }) {
@@ -39,7 +39,7 @@ export async function readCachedVerified(cache, baseUrl, files, { readers, signa
     if (buf && !(await integrityProblem(buf, f))) {
       signal.throwIfAborted();
       got.set(f.path, buf);
-      onVerified(f);
+      onVerified(f, buf);
     } else {
       await cache.delete(url);
     }

@@ -19,6 +19,7 @@ import { applyChatTemplate } from "./chat_template.js";
 import { WebLLMError } from "./errors.js";
 import { loadBundle } from "./loader.js";
 import { ContextPolicy, checkPolicy } from "./context_policy.js";
+import { OverlappedLoad } from "./engine_load.js";
 import { KVLedger, modelRule } from "./kv_reuse.js";
 import { attachSignal, currentMessage, recordMessage, reloadEngine, signalOf, waitTurn } from "./lifecycle.js";
 import { InvalidRequestError, StopMatcher, validateRequest } from "./request.js";
@@ -658,28 +659,27 @@ export async function CreateEngine(bundleUrl, options = {}) {
   let totals = { loadedBytes: 0, totalBytes: 0 };
   const report = (/** @type {number} */ progress, /** @type {string} */ text) =>
     cb?.({ progress, ...totals, text, timeElapsed: seconds() - start });
+  // the runtime compiles and uploads while the files are read and verified (engine_load.js)
+  const overlap = new OverlappedLoad(options, report, LOAD_SHARE);
   const bundle = await loadBundle(bundleUrl, {
     cache: options.cache ?? true,
     verifyCache: options.verifyCache,
-    signal: options.signal,
+    signal: overlap.signal,
     fetch: options.fetch,
+    onManifest: overlap.onManifest,
+    onFile: overlap.onFile,
     onProgress: (r) => {
       totals = { loadedBytes: r.loadedBytes, totalBytes: r.totalBytes };
-      report(r.progress * LOAD_SHARE, r.text);
+      overlap.downloaded = r.progress;
+      report(overlap.progress(), r.text);
     },
-  });
+  }).catch((err) => overlap.fail(err));
   options.signal?.throwIfAborted();
   if (/** @type {any} */ (bundle.manifest).embedding) {
     // an embedding bundle: an EmbeddingEngine (embeddings.create; its chat and completions refuse)
     return /** @type {any} */ (await createEmbeddingEngine(bundle, options, report, LOAD_SHARE));
   }
-  const runtime = await WebGPURuntime.create(bundle, {
-    precision: options.precision ?? "auto",
-    contextWindowSize: options.contextWindowSize,
-    gpu: options.gpu,
-    adapter: options.adapter,
-    onPipeline: (done, total) => report(LOAD_SHARE + (1 - LOAD_SHARE) * 0.99 * (done / total), `Compiling kernels ${done}/${total}`),
-  });
+  const runtime = /** @type {WebGPURuntime} */ (await overlap.ready());
   try {
     options.signal?.throwIfAborted();
     const tokenizer = Tokenizer.fromBundle(bundle);

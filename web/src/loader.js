@@ -28,6 +28,9 @@ import { ProgressTracker } from "./progress.js";
  * @property {number} [retryDelayMs] first backoff delay (default 500, doubling)
  * @property {StorageManager} [storage] defaults to navigator.storage
  * @property {boolean} [verifyCache] deprecated, ignored: every cached file is verified on every load
+ * @property {(manifest: Manifest) => void} [onManifest] the validated manifest, before any other file is read
+ * @property {(file: BundleFile, buf: ArrayBuffer) => void} [onFile] each file once verified (kernels first, then
+ *   weight shards, then the rest), so that a runtime can compile and upload while the others load (runtime_load.js)
  * @typedef {object} LoadedBundle
  * @property {Manifest} manifest
  * @property {string} baseUrl
@@ -60,13 +63,15 @@ export async function loadBundle(url, options = {}) {
     const totalBytes = manifest.files.reduce((s, f) => s + f.size, 0);
     const progress = new ProgressTracker(totalBytes, onProgress);
     const stats = { cachedFiles: 0, fetchedFiles: 0, fetchedBytes: 0 };
+    options.onManifest?.(manifest);
 
-    const { got, missing } = await readCachedVerified(cache, loc.baseUrl, manifest.files, {
+    const { got, missing } = await readCachedVerified(cache, loc.baseUrl, [...manifest.files].sort(byUse), {
       readers: concurrency,
       signal: ctl.signal,
-      onVerified: (f) => {
+      onVerified: (f, buf) => {
         stats.cachedFiles++;
         progress.add(f.size, `Loaded ${f.path} from cache`);
+        options.onFile?.(f, buf);
       },
     });
 
@@ -97,6 +102,7 @@ export async function loadBundle(url, options = {}) {
       got.set(f.path, buf);
       stats.fetchedFiles++;
       stats.fetchedBytes += f.size;
+      options.onFile?.(f, buf);
     });
     await Promise.all(puts);
     // An older version's "verified record" (it let warm loads skip hashing) is not used any more.
@@ -147,6 +153,16 @@ async function loadManifest(manifestUrl, cache, net) {
   }
   return manifest;
 }
+
+/** Kernels (small; compiling them is the longest GPU step) first, then weight shards, then the rest. */
+const USE_ORDER = ["kernels/", "params/"];
+/** @param {BundleFile} f */
+const useRank = (f) => {
+  const i = USE_ORDER.findIndex((p) => f.path.startsWith(p));
+  return i < 0 ? USE_ORDER.length : i;
+};
+/** @param {BundleFile} a @param {BundleFile} b */
+const byUse = (a, b) => useRank(a) - useRank(b);
 
 /** The query that marked an older version's verified record (one cache entry per manifest). */
 const LEGACY_RECORD = "webllm-py-verified";

@@ -14,6 +14,7 @@ import { BundleError, ContextWindowExceededError, DeviceLostError } from "./erro
 import { acquireDevice } from "./gpu_device.js";
 import { halfsToFloats } from "./half.js";
 import { ACT_BYTES, bufferBytes, estimateMemory, resolveContextWindow, round16, sizedBufferSpecs } from "./kv_sizing.js";
+import { RuntimeLoad } from "./runtime_load.js";
 
 export { compileDim } from "./dims.js";
 export { halfToFloat, halfsToFloats } from "./half.js";
@@ -27,9 +28,7 @@ export const PRECISIONS = /** @type {const} */ (["auto", "f32", "f16", "idot"]);
 // GPUBufferUsage / GPUShaderStage / GPUMapMode values (spec constants), so this module
 // also loads where the WebGPU globals are absent (node unit tests).
 const USAGE = { MAP_READ: 0x1, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80 };
-const COMPUTE_STAGE = 0x4;
 const MAP_READ_MODE = 0x1;
-const BUFFER_TYPES = { read: "read-only-storage", read_write: "storage", uniform: "uniform" };
 
 // ---- buffer planning --------------------------------------------------------------------
 
@@ -99,13 +98,33 @@ export function compilePrograms(manifest, precision) {
  * one call at a time (the engine serializes requests).
  */
 export class WebGPURuntime {
+  /** @type {RuntimeLoad|null} between begin() and ready() */
+  _load = null;
+
   /**
    * Upload the bundle's weights and build every pipeline.
    * @param {{manifest: any, files: Map<string, ArrayBuffer>}} bundle loadBundle's result
    * @param {RuntimeOptions} [options]
    */
   static async create(bundle, options = {}) {
-    const { manifest, files } = bundle;
+    const rt = await WebGPURuntime.begin(bundle.manifest, options);
+    try {
+      for (const [path, buf] of bundle.files) rt.addFile(path, buf);
+      await rt.ready();
+    } catch (err) {
+      rt.destroy();
+      throw err;
+    }
+    return rt;
+  }
+
+  /**
+   * The device and every buffer for `manifest`, before its files are read (runtime_load.js): then
+   * addFile() each verified file as it comes (kernels compile, shards are written) and await
+   * ready(). On any failure the caller destroy()s it.
+   * @param {any} manifest @param {RuntimeOptions} [options]
+   */
+  static async begin(manifest, options = {}) {
     const precisionOpt = options.precision ?? "auto";
     if (!PRECISIONS.includes(precisionOpt)) throw new TypeError(`precision must be one of ${PRECISIONS.join(", ")}, got ${precisionOpt}`);
     const rows = resolveContextWindow(manifest, options.contextWindowSize);
@@ -116,13 +135,28 @@ export class WebGPURuntime {
     });
     const rt = new WebGPURuntime(manifest, gpu.device, gpu.precision, gpu.adapterInfo, rows);
     try {
-      rt._createBuffers(files);
-      await rt._createPipelines(files, options.onPipeline);
+      rt._createBuffers();
+      rt._load = new RuntimeLoad(rt, compilePrograms(manifest, rt.precision), options.onPipeline);
     } catch (err) {
       rt.destroy();
       throw err;
     }
     return rt;
+  }
+
+  /** A verified file of the bundle (between begin and ready). @param {string} path @param {ArrayBuffer} buf */
+  addFile(path, buf) {
+    const load = this._load;
+    if (!load) throw new Error("addFile() after ready()");
+    load.addFile(path, buf);
+  }
+
+  /** Every file added: wait for the pipelines and make the bind groups; then the runtime runs. */
+  async ready() {
+    const load = this._load;
+    if (!load) throw new Error("ready() called twice");
+    await load.ready();
+    this._load = null;
   }
 
   /**
@@ -167,8 +201,8 @@ export class WebGPURuntime {
     });
   }
 
-  /** @param {Map<string, ArrayBuffer>} files */
-  _createBuffers(files) {
+  /** Every buffer of the plan (weights are written as their shards arrive: runtime_load.js). */
+  _createBuffers() {
     const d = this.device;
     for (const [name, b] of Object.entries(this.specs)) {
       const spec = /** @type {any} */ (b);
@@ -177,7 +211,6 @@ export class WebGPURuntime {
       else if (spec.kind === "output") usage |= USAGE.COPY_SRC;
       const buf = d.createBuffer({ size: /** @type {number} */ (this.sizes.get(name)), usage, label: name });
       this.buffers.set(name, buf);
-      if (spec.kind === "weight") this._upload(buf, spec, files);
     }
     if (!this.buffers.has("logits") || !this.buffers.has("ids") || !this.buffers.has("step")) {
       throw new BundleError("bundle buffers lack ids, step or logits");
@@ -185,70 +218,6 @@ export class WebGPURuntime {
     this.staging = d.createBuffer({
       size: /** @type {number} */ (this.sizes.get("logits")), usage: USAGE.MAP_READ | USAGE.COPY_DST, label: "logits-staging",
     });
-  }
-
-  /** Copy one weight part from its shard into `buf`. @param {GPUBuffer} buf @param {any} spec @param {Map<string, ArrayBuffer>} files */
-  _upload(buf, spec, files) {
-    const ref = this.manifest.weights?.[spec.param]?.parts?.[spec.part];
-    if (!ref) throw new BundleError(`weight ${spec.param}/${spec.part} is not in manifest.weights`);
-    const shard = files.get(ref.file);
-    if (!shard) throw new BundleError(`weight shard ${ref.file} was not loaded`);
-    if (ref.offset + ref.nbytes > shard.byteLength) throw new BundleError(`weight ${spec.param}/${spec.part} lies past the end of ${ref.file}`);
-    if (ref.nbytes % 4 === 0) {
-      this.device.queue.writeBuffer(buf, 0, shard, ref.offset, ref.nbytes);
-    } else {
-      // writeBuffer sizes must be multiples of 4 (an odd count of f16 scales): pad with zeros.
-      const padded = new Uint8Array(Math.ceil(ref.nbytes / 4) * 4);
-      padded.set(new Uint8Array(shard, ref.offset, ref.nbytes));
-      this.device.queue.writeBuffer(buf, 0, padded);
-    }
-  }
-
-  /** @param {Map<string, ArrayBuffer>} files @param {((done: number, total: number) => void)|undefined} onPipeline */
-  async _createPipelines(files, onPipeline) {
-    const d = this.device;
-    const compiled = compilePrograms(this.manifest, this.precision);
-    const used = [...new Set(Object.values(compiled).flatMap((p) => p.dispatches.map((x) => x.kernel)))];
-    /** @type {Map<string, {pipeline: GPUComputePipeline, layout: GPUBindGroupLayout}>} */
-    const pipes = new Map();
-    let done = 0;
-    // createComputePipelineAsync: compiles in parallel and rejects with the shader error
-    // (instead of an uncaptured validation error and a silently broken pipeline).
-    await Promise.all(used.map(async (kname) => {
-      const k = this.manifest.kernels[kname];
-      const buf = files.get(k.file);
-      if (!buf) throw new BundleError(`kernel file ${k.file} was not loaded`);
-      const layout = d.createBindGroupLayout({
-        label: kname,
-        entries: k.bindings.map((/** @type {[string, string]} */ [, kind], /** @type {number} */ i) => ({
-          binding: i, visibility: COMPUTE_STAGE, buffer: { type: /** @type {any} */ (BUFFER_TYPES)[kind] },
-        })),
-      });
-      const module = d.createShaderModule({ code: new TextDecoder().decode(buf), label: kname });
-      let pipeline;
-      try {
-        pipeline = await d.createComputePipelineAsync({
-          label: kname, layout: d.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module, entryPoint: "main" },
-        });
-      } catch (cause) {
-        throw new BundleError(`kernel ${kname} (${k.file}) failed to compile: ${/** @type {any} */ (cause)?.message ?? cause}`, null, { cause });
-      }
-      pipes.set(kname, { pipeline, layout });
-      onPipeline?.(++done, used.length);
-    }));
-    for (const [pname, prog] of Object.entries(compiled)) {
-      this.programs[pname] = {
-        rows: prog.rows,
-        steps: prog.dispatches.map((disp) => {
-          const { pipeline, layout } = /** @type {{pipeline: GPUComputePipeline, layout: GPUBindGroupLayout}} */ (pipes.get(disp.kernel));
-          const bindGroup = d.createBindGroup({
-            layout,
-            entries: disp.bindings.map((b, i) => ({ binding: i, resource: { buffer: /** @type {GPUBuffer} */ (this.buffers.get(b)) } })),
-          });
-          return { pipeline, bindGroup, workgroups: disp.workgroups };
-        }),
-      };
-    }
   }
 
   // ---- LanguageModel ---------------------------------------------------------------------
