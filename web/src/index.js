@@ -19,6 +19,7 @@ export * from "./errors.js";
 export { BUNDLE_FORMAT, KNOWN_MAJOR, fetchManifest, fileUrl, parseManifest, resolveBundleUrl } from "./manifest.js";
 export { CacheStorageCache, DEFAULT_CACHE_SCOPE, MemoryCache, NoCache, resolveCache } from "./cache.js";
 export { deleteModelFromCache, hasModelInCache, loadBundle } from "./loader.js";
+export { listCachedModels } from "./cache_list.js";
 export { sha256Hex } from "./hash.js";
 export {
   applyPenalties, argmax, logSoftmax, mix32, randomSeed, randomU32, sampleAdjusted, sampleFromProbs, sampleToken,

@@ -4,15 +4,19 @@
 // features on WebGPU in Chromium: tests/test_lifecycle_browser.py.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { MemoryCache } from "../src/cache.js";
+import { listCachedModels } from "../src/cache_list.js";
 import { ContextPolicy, replyRoom, splitTurns } from "../src/context_policy.js";
 import { Engine } from "../src/engine.js";
 import { ContextWindowExceededError } from "../src/errors.js";
 import { estimateMemory, resolveContextWindow } from "../src/kv_sizing.js";
 import { reloadEngine } from "../src/lifecycle.js";
+import { deleteModelFromCache, hasModelInCache, loadBundle } from "../src/loader.js";
 import { WebGPURuntime, planBuffers } from "../src/runtime.js";
 import { ServiceWorkerEngineHandler } from "../src/service_worker_handler.js";
 import { CreateWorkerEngine } from "../src/worker.js";
 import { WorkerEngineHandler } from "../src/worker_handler.js";
+import { BASE, fakeFetch, fakeStorage, makeBundle } from "../testing/fake_bundle.js";
 import { CharTokenizer, FakeModel } from "./fake_model.js";
 
 /** A manifest with the buffer kinds the runtime allocates: 2 caches of (512, 32) rows. */
@@ -331,4 +335,39 @@ test("the service-worker handler answers each client, and reuses the loaded bund
   await send(a, { type: "unload", id: 4 });
   await send(a, { type: "init", id: 5, url: "https://example.org/b/", options: { precision: "f32", contextWindowSize: 32 } });
   assert.equal(a.got.at(-1).value.loads, 3);
+});
+
+// ---- listing the cache ----------------------------------------------------------------------
+
+
+test("listCachedModels: each cached bundle with its file count and bytes; deleteModelFromCache removes it", async () => {
+  const { bodies, manifest, totalBytes } = makeBundle();
+  const cache = new MemoryCache();
+  assert.deepEqual(await listCachedModels({ cache }), []);
+  await loadBundle(BASE, { cache, fetch: fakeFetch(bodies).fetch, retryDelayMs: 1, storage: fakeStorage() });
+  const manifestBytes = bodies.get("manifest.json")?.byteLength ?? 0;
+  // a second bundle with only its manifest and the first two files cached, and an unreadable manifest
+  const other = "https://cdn.example/bundles/other/";
+  await cache.put(other + "manifest.json", new Response(bodies.get("manifest.json")));
+  for (const f of manifest.files.slice(0, 2)) await cache.put(other + f.path, new Response(bodies.get(f.path)));
+  const broken = "https://cdn.example/bundles/broken/";
+  await cache.put(broken + "manifest.json", new Response("{not json"));
+  const list = await listCachedModels({ cache });
+  assert.deepEqual(list.map((m) => m.url), [broken, other, BASE].sort());
+  const tiny = list.find((m) => m.url === BASE);
+  assert.deepEqual(tiny, {
+    url: BASE, modelId: "tiny", files: manifest.files.length, cachedFiles: manifest.files.length,
+    bytes: manifestBytes + totalBytes, totalBytes: manifestBytes + totalBytes, complete: true, error: null,
+  });
+  assert.equal(await hasModelInCache(BASE, { cache }), tiny?.complete);
+  const part = list.find((m) => m.url === other);
+  assert.equal(part?.cachedFiles, 2);
+  assert.equal(part?.bytes, manifestBytes + manifest.files[0].size + manifest.files[1].size);
+  assert.equal(part?.complete, false);
+  const bad = list.find((m) => m.url === broken);
+  assert.equal(bad?.modelId, null);
+  assert.match(String(bad?.error), /manifest\.json/);
+  await deleteModelFromCache(other, { cache });
+  await deleteModelFromCache(broken, { cache });
+  assert.deepEqual((await listCachedModels({ cache })).map((m) => m.url), [BASE]);
 });

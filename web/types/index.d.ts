@@ -1,5 +1,8 @@
 // Public API of the webllm-py npm package (hand-written; mirrors src/index.js).
 
+import type { ContextOverflow, MemoryEstimate, RequestOptions } from "./lifecycle";
+export * from "./lifecycle";
+
 // ---- errors -----------------------------------------------------------------
 export class WebLLMError extends Error {}
 export class WebGPUNotAvailableError extends WebLLMError {
@@ -15,7 +18,7 @@ export class DeviceLostError extends WebLLMError {
   reason: string | null;
 }
 export class ContextWindowExceededError extends WebLLMError {
-  constructor(needed: number, contextWindow: number);
+  constructor(needed: number, contextWindow: number, hint?: string);
   needed: number;
   contextWindow: number;
 }
@@ -164,6 +167,7 @@ export function loadBundle(url: string | URL, options?: LoadOptions): Promise<Lo
 export function hasModelInCache(url: string | URL, options?: { cache?: CacheOption }): Promise<boolean>;
 /** Resolves to the number of cache entries deleted (files and manifests; an older version's verified records go too, uncounted). */
 export function deleteModelFromCache(url: string | URL, options?: { cache?: CacheOption }): Promise<number>;
+// listCachedModels: see ./lifecycle
 export function sha256Hex(data: BufferSource): Promise<string>;
 
 // ---- sampler (docs/sampling.md) -----------------------------------------------
@@ -303,12 +307,20 @@ export interface LanguageModel {
 }
 export interface RuntimeOptions {
   precision?: "auto" | Precision;
+  /** KV-cache rows, up to the bundle's context_window (default) */
+  contextWindowSize?: number;
   gpu?: GPU;
   adapter?: GPUAdapter;
   onPipeline?: (done: number, total: number) => void;
 }
 export class WebGPURuntime implements LanguageModel {
   static create(bundle: { manifest: Manifest; files: Map<string, ArrayBuffer> }, options?: RuntimeOptions): Promise<WebGPURuntime>;
+  /** The device and every buffer, before the files: then addFile() each verified file and await ready(). */
+  static begin(manifest: Manifest, options?: RuntimeOptions): Promise<WebGPURuntime>;
+  addFile(path: string, buf: ArrayBuffer): void;
+  ready(): Promise<void>;
+  /** GPU bytes allocated, known before allocating */
+  memoryEstimate: MemoryEstimate;
   device: GPUDevice;
   precision: Precision;
   adapterInfo: { vendor: string; architecture: string; description: string };
@@ -454,12 +466,12 @@ type Streaming = { stream: true; stream_options?: { include_usage?: boolean } | 
 type NotStreaming = { stream?: false | null; stream_options?: null };
 
 export interface ChatCompletionsAPI {
-  create(request: ChatCompletionRequestBase & NotStreaming): Promise<ChatCompletion>;
-  create(request: ChatCompletionRequestBase & Streaming): Promise<AsyncIterableIterator<ChatCompletionChunk>>;
+  create(request: ChatCompletionRequestBase & NotStreaming, options?: RequestOptions): Promise<ChatCompletion>;
+  create(request: ChatCompletionRequestBase & Streaming, options?: RequestOptions): Promise<AsyncIterableIterator<ChatCompletionChunk>>;
 }
 export interface CompletionsAPI {
-  create(request: CompletionRequestBase & NotStreaming): Promise<Completion>;
-  create(request: CompletionRequestBase & Streaming): Promise<AsyncIterableIterator<Completion>>;
+  create(request: CompletionRequestBase & NotStreaming, options?: RequestOptions): Promise<Completion>;
+  create(request: CompletionRequestBase & Streaming, options?: RequestOptions): Promise<AsyncIterableIterator<Completion>>;
 }
 /** Engine.runtimeStats(): the keys of webllm_py's Engine.runtime_stats. */
 export interface RuntimeStats {
@@ -486,6 +498,10 @@ export interface EngineAPI {
   runtimeStatsText(): Promise<string>;
   /** Free the GPU buffers and the device. */
   unload(): Promise<void>;
+  /** Serve another bundle (WebLLM's reload): see ./lifecycle LifecycleAPI. */
+  reload(bundleUrl: string | URL, options?: object): Promise<void>;
+  /** The reply text of the last request's first choice, so far (WebLLM's getMessage). */
+  getMessage(): Promise<string>;
 }
 export class Engine implements EngineAPI {
   constructor(model: LanguageModel, tokenizer: Tokenizer, options?: { manifest?: Manifest; modelName?: string });
@@ -502,6 +518,9 @@ export class Engine implements EngineAPI {
   runtimeStats(): RuntimeStats;
   runtimeStatsText(): Promise<string>;
   unload(): Promise<void>;
+  /** the running request ends ("abort"), the bundle loads, then the old runtime is destroyed; a failed load keeps the old one */
+  reload(bundleUrl: string | URL, options?: EngineOptions): Promise<void>;
+  getMessage(): Promise<string>;
 }
 export interface EngineOptions {
   /** monotonic; downloads fill 0..0.9, GPU upload and kernel compilation the rest; exactly 1 once ready */
@@ -518,6 +537,10 @@ export interface EngineOptions {
   adapter?: GPUAdapter;
   /** the `model` of responses (default: the manifest's model.id) */
   modelName?: string;
+  /** KV-cache rows, up to the bundle's context_window (default); fewer use less GPU memory (runtime.memoryEstimate) */
+  contextWindowSize?: number;
+  /** a chat prompt past the window: "error" (default) or "slide" (drop the oldest turns, keep the system prompt) */
+  contextOverflow?: ContextOverflow;
 }
 /** For an embedding bundle (manifest.embedding) it resolves to an EmbeddingEngine (./embeddings). */
 export function CreateEngine(bundleUrl: string | URL, options?: EngineOptions): Promise<Engine>;
@@ -533,6 +556,8 @@ export interface WorkerEngineOptions {
   verifyCache?: boolean;
   signal?: AbortSignal;
   modelName?: string;
+  contextWindowSize?: number;
+  contextOverflow?: ContextOverflow;
 }
 export class WorkerEngine implements EngineAPI {
   constructor(worker: Worker);
@@ -547,6 +572,9 @@ export class WorkerEngine implements EngineAPI {
   runtimeStatsText(): Promise<string>;
   /** frees the worker's GPU resources; the worker itself stays */
   unload(): Promise<void>;
+  /** the worker loads the new bundle, then unloads the old one (a failed load keeps it) */
+  reload(bundleUrl: string | URL, options?: WorkerEngineOptions): Promise<void>;
+  getMessage(): Promise<string>;
 }
 /** An engine inside `worker` (a module worker running WorkerEngineHandler, e.g. dist/worker.js). */
 export function CreateWorkerEngine(worker: Worker, bundleUrl: string | URL, options?: WorkerEngineOptions): Promise<WorkerEngine>;
