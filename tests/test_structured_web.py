@@ -5,7 +5,7 @@
   any-object grammar and an EBNF grammar, over the real SmolLM2 vocabulary (49152 ids). Compared
   by sha256 of the int32 words: no tolerance.
 - Text (slow, headless Chromium): the same json_schema request and seed give the browser the
-  native engine's text (both on the f32 programs: the idot programs' 9-bit activations can flip a
+  native engine's text, and the same tool_choice "required" request the same call (both on the f32 programs: the idot programs' 9-bit activations can flip a
   near-tie between two drivers, test_real_models.py), and the reply validates.
 """
 
@@ -23,8 +23,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO, SHARED_MODELS
+from test_demo import static_site  # noqa: F401  (a fixture: the tiny model's published demo site)
 from webllm_py.runtime.grammar import GrammarSpec, grammars_for
 from webllm_py.runtime.tokenizer import Tokenizer
+from webllm_py.runtime.tool_calls import tool_grammar, tool_plan
 
 pytest.importorskip("xgrammar", reason="xgrammar is not installed (scripts/setup --test installs it)")
 
@@ -32,10 +34,18 @@ SMOL_TOKENIZER = SHARED_MODELS / "smollm2-135m-instruct" / "tokenizer.json"
 PERSON = json.dumps({"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"},
                                                       "tags": {"type": "array", "items": {"type": "string"}}},
                      "required": ["name", "age", "tags"]})
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["celsius", "fahrenheit"]}},
+    "required": ["city", "unit"]}}}
+TIME = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {
+    "zone": {"type": "string"}}, "required": ["zone"]}}}
 SPECS = [
     GrammarSpec("json_schema", PERSON, "response_format.json_schema.schema"),
     GrammarSpec("json_schema", '{"type": "object"}', "response_format"),
     GrammarSpec("ebnf", 'root ::= ("yes" | "no") " " [0-9]+ " apples" ("." | "!")', "response_format.grammar"),
+    # the tool grammars of each kind: hermes "tags" (EBNF around xgrammar's schema grammar), llama3
+    # (json_schema) and mistral11 (structural tag); several calls allowed
+    *[tool_grammar(tool_plan([WEATHER, TIME], "required", True), fam) for fam in ("hermes", "llama3", "mistral11")],
 ]
 
 
@@ -80,7 +90,7 @@ def test_browser_grammar_engine_gives_the_native_masks(tmp_path: Path) -> None:
                          timeout=300, check=True)
     got = json.loads(out.stdout)
     steps = sum(len(h) for h in want)
-    assert steps > 150  # the walks are long enough to cross strings, numbers, arrays and the end
+    assert steps > 300  # the walks are long enough to cross strings, numbers, arrays, calls and the end
     assert got == want
 
 
@@ -128,7 +138,7 @@ def browser_chat(bundle: Path, requests: list[dict]) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_browser_json_schema_text_equals_native(smol_bundle: Path) -> None:
+def test_browser_json_schema_and_tool_calls_equal_native(smol_bundle: Path) -> None:
     import jsonschema
 
     from webllm_py.runtime.engine import Engine
@@ -136,12 +146,50 @@ def test_browser_json_schema_text_equals_native(smol_bundle: Path) -> None:
     rf = {"type": "json_schema", "json_schema": {"name": "city", "schema": CITY, "strict": True}}
     reqs = [{"messages": [{"role": "user", "content": "Tell me about Paris as JSON."}], "response_format": rf,
              "max_tokens": 64, "seed": s, "temperature": t} for s, t in RUNS]
+    # tool_choice "required": SmolLM2's template has no tools variable, so both engines inject the same prompt
+    tools = [{"role": "user", "content": "What's the weather like in Paris today?"}]
+    reqs += [{"messages": tools, "tools": [WEATHER], "tool_choice": "required", "max_tokens": 80, "seed": s,
+              "temperature": t} for s, t in RUNS]
     eng = Engine(smol_bundle, backend="native", precision="f32")
     want = [eng.chat.completions.create(**r).choices[0] for r in reqs]
     got = browser_chat(smol_bundle, reqs)
+    calls = [[(c["function"]["name"], c["function"]["arguments"]) for c in g["message"].get("tool_calls") or []] for g in got]
+    assert calls == [[(c.function.name, c.function.arguments) for c in w.message.tool_calls or []] for w in want]
     assert [g["message"]["content"] for g in got] == [w.message.content for w in want]
     assert [g["finish_reason"] for g in got] == [w.finish_reason for w in want]
-    for w in want:
+    for w in want[:len(RUNS)]:
         if w.finish_reason == "stop":
             jsonschema.validate(json.loads(w.message.content), CITY)
-    assert any(w.finish_reason == "stop" for w in want)
+    assert any(w.finish_reason == "stop" for w in want[:len(RUNS)])
+    for w in want[len(RUNS):]:
+        assert w.finish_reason == "tool_calls" and w.message.tool_calls[0].function.name == "get_weather"
+        jsonschema.validate(json.loads(w.message.tool_calls[0].function.arguments), WEATHER["function"]["parameters"])
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_demo_json_mode_toggle(static_site) -> None:  # noqa: F811 (test_demo's fixture)
+    """The demo page's JSON-mode toggle sends response_format json_object: the tiny model's
+    reply then starts as a JSON object (24 tokens: it may be cut inside a string)."""
+    from test_demo import CHROMIUM, CHROMIUM_ARGS, IDLE, READY_OR_ERROR, _browser
+
+    sync_api = _browser()
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(static_site)
+            page.wait_for_function(READY_OR_ERROR, timeout=240_000)
+            assert page.is_hidden("[data-testid=error]"), page.text_content("[data-testid=error]")
+            page.click("summary")
+            page.check("[data-testid=json-mode]")
+            page.fill("#temperature", "0")
+            page.fill("#max-tokens", "24")
+            page.fill("[data-testid=prompt]", "hello there")
+            page.click("[data-testid=send]")
+            page.wait_for_function(IDLE, timeout=240_000)
+            assert page.is_hidden("[data-testid=error]"), page.text_content("[data-testid=error]")
+            answer = page.locator("[data-testid=answer]").last.text_content() or ""
+            assert answer.lstrip().startswith("{"), answer
+        finally:
+            browser.close()

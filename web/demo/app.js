@@ -13,7 +13,7 @@ const ui = {
   errorTitle: $("error-title"), errorMessage: $("error-message"), errorHint: $("error-hint"),
   log: $("log"), empty: $("empty"), form: $("composer"), prompt: $("prompt"), send: $("send"),
   stop: $("stop"), newChat: $("new-chat"), stats: $("stats"), maxTokens: $("max-tokens"),
-  temperature: $("temperature"), system: $("system"),
+  temperature: $("temperature"), system: $("system"), jsonMode: $("json-mode"),
 };
 
 const WEBGPU_HINT =
@@ -227,6 +227,8 @@ function requestParams() {
     const t = Number(ui.temperature.value);
     if (Number.isFinite(t) && t >= 0) params.temperature = t;
   }
+  // JSON mode: the reply is a JSON object (a grammar masks the tokens; the first use loads it)
+  if (ui.jsonMode?.checked) params.response_format = { type: "json_object" };
   return params;
 }
 
