@@ -56,7 +56,7 @@ export function responseFormatSpec(rf) {
   if (rf == null) return null;
   if (!isObj(rf)) throw fail(`response_format must be an object with a type, got ${pyShow(rf)}`);
   const kind = rf.type;
-  if (!Object.hasOwn(KEYS, kind)) throw fail(`response_format.type must be one of ${pyShow(Object.keys(KEYS))}, got ${pyShow(kind)}`);
+  if (typeof kind !== "string" || !Object.hasOwn(KEYS, kind)) throw fail(`response_format.type must be one of ${pyShow(Object.keys(KEYS))}, got ${pyShow(kind)}`);
   extraKeys(rf, ["type", ...KEYS[kind]], "response_format");
   if (kind === "text") return null;
   if (kind === "json_object") {

@@ -55,6 +55,7 @@ test("bad formats and uncompilable schemas/grammars are InvalidRequestErrors nam
   const engine = make();
   const bad = [
     [{ type: "xml" }, "response_format.type must be one of ['text', 'json_object', 'json_schema', 'grammar'], got 'xml'"],
+    [{ type: ["text"] }, "response_format.type must be one of ['text', 'json_object', 'json_schema', 'grammar'], got ['text']"],
     [{ type: "json_object", strict: true }, "response_format: unknown field(s) ['strict']"],
     [{ type: "json_schema", json_schema: { schema: {} } }, "response_format.json_schema.name must be 1-64"],
     [{ type: "json_schema", json_schema: { name: "x", schema: { type: "foo" } } }, 'response_format.json_schema.schema: the schema cannot be compiled: Unsupported type "foo"'],

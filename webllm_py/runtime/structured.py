@@ -57,7 +57,7 @@ def response_format_spec(rf: Any) -> GrammarSpec | None:
     if not isinstance(rf, Mapping):
         raise ValueError(f"response_format must be an object with a type, got {show(rf)}")
     kind = rf.get("type")
-    if kind not in _KEYS:
+    if not isinstance(kind, str) or kind not in _KEYS:
         raise ValueError(f"response_format.type must be one of {list(_KEYS)}, got {show(kind)}")
     _extra_keys(rf, ("type", *_KEYS[kind]), "response_format")
     if kind == "text":
