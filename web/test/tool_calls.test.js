@@ -43,6 +43,12 @@ test("the tool prompt and earlier calls are written as the Python engine writes 
   assert.equal(new ChatTemplate(TOOL_CALL_TEXT).render(dummy, { kwargs: { calls: fixture.tool_call_text.calls } }), fixture.tool_call_text.text);
 });
 
+test("tools given as a chat-template kwarg reach the template (they were overwritten with null)", () => {
+  const tpl = new ChatTemplate("{{ tools | length }} {{ documents | length }}");
+  assert.equal(tpl.render([{ role: "user", content: "x" }], { kwargs: { tools: [WEATHER, TIME], documents: [1] } }), "2 1");
+  assert.equal(tpl.render([{ role: "user", content: "x" }], { tools: [WEATHER], kwargs: { tools: [WEATHER, TIME] }, documents: [] }), "1 0");
+});
+
 test("families of the real templates; the parser reads back what each writes", { skip: noShared }, () => {
   for (const [name, fam] of Object.entries(FAMILY)) {
     const src = readFileSync(new URL(name, TEMPLATES), "utf8");
