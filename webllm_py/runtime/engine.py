@@ -23,7 +23,10 @@ What it does on top of the model's few verbs (see lm.py):
   prompt + completion fill the context window (finish_reason "length"), and on
   interrupt_generate() from any thread ("abort");
 - streaming and non-streaming share one generation loop, so the concatenated
-  stream text is the non-stream text by construction.
+  stream text is the non-stream text by construction;
+- strict requests (request_fields.py), response_format and forced tool calls as xgrammar
+  masks at sampling step 0 (structured.py, grammar.py), tool calls in and out of the
+  template family's format (tool_calls.py, tool_chat.py).
 
 One request runs at a time (the model has one KV cache); a stream holds the
 engine until it is exhausted or closed.
