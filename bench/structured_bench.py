@@ -73,10 +73,11 @@ def native(bundle: Path, tokens: int, repeats: int) -> tuple[dict, list[int]]:
 
 def browser_grammar(tokens: list[int], repeats: int) -> dict:
     """ms per token of accept + mask in the JS grammar engine (node), over the native reply's tokens."""
+    web = (REPO / "web").as_uri()
     script = r"""
-import "./test/xgrammar_node.js";
+import "WEB/test/xgrammar_node.js";
 import { readFileSync } from "node:fs";
-import { Grammars, vocabFromTokenizerJson } from "./src/grammar.js";
+import { Grammars, vocabFromTokenizerJson } from "WEB/src/grammar.js";
 const [tokPath, schema, ids, repeats] = JSON.parse(process.argv[2]);
 const tj = JSON.parse(readFileSync(tokPath, "utf8"));
 const g = await Grammars.create(vocabFromTokenizerJson(tj), tj, 49152, [2]);
@@ -93,8 +94,8 @@ for (let r = 0; r < repeats; r++) {
 per.sort((a, b) => a - b);
 process.stdout.write(JSON.stringify({ ms_per_token: per[per.length >> 1], tokens: ids.length }));
 """
-    with tempfile.NamedTemporaryFile("w", suffix=".mjs", dir=REPO / "web", delete=False) as f:
-        f.write(script)
+    with tempfile.NamedTemporaryFile("w", suffix=".mjs", delete=False) as f:  # outside the repo
+        f.write(script.replace("WEB/", web + "/"))
     try:
         tok = REPO / "../shared/models/smollm2-135m-instruct/tokenizer.json"
         arg = json.dumps([str(tok.resolve()), json.dumps(SCHEMA), tokens, repeats])
