@@ -31,7 +31,10 @@ def test_compare_quick(tmp_path):
     if not (REPO / "bench" / "browser" / "node_modules").exists():
         if shutil.which("npm") is None:
             pytest.skip("npm is not installed (needed for bench/browser's wllama)")
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=REPO / "bench" / "browser",
+        # --ignore-scripts: transformers.js' onnxruntime-node install script downloads a binary from
+        # outside the registry (fails offline); the pages use only the packages' browser files.
+        subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+                       cwd=REPO / "bench" / "browser",
                        check=True, capture_output=True, timeout=600)
     out = tmp_path / "compare.json"
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "compare.py"), "--quick", "--json", str(out)],
