@@ -32,7 +32,7 @@ from ..quant import FORMATS
 from .manifest import DEFAULT_SHARD_BYTES, FORMAT, FORMAT_VERSION
 from .ownership import why_not_a_bundle
 from .shards import ShardWriter
-from .writer import BYTES_PER_WEIGHT, _quantize_blocked, _sha256, _weight_format, _write_json, _write_kernels
+from .writer import BYTES_PER_WEIGHT, _quantize_blocked, kernel_entries, _sha256, _weight_format, _write_json, _write_kernels
 
 # q8 by default: with q4 linears all-MiniLM-L6-v2's embeddings keep only cosine 0.90-0.96 with
 # sentence-transformers' (q8: >= 0.9996, f32: 1.0; five texts, short to 256 tokens)
@@ -163,9 +163,7 @@ def write_encoder_bundle(
             "buffers": lowered["buffers"],
             "programs": lowered["programs"],
             "wgsl_language_features": lowered["wgsl_language_features"],
-            "kernels": {name: {"file": kernel_files[name], "bindings": [list(b) for b in k.bindings],
-                               "workgroup_size": list(k.workgroup_size), "key": k.key.to_json()}
-                        for name, k in sorted(lowered["kernels"].items())},
+            "kernels": kernel_entries(lowered["kernels"], kernel_files),
             "files": files,
         }
         _write_json(tmp / "manifest.json", manifest)

@@ -236,9 +236,7 @@ def write_bundle(
             "buffers": lowered["buffers"],
             "programs": lowered["programs"],
             "wgsl_language_features": lowered["wgsl_language_features"],
-            "kernels": {name: {"file": kernel_files[name], "bindings": [list(b) for b in k.bindings],
-                               "workgroup_size": list(k.workgroup_size), "key": k.key.to_json()}
-                        for name, k in sorted(lowered["kernels"].items())},
+            "kernels": kernel_entries(lowered["kernels"], kernel_files),
             "files": files,
         }
         _write_json(tmp / "manifest.json", manifest)
@@ -247,6 +245,13 @@ def write_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def kernel_entries(kernels: dict[str, Any], kernel_files: dict[str, str]) -> dict[str, Any]:
+    """The manifest's `kernels` section: per kernel, its file, bindings, workgroup size and key."""
+    return {name: {"file": kernel_files[name], "bindings": [list(b) for b in k.bindings],
+                   "workgroup_size": list(k.workgroup_size), "key": k.key.to_json()}
+            for name, k in sorted(kernels.items())}
 
 
 def _write_kernels(tmp: Path, kernels: dict[str, Any]) -> dict[str, str]:
