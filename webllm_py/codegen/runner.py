@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 
 from .kernels import Kernel
+from .wgsl_compat import for_naga
 
 _BUFFER_TYPES = {"read": "read-only-storage", "read_write": "storage", "uniform": "uniform"}
 
 
 def request_device(power_preference: str = "high-performance") -> tuple[Any, Any]:
-    """(adapter, device) of the wgpu-py adapter, with shader-f16 when the adapter has it.
+    """(adapter, device) of the wgpu-py adapter, with shader-f16 and subgroups when the adapter has them.
 
     The device keeps WebGPU's default limits, so kernels are tested against
     what a browser grants by default (8 storage buffers, 16 KiB workgroup storage)."""
@@ -27,13 +28,17 @@ def request_device(power_preference: str = "high-performance") -> tuple[Any, Any
     adapter = wgpu.gpu.request_adapter_sync(power_preference=power_preference)
     if adapter is None:
         raise RuntimeError("no WebGPU adapter: install mesa-vulkan-drivers and libvulkan1 (lavapipe)")
-    features = ["shader-f16"] if "shader-f16" in adapter.features else []
+    features = [f for f in ("shader-f16", "subgroup") if f in adapter.features]
     device = adapter.request_device_sync(required_features=features)
     return adapter, device
 
 
 def has_f16(device: Any) -> bool:
     return "shader-f16" in device.features
+
+
+def has_subgroups(device: Any) -> bool:
+    return "subgroup" in device.features
 
 
 class KernelRunner:
@@ -57,7 +62,7 @@ class KernelRunner:
         ]
         bgl = d.create_bind_group_layout(entries=entries)
         layout = d.create_pipeline_layout(bind_group_layouts=[bgl])
-        module = d.create_shader_module(code=kernel.wgsl, label=kernel.name)
+        module = d.create_shader_module(code=for_naga(kernel.wgsl), label=kernel.name)
         pipe = d.create_compute_pipeline(layout=layout, compute={"module": module, "entry_point": "main"},
                                          label=kernel.name)
         self._pipelines[kernel.wgsl] = (pipe, bgl)
