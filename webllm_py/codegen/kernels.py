@@ -723,6 +723,18 @@ _PLANNERS = {
 _TEMPLATE = {"attention": lambda k: f"attention_{k.form}.wgsl"}
 
 
+def register_family(key_type: type[KernelKey], planner: Any, template: Any = None) -> None:
+    """Add a kernel family in one place: its key type, its planner (key -> _Plan) and, when its
+    template is not `wgsl_templates/<family>.wgsl`, a function key -> template file name."""
+    fam = key_type.family
+    if fam in KEY_TYPES and KEY_TYPES[fam] is not key_type:
+        raise ValueError(f"kernel family {fam!r} registered twice")
+    KEY_TYPES[fam] = key_type
+    _PLANNERS[fam] = planner
+    if template is not None:
+        _TEMPLATE[fam] = template
+
+
 @lru_cache(maxsize=None)
 def build(key: KernelKey) -> Kernel:
     """Render and describe one kernel variant (cached per key)."""

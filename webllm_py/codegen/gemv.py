@@ -1,0 +1,1 @@
+"""GPU-adapter kernel family (being written; see docs/architecture.md)."""
