@@ -604,6 +604,34 @@ def _plan_matmul(k: MatmulKey) -> _Plan:
                       norm_eps_lit=f32_literal(k.norm_eps), x_layout=PACK_LAYOUTS.get(k.fmt) if k.xq else None))
 
 
+# KV cache storage of a cache-writing or cache-reading key's `kv` field (wgsl_templates/_kv.wgsl):
+# "" the activation dtype (today's layout); "f16x2" f16 pairs in u32 words, byte-identical to an
+# f16 (rows, width) array, read and written with unpack2x16float / pack2x16float (no shader-f16).
+KV_STORAGE = {"": "the activation dtype", "f16x2": "f16 pairs in u32 words"}
+
+
+def kv_array_type(act: str, kv: str, unit: str) -> str:
+    """WGSL type of a KV cache binding: unit "vec4" for the `_kv.wgsl` load4 form (entry = 4
+    elements), "pair" for the store2 form (f16x2: a u32 word = 2 elements; "": scalar A)."""
+    if kv == "f16x2":
+        return "array<vec2<u32>>" if unit == "vec4" else "array<u32>"
+    return _act_arr(act, 4 if unit == "vec4" else 1)
+
+
+def kv_layout(act: str, kv: str, width: int, rows: str) -> str:
+    """The header comment of a cache binding."""
+    what = f"{act}" if not kv else "f16 pairs in u32 words (an f16 array's bytes)"
+    return f"(context_window, {width}) {what}: rows {rows}"
+
+
+def check_kv(key: Any, width: int) -> None:
+    """ValueError unless `key.kv` is a KV_STORAGE entry whose layout fits rows of `width` elements."""
+    if key.kv not in KV_STORAGE:
+        raise ValueError(f"{key.name}: kv must be one of {sorted(KV_STORAGE)}, got {key.kv!r}")
+    if key.kv == "f16x2" and width % 4:
+        raise ValueError(f"{key.name}: kv 'f16x2' needs a cache row width that is a multiple of 4 (got {width})")
+
+
 def _plan_rope(k: RopeKey) -> _Plan:
     k._check_act(), k._check_wg(k.wg)
     if k.head_dim % 2:
