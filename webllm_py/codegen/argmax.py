@@ -1,0 +1,40 @@
+"""The "argmax" kernel family: greedy decoding's token picked on the GPU (runtime/gpu_sampling.py).
+
+One logits row reduces to its argmax id, so a greedy decode step reads back 4 bytes instead of
+vocab x 4. The id is numpy's `argmax` of the row as the CPU sampler takes it (sampler.py
+sample_token at temperature 0, on the row widened to float64, which keeps the order): lowest id
+wins ties, -0 equals +0, NaN beats every number (the first NaN's id). The row length is a
+runtime value (the `args` uniform), so the WGSL depends on the activation dtype only and the
+JS runtime ships the same two texts (web/src/gpu_sampling_wgsl.js, checked against these by
+tests/test_gpu_sampling.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .kernels import KernelKey, _Plan, register_family
+
+
+@dataclass(frozen=True)
+class ArgmaxKey(KernelKey):
+    """out[0] = argmax of logits row args.row (args.cols values); f16 logits are read as u32 words."""
+
+    family: ClassVar[str] = "argmax"
+    act: str
+    wg: int = 256
+
+
+def _plan_argmax(k: ArgmaxKey) -> _Plan:
+    k._check_act(), k._check_wg(k.wg)
+    if k.wg & (k.wg - 1):
+        raise ValueError(f"{k.name}: wg must be a power of two (the combine is a halving tree)")
+    words = "two f16 per u32 word, low half first" if k.act == "f16" else "f32 bits"
+    decls = [("logits", "read", "array<u32>", f"(rows, cols) {k.act} logits as {words}"),
+             ("out", "read_write", "array<u32>", "(1,) u32: the argmax id"),
+             ("args", "uniform", "Args", "Args { cols, row }: row length, row to reduce (a KernelRunner's n, p)")]
+    return _Plan(decls, (k.wg, 1, 1), ("1", "1", "1"), {})
+
+
+register_family(ArgmaxKey, _plan_argmax)
