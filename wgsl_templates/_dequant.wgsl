@@ -1,0 +1,194 @@
+{#- Weight-format dequantization: the ONE place where each stored format (quant/formats.py) is read.
+
+HOW TO ADD A FORMAT: (1) its numpy quantize/dequantize in webllm_py/quant/formats.py (the bit layout
+in that docstring is the contract); (2) one entry in FORMATS below (bindings, block size); (3) one
+`{% elif fmt == ... %}` arm in `fns` giving dq8 and dq_dot for it; (4) its name in tests/test_gpu_gemv.py's
+FORMATS (those tests check dq8, dq_dot and the GEMV against quant.formats.dequantize). Nothing else changes:
+kernels (gemv, gemm, ...) only call dq8 / dq_dot and read FORMATS.
+
+Import with `{% import "_dequant.wgsl" as dq %}` and call `{{ dq.fns(fmt, cols) }}`; Python reads the
+table through webllm_py/codegen/dequant.py (`weight_decls`, `block_cols`).
+
+FORMATS[fmt]: the weight bindings, in binding order, as (name, WGSL type, layout comment); the
+comment's {rows}/{cols}/{g} are filled by the planner (g = ceil(cols / 32) groups per row).
+`vec_cols`: the float formats bind vector arrays only when a row starts 16-byte aligned
+(cols % vec_cols == 0; else the scalar type `scalar`). `block`: columns one dq_dot call covers,
+the unit a GEMV lane loads per step: 16 bytes of weight words for every format (q8: 32),
+so adjacent lanes read adjacent 16-byte words (coalesced).
+
+WGSL functions emitted by fns(fmt, cols) (they read the bindings "w" / "scales" and the constants
+DQ_COLS, DQ_G it defines; no other names):
+  fn dq8(row, c8) -> mat2x4<f32>     weights of columns 8*c8 .. 8*c8+7 of `row` (column 0..3 in [0],
+                                     4..7 in [1]); any kernel shape (tiles, embedding rows).
+  fn dq_dot(row, b, xb) -> f32       sum over block b's DQ_BLOCK columns of w * x, x given as
+                                     xb: array<vec4<f32>, DQ_BV> (columns 4i..4i+3 of the block in xb[i]);
+                                     the per-group fast form: one scale read and multiply per group,
+                                     nibbles/bytes to f32 by the exact bitcast<f32>(0x4B000000u | q) - 2^23
+                                     trick (q < 2^23: the OR writes q into the mantissa of 2^23) instead of
+                                     an int->float convert, the q4 offset 8 and the q8 sign folded into the
+                                     subtracted constant.
+Columns past DQ_COLS (the last group's padding, or the next row for float formats) come back finite;
+callers feed x = 0 there. -#}
+
+{% set FORMATS = {
+  "f32": {"block": 4, "vec_cols": 4, "bindings": [
+    ["w", "array<vec4<f32>>", "({rows}, {cols}) f32"]], "scalar": "array<f32>"},
+  "f16": {"block": 8, "vec_cols": 8, "bindings": [
+    ["w", "array<vec4<u32>>", "({rows}, {cols}) f16, two per u32 word"]], "scalar": "array<u32>"},
+  "q8": {"block": 32, "vec_cols": 1, "bindings": [
+    ["w", "array<vec4<u32>>", "({rows}, {g}*8) u32: int8 q, column c at bits 8*(c%4) of word c/4"],
+    ["scales", "array<u32>", "({rows}, {g}) f16 scales, two per u32 word"]]},
+  "q4": {"block": 32, "vec_cols": 1, "bindings": [
+    ["w", "array<vec4<u32>>", "({rows}, {g}*4) u32: 4-bit q+8 nibbles, column c at bits 4*(c%8) of word c/8"],
+    ["scales", "array<u32>", "({rows}, {g}) f16 scales, two per u32 word"]]},
+  "q4a": {"block": 32, "vec_cols": 1, "bindings": [
+    ["w", "array<vec4<u32>>", "({rows}, {g}*4) u32: 4-bit q nibbles, column c at bits 4*(c%8) of word c/8"],
+    ["scales", "array<u32>", "({rows}, {g}) u32: f16 (scale, lo) pair per group, w = scale*q + lo"]]},
+} %}
+
+{#- The shared nibble/byte -> f32 helpers (exact; see the header). -#}
+{% macro _bits_fns() %}
+const DQ_MAGIC: u32 = 0x4B000000u;  // the bits of 2^23: OR-ing q < 2^23 into the mantissa gives 2^23 + q
+
+// nibbles 4s .. 4s+3 of word v (s = 0: columns 0..3, s = 1: columns 4..7) minus `off`
+fn dq_nib4(v: u32, s: u32, off: f32) -> vec4<f32> {
+  let q = (vec4<u32>(v) >> (vec4<u32>(0u, 4u, 8u, 12u) + 16u * s)) & vec4<u32>(15u);
+  return bitcast<vec4<f32>>(q | vec4<u32>(DQ_MAGIC)) - vec4<f32>(8388608.0 + off);
+}
+
+// the 4 int8 of word v: v ^ 0x80808080 turns each int8 q into the byte q + 128 (0..255)
+fn dq_byte4(v: u32) -> vec4<f32> {
+  let q = (vec4<u32>(v ^ 0x80808080u) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u);
+  return bitcast<vec4<f32>>(q | vec4<u32>(DQ_MAGIC)) - vec4<f32>(8388736.0);  // 2^23 + 128
+}
+
+// f16 element i of the u32 word array `scales`
+fn dq_scale(i: u32) -> f32 {
+  let v = unpack2x16float(scales[i >> 1u]);
+  return select(v.x, v.y, (i & 1u) == 1u);
+}
+{% endmacro %}
+
+{#- The WGSL constants and functions of format `fmt` for (., cols) weights (see the header). -#}
+{% macro fns(fmt, cols) %}
+{% set f = FORMATS[fmt] %}
+{% set vec = cols % f["vec_cols"] == 0 %}
+const DQ_COLS: u32 = {{ cols }}u;  // weight row length (in_features)
+const DQ_G: u32 = {{ (cols + 31) // 32 }}u;  // 32-column groups per row
+const DQ_BLOCK: u32 = {{ f["block"] }}u;  // columns per dq_dot block
+const DQ_BV: u32 = {{ f["block"] // 4 }}u;  // vec4 of x per block
+{% if fmt in ("q8", "q4", "q4a") %}
+{{ _bits_fns() }}
+{% endif %}
+{% if fmt == "q4" %}
+// q4: w[row * G + g] holds group g's 32 nibbles (q + 8); scale f16
+fn dq8(row: u32, c8: u32) -> mat2x4<f32> {
+  let v = w[row * DQ_G + c8 / 4u][c8 % 4u];
+  let s = dq_scale(row * DQ_G + c8 / 4u);
+  return mat2x4<f32>(dq_nib4(v, 0u, 8.0) * s, dq_nib4(v, 1u, 8.0) * s);
+}
+
+fn dq_dot(row: u32, b: u32, xb: array<vec4<f32>, 8>) -> f32 {
+  let i = row * DQ_G + b;
+  let v = w[i];
+  var d = 0.0;
+  for (var k = 0u; k < 4u; k = k + 1u) {  // word k: columns 8k .. 8k+7
+    d = d + dot(dq_nib4(v[k], 0u, 8.0), xb[2u * k]) + dot(dq_nib4(v[k], 1u, 8.0), xb[2u * k + 1u]);
+  }
+  return dq_scale(i) * d;
+}
+{% elif fmt == "q4a" %}
+// q4a: nibbles q (0..15), per group (scale, lo) in one u32: w = scale * q + lo
+fn dq8(row: u32, c8: u32) -> mat2x4<f32> {
+  let v = w[row * DQ_G + c8 / 4u][c8 % 4u];
+  let sl = unpack2x16float(scales[row * DQ_G + c8 / 4u]);
+  return mat2x4<f32>(dq_nib4(v, 0u, 0.0) * sl.x + sl.y, dq_nib4(v, 1u, 0.0) * sl.x + sl.y);
+}
+
+// sum (s q + lo) x = s * sum(q x) + lo * sum(x)
+fn dq_dot(row: u32, b: u32, xb: array<vec4<f32>, 8>) -> f32 {
+  let i = row * DQ_G + b;
+  let v = w[i];
+  var d = 0.0;
+  var xs = vec4<f32>(0.0);
+  for (var k = 0u; k < 4u; k = k + 1u) {
+    d = d + dot(dq_nib4(v[k], 0u, 0.0), xb[2u * k]) + dot(dq_nib4(v[k], 1u, 0.0), xb[2u * k + 1u]);
+    xs = xs + xb[2u * k] + xb[2u * k + 1u];
+  }
+  let sl = unpack2x16float(scales[i]);
+  return sl.x * d + sl.y * dot(xs, vec4<f32>(1.0));
+}
+{% elif fmt == "q8" %}
+// q8: group g is words 8g .. 8g+7 of the row = w[2 (row * G + g)] and the next vec4; scale f16
+fn dq8(row: u32, c8: u32) -> mat2x4<f32> {
+  let v = w[(row * DQ_G + c8 / 4u) * 2u + (c8 % 4u) / 2u];
+  let h = (c8 % 2u) * 2u;  // the chunk's first word within v
+  let s = dq_scale(row * DQ_G + c8 / 4u);
+  return mat2x4<f32>(dq_byte4(v[h]) * s, dq_byte4(v[h + 1u]) * s);
+}
+
+fn dq_dot(row: u32, b: u32, xb: array<vec4<f32>, 8>) -> f32 {
+  let i = row * DQ_G + b;
+  let va = w[2u * i];
+  let vb = w[2u * i + 1u];
+  var d = 0.0;
+  for (var k = 0u; k < 4u; k = k + 1u) {
+    d = d + dot(dq_byte4(va[k]), xb[k]) + dot(dq_byte4(vb[k]), xb[4u + k]);
+  }
+  return dq_scale(i) * d;
+}
+{% elif fmt == "f16" and vec %}
+// f16, rows 16-byte aligned: w[row * COLS/8 + c8] holds 8 halves
+fn dq8(row: u32, c8: u32) -> mat2x4<f32> {
+  let v = w[row * (DQ_COLS / 8u) + c8];
+  return mat2x4<f32>(vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y)),
+                     vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w)));
+}
+
+fn dq_dot(row: u32, b: u32, xb: array<vec4<f32>, 2>) -> f32 {
+  let m = dq8(row, b);
+  return dot(m[0], xb[0]) + dot(m[1], xb[1]);
+}
+{% elif fmt == "f16" %}
+// f16, unaligned rows: element i of the (rows, COLS) halves is half i % 2 of word i / 2
+fn dq_half(i: u32) -> f32 {
+  let v = unpack2x16float(w[i >> 1u]);
+  return select(v.x, v.y, (i & 1u) == 1u);
+}
+
+fn dq8(row: u32, c8: u32) -> mat2x4<f32> {
+  let i = row * DQ_COLS + 8u * c8;
+  return mat2x4<f32>(vec4<f32>(dq_half(i), dq_half(i + 1u), dq_half(i + 2u), dq_half(i + 3u)),
+                     vec4<f32>(dq_half(i + 4u), dq_half(i + 5u), dq_half(i + 6u), dq_half(i + 7u)));
+}
+
+fn dq_dot(row: u32, b: u32, xb: array<vec4<f32>, 2>) -> f32 {
+  let m = dq8(row, b);
+  return dot(m[0], xb[0]) + dot(m[1], xb[1]);
+}
+{% elif fmt == "f32" and vec %}
+// f32, rows 16-byte aligned: w[row * COLS/4 + c4] holds 4 weights
+fn dq8(row: u32, c8: u32) -> mat2x4<f32> {
+  let i = row * (DQ_COLS / 4u) + 2u * c8;
+  return mat2x4<f32>(w[i], w[i + 1u]);
+}
+
+fn dq_dot(row: u32, b: u32, xb: array<vec4<f32>, 1>) -> f32 {
+  return dot(w[row * (DQ_COLS / 4u) + b], xb[0]);
+}
+{% elif fmt == "f32" %}
+// f32, unaligned rows: scalar loads
+fn dq4(i: u32) -> vec4<f32> {
+  return vec4<f32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
+}
+
+fn dq8(row: u32, c8: u32) -> mat2x4<f32> {
+  let i = row * DQ_COLS + 8u * c8;
+  return mat2x4<f32>(dq4(i), dq4(i + 4u));
+}
+
+fn dq_dot(row: u32, b: u32, xb: array<vec4<f32>, 1>) -> f32 {
+  return dot(dq4(row * DQ_COLS + 4u * b), xb[0]);
+}
+{% endif %}
+{% endmacro %}
