@@ -1,1 +1,137 @@
-"""GPU-adapter kernel family (being written; see docs/architecture.md)."""
+"""Prefill attention for GPU adapters, FlashAttention-2 style: family "attention_tiled".
+
+Causal GQA attention of the n new queries (positions p..p+n-1) over cache rows 0..p+qi
+(query qi), with the bindings of `AttentionKey` (q, k_cache, v_cache, out, step) so the
+lowering can swap it in for the per-query prefill form. The KV rows p..p+n-1 are already
+written when it runs.
+
+Shape (one workgroup per tile of `tq` ROWS of one kv head; a row is one (query, q head)
+pair and the GROUP q heads of a query are adjacent rows):
+
+- why the kv head and not the q head: the K/V tile in workgroup memory then serves all
+  GROUP q heads that read it, so K/V are read from memory once per kv head instead of GROUP
+  times; the number of workgroups and the work per workgroup are the same as per q head.
+- Q tile (tq rows, pre-scaled, f32) loaded once; then for each key tile of `tk` keys
+  0..p + (last query of the tile): K and V rows loaded cooperatively (adjacent lanes read
+  adjacent 16 bytes of a cache row), the tq x tk scores computed (each lane a few full dot
+  products), then each row's online softmax (m, l) and its accumulator updated in registers
+  by `lanes_per_row` lanes, each owning head_dim / (4 * lanes_per_row) vec4 chunks.
+  Key tiles past the tile's last query are never visited; keys past a row's causal limit
+  inside a tile are masked; K/V rows past p+n are never read (zeros go to the tile).
+- At most one tq x tk tile of scores is alive (workgroup memory "s_tile").
+- Workgroup storage (<= 16 KiB, WebGPU's default limit) = Q tile + K tile (rows padded by
+  one vec4 so lanes reading different keys hit different banks) + V tile + scores, all f32;
+  `tile_shape` sizes tq and tk from head_dim, and a key that cannot fit is a ValueError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .kernels import (
+    MAX_INVOCATIONS,
+    MAX_WORKGROUP_STORAGE,
+    STEP,
+    KernelKey,
+    _act_arr,
+    _ceil,
+    _Plan,
+    check_kv,
+    f32_literal,
+    kv_array_type,
+    kv_layout,
+    register_family,
+)
+
+MAX_CHUNKS = 4  # vec4 accumulator chunks per lane (16 f32 registers); more lanes per row above that
+TQ_CHOICES = (32, 16, 8, 4, 2, 1)  # rows per workgroup, largest first (fewer K/V reloads per row)
+MAX_TK = 32
+MIN_TK = 8  # a smaller key tile means a barrier round per few keys: take fewer rows first
+
+
+@dataclass(frozen=True)
+class AttentionTiledKey(KernelKey):
+    """Causal GQA prefill attention in workgroup-memory tiles (module docstring).
+
+    tq: (query, q head) rows per workgroup; tk: keys per tile; wg: lanes (tq * lanes per row).
+    0 means the planner's choice (`tile_shape`)."""
+
+    family: ClassVar[str] = "attention_tiled"
+    act: str
+    kv: str  # "" (cache in the activation dtype) or "f16x2" (kernels.KV_STORAGE)
+    heads: int
+    kv_heads: int
+    head_dim: int
+    scale: float
+    tq: int = 0
+    tk: int = 0
+    wg: int = 0
+
+
+@dataclass(frozen=True)
+class TileShape:
+    tq: int  # rows per workgroup
+    tk: int  # keys per tile
+    lanes_per_row: int
+    wg: int
+    storage: int  # workgroup storage bytes
+
+
+def _storage(tq: int, tk: int, hd4: int) -> int:
+    """Bytes of workgroup memory: Q (tq, hd4+1) + K (tk, hd4+1) + V (tk, hd4) vec4<f32> + scores (tq, tk) f32."""
+    return 16 * (tq * (hd4 + 1) + tk * (hd4 + 1) + tk * hd4) + 4 * tq * tk
+
+
+def _max_tk(tq: int, hd4: int) -> int:
+    room = MAX_WORKGROUP_STORAGE - 16 * tq * (hd4 + 1)
+    return max(0, min(MAX_TK, room // (16 * (2 * hd4 + 1) + 4 * tq)))
+
+
+def tile_shape(k: AttentionTiledKey) -> TileShape:
+    """The resolved tile knobs of `k` (its own where set, else the planner's), checked against the limits."""
+    if k.head_dim % 4 or k.head_dim < 4:
+        raise ValueError(f"{k.name}: head_dim must be a positive multiple of 4 (vec4 loads)")
+    hd4 = k.head_dim // 4
+    lpr = next(d for d in range(1, hd4 + 1) if hd4 % d == 0 and hd4 // d <= MAX_CHUNKS)
+    if k.wg:
+        if not k.tq or k.wg % k.tq or hd4 % (k.wg // k.tq):
+            raise ValueError(f"{k.name}: wg must be tq times a divisor of head_dim/4 ({hd4}); set tq with it")
+        lpr = k.wg // k.tq
+    if k.tq:
+        tq = k.tq
+    else:
+        # the first row count whose key tile is not tiny; else the one doing most work per barrier round
+        fits = [t for t in TQ_CHOICES if t * lpr <= MAX_INVOCATIONS and _max_tk(t, hd4) >= 1]
+        good = [t for t in fits if _max_tk(t, hd4) >= MIN_TK]
+        tq = good[0] if good else max(fits, key=lambda t: t * _max_tk(t, hd4), default=1)
+    tk = k.tk or _max_tk(tq, hd4)
+    wg = tq * lpr
+    if tq < 1 or tk < 1 or not 1 <= wg <= MAX_INVOCATIONS:
+        raise ValueError(f"{k.name}: tq {tq} x {lpr} lanes per row needs 1..{MAX_INVOCATIONS} lanes "
+                         f"and tk >= 1 (got tk {tk}); lower tq")
+    storage = _storage(tq, tk, hd4)
+    if storage > MAX_WORKGROUP_STORAGE:
+        raise ValueError(f"{k.name}: tiles of {tq} rows x {tk} keys at head_dim {k.head_dim} need {storage} bytes "
+                         f"of workgroup storage, over WebGPU's {MAX_WORKGROUP_STORAGE}; lower tq or tk")
+    return TileShape(tq, tk, lpr, wg, storage)
+
+
+def _plan_attention_tiled(k: AttentionTiledKey) -> _Plan:
+    k._check_act()
+    if k.kv_heads < 1 or k.heads % k.kv_heads:
+        raise ValueError(f"{k.name}: heads {k.heads} is not a multiple of kv_heads {k.kv_heads}")
+    qw, kvw = k.heads * k.head_dim, k.kv_heads * k.head_dim
+    check_kv(k, kvw)
+    ts = tile_shape(k)
+    group, hd4 = k.heads // k.kv_heads, k.head_dim // 4
+    decls = [("q", "read", _act_arr(k.act, 4), f"(n, {qw}) {k.act}"),
+             ("k_cache", "read", kv_array_type(k.act, k.kv, "vec4"), kv_layout(k.act, k.kv, kvw, "0..p+n-1 read")),
+             ("v_cache", "read", kv_array_type(k.act, k.kv, "vec4"), kv_layout(k.act, k.kv, kvw, "0..p+n-1 read")),
+             ("out", "read_write", _act_arr(k.act, 4), f"(n, {qw}) {k.act}"), STEP]
+    return _Plan(decls, (ts.wg, 1, 1), (_ceil(f"n * {group}", ts.tq), str(k.kv_heads), "1"),
+                 dict(tq=ts.tq, tk=ts.tk, lpr=ts.lanes_per_row, chunks=hd4 // ts.lanes_per_row, wg=ts.wg,  # resolved knobs
+                      storage=ts.storage, group=group, hd4=hd4, qw=qw, kvw=kvw, scale_lit=f32_literal(k.scale)))
+
+
+register_family(AttentionTiledKey, _plan_attention_tiled)
