@@ -1,5 +1,7 @@
 {% import "_common.wgsl" as c with context %}
-{{ c.header("rotate_half rotary embedding at positions " ~ ("index in row" if packed is defined and packed else "p..p+n-1") ~ ("; rotated rows go to cache rows p..p+n-1" if to_cache else "") ~ "; one invocation per (token, head, pair)") }}
+{% import "_kv.wgsl" as kvs with context %}
+{% set f16x2 = kv is defined and kv == "f16x2" %}
+{{ c.header("rotate_half rotary embedding at positions " ~ ("index in row" if packed is defined and packed else "p..p+n-1") ~ ("; rotated rows go to cache rows p..p+n-1" if to_cache else "") ~ ("; the cache holds f16 pairs in u32 words (kv f16x2): one invocation per (token, head, two adjacent pairs i, i+1), so it writes whole words" if f16x2 else "; one invocation per (token, head, pair)")) }}
 {{ c.prelude() }}
 
 const HEADS: u32 = {{ heads }}u;
@@ -13,6 +15,33 @@ const WIDTH: u32 = {{ width }}u;
 const TWO_PI_HI: f32 = 6.28125;
 const TWO_PI_LO: f32 = 0.0019353071795864769;
 const INV_TWO_PI: f32 = 0.15915494309189535;
+{% if f16x2 %}
+const QUARTER: u32 = {{ half // 2 }}u;  // invocations per head: pairs (i, i + HALF) and (i + 1, i + 1 + HALF), i even
+
+{{ kvs.store2_fn("store_cache", "cache", kv) }}
+
+@compute @workgroup_size({{ wg }}, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let j = gid.x;  // head * QUARTER + i / 2
+  let t = gid.y;
+  if (j >= HEADS * QUARTER || t >= step.n) {
+    return;
+  }
+  let head = j / QUARTER;
+  let i = 2u * (j % QUARTER);
+  let ang = f32(step.p + t) * vec2<f32>(inv_freq[i], inv_freq[i + 1u]);
+  let k = round(ang * INV_TWO_PI);
+  let red = (ang - k * TWO_PI_HI) - k * TWO_PI_LO;
+  let cs = cos(red);
+  let sn = sin(red);
+  let src = t * WIDTH + head * HD + i;
+  let x1 = vec2<f32>(f32(x[src]), f32(x[src + 1u]));
+  let x2 = vec2<f32>(f32(x[src + HALF]), f32(x[src + HALF + 1u]));
+  let dst = ((step.p + t) * WIDTH + head * HD + i) / 2u;  // u32 word of elements i, i + 1
+  store_cache(dst, x1 * cs - x2 * sn);
+  store_cache(dst + HALF / 2u, x2 * cs + x1 * sn);
+}
+{% else %}
 
 @compute @workgroup_size({{ wg }}, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -44,3 +73,4 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   out[src + HALF] = A(x2 * cs + x1 * sn);
 {% endif %}
 }
+{% endif %}

@@ -1,5 +1,10 @@
 {% import "_common.wgsl" as c with context %}
+{% import "_kv.wgsl" as kvs with context %}
+{% if kv == "f16x2" %}
+{{ c.header("rotary embedding at positions p..p+n-1: q rotated in place, rope(k) -> k_cache and v -> v_cache rows p..p+n-1, the caches as f16 pairs in u32 words (kv f16x2); one invocation per (token, two adjacent rotation pairs i, i+1), so every cache store is a whole word; no barriers") }}
+{% else %}
 {{ c.header("rotary embedding at positions p..p+n-1: q rotated in place, rope(k) -> k_cache and v -> v_cache rows p..p+n-1; one invocation per (token, rotation pair), no barriers") }}
+{% endif %}
 {{ c.prelude() }}
 
 const HEADS: u32 = {{ heads }}u;  // q heads
@@ -17,6 +22,52 @@ const KVPAIRS: u32 = {{ kvpairs }}u;
 const TWO_PI_HI: f32 = 6.28125;
 const TWO_PI_LO: f32 = 0.0019353071795864769;
 const INV_TWO_PI: f32 = 0.15915494309189535;
+{% if kv == "f16x2" %}
+const QUARTER: u32 = {{ half // 2 }}u;  // invocations per head: pairs (i, i + HALF) and (i + 1, i + 1 + HALF), i even
+
+{{ kvs.store2_fn("store_k", "k_cache", kv) }}
+
+{{ kvs.store2_fn("store_v", "v_cache", kv) }}
+
+@compute @workgroup_size({{ wg }}, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let j = gid.x;  // q: head * QUARTER + i / 2; k: QPAIRS + kv_head * QUARTER + i / 2
+  let t = gid.y;
+  if (j >= QPAIRS + KVPAIRS || t >= step.n) {
+    return;
+  }
+  let is_q = j < QPAIRS;
+  let jj = select(j - QPAIRS, j, is_q);
+  let head = jj / QUARTER;
+  let i = 2u * (jj % QUARTER);
+  let pos = step.p + t;
+  let ang = f32(pos) * vec2<f32>(inv_freq[i], inv_freq[i + 1u]);
+  let m = round(ang * INV_TWO_PI);
+  let red = (ang - m * TWO_PI_HI) - m * TWO_PI_LO;
+  let cs = cos(red);
+  let sn = sin(red);
+  if (is_q) {
+    let src = t * QW + head * HD + i;
+    let x1 = vec2<f32>(f32(q[src]), f32(q[src + 1u]));
+    let x2 = vec2<f32>(f32(q[src + HALF]), f32(q[src + HALF + 1u]));
+    let r1 = x1 * cs - x2 * sn;
+    let r2 = x2 * cs + x1 * sn;
+    q[src] = A(r1.x);
+    q[src + 1u] = A(r1.y);
+    q[src + HALF] = A(r2.x);
+    q[src + HALF + 1u] = A(r2.y);
+  } else {
+    let src = t * KVW + head * HD + i;
+    let dst = (pos * KVW + head * HD + i) / 2u;  // u32 word of elements i, i + 1
+    let x1 = vec2<f32>(f32(k[src]), f32(k[src + 1u]));
+    let x2 = vec2<f32>(f32(k[src + HALF]), f32(k[src + HALF + 1u]));
+    store_k(dst, x1 * cs - x2 * sn);
+    store_k(dst + HALF / 2u, x2 * cs + x1 * sn);
+    store_v(dst, vec2<f32>(f32(v[src]), f32(v[src + 1u])));
+    store_v(dst + HALF / 2u, vec2<f32>(f32(v[src + HALF]), f32(v[src + HALF + 1u])));
+  }
+}
+{% else %}
 
 @compute @workgroup_size({{ wg }}, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -52,3 +103,4 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     v_cache[dst + HALF] = v[src + HALF];
   }
 }
+{% endif %}

@@ -252,7 +252,9 @@ class RopeKey(KernelKey):
     """rotate_half rotary embedding at positions p..p+n-1 of x (n, heads*head_dim).
 
     to_cache=True writes the rotated rows into cache rows p..p+n-1 (the fused
-    kv_write of k) instead of an "out" buffer."""
+    kv_write of k) instead of an "out" buffer, stored as `kv` (KV_STORAGE; "f16x2" needs
+    to_cache and head_dim % 4 == 0: each invocation then rotates the adjacent pairs i, i+1 so
+    that it writes whole u32 words)."""
 
     family: ClassVar[str] = "rope"
     act: str
@@ -260,16 +262,19 @@ class RopeKey(KernelKey):
     head_dim: int
     to_cache: bool = False
     wg: int = 64
+    kv: str = field(default="", metadata=OMIT_DEFAULT)  # cache storage (KV_STORAGE)
 
 
 @dataclass(frozen=True)
 class KvWriteKey(KernelKey):
-    """cache[p + i, :] = x[i, :] for i < n; width = kv_heads * head_dim."""
+    """cache[p + i, :] = x[i, :] for i < n; width = kv_heads * head_dim. One invocation per
+    element, or with kv="f16x2" (KV_STORAGE) per u32 word (2 elements; width % 4 == 0)."""
 
     family: ClassVar[str] = "kv_write"
     act: str
     width: int
     wg: int = 64
+    kv: str = field(default="", metadata=OMIT_DEFAULT)  # cache storage (KV_STORAGE)
 
 
 @dataclass(frozen=True)
@@ -339,7 +344,9 @@ class RopeKvKey(KernelKey):
     """The attention prologue of one step in one dispatch: for t < n at position p+t,
     q[t] is rotated in place, rope(k[t]) goes to k_cache row p+t and v[t] to v_cache row p+t.
     One invocation per (token, rotation pair); the pairs of q's heads come first, then k's
-    (each k pair also copies the two matching v elements)."""
+    (each k pair also copies the two matching v elements). kv="f16x2" (KV_STORAGE; head_dim %
+    4 == 0) stores the caches as f16 pairs: one invocation per two adjacent rotation pairs
+    (i, i+1), so every cache store is a whole u32 word."""
 
     family: ClassVar[str] = "rope_kv"
     act: str
@@ -347,6 +354,7 @@ class RopeKvKey(KernelKey):
     kv_heads: int
     head_dim: int
     wg: int = 64
+    kv: str = field(default="", metadata=OMIT_DEFAULT)  # cache storage (KV_STORAGE)
 
 
 @dataclass(frozen=True)
@@ -637,16 +645,28 @@ def _plan_rope(k: RopeKey) -> _Plan:
     if k.head_dim % 2:
         raise ValueError(f"{k.name}: head_dim must be even")
     width = k.heads * k.head_dim
+    check_kv(k, width)
+    if k.kv and not k.to_cache:
+        raise ValueError(f"{k.name}: kv storage applies to to_cache=True only (an 'out' buffer is activations)")
+    _check_kv_pairs(k)
     decls = [("x", "read", _act_arr(k.act), f"(n, {width}) {k.act}"),
              ("inv_freq", "read", "array<f32>", f"({k.head_dim // 2},) f32")]
     if k.to_cache:
-        decls.append(("cache", "read_write", _act_arr(k.act), f"(context_window, {width}) {k.act}: rows p..p+n-1 written"))
+        decls.append(("cache", "read_write", kv_array_type(k.act, k.kv, "pair"),
+                      kv_layout(k.act, k.kv, width, "p..p+n-1 written")))
     else:
         decls.append(("out", "read_write", _act_arr(k.act), f"(n, {width}) {k.act}"))
     decls.append(STEP)
-    pairs = k.heads * (k.head_dim // 2)
-    _const_groups(-(-pairs // k.wg), "pairs", k)
-    return _Plan(decls, (k.wg, 1, 1), (str(-(-pairs // k.wg)), "n", "1"), dict(width=width, half=k.head_dim // 2))
+    # f16x2: one invocation per two adjacent rotation pairs (whole u32 words)
+    units = k.heads * (k.head_dim // 2) // (2 if k.kv == "f16x2" else 1)
+    _const_groups(-(-units // k.wg), "pairs", k)
+    return _Plan(decls, (k.wg, 1, 1), (str(-(-units // k.wg)), "n", "1"), dict(width=width, half=k.head_dim // 2))
+
+
+def _check_kv_pairs(k: RopeKey | RopeKvKey) -> None:
+    if k.kv == "f16x2" and k.head_dim % 4:
+        raise ValueError(f"{k.name}: kv 'f16x2' needs head_dim % 4 == 0 (an invocation rotates pairs i, i+1 "
+                         "to write whole u32 words)")
 
 
 def _plan_rope_kv(k: RopeKvKey) -> _Plan:
@@ -656,26 +676,33 @@ def _plan_rope_kv(k: RopeKvKey) -> _Plan:
     if k.heads < 1 or k.kv_heads < 1:
         raise ValueError(f"{k.name}: heads and kv_heads must be >= 1")
     qw, kvw, half = k.heads * k.head_dim, k.kv_heads * k.head_dim, k.head_dim // 2
+    check_kv(k, kvw)
+    _check_kv_pairs(k)
+    cache_ty = kv_array_type(k.act, k.kv, "pair")
     decls = [("q", "read_write", _act_arr(k.act), f"(n, {qw}) {k.act}: rotated in place"),
              ("k", "read", _act_arr(k.act), f"(n, {kvw}) {k.act}"),
              ("v", "read", _act_arr(k.act), f"(n, {kvw}) {k.act}"),
              ("inv_freq", "read", "array<f32>", f"({half},) f32"),
-             ("k_cache", "read_write", _act_arr(k.act), f"(context_window, {kvw}) {k.act}: rows p..p+n-1 written"),
-             ("v_cache", "read_write", _act_arr(k.act), f"(context_window, {kvw}) {k.act}: rows p..p+n-1 written"),
+             ("k_cache", "read_write", cache_ty, kv_layout(k.act, k.kv, kvw, "p..p+n-1 written")),
+             ("v_cache", "read_write", cache_ty, kv_layout(k.act, k.kv, kvw, "p..p+n-1 written")),
              STEP]
-    pairs = (k.heads + k.kv_heads) * half
+    per = 2 if k.kv == "f16x2" else 1  # rotation pairs per invocation (f16x2: whole u32 words)
+    pairs = (k.heads + k.kv_heads) * half // per
     gx = -(-pairs // k.wg)
     _const_groups(gx, "pairs", k)
     return _Plan(decls, (k.wg, 1, 1), (str(gx), "n", "1"),
-                 dict(half=half, qw=qw, kvw=kvw, qpairs=k.heads * half, kvpairs=k.kv_heads * half))
+                 dict(half=half, qw=qw, kvw=kvw, qpairs=k.heads * half // per, kvpairs=k.kv_heads * half // per))
 
 
 def _plan_kv_write(k: KvWriteKey) -> _Plan:
     k._check_act(), k._check_wg(k.wg)
+    check_kv(k, k.width)
     decls = [("x", "read", _act_arr(k.act), f"(n, {k.width}) {k.act}"),
-             ("cache", "read_write", _act_arr(k.act), f"(context_window, {k.width}) {k.act}: rows p..p+n-1 written"), STEP]
-    _const_groups(-(-k.width // k.wg), "width", k)
-    return _Plan(decls, (k.wg, 1, 1), (str(-(-k.width // k.wg)), "n", "1"), {})
+             ("cache", "read_write", kv_array_type(k.act, k.kv, "pair"),
+              kv_layout(k.act, k.kv, k.width, "p..p+n-1 written")), STEP]
+    units = k.width // 2 if k.kv == "f16x2" else k.width  # f16x2: one invocation per u32 word
+    _const_groups(-(-units // k.wg), "width", k)
+    return _Plan(decls, (k.wg, 1, 1), (str(-(-units // k.wg)), "n", "1"), {})
 
 
 def _plan_attention(k: AttentionKey) -> _Plan:
