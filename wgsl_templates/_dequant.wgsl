@@ -13,8 +13,9 @@ FORMATS[fmt]: the weight bindings, in binding order, as (name, WGSL type, layout
 comment's {rows}/{cols}/{g} are filled by the planner (g = ceil(cols / 32) groups per row).
 `vec_cols`: the float formats bind vector arrays only when a row starts 16-byte aligned
 (cols % vec_cols == 0; else the scalar type `scalar`). `block`: columns one dq_dot call covers,
-the unit a GEMV lane loads per step: 16 bytes of weight words for every format (q8: 32),
-so adjacent lanes read adjacent 16-byte words (coalesced).
+the unit a GEMV lane loads per step, so that adjacent lanes read adjacent words (coalesced):
+one vec4 (16 bytes) for f32/f16/q8, one u32 for q4/q4a (8 columns: a Llama hidden of 1024 is
+128 blocks, so 128 lanes can split one row; a 32-column group per lane would leave 32).
 
 WGSL functions emitted by fns(fmt, cols) (they read the bindings "w" / "scales" and the constants
 DQ_COLS, DQ_G it defines; no other names):
@@ -22,7 +23,8 @@ DQ_COLS, DQ_G it defines; no other names):
                                      4..7 in [1]); any kernel shape (tiles, embedding rows).
   fn dq_dot(row, b, xb) -> f32       sum over block b's DQ_BLOCK columns of w * x, x given as
                                      xb: array<vec4<f32>, DQ_BV> (columns 4i..4i+3 of the block in xb[i]);
-                                     the per-group fast form: one scale read and multiply per group,
+                                     the GEMV's per-group form: one scale read and multiply per block
+                                     (a block is inside one group; a lane meets a group once per row),
                                      nibbles/bytes to f32 by the exact bitcast<f32>(0x4B000000u | q) - 2^23
                                      trick (q < 2^23: the OR writes q into the mantissa of 2^23) instead of
                                      an int->float convert, the q4 offset 8 and the q8 sign folded into the
@@ -35,13 +37,13 @@ callers feed x = 0 there. -#}
     ["w", "array<vec4<f32>>", "({rows}, {cols}) f32"]], "scalar": "array<f32>"},
   "f16": {"block": 8, "vec_cols": 8, "bindings": [
     ["w", "array<vec4<u32>>", "({rows}, {cols}) f16, two per u32 word"]], "scalar": "array<u32>"},
-  "q8": {"block": 32, "vec_cols": 1, "bindings": [
+  "q8": {"block": 16, "vec_cols": 1, "bindings": [
     ["w", "array<vec4<u32>>", "({rows}, {g}*8) u32: int8 q, column c at bits 8*(c%4) of word c/4"],
     ["scales", "array<u32>", "({rows}, {g}) f16 scales, two per u32 word"]]},
-  "q4": {"block": 32, "vec_cols": 1, "bindings": [
+  "q4": {"block": 8, "vec_cols": 1, "bindings": [
     ["w", "array<vec4<u32>>", "({rows}, {g}*4) u32: 4-bit q+8 nibbles, column c at bits 4*(c%8) of word c/8"],
     ["scales", "array<u32>", "({rows}, {g}) f16 scales, two per u32 word"]]},
-  "q4a": {"block": 32, "vec_cols": 1, "bindings": [
+  "q4a": {"block": 8, "vec_cols": 1, "bindings": [
     ["w", "array<vec4<u32>>", "({rows}, {g}*4) u32: 4-bit q nibbles, column c at bits 4*(c%8) of word c/8"],
     ["scales", "array<u32>", "({rows}, {g}) u32: f16 (scale, lo) pair per group, w = scale*q + lo"]]},
 } %}
@@ -88,14 +90,11 @@ fn dq8(row: u32, c8: u32) -> mat2x4<f32> {
   return mat2x4<f32>(dq_nib4(v, 0u, 8.0) * s, dq_nib4(v, 1u, 8.0) * s);
 }
 
-fn dq_dot(row: u32, b: u32, xb: array<vec4<f32>, 8>) -> f32 {
-  let i = row * DQ_G + b;
-  let v = w[i];
-  var d = 0.0;
-  for (var k = 0u; k < 4u; k = k + 1u) {  // word k: columns 8k .. 8k+7
-    d = d + dot(dq_nib4(v[k], 0u, 8.0), xb[2u * k]) + dot(dq_nib4(v[k], 1u, 8.0), xb[2u * k + 1u]);
-  }
-  return dq_scale(i) * d;
+// block b = word b of the row (columns 8b .. 8b+7), in group b / 4
+fn dq_dot(row: u32, b: u32, xb: array<vec4<f32>, 2>) -> f32 {
+  let i = row * DQ_G + b / 4u;
+  let v = w[i][b % 4u];
+  return dq_scale(i) * (dot(dq_nib4(v, 0u, 8.0), xb[0]) + dot(dq_nib4(v, 1u, 8.0), xb[1]));
 }
 {% elif fmt == "q4a" %}
 // q4a: nibbles q (0..15), per group (scale, lo) in one u32: w = scale * q + lo
@@ -105,18 +104,12 @@ fn dq8(row: u32, c8: u32) -> mat2x4<f32> {
   return mat2x4<f32>(dq_nib4(v, 0u, 0.0) * sl.x + sl.y, dq_nib4(v, 1u, 0.0) * sl.x + sl.y);
 }
 
-// sum (s q + lo) x = s * sum(q x) + lo * sum(x)
-fn dq_dot(row: u32, b: u32, xb: array<vec4<f32>, 8>) -> f32 {
-  let i = row * DQ_G + b;
-  let v = w[i];
-  var d = 0.0;
-  var xs = vec4<f32>(0.0);
-  for (var k = 0u; k < 4u; k = k + 1u) {
-    d = d + dot(dq_nib4(v[k], 0u, 0.0), xb[2u * k]) + dot(dq_nib4(v[k], 1u, 0.0), xb[2u * k + 1u]);
-    xs = xs + xb[2u * k] + xb[2u * k + 1u];
-  }
+// sum (s q + lo) x = s * sum(q x) + lo * sum(x); block b = word b of the row
+fn dq_dot(row: u32, b: u32, xb: array<vec4<f32>, 2>) -> f32 {
+  let i = row * DQ_G + b / 4u;
+  let v = w[i][b % 4u];
   let sl = unpack2x16float(scales[i]);
-  return sl.x * d + sl.y * dot(xs, vec4<f32>(1.0));
+  return sl.x * (dot(dq_nib4(v, 0u, 0.0), xb[0]) + dot(dq_nib4(v, 1u, 0.0), xb[1])) + sl.y * dot(xb[0] + xb[1], vec4<f32>(1.0));
 }
 {% elif fmt == "q8" %}
 // q8: group g is words 8g .. 8g+7 of the row = w[2 (row * G + g)] and the next vec4; scale f16
@@ -127,15 +120,11 @@ fn dq8(row: u32, c8: u32) -> mat2x4<f32> {
   return mat2x4<f32>(dq_byte4(v[h]) * s, dq_byte4(v[h + 1u]) * s);
 }
 
-fn dq_dot(row: u32, b: u32, xb: array<vec4<f32>, 8>) -> f32 {
-  let i = row * DQ_G + b;
-  let va = w[2u * i];
-  let vb = w[2u * i + 1u];
-  var d = 0.0;
-  for (var k = 0u; k < 4u; k = k + 1u) {
-    d = d + dot(dq_byte4(va[k]), xb[k]) + dot(dq_byte4(vb[k]), xb[4u + k]);
-  }
-  return dq_scale(i) * d;
+// block b = vec4 b of the row (columns 16b .. 16b+15: half of group b / 2)
+fn dq_dot(row: u32, b: u32, xb: array<vec4<f32>, 4>) -> f32 {
+  let v = w[row * DQ_G * 2u + b];
+  let d = dot(dq_byte4(v.x), xb[0]) + dot(dq_byte4(v.y), xb[1]) + dot(dq_byte4(v.z), xb[2]) + dot(dq_byte4(v.w), xb[3]);
+  return dq_scale(row * DQ_G + b / 2u) * d;
 }
 {% elif fmt == "f16" and vec %}
 // f16, rows 16-byte aligned: w[row * COLS/8 + c8] holds 8 halves
