@@ -235,6 +235,7 @@ def write_bundle(
             "weights": weights,
             "buffers": lowered["buffers"],
             "programs": lowered["programs"],
+            "program_sets": lowered["program_sets"],
             "wgsl_language_features": lowered["wgsl_language_features"],
             "kernels": kernel_entries(lowered["kernels"], kernel_files),
             "files": files,

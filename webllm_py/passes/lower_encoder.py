@@ -26,7 +26,7 @@ from ..codegen import encoder_kernels as EK
 from ..codegen import kernels as K
 from ..ir import Graph, Node
 from ..ir.graph import eval_shape
-from .lower import DEFAULT_MAX_BINDING_BYTES, PROGRAM_SETS, Dispatch, _Pool, row_slices, weight_buffer
+from .lower import DEFAULT_MAX_BINDING_BYTES, PROGRAM_SETS, Dispatch, Pool, row_slices, weight_buffer
 
 OUTPUT = "embeddings"
 INPUTS = {"ids": "ids", "rows": "rows", "offsets": "offsets"}
@@ -42,8 +42,8 @@ class _Enc:
     max_rows: int
     max_binding_bytes: int
     kernels: dict[str, K.Kernel]
-    pool: _Pool
-    pack_pools: tuple[_Pool, _Pool]
+    pool: Pool
+    pack_pools: tuple[Pool, Pool]
     dispatches: list[Dispatch] = field(default_factory=list)
     where: dict[str, str] = field(default_factory=dict)  # tensor -> buffer
     last: dict[str, int] = field(default_factory=dict)  # tensor -> index of its last reader
@@ -263,10 +263,10 @@ def lower_encoder(graph: Graph, weights: dict[str, Any], max_tokens: int, max_ro
                   max_binding_bytes: int = DEFAULT_MAX_BINDING_BYTES) -> dict[str, Any]:
     """Programs (one `encode` per set), buffers and kernels for the manifest (kernels as Kernel objects)."""
     kernels: dict[str, K.Kernel] = {}
-    pool, pack_pools = _Pool(), (_Pool("pq"), _Pool("ps"))
+    pool, pack_pools = Pool(), (Pool("pq"), Pool("ps"))
     programs: dict[str, Any] = {}
     for name in sets:
-        act, idot = PROGRAM_SETS[name]
+        act, idot = PROGRAM_SETS[name].act, PROGRAM_SETS[name].idot
         for p in (pool, *pack_pools):
             p.free = list(p.sizes)  # every program starts with the whole pool free
         E = _Enc(graph, weights, act, idot, max_tokens, max_rows, max_binding_bytes, kernels, pool, pack_pools)

@@ -1,0 +1,64 @@
+"""Program sets (passes/program_sets.py): metadata, the cpu sets kept byte-identical, the `auto` rule.
+
+Golden digests: sha256 of the canonical JSON (sort_keys) of the f32/f16/idot programs and the
+WGSL of every kernel they use, for the seeded tiny Llama (conftest TINY_ARCHS["llama"], seed 0,
+prefill_chunk 16), computed by the same `_cpu_digest` at commit 404cef5 (before program sets had
+adapter classes). The programs depend on shapes and formats only, not on weight values.
+
+Tolerances of the whole-model runs: as tests/test_native.py's f16 rows (the gpu sets keep f32
+activations; what they may round is the KV cache stored as f16): logits max |diff| <= 2e-2 of
+the reference backend's f32 logits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from webllm_py.codegen.wgsl_compat import uses_subgroups
+from webllm_py.passes.program_sets import DEFAULT_SETS, PREFERENCE, PROGRAM_SETS, check_sets
+
+CPU_SETS = ("f32", "f16", "idot")
+GOLDEN = {  # quantization -> digest at 404cef5
+    "q4": "9c133946df58b1b8bf89f966493f94cf7ec577305f8275097b36f22bd4a96f12",
+    "q8": "15a61be93f25e97c555dafa310cba0c5a50dc94ca08653d9a091799b36d670f2",
+}
+
+
+def _cpu_digest(bundle: Path) -> str:
+    m = json.loads((bundle / "manifest.json").read_text())
+    used = sorted({d["kernel"] for s in CPU_SETS for p in m["programs"][s].values() for d in p["dispatches"]})
+    doc = {"programs": {s: m["programs"][s] for s in CPU_SETS},
+           "kernels": {k: (bundle / m["kernels"][k]["file"]).read_text() for k in used}}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+@pytest.mark.parametrize("quantization", sorted(GOLDEN))
+def test_cpu_sets_are_byte_identical(tiny_bundles, quantization):
+    assert _cpu_digest(tiny_bundles("llama", quantization)) == GOLDEN[quantization]
+
+
+def test_manifest_lists_sets_in_preference_order(tiny_bundles):
+    m = json.loads((tiny_bundles("llama", "q4") / "manifest.json").read_text())
+    meta = m["program_sets"]
+    assert [s["name"] for s in meta] == [s for s in PREFERENCE if s in DEFAULT_SETS]
+    assert set(m["programs"]) == set(DEFAULT_SETS)
+    by = {s["name"]: s for s in meta}
+    assert by["f16"] == {"name": "f16", "class": "cpu", "activations": "f16", "kv": "f16", "features": ["shader-f16"],
+                         "wgsl_language_features": []}
+    assert by["gpu"]["class"] == by["gpu-sg"]["class"] == "gpu"
+    assert all(by[s]["class"] == "cpu" for s in CPU_SETS)
+    bundle = tiny_bundles("llama", "q4")
+    for s in meta:  # a set needs "subgroups" exactly when one of its kernels enables them
+        texts = [(bundle / m["kernels"][d["kernel"]]["file"]).read_text()
+                 for p in m["programs"][s["name"]].values() for d in p["dispatches"]]
+        assert ("subgroups" in s["features"]) == any(map(uses_subgroups, texts))
+
+
+def test_unknown_set_is_one_error():
+    with pytest.raises(ValueError, match="unknown program set 'gpu2'; choose from f32, f16, idot, gpu, gpu-sg"):
+        check_sets(["f32", "gpu2"])
+    assert set(PREFERENCE) == set(PROGRAM_SETS)

@@ -1,0 +1,105 @@
+"""Kernel shapes per adapter class: how the lowering turns each op into kernel keys.
+
+The lowering (passes/lower.py) decides WHAT a dispatch computes (its fusions, buffers and
+row slices); this table decides the kernel SHAPE that computes it, per adapter class:
+
+  class  linear (decode / prefill, score)        attention (decode / prefill, score)   norm prologue
+  cpu    matmul decode form / tiled matmul       attention decode / prefill forms       decode only
+  gpu    (as cpu until gemv / gemm land)         (as cpu until attention_split /        decode only
+                                                  attention_tiled land)
+
+The cpu entries are the choices tuned on lavapipe/SwiftShader (moved here from the lowering,
+unchanged: tests/test_program_sets.py holds their programs and WGSL to a golden digest).
+A shape is one entry of `SHAPES`; adding a class or a kernel family for one is an entry here,
+no branch in the lowering's rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import kernels as K
+
+
+@dataclass(frozen=True)
+class AttentionOp:
+    """One attention node to lower: causal GQA over cache rows 0..p+n-1."""
+
+    act: str
+    kv: str  # KV-cache storage (passes/program_sets.py KV_BYTES)
+    heads: int
+    kv_heads: int
+    head_dim: int
+    scale: float
+    form: str  # "decode" | "prefill"
+    context_window: int
+    max_n: int
+
+
+@dataclass(frozen=True)
+class AttentionStep:
+    """One dispatch of an attention: `key`, binding q/k_cache/v_cache/out and, where it has one,
+    "partial": an f32 scratch of `scratch` elements shared by the steps of one attention."""
+
+    key: K.KernelKey
+    scratch: int = 0
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """One adapter class's kernel choices."""
+
+    # (act, fmt, rows, cols, *, bias, form, last_row, row_offset, out_rows, **fusions) -> key
+    linear: Callable[..., K.KernelKey]
+    attention: Callable[[AttentionOp], list[AttentionStep]]
+    rope_kv: Callable[..., K.KernelKey]  # (act, kv, heads, kv_heads, head_dim)
+    rope: Callable[..., K.KernelKey]  # (act, kv, heads, head_dim, to_cache)
+    kv_write: Callable[..., K.KernelKey]  # (act, kv, width)
+    # forms whose matmul takes the RMSNorm as a prologue. Measured on lavapipe (SmolLM2, n=128):
+    # the prologue costs more than a separate norm dispatch in the tiled prefill form (1.69-2.16 s
+    # vs 1.32 s a chunk), and saves time in decode
+    norm_prologue_forms: frozenset[str]
+
+
+def _same_kv(act: str, kv: str, what: str) -> None:
+    if kv != act:
+        raise ValueError(f"{what}: this shape stores the KV cache as the activations ({act}), not {kv!r}")
+
+
+def _cpu_linear(act: str, fmt: str, rows: int, cols: int, *, bias: bool, form: str, last_row: bool,
+                row_offset: int, out_rows: int, **fusions: Any) -> K.KernelKey:
+    return K.matmul_key(act, fmt, rows, cols, bias=bias, prefill=form == "prefill", last_row=last_row,
+                        row_offset=row_offset, out_rows=out_rows, **fusions)
+
+
+def _cpu_attention(op: AttentionOp) -> list[AttentionStep]:
+    _same_kv(op.act, op.kv, "attention")
+    return [AttentionStep(K.AttentionKey(act=op.act, heads=op.heads, kv_heads=op.kv_heads, head_dim=op.head_dim,
+                                         scale=op.scale, form=op.form))]
+
+
+def _cpu_rope_kv(act: str, kv: str, heads: int, kv_heads: int, head_dim: int) -> K.KernelKey:
+    _same_kv(act, kv, "rope_kv")
+    return K.RopeKvKey(act=act, heads=heads, kv_heads=kv_heads, head_dim=head_dim)
+
+
+def _cpu_rope(act: str, kv: str, heads: int, head_dim: int, to_cache: bool) -> K.KernelKey:
+    if to_cache:
+        _same_kv(act, kv, "rope")
+    return K.RopeKey(act=act, heads=heads, head_dim=head_dim, to_cache=to_cache)
+
+
+def _cpu_kv_write(act: str, kv: str, width: int) -> K.KernelKey:
+    _same_kv(act, kv, "kv_write")
+    return K.KvWriteKey(act=act, width=width)
+
+
+CPU = Shapes(linear=_cpu_linear, attention=_cpu_attention, rope_kv=_cpu_rope_kv, rope=_cpu_rope,
+             kv_write=_cpu_kv_write, norm_prologue_forms=frozenset({"decode"}))
+
+# The GPU class: today's kernels until the GPU families are wired in (contract of issue 11).
+GPU = Shapes(linear=_cpu_linear, attention=_cpu_attention, rope_kv=_cpu_rope_kv, rope=_cpu_rope,
+             kv_write=_cpu_kv_write, norm_prologue_forms=frozenset({"decode"}))
+
+SHAPES: dict[str, Shapes] = {"cpu": CPU, "gpu": GPU}
