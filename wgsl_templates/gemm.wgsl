@@ -1,0 +1,206 @@
+{% import "_common.wgsl" as c with context %}
+{% import "_dequant.wgsl" as dq %}
+{% set silu = epilogue == "silu_mul" %}
+{% set lin = ("rms_norm(x) @ dequant(w).T" if norm else "x @ dequant(w).T") ~ (" + bias" if bias else "") %}
+{% if silu %}
+{% set lin = "silu(" ~ lin ~ " [gate rows]) * (" ~ lin ~ " [up rows])" %}
+{% endif %}
+{% set title = ("out += " if epilogue == "residual" else "out = ") ~ lin ~ ("; rows split over " ~ splits | length ~ " outputs" if splits else "") %}
+{{ c.header(title ~ "; one workgroup per " ~ tm ~ " tokens x " ~ tn ~ " rows, x and dequantized weight tiles in workgroup memory") }}
+//
+// Shape: {{ lanes }} lanes = ({{ tm }}/4 token lanes) x ({{ tn }}/4 row lanes); lane (ty, tx) owns tokens
+// t0 + ty + i*{{ tm // 4 }} and rows r0 + tx + j*{{ tn // 4 }} (i, j < 4; interleaved so adjacent lanes read
+// adjacent workgroup words and store adjacent rows). K loop: one 32-column group per step; the
+// workgroup loads the x tile and the dequantized weight tile once ({{ wtile }} rows: each weight
+// dequantized once per token tile), barrier, 32 k of {{ 32 if silu else 16 }} FMAs per lane, barrier.
+// Partial tiles: x columns >= COLS and tokens >= n load as 0, weight rows >= ROWS are clamped
+// (their outputs are not stored).
+{{ c.prelude() }}
+
+const ROWS: u32 = {{ rows }}u;  // out_features
+const COLS: u32 = {{ cols }}u;  // in_features
+const G: u32 = {{ groups }}u;   // 32-column groups per weight row (K steps)
+const ROW_OFFSET: u32 = {{ row_offset }}u;  // this weight slice's first row within the full output
+const OUT_ROWS: u32 = {{ out_rows or rows }}u;  // row stride of out
+const TM: u32 = {{ tm }}u;  // tokens per workgroup
+const TN: u32 = {{ tn }}u;  // output rows per workgroup
+const LANES: u32 = {{ lanes }}u;
+const XS: u32 = {{ xs_stride }}u;  // x tile: XS words per k (TM tokens + 1 padding word)
+const WS: u32 = {{ ws_stride }}u;  // weight tile: WS words per k ({{ wtile }} rows + 1 padding word)
+{% if norm %}
+const NORM_EPS: f32 = {{ norm_eps_lit }};  // RMSNorm prologue: inv(t) = 1 / sqrt(mean(x^2) + eps)
+{% endif %}
+
+// k-major tiles: xs[k * XS + token], ws[k * WS + row] ({% if silu %}rows TN.. are the up rows{% else %}tile rows{% endif %})
+var<workgroup> xs: array<f32, {{ 32 * xs_stride }}>;
+var<workgroup> ws: array<f32, {{ 32 * ws_stride }}>;
+
+{% if xvec %}
+// 4 columns of token row t starting at col (col % 4 == 0, COLS % 4 == 0: whole vec4 or none)
+fn ldx(t: u32, col: u32, ok: bool) -> vec4<f32> {
+  return select(vec4<f32>(0.0), vec4<f32>(x[t * (COLS / 4u) + col / 4u]), ok && col < COLS);
+}
+{% else %}
+fn ldx1(t: u32, col: u32, ok: bool) -> f32 {
+  return select(0.0, f32(x[t * COLS + col]), ok && col < COLS);
+}
+fn ldx(t: u32, col: u32, ok: bool) -> vec4<f32> {
+  return vec4<f32>(ldx1(t, col, ok), ldx1(t, col + 1u, ok), ldx1(t, col + 2u, ok), ldx1(t, col + 3u, ok));
+}
+{% endif %}
+{% if norm %}
+fn ldn(col: u32) -> vec4<f32> {
+  let c = min(vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(COLS - 1u));
+  return vec4<f32>(norm_w[c.x], norm_w[c.y], norm_w[c.z], norm_w[c.w]);
+}
+{% endif %}
+
+{{ dq.fns(fmt, cols) }}
+
+{% macro store(buf, o, v) -%}
+{% if epilogue == "residual" %}
+{{ buf }}[{{ o }}] = A(f32({{ buf }}[{{ o }}]) + {{ v }});
+{%- else %}
+{{ buf }}[{{ o }}] = A({{ v }});
+{%- endif %}
+{%- endmacro %}
+
+@compute @workgroup_size({{ lanes }}, 1, 1)
+fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let n = step.n;
+  let r0 = wid.x * TN;  // first row of this tile
+  let t0 = wid.y * TM;  // first token of this tile
+  let tx = lane % (TN / 4u);
+  let ty = lane / (TN / 4u);
+{% for i in range(4) %}
+  var acc{{ i }} = vec4<f32>(0.0);  // token ty + {{ i }}*TM/4, rows tx + j*TN/4 (j = component)
+{% if silu %}
+  var up{{ i }} = vec4<f32>(0.0);
+{% endif %}
+{% endfor %}
+{% set xper = (x_items + lanes - 1) // lanes %}
+{% set wper = (w_items + lanes - 1) // lanes %}
+{% if norm %}
+{% for m in range(xper) %}
+  var ss{{ m }} = 0.0;  // sum of x^2 over this lane's x item {{ m }} (same token and 4 columns of every group)
+{% endfor %}
+{% endif %}
+  for (var g = 0u; g < G; g = g + 1u) {
+    // x tile: {{ x_items }} items of (token, 4 columns), {{ xper }} per lane; 8 adjacent lanes read one token's 128 bytes
+{% for m in range(xper) %}
+    {
+      let item = lane + {{ m }}u * LANES;
+{% if (m + 1) * lanes > x_items %}
+      if (item < {{ x_items }}u) {
+{% else %}
+      {
+{% endif %}
+        let t = item / 8u;
+        let k = (item % 8u) * 4u;
+{% if norm %}
+        let xa = ldx(t0 + t, g * 32u + k, t0 + t < n);
+        ss{{ m }} = ss{{ m }} + dot(xa, xa);
+        let xv = xa * ldn(g * 32u + k);
+{% else %}
+        let xv = ldx(t0 + t, g * 32u + k, t0 + t < n);
+{% endif %}
+        xs[k * XS + t] = xv.x;
+        xs[(k + 1u) * XS + t] = xv.y;
+        xs[(k + 2u) * XS + t] = xv.z;
+        xs[(k + 3u) * XS + t] = xv.w;
+      }
+    }
+{% endfor %}
+    // weight tile: {{ w_items }} items of (tile row, 8 columns), {{ wper }} per lane
+{% for m in range(wper) %}
+    {
+      let item = lane + {{ m }}u * LANES;
+{% if (m + 1) * lanes > w_items %}
+      if (item < {{ w_items }}u) {
+{% else %}
+      {
+{% endif %}
+        let lr = item / 4u;  // tile row
+        let part = item % 4u;  // columns 8*part .. 8*part+7 of the group
+{% if silu %}
+        let wr = min(r0 + lr % TN, ROWS - 1u) + select(0u, ROWS, lr >= TN);  // gate row, or its up row
+{% else %}
+        let wr = min(r0 + lr, ROWS - 1u);
+{% endif %}
+        let w8 = dq8(wr, g * 4u + part);  // _dequant.wgsl; columns past COLS come back finite (x is 0 there)
+        let k = part * 8u;
+        ws[k * WS + lr] = w8[0].x;
+        ws[(k + 1u) * WS + lr] = w8[0].y;
+        ws[(k + 2u) * WS + lr] = w8[0].z;
+        ws[(k + 3u) * WS + lr] = w8[0].w;
+        ws[(k + 4u) * WS + lr] = w8[1].x;
+        ws[(k + 5u) * WS + lr] = w8[1].y;
+        ws[(k + 6u) * WS + lr] = w8[1].z;
+        ws[(k + 7u) * WS + lr] = w8[1].w;
+      }
+    }
+{% endfor %}
+    workgroupBarrier();
+    for (var k = 0u; k < 32u; k = k + 1u) {
+      let xb = k * XS + ty;
+      let wb = k * WS + tx;
+      let wv = vec4<f32>(ws[wb], ws[wb + TN / 4u], ws[wb + TN / 2u], ws[wb + 3u * TN / 4u]);
+{% if silu %}
+      let uv = vec4<f32>(ws[wb + TN], ws[wb + TN + TN / 4u], ws[wb + TN + TN / 2u], ws[wb + TN + 3u * TN / 4u]);
+{% endif %}
+{% for i in range(4) %}
+      let x{{ i }} = xs[xb + {{ i }}u * (TM / 4u)];
+      acc{{ i }} = acc{{ i }} + x{{ i }} * wv;
+{% if silu %}
+      up{{ i }} = up{{ i }} + x{{ i }} * uv;
+{% endif %}
+{% endfor %}
+    }
+    workgroupBarrier();
+  }
+{% if norm %}
+  // RMSNorm: the 8 loader items of each token hold its partial sums of squares; combine them
+  // through the (now free) x tile
+{% for m in range(xper) %}
+  {
+    let item = lane + {{ m }}u * LANES;
+    if (item < {{ x_items }}u) {
+      xs[item] = ss{{ m }};
+    }
+  }
+{% endfor %}
+  workgroupBarrier();
+{% for i in range(4) %}
+  let tt{{ i }} = (ty + {{ i }}u * (TM / 4u)) * 8u;
+  let inv{{ i }} = 1.0 / sqrt((xs[tt{{ i }}] + xs[tt{{ i }} + 1u] + xs[tt{{ i }} + 2u] + xs[tt{{ i }} + 3u] + xs[tt{{ i }} + 4u]
+                            + xs[tt{{ i }} + 5u] + xs[tt{{ i }} + 6u] + xs[tt{{ i }} + 7u]) / f32(COLS) + NORM_EPS);
+{% endfor %}
+{% endif %}
+{% for i in range(4) %}
+  {
+    let t = t0 + ty + {{ i }}u * (TM / 4u);
+{% for j in range(4) %}
+    let row{{ j }} = r0 + tx + {{ j }}u * (TN / 4u);
+    if (t < n && row{{ j }} < ROWS) {
+{% set a = "acc%d[%d]" % (i, j) ~ (" * inv%d" % i if norm) %}
+{% if silu %}
+      let gv = {{ a }}{{ " + bias[row%d]" % j if bias }};
+      let uv = up{{ i }}[{{ j }}]{{ " * inv%d" % i if norm }}{{ " + bias[ROWS + row%d]" % j if bias }};
+{% set v = "gv / (1.0 + exp(-gv)) * uv" %}
+{% else %}
+{% set v = a ~ (" + bias[ROW_OFFSET + row%d]" % j if bias else "") %}
+{% endif %}
+{% if splits %}
+{% for b in bounds %}
+      {{ "if" if loop.first else "} else if" if not loop.last else "} else" }}{{ " (row%d < %du)" % (j, b) if not loop.last }} {  // rows {{ 0 if loop.first else bounds[loop.index0 - 1] }}..{{ b - 1 }}
+        {{ store("out%d" % loop.index0, "t * %du + row%d%s" % (splits[loop.index0], j, "" if loop.first else " - %du" % bounds[loop.index0 - 1]), v) }}
+{% endfor %}
+      }
+{% else %}
+      {{ store("out", "t * OUT_ROWS + ROW_OFFSET + row%d" % j, v) }}
+{% endif %}
+    }
+{% endfor %}
+  }
+{% endfor %}
+}
