@@ -17,9 +17,9 @@ import pytest
 
 from webllm_py.codegen import build
 from webllm_py.codegen.argmax import ArgmaxKey
-from webllm_py.runtime.gpu_sampling import gpu_argmax_ok
+from webllm_py.runtime.gpu_sampling import full_logits_needs, gpu_argmax_ok
 from webllm_py.runtime.request import Request
-from webllm_py.runtime.sampler import SamplingParams
+from webllm_py.runtime.sampler import Sampler, SamplingParams
 
 NP = {"f32": np.float32, "f16": np.float16}
 UINT = {"f32": np.uint32, "f16": np.uint16}
@@ -86,3 +86,143 @@ def test_argmax_key_checks():
         build(ArgmaxKey("f32", wg=96))
     with pytest.raises(ValueError, match="act must be"):
         build(ArgmaxKey("bf16"))
+
+
+# -- the one decision: greedy only, nothing else reading the logits ------------------------------
+
+GREEDY = {"temperature": 0}
+# every request option that needs the full row (the validated field it sets -> FULL_LOGITS_NEEDS name)
+NEEDS_LOGITS = [
+    ({"temperature": 0.7}, "temperature > 0"),
+    ({"logprobs": True}, "logprobs"),  # chat
+    ({"logprobs": True, "top_logprobs": 3}, "logprobs"),  # chat
+    ({"logprobs": 0}, "logprobs"),  # completions: logprobs of the chosen token only
+    ({"logprobs": 2}, "logprobs"),
+    ({"logit_bias": {"5": 1.0}}, "logit_bias"),
+    ({"repetition_penalty": 1.1}, "repetition_penalty"),
+    ({"frequency_penalty": 0.5}, "frequency_penalty"),
+    ({"presence_penalty": -0.5}, "presence_penalty"),
+]
+# options that leave the greedy token argmax(logits): the sampler returns at temperature 0 before
+# top_p / top_k / min_p (sampler.sample_token); stop, n, seed, max_tokens act on text / choices
+KEEPS_GREEDY = [{"top_p": 0.5}, {"top_k": 3}, {"min_p": 0.3}, {"stop": ["x"]}, {"n": 2}, {"seed": 7},
+                {"max_tokens": 4}]
+
+
+def _req(params: dict, chat: bool = False) -> Request:
+    from webllm_py.runtime.request import validate_request
+
+    return validate_request([1, 2, 3], {**GREEDY, **params}, chat=chat, generation={}, vocab_size=300,
+                            context_window=64, model_name="m")
+
+
+class _WithArgmax:
+    def forward_argmax(self, ids):  # pragma: no cover - never called
+        raise AssertionError
+
+
+@pytest.mark.parametrize("params,need", NEEDS_LOGITS)
+def test_each_option_needing_logits_turns_gpu_argmax_off(params, need):
+    assert full_logits_needs(_req({})) == [] and gpu_argmax_ok(_req({}), _WithArgmax())
+    req = _req(params, chat=params.get("logprobs") is True)
+    assert full_logits_needs(req) == [need]
+    assert not gpu_argmax_ok(req, _WithArgmax())
+
+
+def test_grammar_and_model_without_argmax_turn_it_off():
+    req = _req({})
+    req.grammar = object()  # response_format / forced tool calls (the engine compiles it after validation)
+    assert full_logits_needs(req) == ["grammar (response_format / tool calls)"]
+    assert not gpu_argmax_ok(_req({}), object())  # the reference backend has no forward_argmax
+
+
+@pytest.mark.parametrize("params", KEEPS_GREEDY)
+def test_options_that_keep_the_greedy_token(params):
+    req = _req(params)
+    assert full_logits_needs(req) == []
+    # and the CPU sampler indeed ignores them at temperature 0: its token is argmax of the row
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        row = rng.integers(-4, 4, 300).astype(np.float32)  # ties
+        tok, _ = Sampler(req.sampling, req.seed).sample(row)
+        assert tok == int(np.argmax(row))
+
+
+def test_table_covers_every_sampling_input():
+    """A new SamplingParams field must be classified: in FULL_LOGITS_NEEDS or known harmless."""
+    from dataclasses import fields
+
+    from webllm_py.runtime.gpu_sampling import FULL_LOGITS_NEEDS
+
+    harmless = {"top_p", "top_k", "min_p"}
+    covered = {name.split(" ")[0] for name in FULL_LOGITS_NEEDS}
+    assert {f.name for f in fields(SamplingParams)} <= covered | harmless
+
+
+# -- natively: whole generations, and encode-ahead ---------------------------------------------
+
+PROMPT = [(5 * i + 7) % 280 + 2 for i in range(21)]  # crosses the 16-token prefill chunk
+
+
+@pytest.fixture(scope="module")
+def adapter():
+    from webllm_py.errors import DeviceError
+    from webllm_py.runtime.device import select_adapter
+
+    try:
+        return select_adapter()
+    except DeviceError as e:
+        pytest.skip(str(e))
+
+
+@pytest.mark.parametrize("precision", ["f32", "f16"])
+def test_greedy_generation_with_gpu_argmax_equals_cpu_path(precision, tiny_bundles, adapter, monkeypatch):
+    """The engine's greedy completion with tokens argmax'd on the GPU equals the CPU sampler's
+    (exact: same logits, same selection rule), and the GPU path is really taken."""
+    import webllm_py
+    from webllm_py.runtime import engine as engine_mod
+
+    if precision == "f16" and "shader-f16" not in adapter.features:
+        pytest.skip("adapter lacks shader-f16")
+    model = webllm_py.load(tiny_bundles("llama", "q4"), backend="native", precision=precision, adapter=adapter)
+    eng = engine_mod.Engine(model)
+    calls = []
+    real = model.forward_argmax
+    monkeypatch.setattr(model, "forward_argmax", lambda ids: calls.append(1) or real(ids))
+    req = dict(prompt=PROMPT, max_tokens=24, temperature=0, ignore_eos=True)
+    gpu = eng.completions.create(**req)
+    assert len(calls) == 23  # every token after the prefill's first
+    with_logprobs = eng.completions.create(**req, logprobs=1)
+    assert len(calls) == 23  # logprobs read the row: the CPU path
+    monkeypatch.setattr(engine_mod, "gpu_argmax_ok", lambda r, m: False)
+    cpu = eng.completions.create(**req)
+    assert gpu.choices[0].text == cpu.choices[0].text == with_logprobs.choices[0].text
+    assert gpu.usage.completion_tokens == 24
+    # and the model's own greedy loop (numpy argmax of every read-back row) gives the same ids
+    expect = model.generate(PROMPT, max_new_tokens=24)
+    model.reset()
+    got = [int(np.argmax(model.forward(PROMPT)))]
+    while len(got) < len(expect):
+        got.append(model.forward_argmax([got[-1]]))
+    assert got == expect
+
+
+def test_encode_ahead_is_bit_identical_and_used(tiny_bundles, adapter):
+    """Logits of prefill + decode steps (with a truncate in between: a miss) are bit-identical
+    whether each decode step submits the buffer recorded ahead or records its own."""
+    import webllm_py
+
+    def run(model):
+        model.reset()
+        rows = [model.forward(PROMPT)] + [model.forward([t]) for t in PROMPT[:6]]
+        model.truncate(model.position - 3)
+        rows += [model.forward([t]) for t in PROMPT[6:9]]
+        return np.stack(rows)
+
+    model = webllm_py.load(tiny_bundles("llama", "q4"), backend="native", precision="f32", adapter=adapter)
+    ahead = run(model)
+    assert model._ahead.hits == 8 and model._ahead.misses == 3  # prefill chunks, the step after truncate
+    model._ahead.prepare = lambda key: None  # record every step at its own time
+    assert np.array_equal(run(model), ahead)
+    with pytest.raises(ValueError, match="one token"):
+        model.forward_argmax([1, 2])

@@ -18,6 +18,8 @@ What it does on top of the model's few verbs (see lm.py):
   so there are logits);
 - sampling per docs/sampling.md (sampler.py), counter = index of the generated
   token, choice k of n uses seed + k;
+- greedy requests that nothing else needs the logits for (gpu_sampling.py decides) take
+  decode tokens from the model's GPU argmax (4 bytes read back, the same ids);
 - stopping on the bundle's eos ids, on stop strings (never emitting text that may
   still turn out to be the start of a stop string), on max_tokens and when
   prompt + completion fill the context window (finish_reason "length"), and on
@@ -56,6 +58,7 @@ from .request_fields import check_fields, given
 from .structured import response_format_spec
 from .tool_calls import tool_grammar, tool_plan
 from .tool_chat import StreamedReply, ToolMode, prompt_messages, reply, template_tools, tool_mode
+from .gpu_sampling import gpu_argmax_ok
 from .sampler import Sampler, log_softmax, top_k_ids
 from .tokenizer import StreamDetokenizer, Tokenizer
 
@@ -212,9 +215,10 @@ class Engine:
 
     # ---- model + KV cache ----------------------------------------------------------
 
-    def _forward(self, ids: Sequence[int]) -> np.ndarray:
+    def _forward(self, ids: Sequence[int], pick: bool = False) -> Any:
+        """The model's logits of the last id, or with pick the argmax id picked on the GPU."""
         try:
-            logits = self.model.forward(ids)
+            logits = self.model.forward_argmax(ids) if pick else self.model.forward(ids)  # type: ignore[attr-defined]
         except BaseException:
             self._kv = None  # the model's cache state is unknown now
             raise
@@ -264,6 +268,8 @@ class Engine:
         guide: Guide | None = None if req.grammar is None else self._grammars.guide(req.grammar)  # type: ignore[union-attr]
         detok = StreamDetokenizer(self.tokenizer, req.prompt_ids, skip_special_tokens=not req.keep_special)
         stopper = StopMatcher(req.stop)
+        pick = gpu_argmax_ok(req, self.model)  # greedy only: decode tokens argmax'd on the GPU (gpu_sampling.py)
+        picked: int | None = None
         decoded = 0  # characters the detokenizer has produced (logprobs text_offset)
         n = 0
         stats = self._stats
@@ -277,7 +283,10 @@ class Engine:
 
         try:
             while True:
-                tok, x = sampler.sample(logits, None if guide is None else guide.mask())
+                if picked is None:
+                    tok, x = sampler.sample(logits, None if guide is None else guide.mask())
+                else:
+                    tok = picked  # exactly what the sampler would pick (nothing else reads x then)
                 n += 1
                 info = self._token_info(tok, x, req.top_logprobs, decoded) if req.logprobs else None
                 if tok in self.eos_token_ids and not req.ignore_eos:
@@ -303,7 +312,10 @@ class Engine:
                 t = time.perf_counter()
                 if guide is not None:
                     guide.advance(tok)  # the next mask is computed while the model steps (grammar.py)
-                logits = self._forward([tok])
+                if pick:
+                    picked = self._forward([tok], pick=True)
+                else:
+                    logits = self._forward([tok])
         finally:
             if guide is not None:
                 guide.close()

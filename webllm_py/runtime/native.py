@@ -5,7 +5,9 @@ KV-cache, ids, step-uniform, logits and staging buffers allocated once,
 pipelines and bind groups created once per dispatch. A step writes the ids and
 the 16-byte step uniform, records every dispatch of one program in one compute
 pass, copies the logits rows to a staging buffer, submits once and maps the
-staging buffer: one submission and one readback per step, no allocation.
+staging buffer: one submission and one readback per step, no allocation. The next
+decode step's commands are recorded while the GPU runs this one (encode_ahead.py), and a
+greedy decode step can read back only its argmax id (forward_argmax, gpu_sampling.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from ..errors import BundleError
 from ..ir.graph import compile_dim
 from .bundle_kernels import kernel_pipeline
 from .device import request_device, select_adapter
+from .encode_ahead import EncodeAhead
+from .gpu_sampling import GpuArgmax
 from .kv_sizing import ACT_BYTES, buffer_bytes, memory_estimate, resolve_context_window, sized_buffers
 from .kv_sizing import round16 as _round16  # noqa: F401  (runtime/encoder.py imports it from here)
 from .lm import CachedModel
@@ -74,6 +78,11 @@ class NativeModel(CachedModel):
         self._buffers = self._create_buffers(specs, sizes)
         self._programs = self._prepare_programs(m["programs"][self.precision])
         self._act_dtype = np.float16 if self.precision == "f16" else np.float32
+        # decode steps recorded ahead (encode_ahead.py); the argmax for greedy decoding (gpu_sampling.py)
+        self._ahead = EncodeAhead(self._encode)
+        self._argmax = GpuArgmax(self.device, "f16" if self._act_dtype == np.float16 else "f32",
+                                 self._buffers["logits"], self.vocab_size)
+        self._pick = False  # the readback mode of the last decode step: the next is recorded ahead in it
 
     # -- load ------------------------------------------------------------------------
     def _create_buffers(self, specs: dict[str, Any], sizes: dict[str, int]) -> dict[str, Any]:
@@ -119,22 +128,19 @@ class NativeModel(CachedModel):
         if self._closed:
             return
         super().close()
+        self._ahead.clear()
+        self._argmax.destroy()
         for b in [*self._buffers.values(), self._staging]:
             b.destroy()
         self._buffers, self._programs = {}, {}
         self.device.destroy()
 
     # -- one step ----------------------------------------------------------------------
-    def _step(self, rows: str, ids: list[int]) -> np.ndarray:
-        """One program over ids at the current position; returns its logits rows."""
-        import wgpu
-
-        program = "score" if rows == "all" else "decode" if len(ids) == 1 else "prefill"
-        n, p = len(ids), self._position
+    def _encode(self, key: tuple[str, int, int, bool]) -> Any:
+        """The command buffer of one step: program at (n, p), then the logits rows' copy to the
+        staging buffer, or with pick the argmax of the last row and its 4-byte copy."""
+        program, n, p, pick = key
         prog = self._programs[program]
-        q = self.device.queue
-        q.write_buffer(self._buffers["ids"], 0, np.asarray(ids, dtype=np.int32).tobytes())
-        q.write_buffer(self._buffers["step"], 0, np.array([n, p, 0, 0], dtype=np.uint32).tobytes())
         enc = self.device.create_command_encoder()
         cp = enc.begin_compute_pass()
         for pipe, bg, wg, _ in prog["steps"]:
@@ -142,11 +148,43 @@ class NativeModel(CachedModel):
             cp.set_bind_group(0, bg)
             cp.dispatch_workgroups(wg[0](n, p), wg[1](n, p), wg[2](n, p))
         cp.end()
-        out_rows = prog["rows"](n, p)
+        if pick:
+            self._argmax.encode(enc)
+        else:
+            nbytes = _round16(prog["rows"](n, p) * self.vocab_size * np.dtype(self._act_dtype).itemsize)
+            enc.copy_buffer_to_buffer(self._buffers["logits"], 0, self._staging, 0, nbytes)
+        return enc.finish()
+
+    def _step(self, rows: str, ids: list[int], pick: bool = False) -> Any:
+        """One program over ids at the current position; returns its logits rows (with pick: the
+        argmax id of the last row, picked on the GPU)."""
+        import wgpu
+
+        program = "score" if rows == "all" else "decode" if len(ids) == 1 else "prefill"
+        n, p = len(ids), self._position
+        q = self.device.queue
+        q.write_buffer(self._buffers["ids"], 0, np.asarray(ids, dtype=np.int32).tobytes())
+        q.write_buffer(self._buffers["step"], 0, np.array([n, p, 0, 0], dtype=np.uint32).tobytes())
+        q.submit([self._ahead.take((program, n, p, pick))])
+        if program == "decode":
+            self._pick = pick
+        if program != "score" and p + n < self.context_window:
+            self._ahead.prepare(("decode", 1, p + n, self._pick))  # while the GPU runs this step
+        if pick:
+            return self._argmax.read()
+        out_rows = self._programs[program]["rows"](n, p)
         nbytes = _round16(out_rows * self.vocab_size * np.dtype(self._act_dtype).itemsize)
-        enc.copy_buffer_to_buffer(self._buffers["logits"], 0, self._staging, 0, nbytes)
-        q.submit([enc.finish()])
         self._staging.map_sync(wgpu.MapMode.READ, 0, nbytes)
         data = np.frombuffer(self._staging.read_mapped(0, nbytes, copy=True), dtype=self._act_dtype)
         self._staging.unmap()
         return data[: out_rows * self.vocab_size].reshape(out_rows, self.vocab_size).astype(np.float32)
+
+    def forward_argmax(self, ids: list[int]) -> int:
+        """forward() of one decode token returning argmax(logits) picked on the GPU (gpu_sampling.py):
+        4 bytes read back instead of the row; the same id as numpy's argmax of forward()'s row."""
+        ids = self._check(ids)
+        if len(ids) != 1:
+            raise ValueError(f"forward_argmax takes one token (a decode step), got {len(ids)}")
+        tok = int(self._step("last", ids, pick=True))
+        self._position += 1
+        return tok
