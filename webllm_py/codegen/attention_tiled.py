@@ -105,11 +105,11 @@ def tile_shape(k: AttentionTiledKey) -> TileShape:
         fits = [t for t in TQ_CHOICES if t * lpr <= MAX_INVOCATIONS and _max_tk(t, hd4) >= 1]
         good = [t for t in fits if _max_tk(t, hd4) >= MIN_TK]
         tq = good[0] if good else max(fits, key=lambda t: t * _max_tk(t, hd4), default=1)
-    tk = k.tk or _max_tk(tq, hd4)
     wg = tq * lpr
-    if tq < 1 or tk < 1 or not 1 <= wg <= MAX_INVOCATIONS:
-        raise ValueError(f"{k.name}: tq {tq} x {lpr} lanes per row needs 1..{MAX_INVOCATIONS} lanes "
-                         f"and tk >= 1 (got tk {tk}); lower tq")
+    if tq < 1 or k.tk < 0 or not 1 <= wg <= MAX_INVOCATIONS:
+        raise ValueError(f"{k.name}: tq {tq} rows x {lpr} lanes per row must make 1..{MAX_INVOCATIONS} lanes "
+                         "(tk >= 0); lower tq")
+    tk = k.tk or max(1, _max_tk(tq, hd4))  # 1 when nothing fits: the storage check below names the limit
     storage = _storage(tq, tk, hd4)
     if storage > MAX_WORKGROUP_STORAGE:
         raise ValueError(f"{k.name}: tiles of {tq} rows x {tk} keys at head_dim {k.head_dim} need {storage} bytes "
@@ -130,7 +130,7 @@ def _plan_attention_tiled(k: AttentionTiledKey) -> _Plan:
              ("v_cache", "read", kv_array_type(k.act, k.kv, "vec4"), kv_layout(k.act, k.kv, kvw, "0..p+n-1 read")),
              ("out", "read_write", _act_arr(k.act, 4), f"(n, {qw}) {k.act}"), STEP]
     return _Plan(decls, (ts.wg, 1, 1), (_ceil(f"n * {group}", ts.tq), str(k.kv_heads), "1"),
-                 dict(tq=ts.tq, tk=ts.tk, lpr=ts.lanes_per_row, chunks=hd4 // ts.lanes_per_row, wg=ts.wg,  # resolved knobs
+                 dict(tq=ts.tq, tk=ts.tk, lpr=ts.lanes_per_row, chunks=hd4 // ts.lanes_per_row, wg=ts.wg,  # resolved
                       storage=ts.storage, group=group, hd4=hd4, qw=qw, kvw=kvw, scale_lit=f32_literal(k.scale)))
 
 
