@@ -2,14 +2,14 @@
 
 Oracle: numpy's `argmax` of the row widened to float64, which is exactly what the CPU sampler
 takes at temperature 0 (sampler.sample_token); the kernel must return the same id, bit for bit
-(tolerance: exact - it is a selection, no arithmetic). Rows include ties (lowest id must win),
+(tolerance: exact - it is a selection, no arithmetic), on lavapipe and on SwiftShader (Chromium,
+marked browser + slow). Rows include ties (lowest id must win),
 -inf, +inf, -0 vs +0, NaN (numpy returns the first NaN's id), awkward lengths (not a multiple
 of the workgroup, shorter than it, odd for f16's two-per-word layout) and a row other than 0.
 """
 
 from __future__ import annotations
 
-import os
 import zlib
 
 import numpy as np
@@ -17,25 +17,14 @@ import pytest
 
 from webllm_py.codegen import build
 from webllm_py.codegen.argmax import ArgmaxKey
+from webllm_py.codegen.runner import has_f16
+from webllm_py.testing.browser_kernels import emulator_runner  # noqa: F401  (lavapipe, and SwiftShader [browser, slow])
 from webllm_py.runtime.gpu_sampling import full_logits_needs, gpu_argmax_ok
 from webllm_py.runtime.request import Request
 from webllm_py.runtime.sampler import Sampler, SamplingParams
 
 NP = {"f32": np.float32, "f16": np.float16}
 UINT = {"f32": np.uint32, "f16": np.uint16}
-
-
-@pytest.fixture(scope="module")
-def runner():
-    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
-    pytest.importorskip("wgpu")
-    from webllm_py.codegen.runner import KernelRunner, request_device
-
-    try:
-        _, device = request_device()
-    except Exception as e:  # pragma: no cover - machines without a driver
-        pytest.skip(f"no wgpu adapter: {e}")
-    return KernelRunner(device)
 
 
 def _rows(act: str, cols: int, case: str) -> np.ndarray:
@@ -68,9 +57,10 @@ CASES = ["random", "ties", "neg_inf", "all_neg_inf", "zeros", "pos_inf", "nan"]
 
 @pytest.mark.parametrize("act", ["f32", "f16"])
 @pytest.mark.parametrize("cols,case", [(49152, c) for c in CASES] + [(1001, "ties"), (7, "random"), (257, "nan")])
-def test_argmax_kernel_matches_numpy(runner, act, cols, case):
-    if act == "f16" and "shader-f16" not in runner.device.features:
-        pytest.skip("adapter lacks shader-f16 (the f16 variant declares f16 aliases)")
+def test_argmax_kernel_matches_numpy(emulator_runner, act, cols, case):
+    runner = emulator_runner
+    if act == "f16" and not has_f16(runner.device):
+        pytest.skip("adapter lacks shader-f16 (SwiftShader): the f16 variant declares f16 aliases")
     x = _rows(act, cols, case)
     want = int(np.argmax(x[1].astype(np.float64)))
     words = np.frombuffer(x.tobytes() + b"\0" * (-x.nbytes % 4), dtype=np.uint32)
