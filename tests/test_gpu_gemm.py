@@ -165,7 +165,7 @@ def test_gemm_plan():
     (dict(epilogue="silu_mul", row_offset=8, out_rows=80), "row_offset"),
     (dict(norm_eps=1e-5), "without norm"),
     (dict(norm=True, bias=True, splits=(16, 16, 16, 16)), "storage buffers.*fewer splits"),
-    (dict(fmt="q5"), "no entry in wgsl_templates/_dequant.wgsl"),
+    (dict(fmt="q9z"), "no entry in wgsl_templates/_dequant.wgsl"),
 ])
 def test_gemm_key_errors(kw, msg):
     key = GemmKey(**{**dict(act="f32", fmt="q4", rows=64, cols=64), **kw})
