@@ -24,11 +24,21 @@ Tolerances, and why:
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 import pytest
 
 from webllm_py.codegen import KvWriteKey, RopeKey, RopeKvKey, build
+from webllm_py.codegen.attention_gpu import (
+    DEFAULT_BLOCK,
+    AttentionSplitKey,
+    attention_combine_key,
+    attention_split_key,
+    partial_elements,
+)
+from webllm_py.codegen.runner import has_subgroups
+from webllm_py.codegen.wgsl_compat import uses_subgroups
 from webllm_py.codegen.encoder_kernels import RowRopeKey
 
 from test_kernels import (  # noqa: F401  (runner: the module's lavapipe fixture)
@@ -149,3 +159,111 @@ def test_rope_to_f16x2_cache(runner, heads, head_dim, n, p):
     check(got[p:p + n], ref, 2e-3 * (10 if p > 1000 else 1), "rope -> f16x2 cache")
     same_bits(got[:p], cache[:p], "cache rows before p")
     same_bits(got[p + n:], cache[p + n:], "cache rows after p+n")
+
+
+# -- flash-decoding ---------------------------------------------------------------------
+
+def run_flash(runner, key: AttentionSplitKey, q, kc, vc, n: int, p: int) -> np.ndarray:
+    """attention_split then attention_combine, the partial scratch sized by partial_elements;
+    returns the combine's out buffer (n valid rows + EXTRA sentinel rows)."""
+    heads, hd = key.heads, key.head_dim
+    partial = np.zeros(partial_elements(heads, hd, kc.shape[0], key.block, n), np.float32)
+    part = runner.run(build(key), {"q": padded(q, key.act), "k_cache": kc, "v_cache": vc, "partial": partial},
+                      n, p)["partial"]
+    out = sentinel((n + EXTRA, heads * hd), key.act)
+    comb = build(attention_combine_key(key.act, heads, hd, key.block))
+    got = runner.run(comb, {"partial": part, "out": out}, n, p)["out"]
+    same_bits(got[n:], out[n:], "out rows past n")
+    return got[:n]
+
+
+def kv_caches(rng, kv: str, act: str, p: int, n: int, kvw: int):
+    """K and V caches of p + n valid rows then NaN rows, in the cache storage's dtype."""
+    dt = "f16" if kv == "f16x2" else act
+    kc, vc = rand(rng, (p + n + EXTRA, kvw), dt, 2.0), rand(rng, (p + n + EXTRA, kvw), dt)
+    kc[p + n:] = sentinel((EXTRA, kvw), dt)  # never read: NaN would poison the output
+    vc[p + n:] = sentinel((EXTRA, kvw), dt)
+    return kc, vc
+
+
+def need_subgroups(runner, subgroups: bool) -> None:
+    if subgroups and not has_subgroups(runner.device):
+        pytest.skip("adapter lacks subgroups: the subgroup variant cannot run here")
+
+
+B = 16  # a small key block so that contexts past several blocks stay quick on lavapipe
+
+
+@pytest.mark.parametrize("kv", ["", "f16x2"])
+@pytest.mark.parametrize("subgroups", [False, True])
+@pytest.mark.parametrize("heads,kv_heads,head_dim", [(4, 4, 64), (8, 2, 80)])
+@pytest.mark.parametrize("n,p", [(1, 0), (1, 5), (1, B - 1), (1, B), (1, 3 * B + 7), (2, 3 * B + 7), (2, B - 1)])
+def test_flash_decoding(runner, kv, subgroups, heads, kv_heads, head_dim, n, p):
+    need_subgroups(runner, subgroups)
+    rng = rng_for("flash", kv, heads, kv_heads, head_dim, n, p)
+    scale = 1.0 / math.sqrt(head_dim)
+    q = rand(rng, (n, heads * head_dim), "f32", 2.0)
+    kc, vc = kv_caches(rng, kv, "f32", p, n, kv_heads * head_dim)
+    # wg 32 with head_dim/4 = 16 or 20 lanes: two V slices, and several subgroups on both emulators
+    key = AttentionSplitKey("f32", kv, heads, kv_heads, head_dim, scale, block=B, wg=32, subgroups=subgroups)
+    got = run_flash(runner, key, q, kc, vc, n, p)
+    ref = ref_op("attention", [q, f(kc), f(vc)], n, p, heads=heads, kv_heads=kv_heads, head_dim=head_dim, scale=scale)
+    check(got, ref, 1e-4, key.name)
+
+
+@pytest.mark.parametrize("n,p", [(1, 300), (2, 299)])
+def test_flash_decoding_many_blocks(runner, n, p):
+    """More blocks (block 4: 76) than the combine kernel has lanes (64): each lane merges several
+    partials online before the tree, a path the contexts above do not reach."""
+    rng = rng_for("flash-many", n, p)
+    q = rand(rng, (n, 2 * 16), "f32", 2.0)
+    kc, vc = kv_caches(rng, "", "f32", p, n, 16)
+    key = AttentionSplitKey("f32", "", 2, 1, 16, 0.25, block=4, wg=8)
+    got = run_flash(runner, key, q, kc, vc, n, p)
+    check(got, ref_op("attention", [q, kc, vc], n, p, heads=2, kv_heads=1, head_dim=16, scale=0.25), 1e-4, key.name)
+
+
+@pytest.mark.parametrize("subgroups", [False, True])
+@pytest.mark.parametrize("n,p", [(1, 130), (1, 300)])
+def test_flash_decoding_defaults(runner, subgroups, n, p):
+    """The default-tuned keys (block 128 on 128 lanes: one key per lane) past one and two blocks."""
+    need_subgroups(runner, subgroups)
+    heads, kv_heads, hd = 16, 4, 64
+    rng = rng_for("flash-default", subgroups, n, p)
+    q = rand(rng, (n, heads * hd), "f32", 2.0)
+    kc, vc = kv_caches(rng, "f16x2", "f32", p, n, kv_heads * hd)
+    key = attention_split_key("f32", "f16x2", heads, kv_heads, hd, 0.125, subgroups=subgroups)
+    assert (key.block, key.wg) == (DEFAULT_BLOCK, 128)
+    got = run_flash(runner, key, q, kc, vc, n, p)
+    ref = ref_op("attention", [q, f(kc), f(vc)], n, p, heads=heads, kv_heads=kv_heads, head_dim=hd, scale=0.125)
+    check(got, ref, 1e-4, key.name)
+
+
+def test_flash_decoding_plan():
+    """Parallelism grows with the context: at p = 4096 (16 heads / 4 kv heads, head_dim 64) the
+    split kernel runs >= 32 invocations per head; the scratch fits every record it indexes."""
+    key = attention_split_key("f32", "f16x2", 16, 4, 64, 0.125)
+    kern = build(key)
+    gx, gy, gz = kern.dispatch_for(1, 4096)
+    invocations = gx * gy * gz * math.prod(kern.workgroup_size)
+    assert invocations >= 32 * 16, invocations
+    assert (gx, gy, gz) == (-(-4097 // key.block), 4, 1)
+    cw = 4096 + 1
+    assert partial_elements(16, 64, cw, key.block, 1) == 16 * gx * (64 + 4)
+    comb = build(attention_combine_key("f32", 16, 64, key.block))
+    assert comb.dispatch_for(1, 4096) == (16, 1, 1)
+    assert uses_subgroups(build(AttentionSplitKey("f32", "", 4, 2, 64, 0.1, subgroups=True)).wgsl)
+    assert not uses_subgroups(kern.wgsl) and "subgroupAdd" not in kern.wgsl
+
+
+def test_flash_decoding_key_errors():
+    with pytest.raises(ValueError, match="multiple of 4"):
+        build(AttentionSplitKey("f32", "", 4, 2, 6, 0.1))
+    with pytest.raises(ValueError, match="not a multiple of kv_heads"):
+        build(AttentionSplitKey("f32", "", 6, 4, 64, 0.1))
+    with pytest.raises(ValueError, match="16 KiB"):
+        build(AttentionSplitKey("f32", "", 64, 4, 128, 0.1, block=256, wg=256))
+    with pytest.raises(ValueError, match="power of two"):
+        build(AttentionSplitKey("f32", "", 4, 2, 64, 0.1, wg=96))
+    with pytest.raises(ValueError, match="kv must be one of"):
+        build(AttentionSplitKey("f32", "f8", 4, 2, 64, 0.1))
