@@ -22,10 +22,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_kernels import EXTRA, TOL, check, f, need, padded, rand, ref_op, rng_for, runner, same_bits  # noqa: F401
-from test_kernels import sentinel, weight_parts
-from webllm_py.codegen import dequant
+from test_kernels import check, need, rng_for, runner  # noqa: F401  (runner is a fixture)
+from test_kernels import _run_fused, weight_parts
+from webllm_py.codegen import MatmulKey, build, dequant, key_from_json
+from webllm_py.codegen.gemv import GemvKey, gemv_key
 from webllm_py.codegen.kernels import STEP, Kernel, _env, _weight_decls
+from webllm_py.codegen.runner import has_subgroups
 
 FORMATS = ["f32", "f16", "q8", "q4", "q4a"]
 
@@ -88,3 +90,121 @@ def test_dequant_library(runner, fmt, cols):
     wpad[:, :cols] = wd
     ref = (wpad * x).reshape(rows, nb, blk).sum(-1)
     check(got["outd"], ref, 1e-5, f"dq_dot {fmt}")
+
+
+# -- the GEMV ---------------------------------------------------------------------------
+
+def need_subgroups(runner, subgroups: bool) -> None:
+    if subgroups and not has_subgroups(runner.device):
+        pytest.skip("adapter lacks the subgroups feature: the subgroupAdd form cannot run here")
+
+
+# (form, cols, key options): one case per fusion form. Sizes are awkward on purpose: cols not a
+# multiple of lanes * 8 nor (100, 127, 36) of 32, rows (37, 29, 44) not a multiple of rows_per_wg.
+FORMS = {
+    "plain": (100, dict(rows=37)),
+    "bias": (1000, dict(rows=37, bias=True)),  # several blocks per lane at wg 128 for f32/f16/q8
+    "norm": (36, dict(rows=37, norm=True, norm_eps=0.25)),  # a large eps changes the result visibly
+    "residual": (127, dict(rows=37, epilogue="residual", bias=True)),  # scalar x loads (cols % 4 != 0)
+    "silu_mul": (64, dict(rows=29, epilogue="silu_mul", norm=True, norm_eps=1e-5, bias=True)),
+    "splits": (96, dict(rows=44, splits=(16, 8, 20), norm=True, norm_eps=1e-5, bias=True)),
+    "last_row": (127, dict(rows=29, last_row=True, norm=True, norm_eps=1e-5)),
+    "row_slice": (100, dict(rows=24, row_offset=8, out_rows=40, epilogue="residual", bias=True)),
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("form", FORMS)
+def test_gemv_forms(runner, fmt, form):
+    """Every format x every fusion form once, n = 1 and 3; the subgroup and the tree reduction
+    alternate over formats, so each form runs both ways."""
+    cols, opts = FORMS[form]
+    opts = dict(opts)
+    rows = opts.pop("rows")
+    subgroups = (FORMATS.index(fmt) + list(FORMS).index(form)) % 2 == 0
+    need_subgroups(runner, subgroups)
+    key = gemv_key("f32", fmt, rows, cols, subgroups=subgroups, **opts)
+    rng = rng_for("gemv", fmt, form)
+    for n in (1, 3):
+        _run_fused(runner, key, n, rng)
+
+
+@pytest.mark.parametrize("subgroups", [False, True])
+@pytest.mark.parametrize("wg,rows_per_wg", [(16, 1), (64, 3), (256, 8)])
+def test_gemv_knobs(runner, subgroups, wg, rows_per_wg):
+    """Lane counts and rows per workgroup, on a row of 1000 columns (q4: 125 blocks, 8 per lane
+    at wg 16; 256 lanes: half idle) and a silu_mul + norm form (the most reduction slots):
+    256 lanes on lavapipe's subgroups of 8 are 32 subgroups to combine."""
+    need_subgroups(runner, subgroups)
+    rng = rng_for("gemvknobs", subgroups, wg, rows_per_wg)
+    for fmt in ("q4", "f16"):
+        _run_fused(runner, GemvKey("f32", fmt, 45, 1000, wg=wg, rows_per_wg=rows_per_wg, subgroups=subgroups), 1, rng)
+    silu = GemvKey("f32", "q8", 21, 200, norm=True, norm_eps=1e-5, epilogue="silu_mul", wg=wg,
+                   rows_per_wg=min(rows_per_wg, 4), subgroups=subgroups)
+    _run_fused(runner, silu, 3, rng)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_gemv_f16_activations(runner, fmt):
+    """f16 activations (x and out f16, math in f32) where the adapter has shader-f16."""
+    need(runner, "f16")
+    rng = rng_for("gemvf16", fmt)
+    for key in (gemv_key("f16", fmt, 37, 100, bias=True),
+                gemv_key("f16", fmt, 29, 64, norm=True, norm_eps=1e-5, epilogue="silu_mul", subgroups=False)):
+        for n in (1, 3):
+            _run_fused(runner, key, n, rng)
+
+
+# A Llama-3.2-1B-like layer (hidden 1024 here, ffn 4096): every GEMV the decode step runs.
+def llama_keys(fmt: str) -> list[GemvKey]:
+    H, I, q, kv, vocab = 1024, 4096, 1024, 256, 32000
+    return [gemv_key("f32", fmt, q + 2 * kv, H, bias=True, norm=True, norm_eps=1e-5, splits=(q, kv, kv)),
+            gemv_key("f32", fmt, H, q, epilogue="residual"),
+            gemv_key("f32", fmt, I, H, norm=True, norm_eps=1e-5, epilogue="silu_mul"),
+            gemv_key("f32", fmt, H, I, epilogue="residual"),
+            gemv_key("f32", fmt, vocab, H, last_row=True, norm=True, norm_eps=1e-5),
+            gemv_key("f32", fmt, 512, H, row_offset=512, out_rows=1024)]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_gemv_plan_shape(fmt):
+    """The shape rules on a Llama shape, read from the plan (no timing): >= 16 invocations per output
+    row counted two ways (workgroup lanes / rows per workgroup, and lanes that have a block of the
+    row to load), a serial chain of <= 8 blocks per lane, at most 16 KiB of workgroup storage."""
+    for key in llama_keys(fmt):
+        k = build(key)
+        groups, _, _ = k.dispatch_for(1, 0)
+        invocations = groups * k.workgroup_size[0]
+        assert invocations / key.rows >= 16, (k.name, invocations / key.rows)
+        blocks = -(-key.cols // dequant.block_cols(fmt))
+        assert min(key.wg, blocks) >= 16, k.name  # lanes with work in every row
+        assert -(-blocks // key.wg) <= 8, k.name
+        assert key.reduction_bytes() <= 16384, k.name
+        assert key_from_json(key.to_json()) == key
+
+
+def test_gemv_bindings_are_matmuls():
+    """The lowering's tensor map works unchanged: same binding names, kinds and order as MatmulKey."""
+    for kw in [dict(bias=True, norm=True, norm_eps=1e-5, splits=(8, 8, 16)), dict(epilogue="residual"),
+               dict(norm=True, norm_eps=1e-5, epilogue="silu_mul", bias=True), dict(last_row=True),
+               dict(row_offset=8, out_rows=64)]:
+        for fmt in FORMATS:
+            g = build(gemv_key("f32", fmt, 32, 96, **kw))
+            m = build(MatmulKey("f32", fmt, 32, 96, **kw))
+            assert g.bindings == m.bindings, (g.name, g.bindings, m.bindings)
+            assert g.dispatch[1] == m.dispatch[1]
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(wg=8), "power of two"), (dict(wg=96), "power of two"), (dict(rows_per_wg=9), "rows_per_wg"),
+    (dict(wg=256, rows_per_wg=8, epilogue="silu_mul", norm=True), "workgroup storage"),
+    (dict(fmt="q3"), "_dequant.wgsl"), (dict(epilogue="gelu"), "epilogue"),
+    (dict(norm_eps=1e-5), "without norm"), (dict(splits=(32,)), "at least 2"),
+    (dict(splits=(16, 8)), "sum to rows"), (dict(epilogue="silu_mul", row_offset=8, out_rows=64), "row_offset"),
+    (dict(splits=(8, 8, 8, 8), norm=True, bias=True), "storage buffers"),
+    (dict(row_offset=40, out_rows=64), "exceeds out_rows"),
+])
+def test_gemv_key_errors(kw, msg):
+    base = dict(act="f32", fmt="q4", rows=32, cols=96)
+    with pytest.raises(ValueError, match=msg):
+        build(GemvKey(**{**base, **kw}))
