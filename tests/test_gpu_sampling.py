@@ -216,3 +216,29 @@ def test_encode_ahead_is_bit_identical_and_used(tiny_bundles, adapter):
     assert np.array_equal(run(model), ahead)
     with pytest.raises(ValueError, match="one token"):
         model.forward_argmax([1, 2])
+
+
+# -- the browser runtime's copies ----------------------------------------------------------------
+
+def test_js_wgsl_module_is_current():
+    """web/src/gpu_sampling_wgsl.js is the generated copy of both argmax variants (regenerate with
+    webllm_py.codegen.argmax.write_js_module() after editing the template)."""
+    from pathlib import Path
+
+    from webllm_py.codegen.argmax import JS_MODULE, js_module
+
+    assert (Path(__file__).resolve().parents[1] / JS_MODULE).read_text(encoding="utf-8") == js_module()
+
+
+def test_js_decision_table_names_the_same_needs():
+    """web/src/gpu_sampling.js's FULL_LOGITS_NEEDS lists the same needs in the same order
+    (web/test/gpu_sampling.test.js checks each against request.js's validated fields)."""
+    import re
+    from pathlib import Path
+
+    from webllm_py.runtime.gpu_sampling import FULL_LOGITS_NEEDS
+
+    js = (Path(__file__).resolve().parents[1] / "web/src/gpu_sampling.js").read_text(encoding="utf-8")
+    table = js[js.index("export const FULL_LOGITS_NEEDS"):]
+    table = table[: table.index("];")]
+    assert re.findall(r'\["([^"]+)", \(r\)', table) == list(FULL_LOGITS_NEEDS)

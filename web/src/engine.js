@@ -30,6 +30,7 @@ import { toolGrammar, toolPlan } from "./tool_calls.js";
 import { StreamedReply, promptMessages, reply, templateTools, toolMode } from "./tool_chat.js";
 import { WebGPURuntime } from "./runtime.js";
 import { Embeddings, createEmbeddingEngine } from "./embeddings.js";
+import { gpuArgmaxOk } from "./gpu_sampling.js";
 import { applyPenalties, logSoftmax, sampleAdjusted } from "./sampler.js";
 import { TokenBytes } from "./token_bytes.js";
 import { Tokenizer } from "./tokenizer.js";
@@ -49,6 +50,7 @@ const LOAD_SHARE = 0.9;
  * @property {() => void} reset
  * @property {(position: number) => void} truncate
  * @property {(ids: number[]) => Promise<Float32Array>} forward last token's logits; may be reused by the next call
+ * @property {(ids: number[]) => Promise<number>} [forwardArgmax] forward one token, resolve to argmax(logits) picked on the GPU (gpu_sampling.js)
  * @property {number} [prefillChunk] the largest step (forward chunks longer ids into steps of it)
  * @property {"program"|"schedule"|"any"} [kvReuse] which cached rows are reusable bit-exactly (kv_reuse.js)
  * @property {() => void} [destroy]
@@ -205,12 +207,12 @@ export class Engine {
     if (this._unloaded) throw new WebLLMError("this engine was unloaded; create a new one with CreateEngine()");
   }
 
-  /** @param {number[]} ids */
-  async _forward(ids) {
+  /** The logits of the last id, or with pick its argmax id picked on the GPU (gpu_sampling.js). @param {number[]} ids @param {boolean} [pick] */
+  async _forward(ids, pick = false) {
     this._signal?.throwIfAborted(); // before the GPU step: the cache still holds what the ledger says
     let logits;
     try {
-      logits = await this.model.forward(ids);
+      logits = await (pick ? /** @type {(ids: number[]) => Promise<number>} */ (this.model.forwardArgmax)(ids) : this.model.forward(ids));
     } catch (err) {
       this._kv = null; // the model's cache state is unknown now
       throw err;
@@ -289,6 +291,8 @@ export class Engine {
     let decoded = 0; // characters produced so far (logprobs text_offset)
     let n = 0;
     let t = seconds();
+    const pick = gpuArgmaxOk(req, this.model); // greedy only: decode tokens argmax'd on the GPU
+    let picked = -1;
     const step = (/** @type {string} */ text, /** @type {TokenInfo|null} */ info, /** @type {string|null} */ finish = null) => {
       // time spent producing this token, excluding the consumer's time between yields
       stats.decode_seconds += seconds() - t;
@@ -297,12 +301,12 @@ export class Engine {
     };
     for (;;) {
       params.bitmask = guide ? await guide.mask() : null;
-      const x = applyPenalties(logits, params);
-      const tok = sampleAdjusted(x, params);
+      const x = picked < 0 ? applyPenalties(logits, params) : null;
+      const tok = x ? sampleAdjusted(x, params) : picked; // exactly what the sampler would pick (nothing reads x then)
       params.counter++;
       params.generatedTokens.push(tok);
       n++;
-      const info = req.logprobs ? this._tokenInfo(tok, x, req.topLogprobs, decoded) : null;
+      const info = req.logprobs ? this._tokenInfo(tok, /** @type {Float64Array} */ (x), req.topLogprobs, decoded) : null;
       if (this.eosTokenIds.has(tok) && !req.ignoreEos) {
         let [out, hit] = stopper.feed(detok.flush());
         if (!hit) out += stopper.flush();
@@ -325,9 +329,10 @@ export class Engine {
       }
       yield step(out, info);
       t = seconds();
-      const next = this._forward([tok]); // the GPU work is submitted now...
+      const next = this._forward([tok], pick); // the GPU work is submitted now...
       const mask = guide?.advance(tok); // ...so the next mask is computed while it runs
-      logits = await next;
+      if (pick) picked = /** @type {number} */ (await next);
+      else logits = /** @type {Float32Array} */ (await next);
       await mask;
     }
   }

@@ -8,13 +8,18 @@
 // group per dispatch. A step writes the ids and the 16-byte step uniform [n, p, 0, 0],
 // records every dispatch of one program in one compute pass, copies the logits rows to a
 // MAP_READ staging buffer, submits once and maps it: one submission and one readback per
-// step, no GPU allocation, and the ids/step typed arrays are reused.
+// step, no GPU allocation, and the ids/step typed arrays are reused. The next decode step's
+// commands are recorded while the GPU runs this one (encode_ahead.js), and a greedy decode step
+// can read back only its argmax id (forwardArgmax, gpu_sampling.js).
 import { compileDim } from "./dims.js";
+import { EncodeAhead } from "./encode_ahead.js";
 import { BundleError, ContextWindowExceededError, DeviceLostError } from "./errors.js";
+import { GpuArgmax } from "./gpu_sampling.js";
 import { acquireDevice } from "./gpu_device.js";
 import { halfsToFloats } from "./half.js";
 import { ACT_BYTES, bufferBytes, estimateMemory, resolveContextWindow, round16, sizedBufferSpecs } from "./kv_sizing.js";
 import { RuntimeLoad } from "./runtime_load.js";
+import { argmax } from "./sampler.js";
 
 export { compileDim } from "./dims.js";
 export { halfToFloat, halfsToFloats } from "./half.js";
@@ -157,6 +162,10 @@ export class WebGPURuntime {
     if (!load) throw new Error("ready() called twice");
     await load.ready();
     this._load = null;
+    // greedy decoding's GPU argmax; where it does not compile, forwardArgmax reads the row back
+    const logits = /** @type {GPUBuffer} */ (this.buffers.get("logits"));
+    this._argmax = await GpuArgmax.create(this.device, ACT_BYTES[this.precision] === 2 ? "f16" : "f32", logits, this.vocabSize)
+      .catch(() => null);
   }
 
   /**
@@ -195,6 +204,11 @@ export class WebGPURuntime {
     this._row = new Float32Array(this.vocabSize);
     /** @type {GPUBuffer|null} the MAP_READ copy of the logits rows */
     this.staging = null;
+    // decode steps recorded ahead (encode_ahead.js); the argmax of greedy decoding (gpu_sampling.js)
+    this._ahead = new EncodeAhead((key) => this._encode(key));
+    /** @type {GpuArgmax|null} */
+    this._argmax = null;
+    this._pick = false; // the readback mode of the last decode step: the next is recorded ahead in it
     this._destroyed = false;
     device.lost.then((info) => {
       if (!this._destroyed) this.lost = new DeviceLostError(info.reason, info.message);
@@ -241,21 +255,14 @@ export class WebGPURuntime {
   }
 
   /**
-   * One step of `program` over ids at the current position. Writes the logits rows into
-   * `out` (rows × vocab) or, when out is null, into the reused last-row array.
-   * @param {string} program @param {ArrayLike<number>} ids @param {Float32Array|null} out
-   * @returns {Promise<Float32Array>} out, or the last row
+   * The command buffer of one step: `program` at (n, p), then the logits rows' copy to the
+   * staging buffer, or with pick the argmax of the last row and its 4-byte copy.
+   * @param {string} key "program n p pick" (stepKey)
    */
-  async _run(program, ids, out) {
-    const n = ids.length, p = this.position;
+  _encode(key) {
+    const [program, ns, ps, pick] = key.split(" ");
+    const n = Number(ns), p = Number(ps);
     const prog = this.programs[program];
-    if (!prog) throw new BundleError(`bundle has no "${program}" program`);
-    const q = this.device.queue;
-    this._ids.set(ids);
-    q.writeBuffer(this.buffers.get("ids") ?? fail(), 0, this._ids.buffer, 0, n * 4);
-    this._step[0] = n;
-    this._step[1] = p;
-    q.writeBuffer(this.buffers.get("step") ?? fail(), 0, this._step);
     const enc = this.device.createCommandEncoder();
     const pass = enc.beginComputePass();
     for (const s of prog.steps) {
@@ -264,22 +271,63 @@ export class WebGPURuntime {
       pass.dispatchWorkgroups(s.workgroups[0](n, p), s.workgroups[1](n, p), s.workgroups[2](n, p));
     }
     pass.end();
-    const rows = prog.rows(n, p);
-    const V = this.vocabSize;
-    const act = ACT_BYTES[this.precision];
-    const nbytes = round16(rows * V * act);
-    const staging = /** @type {GPUBuffer} */ (this.staging);
-    enc.copyBufferToBuffer(this.buffers.get("logits") ?? fail(), 0, staging, 0, nbytes);
-    q.submit([enc.finish()]);
+    if (pick === "1") /** @type {GpuArgmax} */ (this._argmax).encode(enc);
+    else {
+      const nbytes = round16(prog.rows(n, p) * this.vocabSize * ACT_BYTES[this.precision]);
+      enc.copyBufferToBuffer(this.buffers.get("logits") ?? fail(), 0, /** @type {GPUBuffer} */ (this.staging), 0, nbytes);
+    }
+    return enc.finish();
+  }
+
+  /**
+   * Write the ids and step uniform of one step of `program` at the current position, submit its
+   * commands (recorded ahead when they were predicted) and record the likely next step's.
+   * @param {string} program @param {ArrayLike<number>} ids @param {boolean} pick
+   */
+  _submit(program, ids, pick) {
+    const n = ids.length, p = this.position;
+    if (!this.programs[program]) throw new BundleError(`bundle has no "${program}" program`);
+    const q = this.device.queue;
+    this._ids.set(ids);
+    q.writeBuffer(this.buffers.get("ids") ?? fail(), 0, this._ids.buffer, 0, n * 4);
+    this._step[0] = n;
+    this._step[1] = p;
+    q.writeBuffer(this.buffers.get("step") ?? fail(), 0, this._step);
+    q.submit([this._ahead.take(stepKey(program, n, p, pick))]);
+    if (program === "decode") this._pick = pick;
+    if (program !== "score" && p + n < this.contextWindow) this._ahead.prepare(stepKey("decode", 1, p + n, this._pick));
+  }
+
+  /**
+   * Await a readback of the submitted step. A lost device explains a failure better than
+   * mapAsync's OperationError; its `lost` promise may settle just after the rejection, so give
+   * it a moment. @template T @param {Promise<T>} mapped @returns {Promise<T>}
+   */
+  async _settle(mapped) {
     try {
-      await staging.mapAsync(MAP_READ_MODE, 0, nbytes);
+      return await mapped;
     } catch (cause) {
-      // A lost device explains the failure better than mapAsync's OperationError; its
-      // `lost` promise may settle just after the rejection, so give it a moment.
       await Promise.race([this.device.lost, new Promise((r) => setTimeout(r, 100))]);
       this._alive();
       throw cause;
     }
+  }
+
+  /**
+   * One step of `program` over ids at the current position. Writes the logits rows into
+   * `out` (rows × vocab) or, when out is null, into the reused last-row array.
+   * @param {string} program @param {ArrayLike<number>} ids @param {Float32Array|null} out
+   * @returns {Promise<Float32Array>} out, or the last row
+   */
+  async _run(program, ids, out) {
+    const n = ids.length, p = this.position;
+    this._submit(program, ids, false);
+    const rows = this.programs[program].rows(n, p);
+    const V = this.vocabSize;
+    const act = ACT_BYTES[this.precision];
+    const nbytes = round16(rows * V * act);
+    const staging = /** @type {GPUBuffer} */ (this.staging);
+    await this._settle(staging.mapAsync(MAP_READ_MODE, 0, nbytes));
     try {
       const mapped = staging.getMappedRange(0, nbytes);
       // Only the last row is wanted for generation; score wants them all.
@@ -326,6 +374,24 @@ export class WebGPURuntime {
   }
 
   /**
+   * forward() of one decode token resolving to argmax(logits) picked on the GPU (gpu_sampling.js):
+   * 4 bytes read back instead of the row; the lowest id among the maxima, as sampler.js's argmax.
+   * @param {ArrayLike<number>} ids one token
+   * @returns {Promise<number>}
+   */
+  async forwardArgmax(ids) {
+    const arr = this._check(ids);
+    if (arr.length !== 1) throw new RangeError(`forwardArgmax takes one token (a decode step), got ${arr.length}`);
+    if (!this._argmax) return argmax(await this.forward(arr));
+    const t0 = performance.now();
+    this._submit("decode", arr, true);
+    const tok = await this._settle(this._argmax.read());
+    this.position += 1;
+    this.stats = { tokens: 1, seconds: (performance.now() - t0) / 1000 };
+    return tok;
+  }
+
+  /**
    * Fresh cache; every position's logits with the "score" program.
    * @param {ArrayLike<number>} ids
    * @returns {Promise<Float32Array[]>} one (vocab_size) row per id
@@ -366,11 +432,18 @@ export class WebGPURuntime {
   destroy() {
     if (this._destroyed) return;
     this._destroyed = true;
+    this._ahead.clear();
+    this._argmax?.destroy();
     for (const b of this.buffers.values()) b.destroy();
     this.staging?.destroy();
     this.buffers.clear();
     this.device.destroy();
   }
+}
+
+/** The EncodeAhead key of a step. @param {string} program @param {number} n @param {number} p @param {boolean} pick */
+function stepKey(program, n, p, pick) {
+  return `${program} ${n} ${p} ${pick ? 1 : 0}`;
 }
 
 /** @returns {never} */

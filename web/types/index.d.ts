@@ -303,6 +303,8 @@ export interface LanguageModel {
   truncate(position: number): void;
   /** Last token's logits; the array may be reused by the next call. */
   forward(ids: number[]): Promise<Float32Array>;
+  /** forward() of one token resolving to argmax(logits) picked on the GPU: greedy requests use it when present */
+  forwardArgmax?(ids: number[]): Promise<number>;
   destroy?(): void;
 }
 export interface RuntimeOptions {
@@ -334,6 +336,8 @@ export class WebGPURuntime implements LanguageModel {
   reset(): void;
   truncate(position: number): void;
   forward(ids: ArrayLike<number>): Promise<Float32Array>;
+  /** forward() of one decode token resolving to argmax(logits) picked on the GPU (4 bytes read back) */
+  forwardArgmax(ids: ArrayLike<number>): Promise<number>;
   /** Fresh cache; every position's logits ("score" program). */
   logits(ids: ArrayLike<number>): Promise<Float32Array[]>;
   /** Fresh cache; greedy ids, stopping at an eos id. */

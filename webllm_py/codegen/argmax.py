@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .kernels import KernelKey, _Plan, register_family
+from .kernels import KernelKey, _Plan, build, register_family
 
 
 @dataclass(frozen=True)
@@ -38,3 +38,29 @@ def _plan_argmax(k: ArgmaxKey) -> _Plan:
 
 
 register_family(ArgmaxKey, _plan_argmax)
+
+
+JS_MODULE = "web/src/gpu_sampling_wgsl.js"
+
+
+def js_module() -> str:
+    """The text of web/src/gpu_sampling_wgsl.js: the browser runtime's copy of both variants."""
+    import json
+
+    kernels = {act: build(ArgmaxKey(act)) for act in ("f32", "f16")}
+    bindings = [list(b) for b in kernels["f32"].bindings]
+    lines = ["// GENERATED from wgsl_templates/argmax.wgsl by webllm_py.codegen.argmax.write_js_module(): do not edit",
+             "// (tests/test_gpu_sampling.py fails when it is stale). The argmax kernel of codegen/argmax.py",
+             "// per logits dtype, for web/src/gpu_sampling.js.",
+             f"export const ARGMAX_BINDINGS = {json.dumps(bindings)};",
+             "export const ARGMAX_WGSL = {"]
+    lines += [f"  {act}: {json.dumps(k.wgsl)}," for act, k in kernels.items()]
+    return "\n".join(lines + ["};", ""])
+
+
+
+def write_js_module() -> None:
+    """Regenerate web/src/gpu_sampling_wgsl.js (after editing the template)."""
+    from pathlib import Path
+
+    (Path(__file__).resolve().parents[2] / JS_MODULE).write_text(js_module(), encoding="utf-8")
