@@ -31,6 +31,7 @@ from test_kernels import sentinel, weight_parts
 
 from webllm_py.codegen import MatmulKey, build
 from webllm_py.codegen.gemm import GemmKey, _plan_gemm, gemm_key
+from webllm_py.testing.browser_kernels import browser_kernel_runner  # noqa: F401  (SwiftShader fixture)
 
 FORMATS = ["f32", "f16", "q8", "q4", "q4a"]
 
@@ -172,3 +173,21 @@ def test_gemm_key_errors(kw, msg):
     with pytest.raises(ValueError, match=msg) as e:
         build(key)
     assert key.name in str(e.value)
+
+
+BROWSER_CASES = [  # the fused forms the GPU sets' prefill uses, one partial K step each
+    gemm_key("f32", "q4", 70, 100, norm=True, norm_eps=1e-5, splits=(16, 8, 46)),  # q/k/v
+    gemm_key("f32", "q4a", 70, 100, bias=True, norm=True, norm_eps=0.25, epilogue="silu_mul"),  # gate/up
+    gemm_key("f32", "q8", 70, 100, row_offset=8, out_rows=90, epilogue="residual"),  # o_proj / down slice
+    gemm_key("f32", "f16", 70, 13),  # scalar x and weights
+]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("key", BROWSER_CASES, ids=lambda k: f"{k.fmt}-{k.epilogue}-{len(k.splits)}")
+def test_gemm_swiftshader(browser_kernel_runner, key):
+    """The same kernels on Chrome's WebGPU (Tint + SwiftShader), tolerances as on lavapipe."""
+    rng = rng_for("gemmbrowser", key.name)
+    for n in (1, 37):
+        _run(browser_kernel_runner, key, n, rng)
