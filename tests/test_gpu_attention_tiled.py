@@ -84,8 +84,10 @@ def test_attention_tiled_variants(runner, act, kv, heads, kv_heads, head_dim, n,
     check(got, ref, _tol(act, kv), k.name)
 
 
-# odd knobs: partial row tiles (5 rows, group 3), key tiles of 3, 2 lanes per row; head_dim 256 (planner)
-@pytest.mark.parametrize("head_dim,knobs", [(64, dict(tq=5, tk=3, wg=10)), (256, {}), (12, dict(tq=1, tk=1))])
+# knobs: partial row tiles (5 rows, group 3) with key tiles of 3 over 2 lanes per row (ragged: one lane
+# scores 2 keys, the other 1); 2 keys for each of 4 lanes per row; head_dim 256 (planner); one lane
+@pytest.mark.parametrize("head_dim,knobs", [(64, dict(tq=5, tk=3, wg=10)), (64, dict(tq=4, tk=8, wg=16)),
+                                            (256, {}), (12, dict(tq=1, tk=1))])
 def test_attention_tiled_knobs(runner, head_dim, knobs):
     k, got, ref = _case(runner, "f32", "", 3, 1, head_dim, 9, 4, **knobs)
     check(got, ref, TOL["f32"], k.name)

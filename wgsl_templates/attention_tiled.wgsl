@@ -77,18 +77,30 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
     }
     workgroupBarrier();
 
-    // scores: adjacent lanes take adjacent keys of one row (its Q row read once per lane group)
-    for (var s = lane; s < TQ * TK; s = s + WG) {
-      let sr = s / TK;
-      let t = s % TK;
-      var dv = vec4<f32>(0.0);
-      for (var d = 0u; d < HD4; d = d + 1u) {
-        dv = dv + q_tile[sr * PAD4 + d] * k_tile[t * PAD4 + d];
-      }
-      let srow = row0 + sr;
-      let visible = srow < rows && k0 + t <= step.p + srow / GROUP;  // causal
-      s_tile[s] = select(NEG_BIG, dv.x + dv.y + dv.z + dv.w, visible);
+    // scores of this lane's row for keys j, j + LPR, ... (KPL of them): one Q load per KPL K loads;
+    // the row's LPR lanes read different (padded) K rows, the row groups share them
+    let visible_to = step.p + row / GROUP;  // causal: the last key this row sees
+{% for i in range(kpl) %}
+    let t{{ i }} = {{ "min(j + " ~ i ~ "u * LPR, TK - 1u)" if ragged and loop.last else "j + " ~ i ~ "u * LPR" }};
+    var sc{{ i }} = vec4<f32>(0.0);
+{% endfor %}
+    for (var d = 0u; d < HD4; d = d + 1u) {
+      let qd = q_tile[r * PAD4 + d];
+{% for i in range(kpl) %}
+      sc{{ i }} = sc{{ i }} + qd * k_tile[t{{ i }} * PAD4 + d];
+{% endfor %}
     }
+{% for i in range(kpl) %}
+{% set guard = ragged and loop.last %}
+{% if guard %}
+    if (j + {{ i }}u * LPR < TK) {  // lanes j >= TK % LPR have one key fewer
+{% endif %}
+    {{ "  " if guard }}s_tile[r * TK + t{{ i }}] = select(NEG_BIG, sc{{ i }}.x + sc{{ i }}.y + sc{{ i }}.z + sc{{ i }}.w,
+    {{ "  " if guard }}                          live && k0 + t{{ i }} <= visible_to);
+{% if guard %}
+    }
+{% endif %}
+{% endfor %}
     workgroupBarrier();
 
     // online softmax of this row over the tile (every lane of the row keeps the same m, l);

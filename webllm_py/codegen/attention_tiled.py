@@ -13,9 +13,12 @@ pair and the GROUP q heads of a query are adjacent rows):
   times; the number of workgroups and the work per workgroup are the same as per q head.
 - Q tile (tq rows, pre-scaled, f32) loaded once; then for each key tile of `tk` keys
   0..p + (last query of the tile): K and V rows loaded cooperatively (adjacent lanes read
-  adjacent 16 bytes of a cache row), the tq x tk scores computed (each lane a few full dot
-  products), then each row's online softmax (m, l) and its accumulator updated in registers
-  by `lanes_per_row` lanes, each owning head_dim / (4 * lanes_per_row) vec4 chunks.
+  adjacent 16 bytes of a cache row); each row has `lanes_per_row` lanes: lane j scores keys
+  j, j + lanes_per_row, ... of its row (full dot products, one Q load per ceil(tk /
+  lanes_per_row) K loads) into the score tile, then updates the row's online softmax (m, l;
+  every lane of the row keeps the same) and its head_dim / (4 * lanes_per_row) vec4 chunks of
+  the accumulator in registers. The exps are recomputed by each lane of a row (tk per lane per
+  tile, against tk * chunks vec4 FMAs): cheaper than another barrier round to share them.
   Key tiles past the tile's last query are never visited; keys past a row's causal limit
   inside a tile are masked; K/V rows past p+n are never read (zeros go to the tile).
 - At most one tq x tk tile of scores is alive (workgroup memory "s_tile").
@@ -109,7 +112,9 @@ def tile_shape(k: AttentionTiledKey) -> TileShape:
     if tq < 1 or k.tk < 0 or not 1 <= wg <= MAX_INVOCATIONS:
         raise ValueError(f"{k.name}: tq {tq} rows x {lpr} lanes per row must make 1..{MAX_INVOCATIONS} lanes "
                          "(tk >= 0); lower tq")
-    tk = k.tk or max(1, _max_tk(tq, hd4))  # 1 when nothing fits: the storage check below names the limit
+    # the most keys that fit (not rounded to a multiple of lpr: a ragged last key per lane wastes less
+    # than the barrier rounds of a smaller tile); 1 when nothing fits: the storage check names the limit
+    tk = k.tk or max(1, _max_tk(tq, hd4))
     storage = _storage(tq, tk, hd4)
     if storage > MAX_WORKGROUP_STORAGE:
         raise ValueError(f"{k.name}: tiles of {tq} rows x {tk} keys at head_dim {k.head_dim} need {storage} bytes "
@@ -131,6 +136,7 @@ def _plan_attention_tiled(k: AttentionTiledKey) -> _Plan:
              ("out", "read_write", _act_arr(k.act, 4), f"(n, {qw}) {k.act}"), STEP]
     return _Plan(decls, (ts.wg, 1, 1), (_ceil(f"n * {group}", ts.tq), str(k.kv_heads), "1"),
                  dict(tq=ts.tq, tk=ts.tk, lpr=ts.lanes_per_row, chunks=hd4 // ts.lanes_per_row, wg=ts.wg,  # resolved
+                      kpl=-(-ts.tk // ts.lanes_per_row), ragged=ts.tk % ts.lanes_per_row != 0,
                       storage=ts.storage, group=group, hd4=hd4, qw=qw, kvw=kvw, scale_lit=f32_literal(k.scale)))
 
 
