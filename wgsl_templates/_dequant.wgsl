@@ -12,7 +12,10 @@ table through webllm_py/codegen/dequant.py (`weight_decls`, `block_cols`).
 FORMATS[fmt]: the weight bindings, in binding order, as (name, WGSL type, layout comment); the
 comment's {rows}/{cols}/{g} are filled by the planner (g = ceil(cols / 32) groups per row).
 `vec_cols`: the float formats bind vector arrays only when a row starts 16-byte aligned
-(cols % vec_cols == 0; else the scalar type `scalar`). `block`: columns one dq_dot call covers,
+(cols % vec_cols == 0; else the scalar type `scalar`). `kq` (the GGUF block formats q5, q5a,
+q2k..q6k, kept bit for bit; layouts in quant/kquant.py): the block's columns `e`, data words
+`words`, the word offset of each bit plane ("nib", "two", "bit") within a block (-1: none),
+sub-block columns `sub` (0: one f16 scale per block); one generic arm (_kq_fns) reads them. `block`: columns one dq_dot call covers,
 the unit a GEMV lane loads per step, so that adjacent lanes read adjacent words (coalesced):
 one vec4 (16 bytes) for f32/f16/q8, one u32 for q4/q4a (8 columns: a Llama hidden of 1024 is
 128 blocks, so 128 lanes can split one row; a 32-column group per lane would leave 32).
@@ -46,6 +49,27 @@ callers feed x = 0 there. -#}
   "q4a": {"block": 8, "vec_cols": 1, "bindings": [
     ["w", "array<vec4<u32>>", "({rows}, {g}*4) u32: 4-bit q nibbles, column c at bits 4*(c%8) of word c/8"],
     ["scales", "array<u32>", "({rows}, {g}) u32: f16 (scale, lo) pair per group, w = scale*q + lo"]]},
+  "q5": {"block": 8, "vec_cols": 1, "kq": {"e": 32, "words": 5, "nib": 0, "two": -1, "bit": 4, "sub": 0}, "bindings": [
+    ["w", "array<u32>", "({rows}, {g}*5) u32 per 32-column block: 4 nibble words + the GGUF qh word; q = nib | bit << 4"],
+    ["scales", "array<u32>", "({rows}, {g}) f16 d, two per u32 word; w = d * (q - 16)"]]},
+  "q5a": {"block": 8, "vec_cols": 1, "kq": {"e": 32, "words": 5, "nib": 0, "two": -1, "bit": 4, "sub": 0}, "bindings": [
+    ["w", "array<u32>", "({rows}, {g}*5) u32 per 32-column block: 4 nibble words + the GGUF qh word; q = nib | bit << 4"],
+    ["scales", "array<u32>", "({rows}, {g}) u32: f16 (d, m) pair per block; w = d * q + m"]]},
+  "q2k": {"block": 8, "vec_cols": 1, "kq": {"e": 256, "words": 16, "nib": -1, "two": 0, "bit": -1, "sub": 16}, "bindings": [
+    ["w", "array<u32>", "({rows}, {g}*2) u32: 16 crumb words per 256-column block"],
+    ["scales", "array<u32>", "({rows}, {g}/8*5) u32 per block: f16 d | dmin << 16, 16 bytes sc | mn << 4"]]},
+  "q3k": {"block": 8, "vec_cols": 1, "kq": {"e": 256, "words": 24, "nib": -1, "two": 0, "bit": 16, "sub": 16}, "bindings": [
+    ["w", "array<u32>", "({rows}, {g}*3) u32 per 256-column block: 16 crumb words + 8 hmask bit words"],
+    ["scales", "array<u32>", "({rows}, {g}/8*5) u32 per block: f16 d, 16 bytes 6-bit sc (w uses sc - 32)"]]},
+  "q4k": {"block": 8, "vec_cols": 1, "kq": {"e": 256, "words": 32, "nib": 0, "two": -1, "bit": -1, "sub": 32}, "bindings": [
+    ["w", "array<u32>", "({rows}, {g}*4) u32: 32 nibble words per 256-column block"],
+    ["scales", "array<u32>", "({rows}, {g}/8*5) u32 per block: f16 d | dmin << 16, bytes sc[8], mn[8]"]]},
+  "q5k": {"block": 8, "vec_cols": 1, "kq": {"e": 256, "words": 40, "nib": 0, "two": -1, "bit": 32, "sub": 32}, "bindings": [
+    ["w", "array<u32>", "({rows}, {g}*5) u32 per 256-column block: 32 nibble words + 8 high-bit words"],
+    ["scales", "array<u32>", "({rows}, {g}/8*5) u32 per block: f16 d | dmin << 16, bytes sc[8], mn[8]"]]},
+  "q6k": {"block": 8, "vec_cols": 1, "kq": {"e": 256, "words": 48, "nib": 0, "two": 32, "bit": -1, "sub": 16}, "bindings": [
+    ["w", "array<u32>", "({rows}, {g}*6) u32 per 256-column block: 32 nibble words + 16 high-crumb words"],
+    ["scales", "array<u32>", "({rows}, {g}/8*5) u32 per block: f16 d, 16 int8 sc"]]},
 } %}
 
 {#- The shared nibble/byte -> f32 helpers (exact; see the header). -#}
@@ -71,6 +95,91 @@ fn dq_scale(i: u32) -> f32 {
 }
 {% endmacro %}
 
+{#- q5, q5a and the K formats: one generic form driven by the table's "kq" entry. A chunk of 8
+    columns never straddles a sub-block, so its weights are w = a * q + b with one (a, b) per chunk:
+    q the integer code with its offset already subtracted (exact in f32), a and b computed in
+    gguf.quants.dequantize's order (q4k: a = d * sc, b = -(dmin * mn)). -#}
+{% macro _kq_fns(fmt, cols, k) %}
+{% set cpb = k["e"] // 8 %}
+const DQ_NB: u32 = {{ (cols + k["e"] - 1) // k["e"] }}u;  // {{ k["e"] }}-column blocks per row (K formats: GGUF rows are whole blocks)
+
+// the 4 fields of `bits` bits of word v at fields 4s .. 4s+3
+fn dq_fields(v: u32, s: u32, bits: u32) -> vec4<u32> {
+  return (vec4<u32>(v) >> ((vec4<u32>(0u, 1u, 2u, 3u) + 4u * s) * bits)) & vec4<u32>((1u << bits) - 1u);
+}
+
+// byte i of block blk's 16 scale bytes (K formats: scales words 1..4 of the block)
+fn dq_sbyte(blk: u32, i: u32) -> u32 {
+  return (scales[blk * 5u + 1u + i / 4u] >> (8u * (i % 4u))) & 255u;
+}
+
+// codes of chunk c8 of `row` (columns 8 c8 .. 8 c8 + 7), offset subtracted, and the chunk's (a, b)
+struct DqChunk {
+  q0: vec4<f32>,
+  q1: vec4<f32>,
+  ab: vec2<f32>,
+}
+
+fn dq_chunk(row: u32, c8: u32) -> DqChunk {
+  let blk = row * DQ_NB + c8 / {{ cpb }}u;
+  let kk = c8 % {{ cpb }}u;  // chunk within the block
+  let base = blk * {{ k["words"] }}u;
+{% for s in (0, 1) %}
+{% if k["two"] >= 0 %}
+  let two{{ s }} = dq_fields(w[base + {{ k["two"] }}u + kk / 2u] >> (16u * (kk % 2u)), {{ s }}u, 2u);
+{% endif %}
+{% if k["bit"] >= 0 %}
+  let bit{{ s }} = dq_fields(w[base + {{ k["bit"] }}u + kk / 4u] >> (8u * (kk % 4u)), {{ s }}u, 1u);
+{% endif %}
+{% if k["nib"] >= 0 %}
+  let nib{{ s }} = dq_fields(w[base + {{ k["nib"] }}u + kk], {{ s }}u, 4u);
+{% endif %}
+{% if fmt in ("q5", "q5a", "q5k") %}
+  let c{{ s }} = vec4<f32>(nib{{ s }} | (bit{{ s }} << vec4<u32>(4u))){{ " - 16.0" if fmt == "q5" }};
+{% elif fmt == "q6k" %}
+  let c{{ s }} = vec4<f32>(nib{{ s }} | (two{{ s }} << vec4<u32>(4u))) - 32.0;
+{% elif fmt == "q3k" %}
+  let c{{ s }} = vec4<f32>(two{{ s }}) - 4.0 * vec4<f32>(vec4<u32>(1u) - bit{{ s }});  // hmask bit 0: q - 4
+{% elif fmt == "q4k" %}
+  let c{{ s }} = vec4<f32>(nib{{ s }});
+{% else %}
+  let c{{ s }} = vec4<f32>(two{{ s }});
+{% endif %}
+{% endfor %}
+{% if k["sub"] %}
+  let j = kk / {{ k["sub"] // 8 }}u;  // sub-block
+  let d = unpack2x16float(scales[blk * 5u]);  // (d, dmin)
+{% endif %}
+{% if fmt == "q5" %}
+  let sw = unpack2x16float(scales[blk / 2u]);
+  let ab = vec2<f32>(select(sw.x, sw.y, (blk & 1u) == 1u), 0.0);
+{% elif fmt == "q5a" %}
+  let ab = unpack2x16float(scales[blk]);  // (d, m)
+{% elif fmt in ("q4k", "q5k") %}
+  let ab = vec2<f32>(d.x * f32(dq_sbyte(blk, j)), -(d.y * f32(dq_sbyte(blk, 8u + j))));
+{% elif fmt == "q2k" %}
+  let sm = dq_sbyte(blk, j);
+  let ab = vec2<f32>(d.x * f32(sm & 15u), -(d.y * f32(sm >> 4u)));
+{% elif fmt == "q3k" %}
+  let ab = vec2<f32>(d.x * (f32(dq_sbyte(blk, j)) - 32.0), 0.0);
+{% else %}
+  let ab = vec2<f32>(d.x * f32(bitcast<i32>(dq_sbyte(blk, j) << 24u) >> 24u), 0.0);  // int8 scale
+{% endif %}
+  return DqChunk(c0, c1, ab);
+}
+
+fn dq8(row: u32, c8: u32) -> mat2x4<f32> {
+  let c = dq_chunk(row, c8);
+  return mat2x4<f32>(c.ab.x * c.q0 + c.ab.y, c.ab.x * c.q1 + c.ab.y);
+}
+
+// block b = chunk b of the row: sum (a q + b) x = a * sum(q x) + b * sum(x)
+fn dq_dot(row: u32, b: u32, xb: array<vec4<f32>, 2>) -> f32 {
+  let c = dq_chunk(row, b);
+  return c.ab.x * (dot(c.q0, xb[0]) + dot(c.q1, xb[1])) + c.ab.y * dot(xb[0] + xb[1], vec4<f32>(1.0));
+}
+{% endmacro %}
+
 {#- The WGSL constants and functions of format `fmt` for (., cols) weights (see the header). -#}
 {% macro fns(fmt, cols) %}
 {% set f = FORMATS[fmt] %}
@@ -81,6 +190,9 @@ const DQ_BLOCK: u32 = {{ f["block"] }}u;  // columns per dq_dot block
 const DQ_BV: u32 = {{ f["block"] // 4 }}u;  // vec4 of x per block
 {% if fmt in ("q8", "q4", "q4a") %}
 {{ _bits_fns() }}
+{% endif %}
+{% if "kq" in f %}
+{{ _kq_fns(fmt, cols, f["kq"]) }}
 {% endif %}
 {% if fmt == "q4" %}
 // q4: w[row * G + g] holds group g's 32 nibbles (q + 8); scale f16

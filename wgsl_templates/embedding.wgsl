@@ -1,4 +1,5 @@
 {% import "_common.wgsl" as c with context %}
+{% if dq8 %}{% import "_dequant.wgsl" as dq %}{% endif %}
 {{ c.header("out[i, :] = dequant(table[ids[i], :]); one invocation per output element") }}
 {{ c.prelude() }}
 
@@ -7,12 +8,16 @@ const HIDDEN: u32 = {{ hidden }}u;
 const VOCAB_OFFSET: u32 = {{ vocab_offset }}u;
 const G: u32 = {{ groups }}u;  // 32-column groups per row (quantized formats)
 
-{% if fmt in ("q4", "q8", "f16") %}
+{% if dq8 %}
+{{ dq.fns(fmt, hidden) }}
+{% elif fmt in ("q4", "q8", "f16") %}
 {{ c.half_fn("half_at", "scales" if fmt != "f16" else "w") }}
 {% endif %}
 
 fn w_at(r: u32, col: u32) -> f32 {
-{% if fmt == "q4a" %}
+{% if dq8 %}
+  return dq8(r, col / 8u)[(col % 8u) / 4u][col % 4u];  // GGUF block formats (_dequant.wgsl)
+{% elif fmt == "q4a" %}
   let word = w[r * G * 4u + col / 8u];
   let sl = unpack2x16float(scales[r * G + col / 32u]);  // (scale, lo)
   return f32((word >> (4u * (col % 8u))) & 15u) * sl.x + sl.y;

@@ -1,4 +1,5 @@
 {% import "_common.wgsl" as c with context %}
+{% if path == "dq8" %}{% import "_dequant.wgsl" as dq %}{% endif %}
 {% set lin = ("rms_norm(x) @ dequant(w).T" if norm else "x @ dequant(w).T") ~ (" + bias" if bias else "") %}
 {% if epilogue == "silu_mul" %}
 {% set lin = "silu(" ~ lin ~ " [gate rows]) * (" ~ lin ~ " [up rows])" %}
@@ -96,7 +97,9 @@ fn ldnm(col: u32) -> vec4<f32> {
 {% endif %}
 {% endif %}
 
-{% if fmt in ("q4", "q8") %}
+{% if path == "dq8" %}
+{{ dq.fns(fmt, cols) }}
+{% elif fmt in ("q4", "q8") %}
 {{ c.half_fn("scale_at", "scales") }}
 {% elif fmt == "q4a" %}
 // (scale, lo) of group i: w = scale * q + lo
@@ -336,6 +339,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 {{ quant_group(True) }}
   }
 {% endif %}
+{% elif path == "dq8" %}
+  for (var k = 0u; k < COLS / 8u; k = k + 1u) {  // GGUF block formats: _dequant.wgsl's dq8 per 8 columns
+    let c0 = k * 8u;
+{% for j in range(slots) %}
+    let wm{{ j }} = dq8(wr{{ j }}, k);
+    let w{{ j }}_0 = wm{{ j }}[0];
+    let w{{ j }}_1 = wm{{ j }}[1];
+{% endfor %}
+{{ accumulate(2, "c0", False) }}
+  }
 {% elif path == "f16vec" %}
   for (var k = 0u; k < COLS / 8u; k = k + 1u) {
     let c0 = k * 8u;

@@ -6,26 +6,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..quant.formats import FORMATS, GROUP_SIZE
+from ..quant.formats import FORMATS, part_shapes
 from .fields import Invalid, field, show, sub, want
 from .manifest import PART_ALIGN
 from .paths import listed
 
 SHARD_DIR = "params/"  # shards.py writes every part into params/<sha256[:16]>.bin
 PART_DTYPE_BYTES = {"u32": 4, "f16": 2, "f32": 4}  # shards.py's dtype names
-# scales per group of GROUP_SIZE columns: q4a keeps a (scale, min) pair (quant/formats.py)
-SCALES_PER_GROUP = {"q4": 1, "q8": 1, "q4a": 2}
 
 
 def expected_parts(fmt: str, shape: tuple[int, ...]) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """part name -> (dtype, shape) a weight of `fmt` and logical `shape` is stored as."""
-    f = FORMATS[fmt]
-    if not f.quantized:
-        return {"data": (fmt, shape)}  # f32 / f16: the dtype is the format
-    rows, cols = shape
-    groups = -(-cols // GROUP_SIZE)
-    return {"data": ("u32", (rows, groups * GROUP_SIZE // f.per_word)),
-            "scales": ("f16", (rows, groups * SCALES_PER_GROUP[fmt]))}
+    """part name -> (dtype, shape) a weight of `fmt` and logical `shape` is stored as (quant/formats.py)."""
+    return part_shapes(fmt, shape)
 
 
 def _shape(v: Any, where: str) -> tuple[int, ...]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from ..passes.fuse_linears import fuse_linears
 from ..passes.lower import DEFAULT_MAX_BINDING_BYTES, lower_bundle
 from ..progress import progress_bar
 from ..quant import FORMATS, dequantize, quantization_error, quantize
+from ..quant.formats import bytes_per_weight
 from .manifest import DEFAULT_SHARD_BYTES, FORMAT, FORMAT_VERSION
 from .ownership import why_not_a_bundle
 from .shards import ShardWriter
@@ -86,7 +88,7 @@ def _read_param(source: ModelSource, cfg: DecoderConfig, name: str, shape: tuple
     return arr if shape is None else arr.reshape(shape)
 
 
-BYTES_PER_WEIGHT = {"f32": 4.0, "f16": 2.0, "q8": 1 + 2 / 32, "q4": 0.5 + 2 / 32, "q4a": 0.5 + 4 / 32}
+BYTES_PER_WEIGHT = {f: bytes_per_weight(f) for f in FORMATS}
 QUANT_BLOCK_ELEMENTS = 1 << 21  # rows are quantized in blocks of ~2M values to bound peak memory
 
 
@@ -169,7 +171,9 @@ def write_bundle(
     if fuse:
         # worst case per weight: the scheme's, or q8's when a GGUF keeps Q8_0 blocks
         bpw = max(BYTES_PER_WEIGHT[quantization], BYTES_PER_WEIGHT["q8"])
-        graph_all, graph_last = (fuse_linears(g, max_binding_bytes, bpw) for g in (graph_all, graph_last))
+        kinds = getattr(source, "gguf_tensor_type", None) if keep_source_quantization else None
+        apart = (lambda ws: len({kinds(w) for w in ws}) > 1) if kinds else None  # kept blocks of two types cannot stack
+        graph_all, graph_last = (fuse_linears(g, max_binding_bytes, bpw, apart) for g in (graph_all, graph_last))
     tok_meta = tokenizer_metadata(source, cfg)
 
     out = Path(out).absolute()
@@ -195,6 +199,9 @@ def write_bundle(
                     err = {"max_abs": 0.0, "rms": 0.0, "weight_rms": float(np.sqrt(np.mean(arr.astype(np.float64) ** 2)))}
                 else:
                     parts, err = _quantize_blocked(arr, fmt)
+                    note = getattr(source, "conversion_note", None) if FORMATS[fmt].quantized else None
+                    for line in filter(None, (note(m, fmt, err) for m in members) if note else ()):
+                        print(f"note: {line}", file=sys.stderr)  # a GGUF type no format holds, never silently
                 refs = {k: shards.add(v) for k, v in parts.items()}
                 weights[name] = {"shape": list(p.shape), "format": fmt, "parts": refs, "error": err}
                 bar.update(arr.size)

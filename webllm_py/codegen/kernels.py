@@ -39,7 +39,7 @@ from ..ir.graph import eval_dim
 from ..quant.formats import FORMATS, GROUP_SIZE
 
 ACTS = ("f32", "f16")
-WEIGHT_FORMATS = ("f32", "f16", "q8", "q4", "q4a")
+WEIGHT_FORMATS = ("f32", "f16", "q8", "q4", "q4a", "q5", "q5a", "q2k", "q3k", "q4k", "q5k", "q6k")
 MAX_WORKGROUPS = 65535  # WebGPU maxComputeWorkgroupsPerDimension
 MAX_INVOCATIONS = 256  # WebGPU maxComputeInvocationsPerWorkgroup (default limit)
 MAX_WORKGROUP_STORAGE = 16384  # WebGPU maxComputeWorkgroupStorageSize (default limit)
@@ -424,6 +424,10 @@ def _weight_decls(fmt: str, rows: int, cols: int, vec_ok: bool) -> list[tuple[st
     """Declarations of a (rows, cols) weight in `fmt`. vec_ok: bind vectorized word arrays."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown weight format {fmt!r}; known: {sorted(FORMATS)}")
+    if FORMATS[fmt].block is not None:  # GGUF block formats: bindings from _dequant.wgsl's table
+        from .dequant import weight_decls
+
+        return weight_decls(fmt, rows, cols)
     g = -(-cols // GROUP_SIZE)
     if fmt == "q4":
         ty = "array<vec4<u32>>" if vec_ok else "array<u32>"
@@ -451,7 +455,7 @@ def _plan_embedding(k: EmbeddingKey) -> _Plan:
              ("out", "read_write", _act_arr(k.act), f"(n, {k.hidden}) {k.act}"), STEP]
     _const_groups(-(-k.hidden // k.wg), "hidden", k)
     return _Plan(decls, (k.wg, 1, 1), (str(-(-k.hidden // k.wg)), "n", "1"),
-                 dict(groups=-(-k.hidden // GROUP_SIZE)))
+                 dict(groups=-(-k.hidden // GROUP_SIZE), dq8=FORMATS[k.fmt].block is not None))
 
 
 def _plan_rms_norm(k: RmsNormKey) -> _Plan:
@@ -599,6 +603,10 @@ def _plan_matmul(k: MatmulKey) -> _Plan:
     groups = -(-k.cols // GROUP_SIZE)
     if k.xq:
         path = "idot"
+    elif FORMATS[k.fmt].block is not None:
+        path = "dq8"  # GGUF block formats: _dequant.wgsl's dq8, 8 columns per step
+        if k.cols % 8:
+            raise ValueError(f"{k.name}: {k.fmt} needs cols % 8 == 0 (GGUF rows are whole blocks)")
     elif quant:
         path = "quant"
     elif k.fmt == "f16":

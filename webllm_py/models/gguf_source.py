@@ -9,6 +9,13 @@ to float32 and renamed / re-laid-out to HF's LlamaForCausalLM conventions:
   layout into interleaved RoPE pairs; `read` undoes that (n_head for q,
   n_head_kv for k), so the weights match the original HF checkpoint.
 - No `output.weight` tensor means the embeddings are tied.
+
+Quantized blocks are kept as they are (`stored_parts`) when a bundle format holds
+the GGUF type exactly: Q4_0 -> q4, Q4_1 -> q4a, Q8_0 -> q8 (re-laid-out here) and
+Q5_0, Q5_1, Q2_K..Q6_K -> q5, q5a, q2k..q6k (quant/kquant.py). Any other quantized
+type (IQ*, TQ*, MXFP4, ...) is dequantized by the gguf package and quantized again
+to the build's scheme; `conversion_note` names it, with the error measured against
+the GGUF's values, for the writer to print.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BuildError
+from ..quant import kquant
 from .gguf_tokenizer import build_tokenizer
 
 SUPPORTED_ARCHITECTURES = ["llama"]
@@ -51,6 +59,8 @@ _LAYER_NAMES = {
 _CONSUMED = {"rope_freqs.weight"}
 # GGUF block types a bundle format holds exactly: type -> (format, bytes per block of 32)
 _LOSSLESS = {"Q4_0": ("q4", 18), "Q4_1": ("q4a", 20), "Q8_0": ("q8", 34)}
+# float types: read() converts them without loss to f32; every other type is a quantization
+_FLOAT_TYPES = {"F32", "F16", "BF16", "F64"}
 _LAYER_RE = re.compile(r"blk\.(\d+)\.(.+)")
 
 
@@ -248,10 +258,17 @@ class GGUFSource:
         A ggml block keeps element j in the low nibble of byte j and element j+16 in its high nibble."""
         t = self._tensor(name)
         kind = t.tensor_type.name
-        if kind not in _LOSSLESS or len(t.shape) != 2:
+        if len(t.shape) != 2 or (kind not in _LOSSLESS and kind not in kquant.BY_GGUF):
             return None
-        fmt, block_bytes = _LOSSLESS[kind]
         rows, cols = self.tensor_shape(name)
+        if kind in kquant.BY_GGUF:
+            fmt = kquant.BY_GGUF[kind]
+            try:
+                parts = kquant.from_gguf(fmt, t.data, rows, cols)
+            except ValueError as e:
+                raise BuildError(f"tensor '{self._names[name]}' ({kind}): {e}", self.path) from None
+            return fmt, self._unpermute_rows(name, parts)
+        fmt, block_bytes = _LOSSLESS[kind]
         blocks = np.asarray(t.data).reshape(-1).view(np.uint8).reshape(rows, cols // 32, block_bytes)
         d = np.ascontiguousarray(blocks[..., 0:2]).view(np.float16)[..., 0]
         if fmt == "q8":
@@ -267,13 +284,28 @@ class GGUFSource:
                 parts["scales"] = np.stack([d, m], axis=-1).reshape(rows, -1)
             else:
                 parts["scales"] = d
+        return fmt, self._unpermute_rows(name, parts)
+
+    def _unpermute_rows(self, name: str, parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The row permutation read() undoes, applied to whole rows of blocks (every format's parts are per row)."""
         g = self._names[name]
         heads = {"attn_q.weight": "num_attention_heads", "attn_k.weight": "num_key_value_heads"}
         for suffix, key in heads.items():
-            if g.endswith(suffix):  # the same row permutation read() undoes, applied to whole rows of blocks
-                order = _unpermute(np.arange(rows), self.config[key])
+            if g.endswith(suffix):
+                order = _unpermute(np.arange(next(iter(parts.values())).shape[0]), self.config[key])
                 parts = {k: v[order] for k, v in parts.items()}
-        return fmt, {k: np.ascontiguousarray(v) for k, v in parts.items()}
+        return {k: np.ascontiguousarray(v) for k, v in parts.items()}
+
+    def conversion_note(self, name: str, fmt: str, error: dict[str, float]) -> str | None:
+        """A line for a quantized GGUF tensor that no bundle format holds and the build converted to `fmt`
+        (the error is measured against the GGUF's own dequantized values); None when nothing was lost
+        to a conversion (kept blocks, float tensors)."""
+        kind = self.gguf_tensor_type(name)
+        if kind in _FLOAT_TYPES or kind in _LOSSLESS or kind in kquant.BY_GGUF:
+            return None
+        rel = error["rms"] / max(error["weight_rms"], 1e-30)
+        return (f"{self._names[name]}: GGUF type {kind} has no bundle format; converted to {fmt} "
+                f"(max |err| {error['max_abs']:.3g}, rms err {rel:.2%} of the weights' rms)")
 
     def _tensor(self, name: str) -> Any:
         if name not in self._names:

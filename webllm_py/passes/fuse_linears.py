@@ -12,6 +12,7 @@ split hands each original consumer its original columns.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from ..ir import Graph, Node
 from ..ir.graph import Param
@@ -25,12 +26,14 @@ def _fused_name(names: list[str]) -> str:
     return f"{prefix}{'+'.join(short)}.{names[0].rsplit('.', 1)[1]}"
 
 
-def fuse_linears(g: Graph, max_bytes: float = float("inf"), bytes_per_weight: float = 4.0) -> Graph:
+def fuse_linears(g: Graph, max_bytes: float = float("inf"), bytes_per_weight: float = 4.0,
+                 keep_apart: Callable[[list[str]], bool] | None = None) -> Graph:
     """Rewrite `g` in place; return it.
 
     Groups whose stacked weight could exceed `max_bytes` (at `bytes_per_weight`) stay
     separate: a weight over the storage-binding limit is bound in row slices, which the
-    fused multi-output / SiLU-gate matmuls do not support."""
+    fused multi-output / SiLU-gate matmuls do not support. So do groups `keep_apart`
+    is true for (the writer's: weights a GGUF stores in different block types)."""
     by_input: dict[str, list[int]] = {}
     for i, node in enumerate(g.nodes):
         if node.op == "linear" and g.params[node.inputs[1]].role == "linear":
@@ -47,7 +50,7 @@ def fuse_linears(g: Graph, max_bytes: float = float("inf"), bytes_per_weight: fl
         if len(cols) != 1:
             continue
         sizes = [g.params[w].shape[0] for w in weights]
-        if sum(sizes) * next(iter(cols)) * bytes_per_weight > max_bytes:
+        if sum(sizes) * next(iter(cols)) * bytes_per_weight > max_bytes or (keep_apart and keep_apart(weights)):
             continue
         fused_w = _fused_name(weights)
         g.params[fused_w] = Param(fused_w, (sum(sizes), cols.pop()), "linear", tuple(weights))

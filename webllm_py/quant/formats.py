@@ -30,6 +30,12 @@ linear, (vocab, hidden) for an embedding — is stored in one of:
 Scales are computed from the f16-rounded value so that quantize and
 dequantize agree exactly on which scale is used. Shaders read f16 scales two
 per u32 with unpack2x16float, which needs no shader-f16 extension.
+
+GGUF block formats kept bit for bit (layouts: quant/kquant.py's docstring):
+  q5 (GGUF Q5_0), q5a (Q5_1): blocks of 32, 5 data words + f16 d / (d, m) per block;
+    also made from float weights (gguf's own quantizer).
+  q2k, q3k, q4k, q5k, q6k (GGUF Q2_K .. Q6_K): super-blocks of 256 columns, kept from a
+    GGUF only (rows of whole 256-column blocks); quantize() refuses them.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from . import kquant
 
 GROUP_SIZE = 32
 
@@ -56,6 +64,11 @@ class WeightFormat:
     def per_word(self) -> int:
         return 32 // self.bits if self.bits else 0
 
+    @property
+    def block(self) -> kquant.BlockSpec | None:
+        """The GGUF block layout of q5 / q5a / the K formats; None for the formats above."""
+        return kquant.SPECS.get(self.name)
+
 
 FORMATS: dict[str, WeightFormat] = {
     f.name: f
@@ -65,8 +78,42 @@ FORMATS: dict[str, WeightFormat] = {
         WeightFormat("q8", 8, qmax=127, qmin=-127),
         WeightFormat("q4", 4, qmax=7, qmin=-8),
         WeightFormat("q4a", 4, qmax=15, qmin=0),
+        WeightFormat("q5", 5),
+        WeightFormat("q5a", 5),
+        WeightFormat("q2k", 2),
+        WeightFormat("q3k", 3),
+        WeightFormat("q4k", 4),
+        WeightFormat("q5k", 5),
+        WeightFormat("q6k", 6),
     ]
 }
+# scales per group of GROUP_SIZE columns: q4a keeps a (scale, min) pair
+_SCALES_PER_GROUP = {"q4": 1, "q8": 1, "q4a": 2}
+
+
+def part_shapes(fmt: str, shape: tuple[int, ...]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """part name -> (dtype "u32" / "f16" / "f32", shape) that a weight of `fmt` and logical `shape` is stored as."""
+    f = FORMATS[fmt]
+    if not f.quantized:
+        return {"data": (fmt, tuple(shape))}  # f32 / f16: the dtype is the format
+    rows, cols = shape
+    b = f.block
+    if b is not None:
+        nb = -(-cols // b.block)
+        scales = ("u32", (rows, nb * b.scale_words)) if b.sub else ("f16", (rows, nb * (2 if fmt == "q5a" else 1)))
+        return {"data": ("u32", (rows, nb * b.data_words)), "scales": scales}
+    groups = _groups(cols)
+    return {"data": ("u32", (rows, groups * GROUP_SIZE // f.per_word)),
+            "scales": ("f16", (rows, groups * _SCALES_PER_GROUP[fmt]))}
+
+
+_DTYPE_BYTES = {"u32": 4, "f16": 2, "f32": 4}
+
+
+def bytes_per_weight(fmt: str, cols: int = 256) -> float:
+    """Stored bytes per weight of `fmt` for rows of `cols` columns (256: whole blocks of every format)."""
+    parts = part_shapes(fmt, (1, cols))
+    return sum(_DTYPE_BYTES[d] * int(np.prod(s)) for d, s in parts.values()) / cols
 
 
 def _groups(cols: int) -> int:
@@ -83,6 +130,8 @@ def quantize(w: np.ndarray, fmt: str) -> dict[str, np.ndarray]:
         return {"data": np.ascontiguousarray(w)}
     if fmt == "f16":
         return {"data": w.astype(np.float16)}
+    if f.block is not None:
+        return kquant.quantize(w, fmt)
     rows, cols = w.shape
     g = _groups(cols)
     padded = np.zeros((rows, g * GROUP_SIZE), dtype=np.float32)
@@ -129,6 +178,8 @@ def dequantize(parts: dict[str, np.ndarray], fmt: str, shape: tuple[int, int]) -
     rows, cols = shape
     if not f.quantized:
         return parts["data"].astype(np.float32).reshape(rows, cols)
+    if f.block is not None:
+        return kquant.dequantize(parts, fmt, (rows, cols))
     data = parts["data"].astype(np.uint32)
     shifts = np.arange(f.per_word, dtype=np.uint32) * np.uint32(f.bits)
     fields = ((data[..., None] >> shifts) & np.uint32((1 << f.bits) - 1)).reshape(rows, -1).astype(np.int32)

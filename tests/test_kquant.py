@@ -1,0 +1,207 @@
+"""GGUF block formats kept bit for bit (q5, q5a, q2k..q6k: quant/kquant.py), their WGSL dequantization
+(wgsl_templates/_dequant.wgsl) and the CPU-set matmul / embedding kernels that read them.
+
+References, none written here: gguf.quants.dequantize (llama.cpp's own Python package) for the
+weights, gguf.quants.quantize for q5 / q5a from float, ir/ops.py's linear / embedding / rms_norm /
+silu_mul for the kernels.
+
+| what                                   | tolerance        | why                                                    |
+|----------------------------------------|------------------|--------------------------------------------------------|
+| numpy dequantize vs gguf               | 0 (f32 bits)     | same products in the same order; the repack is lossless |
+| repack round trip (GGUF bytes)         | 0 (bytes)        | a bijection                                            |
+| WGSL dq8 (8 weights of a row)          | 1e-6 normalized  | a*q + b may be one fma (one rounding fewer than numpy)  |
+| WGSL dq_dot (8 products)               | 1e-5 normalized  | f32 sum of 8 products in another order                 |
+| matmul (decode tn=1, prefill tn>1)     | 1e-4 normalized  | f32 sums of <= 768 products in another order than numpy |
+| embedding                              | 1e-6 normalized  | one dequantized weight, fma as dq8                     |
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from test_kernels import EXTRA, check, padded, rand, ref_op, rng_for, runner, same_bits, sentinel  # noqa: F401
+from webllm_py.codegen import dequant
+from webllm_py.codegen.kernels import STEP, EmbeddingKey, Kernel, MatmulKey, _env, build
+from webllm_py.quant import kquant
+from webllm_py.quant.formats import FORMATS, dequantize, part_shapes, quantize
+
+gguf = pytest.importorskip("gguf")
+from gguf.quants import dequantize as gguf_dequantize  # noqa: E402
+from gguf.quants import quantize as gguf_quantize  # noqa: E402
+
+KFORMATS = list(kquant.SPECS)
+# byte offsets of each GGUF block's f16 fields (d, dmin / m): set to finite values, the rest random
+F16_AT = {"q5": [0], "q5a": [0, 2], "q2k": [80, 82], "q3k": [108], "q4k": [0, 2], "q5k": [0, 2], "q6k": [208]}
+
+
+def gguf_blocks(rng, fmt: str, rows: int, cols: int, d_scale: float = 1e-2) -> np.ndarray:
+    """Random GGUF bytes of `fmt`'s type for a (rows, cols) tensor: every code, scale and bit pattern
+    is possible; only the f16 super-scales are kept finite (normal(0, d_scale))."""
+    s = kquant.SPECS[fmt]
+    raw = rng.integers(0, 256, (rows, cols // s.block, s.block_bytes), dtype=np.uint8)
+    for o in F16_AT[fmt]:
+        raw[..., o:o + 2] = rng.normal(0, d_scale, raw.shape[:2]).astype(np.float16)[..., None].view(np.uint8)
+    return raw.reshape(rows, -1)
+
+
+def gguf_type(fmt: str):
+    return gguf.GGMLQuantizationType[kquant.SPECS[fmt].gguf]
+
+
+def kweight(rng, fmt, rows, cols):
+    """(kernel arrays, reference f32 weights): random GGUF blocks, the reference dequantized by gguf."""
+    raw = gguf_blocks(rng, fmt, rows, cols)
+    parts = kquant.from_gguf(fmt, raw, rows, cols)
+    return {"w": parts["data"], "scales": parts["scales"]}, gguf_dequantize(raw, gguf_type(fmt)).reshape(rows, cols)
+
+
+# -- numpy: bit-exact against gguf ----------------------------------------------------
+
+@pytest.mark.parametrize("fmt", KFORMATS)
+def test_dequantize_equals_gguf_bits(fmt):
+    """Random blocks of every type: our planes dequantize to gguf's f32 bits, and repack back to the same bytes."""
+    s = kquant.SPECS[fmt]
+    rng = rng_for("kq-np", fmt)
+    rows, cols = 7, s.block * 5
+    raw = gguf_blocks(rng, fmt, rows, cols, d_scale=10.0)  # wide range: subnormal to large products
+    parts = kquant.from_gguf(fmt, raw, rows, cols)
+    for name, (dtype, shape) in part_shapes(fmt, (rows, cols)).items():
+        assert parts[name].shape == shape and parts[name].dtype == {"u32": np.uint32, "f16": np.float16}[dtype]
+        assert parts[name].ctypes.data % 4 == 0 or dtype == "f16"
+    ref = gguf_dequantize(raw, gguf_type(fmt)).reshape(rows, cols)
+    got = dequantize(parts, fmt, (rows, cols))
+    assert got.dtype == np.float32
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32)), f"{fmt}: f32 bits differ from gguf"
+    assert np.array_equal(kquant.to_gguf(parts, fmt, rows, cols), raw), f"{fmt}: repack is not lossless"
+
+
+@pytest.mark.parametrize("fmt", ["q5", "q5a"])
+def test_q5_from_float_is_ggufs_quantizer(fmt):
+    """q5 / q5a made from float weights are gguf's Q5_0 / Q5_1 blocks (awkward cols: zero-padded last block)."""
+    rng = rng_for("kq-q5", fmt)
+    w = rng.standard_normal((5, 70)).astype(np.float32)
+    got = dequantize(quantize(w, fmt), fmt, w.shape)
+    pad = np.zeros((5, 96), np.float32)
+    pad[:, :70] = w
+    ref = gguf_dequantize(gguf_quantize(pad, gguf_type(fmt)), gguf_type(fmt)).reshape(5, 96)[:, :70]
+    assert np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("fmt", ["q2k", "q3k", "q4k", "q5k", "q6k"])
+def test_k_formats_refuse_float_weights(fmt):
+    with pytest.raises(ValueError, match=f"{fmt} holds a GGUF file's .* blocks .* choose q4"):
+        quantize(np.ones((2, 256), np.float32), fmt)
+
+
+def test_whole_blocks_only():
+    with pytest.raises(ValueError, match="q4k .Q4_K. needs rows of whole 256-column blocks; a row has 320"):
+        kquant.from_gguf("q4k", np.zeros(144 * 2, np.uint8), 1, 320)
+
+
+def test_bytes_per_weight_is_the_gguf_size_rounded_to_words():
+    """Stored size per block: GGUF's block bytes plus at most 8 (f16 d padded to a word, 12 packed scale bytes unpacked to 16)."""
+    from webllm_py.quant.formats import bytes_per_weight
+
+    for fmt, s in kquant.SPECS.items():
+        gguf_bpw = s.block_bytes / s.block
+        assert gguf_bpw <= bytes_per_weight(fmt) <= gguf_bpw + 8 / s.block + 1e-12, fmt
+    assert all(f in FORMATS for f in KFORMATS)
+
+
+# -- WGSL: _dequant.wgsl's dq8 / dq_dot ------------------------------------------------
+
+_PROBE = """\
+{% import "_dequant.wgsl" as dq %}
+{% for d in decls %}
+@group(0) @binding({{ loop.index0 }}) var<{{ "uniform" if d[1] == "uniform" else "storage, " ~ d[1] }}> {{ d[0] }}: {{ d[2] }};
+{% endfor %}
+struct Step { n: u32, p: u32, _pad0: u32, _pad1: u32 }
+{{ dq.fns(fmt, cols) }}
+
+// row gid.y, chunk gid.x: dq8 and dq_dot of columns 8i .. 8i+7
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let row = gid.y;
+  let i = gid.x;
+  if (i < {{ c8 }}u) {
+    let m = dq8(row, i);
+    out8[(row * {{ c8 }}u + i) * 2u] = m[0];
+    out8[(row * {{ c8 }}u + i) * 2u + 1u] = m[1];
+    outd[row * {{ c8 }}u + i] = dq_dot(row, i, array<vec4<f32>, 2>(x[2u * i], x[2u * i + 1u]));
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("fmt", KFORMATS)
+def test_dequant_library(runner, fmt):
+    """dq8 of every 8-column chunk and dq_dot of every chunk against gguf's dequantized weights
+    (2 blocks per row: block indexing past the first is exercised)."""
+    rows, cols = 3, 2 * kquant.SPECS[fmt].block
+    rng = rng_for("kq-dq", fmt)
+    arrays, wd = kweight(rng, fmt, rows, cols)
+    assert dequant.block_cols(fmt) == 8
+    c8 = cols // 8
+    x = rng.standard_normal(cols).astype(np.float32)
+    decls = dequant.weight_decls(fmt, rows, cols) + [
+        ("x", "read", "array<vec4<f32>>", ""), ("out8", "read_write", "array<vec4<f32>>", ""),
+        ("outd", "read_write", "array<f32>", ""), STEP]
+    wgsl = _env().from_string(_PROBE).render(decls=decls, fmt=fmt, cols=cols, c8=c8)
+    k = Kernel(key=None, name=f"kq_probe_{fmt}", wgsl=wgsl, bindings=tuple((d[0], d[1]) for d in decls),
+               workgroup_size=(64, 1, 1), dispatch=(str(-(-c8 // 64)), str(rows), "1"))
+    got = runner.run(k, {**arrays, "x": x, "out8": np.zeros((rows, cols), np.float32),
+                         "outd": np.zeros((rows, c8), np.float32)}, 1)
+    check(got["out8"], wd, 1e-6, f"dq8 {fmt}")
+    check(got["outd"], (wd * x).reshape(rows, c8, 8).sum(-1), 1e-5, f"dq_dot {fmt}")
+
+
+# -- CPU-set kernels: matmul (decode and prefill forms), fused forms, embedding ----------
+
+@pytest.mark.parametrize("fmt", KFORMATS)
+@pytest.mark.parametrize("cols", [256, 768])
+@pytest.mark.parametrize("n,tn,rpi", [(1, 1, 4), (5, 4, 2)])
+def test_matmul(runner, fmt, cols, n, tn, rpi):
+    """Decode form (n 1, tn 1) and prefill form (n 5 in tiles of tn 4: a partial tile), rows not a
+    multiple of the workgroup's rows, x padded with NaN rows past n."""
+    rng = rng_for("kq-mm", fmt, cols, n, tn)
+    rows = 37
+    arrays, wd = kweight(rng, fmt, rows, cols)
+    x = rand(rng, (n, cols), "f32")
+    out = sentinel((n + EXTRA, rows), "f32")
+    got = runner.run(build(MatmulKey("f32", fmt, rows, cols, tn=tn, rpi=rpi, wg=8)),
+                     {**arrays, "x": padded(x, "f32"), "out": out}, n)["out"]
+    check(got[:n], ref_op("linear", [x, wd], n), 1e-4, f"matmul {fmt}")
+    same_bits(got[n:], out[n:], "sentinel rows")
+
+
+@pytest.mark.parametrize("fmt", ["q4k", "q6k"])
+def test_matmul_fused(runner, fmt):
+    """The fusions reach the dq8 path like any format: RMSNorm prologue + SiLU gate epilogue + bias."""
+    rng = rng_for("kq-fused", fmt)
+    rows, cols, n = 20, 256, 3
+    arrays, wd = kweight(rng, fmt, 2 * rows, cols)
+    arrays["norm_w"] = (rng.standard_normal(cols) * 0.5 + 1).astype(np.float32)
+    arrays["bias"] = rng.standard_normal(2 * rows).astype(np.float32)
+    x = rand(rng, (n, cols), "f32", 2.0)
+    xin = ref_op("rms_norm", [x, arrays["norm_w"]], n, eps=1e-5)
+    gate = ref_op("linear", [xin, wd[:rows], arrays["bias"][:rows]], n)
+    up = ref_op("linear", [xin, wd[rows:], arrays["bias"][rows:]], n)
+    key = MatmulKey("f32", fmt, rows, cols, bias=True, tn=2, rpi=2, wg=8, norm=True, norm_eps=1e-5, epilogue="silu_mul")
+    out = sentinel((n + EXTRA, rows), "f32")
+    got = runner.run(build(key), {**arrays, "x": padded(x, "f32"), "out": out}, n)["out"]
+    check(got[:n], ref_op("silu_mul", [gate, up], n), 1e-4, key.name)
+    same_bits(got[n:], out[n:], "sentinel rows")
+
+
+@pytest.mark.parametrize("fmt", KFORMATS)
+def test_embedding(runner, fmt):
+    rng = rng_for("kq-emb", fmt)
+    vocab, hidden, n = 20, 2 * kquant.SPECS[fmt].block, 4
+    arrays, table = kweight(rng, fmt, vocab, hidden)
+    ids = rng.integers(0, vocab, n).astype(np.int32)
+    ids[0] = vocab - 1
+    out = sentinel((n + EXTRA, hidden), "f32")
+    got = runner.run(build(EmbeddingKey("f32", fmt, vocab, hidden)), {**arrays, "ids": ids, "out": out}, n)["out"]
+    check(got[:n], ref_op("embedding", [ids, table], n), 1e-6, f"embedding {fmt}")
+    same_bits(got[n:], out[n:], "sentinel rows")
