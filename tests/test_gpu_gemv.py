@@ -28,6 +28,7 @@ from webllm_py.codegen import MatmulKey, build, dequant, key_from_json
 from webllm_py.codegen.gemv import GemvKey, gemv_key
 from webllm_py.codegen.kernels import STEP, Kernel, _env, _weight_decls
 from webllm_py.codegen.runner import has_subgroups
+from webllm_py.testing.browser_kernels import browser_kernel_runner  # noqa: F401  (SwiftShader, a fixture)
 
 FORMATS = ["f32", "f16", "q8", "q4", "q4a"]
 
@@ -208,3 +209,17 @@ def test_gemv_key_errors(kw, msg):
     base = dict(act="f32", fmt="q4", rows=32, cols=96)
     with pytest.raises(ValueError, match=msg):
         build(GemvKey(**{**base, **kw}))
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_gemv_swiftshader(browser_kernel_runner, fmt):  # noqa: F811
+    """Tint compiles the GEMV (with `enable subgroups;`) and SwiftShader (4-wide subgroups, 64 of them
+    in a 256-lane workgroup) agrees: per format a plain and a fused form, subgroups off and on."""
+    r = browser_kernel_runner
+    rng = rng_for("gemvswift", fmt)
+    _run_fused(r, gemv_key("f32", fmt, 37, 100, bias=True), 3, rng)
+    if not has_subgroups(r.device):
+        pytest.skip("SwiftShader here lacks the subgroups feature (the tree form passed)")
+    _run_fused(r, GemvKey("f32", fmt, 29, 200, norm=True, norm_eps=1e-5, epilogue="silu_mul", subgroups=True), 3, rng)
