@@ -15,6 +15,8 @@ Tolerances, and why:
 |                                   | p = 4000)  | p = 4000 as test_kernels.py's rope                        |
 | kv_write / rope_kv v -> f16x2     | 1 f16 ulp  | a copy through pack2x16float: the nearest f16 (WGSL       |
 |                                   | per elem   | allows either neighbour, so one ulp, not exact bits)      |
+| rope_kv q on SwiftShader (f32)    | 5e-4       | SwiftShader's sin/cos: 1.4e-4 measured, as much for the   |
+|                                   |            | existing kv '' kernel (lavapipe ~1e-6)                    |
 | attention over an f32 KV cache    | 1e-4       | f32 sums of <= 1,000 terms in another order than numpy's  |
 | attention over an f16x2 KV cache  | 1e-4       | the reference reads the same f16 values (the cache array  |
 |                                   |            | is made in f16), so only f32 ordering remains; the f16    |
@@ -39,6 +41,7 @@ from webllm_py.codegen.attention_gpu import (
 )
 from webllm_py.codegen.runner import has_subgroups
 from webllm_py.codegen.wgsl_compat import uses_subgroups
+from webllm_py.testing.browser_kernels import browser_kernel_runner  # noqa: F401  (the SwiftShader fixture)
 from webllm_py.codegen.encoder_kernels import RowRopeKey
 
 from test_kernels import (  # noqa: F401  (runner: the module's lavapipe fixture)
@@ -55,6 +58,9 @@ from test_kernels import (  # noqa: F401  (runner: the module's lavapipe fixture
     same_bits,
     sentinel,
 )
+
+
+TOL_SWIFTSHADER_TRIG = 5e-4  # module docstring table
 
 
 def f16_close(got: np.ndarray, ref: np.ndarray, what: str) -> None:
@@ -267,3 +273,45 @@ def test_flash_decoding_key_errors():
         build(AttentionSplitKey("f32", "", 4, 2, 64, 0.1, wg=96))
     with pytest.raises(ValueError, match="kv must be one of"):
         build(AttentionSplitKey("f32", "f8", 4, 2, 64, 0.1))
+
+
+# -- SwiftShader (Tint; subgroups 4 wide) ------------------------------------------------
+
+@pytest.mark.parametrize("kv,subgroups,heads,kv_heads,head_dim,n,p,block,wg", [
+    ("f16x2", True, 8, 2, 80, 1, 3 * B + 7, B, 32),  # GQA 4, awkward head_dim, 8 subgroups of 4
+    ("", False, 4, 4, 64, 2, B, B, 32),  # the tree fallback, a query on a fresh block
+    ("f16x2", True, 16, 4, 64, 1, 300, DEFAULT_BLOCK, 128),  # the defaults past two blocks
+])
+@pytest.mark.browser
+@pytest.mark.slow
+def test_flash_decoding_swiftshader(browser_kernel_runner, kv, subgroups, heads, kv_heads, head_dim, n, p, block, wg):
+    r = browser_kernel_runner
+    need_subgroups(r, subgroups)
+    rng = rng_for("bflash", kv, subgroups, heads, head_dim, n, p)
+    scale = 1.0 / math.sqrt(head_dim)
+    q = rand(rng, (n, heads * head_dim), "f32", 2.0)
+    kc, vc = kv_caches(rng, kv, "f32", p, n, kv_heads * head_dim)
+    key = AttentionSplitKey("f32", kv, heads, kv_heads, head_dim, scale, block=block, wg=wg, subgroups=subgroups)
+    got = run_flash(r, key, q, kc, vc, n, p)
+    ref = ref_op("attention", [q, f(kc), f(vc)], n, p, heads=heads, kv_heads=kv_heads, head_dim=head_dim, scale=scale)
+    check(got, ref, 1e-4, key.name)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_rope_kv_f16x2_swiftshader(browser_kernel_runner):
+    n, p, heads, kv_heads, hd = 3, 5, 4, 2, 64
+    rng = rng_for("bropekv16", n, p)
+    q, kk, v = rand(rng, (n, heads * hd), "f32"), rand(rng, (n, kv_heads * hd), "f32"), rand(rng, (n, kv_heads * hd), "f32")
+    inv = inv_freq_for(hd)
+    caches = {name: f16_cache(rng, p, n, kv_heads * hd) for name in ("k_cache", "v_cache")}
+    got = browser_kernel_runner.run(build(RopeKvKey("f32", heads, kv_heads, hd, kv="f16x2")),
+                                    {"q": padded(q, "f32"), "k": padded(kk, "f32"), "v": padded(v, "f32"),
+                                     "inv_freq": inv, **caches}, n, p)
+    # SwiftShader's sin/cos: 1.4e-4 here, the same for today's kv '' kernel (lavapipe ~1e-6)
+    check(got["q"][:n], ref_op("rope", [q, inv], n, p, heads=heads, head_dim=hd), TOL_SWIFTSHADER_TRIG, "q")
+    check(got["k_cache"][p:p + n], ref_op("rope", [kk, inv], n, p, heads=kv_heads, head_dim=hd), 2e-3, "k_cache")
+    f16_close(got["v_cache"][p:p + n], v, "v_cache")
+    for name in ("k_cache", "v_cache"):
+        same_bits(got[name][:p], caches[name][:p], f"{name} rows before p")
+        same_bits(got[name][p + n:], caches[name][p + n:], f"{name} rows after p+n")
