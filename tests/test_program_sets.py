@@ -62,3 +62,73 @@ def test_unknown_set_is_one_error():
     with pytest.raises(ValueError, match="unknown program set 'gpu2'; choose from f32, f16, idot, gpu, gpu-sg"):
         check_sets(["f32", "gpu2"])
     assert set(PREFERENCE) == set(PROGRAM_SETS)
+
+
+CHOICE = json.loads((Path(__file__).resolve().parents[1] / "web/test/fixtures/program_choice.json").read_text())
+
+
+def _case_manifest(case: dict) -> dict:
+    sets = case["sets"]
+    if sets and isinstance(sets[0], str):  # a bundle from before program_sets
+        return {"programs": {s: {} for s in sets}}
+    return {"programs": {m["name"]: {} for m in sets}, "program_sets": sets}
+
+
+@pytest.mark.parametrize("case", CHOICE["cases"], ids=[c["name"] for c in CHOICE["cases"]])
+def test_choice_golden_cases(case):
+    """The same cases web/test/program_sets.test.js runs through gpu_device.js chooseProgramSet."""
+    from webllm_py.runtime.program_choice import choose_program_set
+
+    args = (_case_manifest(case), case["requested"], case["class"], set(case["features"]), set(case["language_features"]))
+    if isinstance(case["expect"], dict):
+        with pytest.raises(Exception, match=case["expect"]["error"]):
+            choose_program_set(*args)
+    else:
+        assert choose_program_set(*args) == case["expect"]
+
+
+LONG_PROMPT = [(7 * i + 3) % 280 + 2 for i in range(150)]  # 10 prefill chunks of 16, past one key block
+
+
+@pytest.fixture(scope="module")
+def adapter():
+    from webllm_py.errors import DeviceError
+    from webllm_py.runtime.device import select_adapter
+
+    try:
+        return select_adapter()
+    except DeviceError as e:
+        pytest.skip(str(e))
+
+
+@pytest.mark.parametrize("precision", ["gpu", "gpu-sg"])
+def test_gpu_sets_match_reference_natively(precision, tiny_bundles, adapter):
+    """Forced gpu sets on lavapipe: score, prefill + decode vs the f32 reference (f16-KV tolerance,
+    module docstring)."""
+    import numpy as np
+
+    import webllm_py
+
+    b = tiny_bundles("llama", "q4")
+    ref = webllm_py.load(b, backend="reference").logits(LONG_PROMPT)
+    tol = 2e-2 * max(1.0, float(np.abs(ref).max()))
+    native = webllm_py.load(b, backend="native", precision=precision, adapter=adapter)
+    assert native.precision == precision
+    assert np.abs(native.logits(LONG_PROMPT) - ref).max() <= tol  # score
+    native.reset()
+    rows = [native.forward(LONG_PROMPT[:140])] + [native.forward([t]) for t in LONG_PROMPT[140:146]]
+    assert np.abs(np.stack(rows) - ref[139:146]).max() <= tol  # prefill, then decode steps
+
+
+def test_forced_set_errors_natively(tiny_bundles, adapter):
+    """An unknown name is refused before anything loads; a set whose feature the adapter lacks is
+    the golden cases' DeviceError (here: f16 on an adapter without shader-f16, as wgpu-py names it)."""
+    import webllm_py
+    from webllm_py.errors import DeviceError
+
+    b = tiny_bundles("llama", "q4")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        webllm_py.load(b, backend="native", precision="gpu3", adapter=adapter)
+    if "shader-f16" not in adapter.features:
+        with pytest.raises(DeviceError, match="program set f16 needs shader-f16"):
+            webllm_py.load(b, backend="native", precision="f16", adapter=adapter)

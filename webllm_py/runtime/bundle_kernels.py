@@ -2,7 +2,8 @@
 
 The WGSL is read through the Bundle (a listed, hashed file inside the folder); a kernel the
 adapter's compiler refuses is one BundleError naming the file and the compiler's error line,
-not wgpu's multi-line GPUValidationError.
+not wgpu's multi-line GPUValidationError. Kernels are written for Tint: `enable subgroups;` is
+stripped for Naga (codegen/wgsl_compat.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..bundle import Bundle
+from ..codegen.wgsl_compat import for_naga
 from ..errors import BundleError
 from .device import create_pipeline
 
@@ -24,7 +26,7 @@ def kernel_pipeline(device: Any, adapter: Any, bundle: Bundle, name: str) -> tup
     import wgpu
 
     k = bundle.manifest["kernels"][name]
-    wgsl = bundle.read_text(k["file"])
+    wgsl = for_naga(bundle.read_text(k["file"]))  # Naga takes subgroup builtins without Tint's `enable`
     try:
         return create_pipeline(device, wgsl, k["bindings"], name)
     except wgpu.GPUError as e:

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..codegen.wgsl_compat import WGPU_PY_FEATURE
 from ..errors import DeviceError
 
 _BUFFER_TYPES = {"read": "read-only-storage", "read_write": "storage", "uniform": "uniform"}
@@ -41,8 +42,9 @@ def select_adapter() -> Any:
 
 
 def request_device(adapter: Any, *, f16: bool, storage_binding_bytes: int, buffer_bytes: int,
-                   storage_buffers: int, timestamps: bool = False) -> Any:
-    """A device with shader-f16 if `f16`, and limits raised to what the bundle needs."""
+                   storage_buffers: int, timestamps: bool = False, features: Sequence[str] = ()) -> Any:
+    """A device with shader-f16 if `f16`, the WebGPU `features` a program set needs (as wgpu-py
+    names them: subgroups -> subgroup), and limits raised to what the bundle needs."""
     limits = adapter.limits
     need = {
         "max-storage-buffer-binding-size": storage_binding_bytes,
@@ -53,10 +55,17 @@ def request_device(adapter: Any, *, f16: bool, storage_binding_bytes: int, buffe
         if v > limits[k]:
             raise DeviceError(f"the bundle needs {k} = {v}, this adapter allows {limits[k]} "
                               f"({adapter.info.get('device')})")
-    features = ["shader-f16"] if f16 else []
+    needs, features = features, ["shader-f16"] if f16 else []
     if f16 and "shader-f16" not in adapter.features:
         raise DeviceError(f"precision f16 needs the shader-f16 feature, which {adapter.info.get('device')} lacks; "
                           "use precision='f32' or 'auto'")
+    for f in needs:
+        name = WGPU_PY_FEATURE.get(f, f)
+        if name not in adapter.features:
+            raise DeviceError(f"the program set needs the {f} feature, which {adapter.info.get('device')} lacks; "
+                              "use precision='auto'")
+        if name not in features:
+            features.append(name)
     if timestamps:
         if "timestamp-query" not in adapter.features:
             raise DeviceError(f"profiling needs the timestamp-query feature, which {adapter.info.get('device')} lacks")

@@ -14,7 +14,9 @@ from typing import Any, Mapping
 
 MIN_CONTEXT = 2  # one prompt token and one generated token
 
-ACT_BYTES = {"f32": 4, "f16": 2, "idot": 4}  # bytes per "act" element of each program set
+# bytes per "act" element of each program set (passes/program_sets.py; the gpu sets keep f32 activations)
+ACT_BYTES = {"f32": 4, "f16": 2, "idot": 4, "gpu": 4, "gpu-sg": 4}
+KV_BYTES = {"f32": 4, "f16": 2, "f16x2": 2}  # bytes per KV-cache element of each storage ("f16x2": f16 pairs in u32)
 
 
 def round16(n: int) -> int:
@@ -44,11 +46,23 @@ def sized_buffers(manifest: Mapping[str, Any], rows: int) -> dict[str, dict[str,
     return out
 
 
-def buffer_bytes(b: Mapping[str, Any], act_bytes: int) -> int:
-    """Bytes of one buffer spec: `bytes`, or elements x (act_bytes for "act", else 4), rounded up to 16."""
+def set_bytes(manifest: Mapping[str, Any], precision: str) -> tuple[int, int]:
+    """(activation, KV-cache) bytes per element of program set `precision`: its `program_sets` entry's
+    activations and kv; a bundle without that entry stores its caches as its activations."""
+    meta = next((m for m in manifest.get("program_sets", []) if m["name"] == precision), None)
+    act = ACT_BYTES[meta["activations"]] if meta else ACT_BYTES[precision]
+    return act, KV_BYTES[meta["kv"]] if meta else act
+
+
+def buffer_bytes(b: Mapping[str, Any], act_bytes: int, kv_bytes: int | None = None) -> int:
+    """Bytes of one buffer spec: `bytes`, or elements x (kv_bytes for a KV cache, act_bytes for
+    another "act" buffer, else 4), rounded up to 16. kv_bytes None: the caches hold activations."""
     if "bytes" in b:
         return round16(b["bytes"])
-    return round16(b["elements"] * (act_bytes if b["dtype"] == "act" else 4))
+    if b["dtype"] != "act":
+        return round16(b["elements"] * 4)
+    kv = act_bytes if kv_bytes is None else kv_bytes
+    return round16(b["elements"] * (kv if b.get("kind") == "state" else act_bytes))
 
 
 @dataclass(frozen=True)
@@ -78,14 +92,15 @@ KIND_GROUP = {"weight": "weights_bytes", "state": "kv_cache_bytes"}  # every oth
 
 
 def memory_estimate(manifest: Mapping[str, Any], precision: str, context_window_size: int | None = None) -> MemoryEstimate:
-    """What loading `manifest`'s programs of `precision` ("f32", "f16", "idot") allocates with a
+    """What loading `manifest`'s programs of `precision` (a program set) allocates with a
     KV cache of `context_window_size` rows (default: the bundle's), before anything is allocated."""
     if precision not in ACT_BYTES:
         raise ValueError(f"precision must be one of {tuple(ACT_BYTES)} for an estimate, got {precision!r}")
     rows = resolve_context_window(manifest, context_window_size)
     sums = {"weights_bytes": 0, "kv_cache_bytes": 0, "other_bytes": 0}
+    act, kv = set_bytes(manifest, precision)
     for name, b in sized_buffers(manifest, rows).items():
-        n = buffer_bytes(b, ACT_BYTES[precision])
+        n = buffer_bytes(b, act, kv)
         sums[KIND_GROUP.get(b["kind"], "other_bytes")] += n
         if name == "logits":
             sums["other_bytes"] += n  # its MAP_READ staging copy

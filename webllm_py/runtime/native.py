@@ -17,28 +17,28 @@ from typing import Any
 import numpy as np
 
 from ..bundle import Bundle
+from ..codegen.wgsl_compat import WGPU_PY_FEATURE
 from ..errors import BundleError
 from ..ir.graph import compile_dim
+from ..passes.program_sets import PROGRAM_SETS
 from .bundle_kernels import kernel_pipeline
 from .device import request_device, select_adapter
 from .encode_ahead import EncodeAhead
 from .gpu_sampling import GpuArgmax
-from .kv_sizing import ACT_BYTES, buffer_bytes, memory_estimate, resolve_context_window, sized_buffers
-from .kv_sizing import round16 as _round16  # noqa: F401  (runtime/encoder.py imports it from here)
+from .kv_sizing import buffer_bytes, memory_estimate, resolve_context_window, set_bytes, sized_buffers
+from .kv_sizing import ACT_BYTES, round16 as _round16  # noqa: F401  (runtime/encoder.py imports them from here)
 from .lm import CachedModel
+from .program_choice import adapter_class, choose_program_set
 
-# program sets (passes/lower.py PROGRAM_SETS): f32 / f16 activations, or idot: f32 activations with
-# the decode matmuls as integer dot products on packed activations
-PRECISIONS = ("auto", "f32", "f16", "idot")
+# program sets (passes/program_sets.py): f32 / f16 / idot tuned for CPU adapters, gpu / gpu-sg for GPUs
+PRECISIONS = ("auto", *PROGRAM_SETS)
 
 
 def auto_precision(adapter: Any, programs: dict[str, Any]) -> str:
-    """What "auto" runs: idot on CPU adapters (lavapipe), where unpacking quantized weights in float
-    is the bottleneck (decode 1.3x faster, docs/performance.md); else f16 where the adapter has
-    shader-f16; else f32. Only sets the bundle has (bundles before idot have f32 and f16)."""
-    if adapter.info.get("adapter_type") == "CPU" and "idot" in programs:
-        return "idot"
-    return "f16" if "shader-f16" in adapter.features and "f16" in programs else "f32"
+    """What "auto" runs of a bundle without program-set metadata (`programs` is all it has: the
+    encoder bundles): program_choice.py's earlier rule (idot on CPU adapters, f16 with shader-f16,
+    else f32)."""
+    return choose_program_set({"programs": programs}, "auto", adapter_class(adapter), adapter.features)
 
 
 class NativeModel(CachedModel):
@@ -63,21 +63,22 @@ class NativeModel(CachedModel):
         self.eos_token_ids = set(m["tokenizer"]["eos_token_ids"])
 
         self.adapter = adapter or select_adapter()
-        self.precision = auto_precision(self.adapter, m["programs"]) if precision == "auto" else precision
-        if self.precision not in m["programs"]:
-            raise BundleError(f"bundle has no {self.precision} programs (it has {', '.join(m['programs'])}); "
-                              "rebuild it with this webllm-py", bundle.dir)
+        features = {next((w for w, n in WGPU_PY_FEATURE.items() if n == f), f) for f in self.adapter.features}
+        self.precision = choose_program_set(m, precision, adapter_class(self.adapter), features)
+        meta = next((s for s in m.get("program_sets", []) if s["name"] == self.precision), {})
         # known before anything is allocated: what a caller can check against the device's memory
         self.memory_estimate = memory_estimate(m, self.precision, self.context_window)
         specs = sized_buffers(m, self.context_window)
-        sizes = {name: buffer_bytes(b, ACT_BYTES[self.precision]) for name, b in specs.items()}
+        act_bytes, kv_bytes = set_bytes(m, self.precision)
+        sizes = {name: buffer_bytes(b, act_bytes, kv_bytes) for name, b in specs.items()}
         max_storage = max(len(k["bindings"]) for k in m["kernels"].values())
         self.device = request_device(self.adapter, f16=self.precision == "f16",
                                      storage_binding_bytes=max(sizes.values()), buffer_bytes=max(sizes.values()),
-                                     storage_buffers=max_storage, timestamps=profile)
+                                     storage_buffers=max_storage, timestamps=profile,
+                                     features=[f for f in meta.get("features", []) if f != "shader-f16"])
         self._buffers = self._create_buffers(specs, sizes)
         self._programs = self._prepare_programs(m["programs"][self.precision])
-        self._act_dtype = np.float16 if self.precision == "f16" else np.float32
+        self._act_dtype = np.float16 if act_bytes == 2 else np.float32
         # decode steps recorded ahead (encode_ahead.py); the argmax for greedy decoding (gpu_sampling.py)
         self._ahead = EncodeAhead(self._encode)
         self._argmax = GpuArgmax(self.device, "f16" if self._act_dtype == np.float16 else "f32",
