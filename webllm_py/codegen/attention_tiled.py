@@ -25,6 +25,11 @@ pair and the GROUP q heads of a query are adjacent rows):
 - Workgroup storage (<= 16 KiB, WebGPU's default limit) = Q tile + K tile (rows padded by
   one vec4 so lanes reading different keys hit different banks) + V tile + scores, all f32;
   `tile_shape` sizes tq and tk from head_dim, and a key that cannot fit is a ValueError.
+- Parallelism: ceil(n * GROUP / tq) * kv_heads workgroups of tq * lanes_per_row lanes, whatever
+  p is (16 heads / 4 kv heads, head_dim 64, n = 128: 64 x 128 lanes); each walks
+  ceil((p + its last query + 1) / tk) tile rounds. A short chunk over a long cache (small n,
+  large p) therefore has few, long workgroups; splitting the keys across workgroups with a
+  combine (as attention_split does for decode) would fix that and is not done here.
 """
 
 from __future__ import annotations
