@@ -1,6 +1,7 @@
 """GPU-class decode attention (flash-decoding: attention_split + attention_combine) and the
 packed-f16 KV cache ("f16x2") writers (rope_kv, kv_write, rope to_cache), on wgpu-py (lavapipe)
-against the numpy op references of webllm_py/ir/ops.py.
+and, marked browser + slow, on Chromium's SwiftShader (Tint, 4-wide subgroups) through
+webllm_py/testing/browser_kernels.py, against the numpy op references of webllm_py/ir/ops.py.
 
 Error measure and sentinels as tests/test_kernels.py (whose helpers this module uses): max
 |got - ref| / max |ref| over the valid region; NaN/Inf there fails; cache rows before p and
@@ -18,6 +19,7 @@ Tolerances, and why:
 | rope_kv q on SwiftShader (f32)    | 5e-4       | SwiftShader's sin/cos: 1.4e-4 measured, as much for the   |
 |                                   |            | existing kv '' kernel (lavapipe ~1e-6)                    |
 | attention over an f32 KV cache    | 1e-4       | f32 sums of <= 1,000 terms in another order than numpy's  |
+| attention, f16 activations        | 2e-3       | q read and out rounded to f16 (2^-11 relative)            |
 | attention over an f16x2 KV cache  | 1e-4       | the reference reads the same f16 values (the cache array  |
 |                                   |            | is made in f16), so only f32 ordering remains; the f16    |
 |                                   |            | rounding of K/V itself is the writers' 2e-3 above         |
@@ -39,10 +41,10 @@ from webllm_py.codegen.attention_gpu import (
     attention_split_key,
     partial_elements,
 )
+from webllm_py.codegen.encoder_kernels import RowRopeKey
 from webllm_py.codegen.runner import has_subgroups
 from webllm_py.codegen.wgsl_compat import uses_subgroups
 from webllm_py.testing.browser_kernels import browser_kernel_runner  # noqa: F401  (the SwiftShader fixture)
-from webllm_py.codegen.encoder_kernels import RowRopeKey
 
 from test_kernels import (  # noqa: F401  (runner: the module's lavapipe fixture)
     EXTRA,
@@ -50,6 +52,7 @@ from test_kernels import (  # noqa: F401  (runner: the module's lavapipe fixture
     check,
     f,
     inv_freq_for,
+    need,
     padded,
     rand,
     ref_op,
@@ -215,6 +218,20 @@ def test_flash_decoding(runner, kv, subgroups, heads, kv_heads, head_dim, n, p):
     got = run_flash(runner, key, q, kc, vc, n, p)
     ref = ref_op("attention", [q, f(kc), f(vc)], n, p, heads=heads, kv_heads=kv_heads, head_dim=head_dim, scale=scale)
     check(got, ref, 1e-4, key.name)
+
+
+@pytest.mark.parametrize("kv", ["", "f16x2"])
+def test_flash_decoding_f16_activations(runner, kv):
+    """act f16 (q and out f16; needs shader-f16): the output is rounded to f16 once, so 2e-3."""
+    need(runner, "f16")
+    n, p, heads, kv_heads, hd = 2, 3 * B + 7, 8, 2, 80
+    rng = rng_for("flash16", kv)
+    q = rand(rng, (n, heads * hd), "f16", 2.0)
+    kc, vc = kv_caches(rng, kv, "f16", p, n, kv_heads * hd)
+    key = AttentionSplitKey("f16", kv, heads, kv_heads, hd, 0.1, block=B, wg=32, subgroups=has_subgroups(runner.device))
+    got = run_flash(runner, key, q, kc, vc, n, p)
+    ref = ref_op("attention", [f(q), f(kc), f(vc)], n, p, heads=heads, kv_heads=kv_heads, head_dim=hd, scale=0.1)
+    check(got, ref, 2e-3, key.name)
 
 
 @pytest.mark.parametrize("n,p", [(1, 300), (2, 299)])
