@@ -1,6 +1,7 @@
-// Adapter and device for a bundle: picks the program precision from the adapter's features
-// (f16 programs only with "shader-f16": SwiftShader and many mobile GPUs lack it) and raises
-// the buffer limits to what the bundle's largest buffer needs, as webllm_py/runtime/device.py.
+// Adapter and device for a bundle: picks the program set by the adapter's class and features
+// (chooseProgramSet, the rule of webllm_py/runtime/program_choice.py), requests the features that
+// set needs (shader-f16, subgroups) and raises the buffer limits to what the bundle's largest buffer
+// needs, as webllm_py/runtime/device.py.
 import { BundleError, FeatureSupportError, WebGPUNotAvailableError } from "./errors.js";
 
 // WebGPU's default limits: only ask for more when the bundle needs more (a device asked for
@@ -17,30 +18,69 @@ const DEFAULT_LIMITS = {
  * @typedef {{maxBuffer: number, maxStorageBuffers: number, maxInvocations?: number, maxWorkgroupX?: number}} BufferPlan
  * @typedef {object} DeviceRequest
  * @property {any} manifest
- * @property {"auto"|"f32"|"f16"|"idot"} precision
+ * @property {string} precision "auto" or a program set name
  * @property {GPU} [gpu] defaults to navigator.gpu; its wgslLanguageFeatures decide which program sets
  *   can compile (without either, sets that need a language feature are left out)
  * @property {GPUAdapter} [adapter]
- * @property {(precision: "f32"|"f16"|"idot") => BufferPlan} limitsFor the bundle's needs at a precision
+ * @property {(precision: any) => BufferPlan} limitsFor the bundle's needs with a program set
  */
 
 /**
- * Choose the program set: "auto" → "idot" on a CPU (software) adapter when the bundle has it
- * (integer dot products on packed activations: the decode matmuls 1.2-2.5x faster on
- * SwiftShader, docs/performance.md), else f16 when the adapter has shader-f16 and the bundle
- * has f16 programs, else f32; an explicit "f16" without the feature is FeatureSupportError.
- * @param {"auto"|"f32"|"f16"|"idot"} requested @param {boolean} hasF16 @param {string[]} available program sets
+ * Choose the program set, the same rule as webllm_py/runtime/program_choice.py (shared cases:
+ * test/fixtures/program_choice.json): by the adapter's class ("cpu": a fallback / software
+ * adapter, isCpuAdapter; else "gpu"), the first set of that class in the manifest's
+ * `program_sets` (preference order) whose WebGPU features and WGSL language features the adapter
+ * has, else the same over the other class. A bundle without `program_sets` keeps the earlier rule:
+ * idot on CPU adapters, else f16 with shader-f16, else f32 (among the sets whose language features
+ * are there). A forced set the bundle lacks is BundleError; one whose features are missing,
+ * FeatureSupportError naming them.
+ * @param {any} manifest @param {string} requested "auto" or a set name
+ * @param {"cpu"|"gpu"} cls @param {ReadonlySet<string>} features the adapter's WebGPU features
+ * @param {ReadonlySet<string>} [languageFeatures] navigator.gpu.wgslLanguageFeatures
+ * @returns {string}
+ */
+export function chooseProgramSet(manifest, requested, cls, features, languageFeatures) {
+  const sets = Object.keys(manifest?.programs ?? {});
+  /** @type {any[]} */ const metas = manifest?.program_sets ?? [];
+  /** @param {any} m */
+  const lacks = (m) => [...(m.features ?? []).filter((/** @type {string} */ f) => !features.has(f)),
+    ...(m.wgsl_language_features ?? []).filter((/** @type {string} */ f) => !languageFeatures?.has(f)).map((/** @type {string} */ f) => `WGSL ${f}`)];
+  if (!metas.length) {
+    const { usable, missing } = usableProgramSets(manifest, languageFeatures);
+    const legacy = (/** @type {string} */ name) => ({ name, features: name === "f16" ? ["shader-f16"] : [] });
+    if (requested !== "auto") {
+      if (!sets.includes(requested)) throw new BundleError(`bundle has no ${requested} programs (has: ${sets.join(", ")})`);
+      const need = [...lacks(legacy(requested)), ...(missing[requested] ?? []).map((f) => `WGSL ${f}`)];
+      if (need.length) throw new FeatureSupportError(need.join(", "), `program set ${requested} needs ${need.join(", ")}; load with precision: "auto".`);
+      return requested;
+    }
+    if (cls === "cpu" && usable.includes("idot")) return "idot";
+    return features.has("shader-f16") && usable.includes("f16") ? "f16" : "f32";
+  }
+  if (requested !== "auto") {
+    const m = metas.find((x) => x.name === requested);
+    if (!m || !sets.includes(requested)) throw new BundleError(`bundle has no ${requested} programs (has: ${sets.join(", ")})`);
+    const need = lacks(m);
+    if (need.length) throw new FeatureSupportError(need.join(", "), `program set ${requested} needs ${need.join(", ")}; load with precision: "auto".`);
+    return requested;
+  }
+  for (const c of cls === "cpu" ? ["cpu", "gpu"] : ["gpu", "cpu"]) {
+    const m = metas.find((x) => x.class === c && !lacks(x).length);
+    if (m) return m.name;
+  }
+  throw new FeatureSupportError([...features].join(", ") || "no features", `no program set of this bundle (${sets.join(", ")}) runs on this adapter.`);
+}
+
+/**
+ * The earlier choice by its old arguments (kept for callers of the public API): a bundle with
+ * only the program sets `available`, no program_sets metadata.
+ * @param {string} requested @param {boolean} hasF16 @param {string[]} available program sets
  * @param {boolean} [cpuAdapter] the adapter is a software rasterizer (SwiftShader, lavapipe)
- * @returns {"f32"|"f16"|"idot"}
+ * @returns {string}
  */
 export function choosePrecision(requested, hasF16, available, cpuAdapter = false) {
-  if (requested === "f16" && !hasF16) {
-    throw new FeatureSupportError("shader-f16", "Load with precision: \"f32\" or \"auto\" (f32 programs work everywhere).");
-  }
-  const auto = () => (cpuAdapter && available.includes("idot") ? "idot" : hasF16 && available.includes("f16") ? "f16" : "f32");
-  const p = requested === "auto" ? auto() : requested;
-  if (!available.includes(p)) throw new BundleError(`bundle has no ${p} programs (has: ${available.join(", ")})`);
-  return p;
+  const programs = Object.fromEntries(available.map((s) => [s, {}]));
+  return chooseProgramSet({ programs }, requested, cpuAdapter ? "cpu" : "gpu", new Set(hasF16 ? ["shader-f16"] : []));
 }
 
 /**
@@ -102,7 +142,8 @@ export function requiredLimits(plan, adapterLimits) {
 
 /**
  * @param {DeviceRequest} req
- * @returns {Promise<{device: GPUDevice, adapter: GPUAdapter, precision: "f32"|"f16"|"idot", adapterInfo: Record<string, string>}>}
+ * @returns {Promise<{device: GPUDevice, adapter: GPUAdapter, precision: any, adapterInfo: Record<string, string>}>}
+ *   precision: the chosen program set's name
  */
 export async function acquireDevice(req) {
   let adapter = req.adapter ?? null;
@@ -115,17 +156,14 @@ export async function acquireDevice(req) {
     adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
     if (!adapter) throw new WebGPUNotAvailableError("requestAdapter() returned null: no usable GPU adapter");
   }
-  const hasF16 = adapter.features.has("shader-f16");
   const info = /** @type {any} */ (adapter).info ?? {};
-  const { usable, missing } = usableProgramSets(req.manifest, (req.gpu ?? globalThis.navigator?.gpu)?.wgslLanguageFeatures);
-  if (missing[req.precision]) {
-    throw new FeatureSupportError(`WGSL ${missing[req.precision].join(", ")}`,
-      `The ${req.precision} programs need it; load with precision: "auto" or "f32".`);
-  }
-  const precision = choosePrecision(req.precision, hasF16, usable, isCpuAdapter(info));
+  const languageFeatures = (req.gpu ?? globalThis.navigator?.gpu)?.wgslLanguageFeatures;
+  const precision = chooseProgramSet(req.manifest, req.precision, isCpuAdapter(info) ? "cpu" : "gpu",
+    /** @type {ReadonlySet<string>} */ (adapter.features), languageFeatures);
   const limits = requiredLimits(req.limitsFor(precision), /** @type {any} */ (adapter.limits));
+  const meta = (req.manifest?.program_sets ?? []).find((/** @type {any} */ m) => m.name === precision);
   /** @type {GPUFeatureName[]} */
-  const features = precision === "f16" ? ["shader-f16"] : [];
+  const features = meta ? [...meta.features] : precision === "f16" ? ["shader-f16"] : []; // WebGPU names (subgroups)
   let device;
   try {
     device = await adapter.requestDevice({ requiredFeatures: features, requiredLimits: limits, label: "webllm-py" });

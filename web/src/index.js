@@ -31,7 +31,7 @@ export { ChatTemplate, applyChatTemplate, selectChatTemplate } from "./chat_temp
 export { ACT_BYTES, WebGPURuntime, bufferBytes, compileDim, compilePrograms, halfToFloat, planBuffers } from "./runtime.js";
 export { MIN_CONTEXT, estimateMemory, resolveContextWindow } from "./kv_sizing.js";
 export { ContextPolicy } from "./context_policy.js";
-export { choosePrecision, isCpuAdapter, requiredLimits, usableProgramSets } from "./gpu_device.js";
+export { chooseProgramSet, choosePrecision, isCpuAdapter, requiredLimits, usableProgramSets } from "./gpu_device.js";
 export { InvalidRequestError, StopMatcher } from "./request.js";
 export { CreateEngine, Engine } from "./engine.js";
 export { EmbeddingEngine, Embeddings, ModelKindError, WebGPUEncoder } from "./embeddings.js";

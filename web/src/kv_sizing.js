@@ -11,22 +11,37 @@
 export const MIN_CONTEXT = 2;
 
 /** Bytes per activation element for each program precision. */
-// Program sets (webllm_py/passes/lower.py PROGRAM_SETS): f32 or f16 activations, or idot: f32
-// activations with the decode matmuls as integer dot products on packed activations.
-export const ACT_BYTES = /** @type {const} */ ({ f32: 4, f16: 2, idot: 4 });
+// Program sets (webllm_py/passes/program_sets.py): f32 / f16 / idot for CPU adapters, gpu / gpu-sg
+// (f32 activations) for GPUs.
+export const ACT_BYTES = /** @type {const} */ ({ f32: 4, f16: 2, idot: 4, gpu: 4, "gpu-sg": 4 });
+/** Bytes per KV-cache element of each storage ("f16x2": f16 pairs in u32 words). */
+export const KV_BYTES = /** @type {const} */ ({ f32: 4, f16: 2, f16x2: 2 });
 
 /** Round up to a multiple of 16 bytes (at least 16), as native.py. @param {number} n */
 export const round16 = (n) => Math.max(16, Math.ceil(n / 16) * 16);
 
 /**
- * Bytes of one manifest buffer at a precision: `bytes`, or elements × (2|4 for "act", 4 for
- * i32), rounded up to 16.
- * @param {{bytes?: number, elements?: number, dtype?: string}} spec
- * @param {"f32"|"f16"|"idot"} precision
+ * (activation, KV-cache) bytes per element of a program set: its manifest `program_sets` entry's
+ * activations and kv; a bundle without that entry stores its caches as its activations.
+ * @param {any} manifest @param {string} precision
+ * @returns {[number, number]}
  */
-export function bufferBytes(spec, precision) {
+export function setBytes(manifest, precision) {
+  const meta = (manifest?.program_sets ?? []).find((/** @type {any} */ m) => m.name === precision);
+  const act = meta ? /** @type {any} */ (ACT_BYTES)[meta.activations] : /** @type {any} */ (ACT_BYTES)[precision];
+  return [act, meta ? /** @type {any} */ (KV_BYTES)[meta.kv] : act];
+}
+
+/**
+ * Bytes of one manifest buffer with a program set: `bytes`, or elements × (the set's KV bytes for
+ * a KV cache, its activation bytes for another "act" buffer, 4 for i32/u32/f32), rounded up to 16.
+ * @param {{bytes?: number, elements?: number, dtype?: string, kind?: string}} spec
+ * @param {string} precision @param {any} [manifest] for the set's KV storage (without: caches hold activations)
+ */
+export function bufferBytes(spec, precision, manifest) {
   if (spec.bytes != null) return round16(spec.bytes);
-  const elem = spec.dtype === "act" ? ACT_BYTES[precision] : 4;
+  const [act, kv] = manifest ? setBytes(manifest, precision) : [/** @type {any} */ (ACT_BYTES)[precision], /** @type {any} */ (ACT_BYTES)[precision]];
+  const elem = spec.dtype !== "act" ? 4 : spec.kind === "state" ? kv : act;
   return round16(/** @type {number} */ (spec.elements) * elem);
 }
 
@@ -81,7 +96,7 @@ const KIND_GROUP = { weight: "weightsBytes", state: "kvCacheBytes" };
 /**
  * What loading the programs of `precision` allocates with a KV cache of `contextWindowSize`
  * rows (default: the bundle's), before anything is allocated.
- * @param {any} manifest @param {"f32"|"f16"|"idot"} precision @param {number} [contextWindowSize]
+ * @param {any} manifest @param {string} precision a program set @param {number} [contextWindowSize]
  * @returns {MemoryEstimate}
  */
 export function estimateMemory(manifest, precision, contextWindowSize) {
@@ -89,7 +104,7 @@ export function estimateMemory(manifest, precision, contextWindowSize) {
   const rows = resolveContextWindow(manifest, contextWindowSize);
   const est = { contextWindowSize: rows, weightsBytes: 0, kvCacheBytes: 0, otherBytes: 0, totalBytes: 0 };
   for (const [name, b] of Object.entries(sizedBufferSpecs(manifest, rows))) {
-    const n = bufferBytes(b, precision);
+    const n = bufferBytes(b, precision, manifest);
     est[KIND_GROUP[b.kind] ?? "otherBytes"] += name === "logits" ? 2 * n : n; // logits: and its MAP_READ copy
   }
   est.totalBytes = est.weightsBytes + est.kvCacheBytes + est.otherBytes;

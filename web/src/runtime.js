@@ -25,9 +25,10 @@ export { compileDim } from "./dims.js";
 export { halfToFloat, halfsToFloats } from "./half.js";
 export { ACT_BYTES, bufferBytes, round16 } from "./kv_sizing.js";
 
-export const PRECISIONS = /** @type {const} */ (["auto", "f32", "f16", "idot"]);
+// "auto" or a program set (webllm_py/passes/program_sets.py; chooseProgramSet in gpu_device.js)
+export const PRECISIONS = /** @type {const} */ (["auto", "f32", "f16", "idot", "gpu", "gpu-sg"]);
 
-/** @typedef {"f32"|"f16"|"idot"} Precision */
+/** @typedef {"f32"|"f16"|"idot"|"gpu"|"gpu-sg"} Precision */
 /** @typedef {(n: number, p: number) => number} DimFn */
 
 // GPUBufferUsage / GPUShaderStage / GPUMapMode values (spec constants), so this module
@@ -50,7 +51,7 @@ export function planBuffers(manifest, precision, contextWindowSize) {
     throw new BundleError("bundle has no programs (built by an older webllm-py?); rebuild it");
   }
   const specs = sizedBufferSpecs(manifest, contextWindowSize);
-  const sizes = new Map(Object.entries(specs).map(([name, b]) => [name, bufferBytes(/** @type {any} */ (b), precision)]));
+  const sizes = new Map(Object.entries(specs).map(([name, b]) => [name, bufferBytes(/** @type {any} */ (b), precision, manifest)]));
   let maxStorageBuffers = 0, maxInvocations = 1, maxWorkgroupX = 1;
   for (const k of Object.values(manifest.kernels)) {
     const kernel = /** @type {any} */ (k);
@@ -91,7 +92,7 @@ export function compilePrograms(manifest, precision) {
 
 /**
  * @typedef {object} RuntimeOptions
- * @property {"auto"|"f32"|"f16"|"idot"} [precision] auto: idot on CPU adapters (SwiftShader), f16 programs only when the adapter has shader-f16
+ * @property {"auto"|"f32"|"f16"|"idot"|"gpu"|"gpu-sg"} [precision] "auto" (chooseProgramSet: by adapter class, then features) or a program set by name
  * @property {GPU} [gpu] defaults to navigator.gpu
  * @property {GPUAdapter} [adapter] use this adapter instead of requesting one
  * @property {(done: number, total: number) => void} [onPipeline] pipeline compile progress

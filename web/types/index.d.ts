@@ -264,13 +264,14 @@ export function applyChatTemplate(
 
 // ---- WebGPU runtime (src/runtime.js, src/gpu_device.js) --------------------------------
 /** Program sets: f32 / f16 activations, or idot (f32 activations, decode matmuls as integer dot products on packed 9-bit activations; auto picks it on CPU adapters such as SwiftShader) */
-export type Precision = "f32" | "f16" | "idot";
+/** A program set (webllm_py/passes/program_sets.py): f32, f16, idot for CPU adapters; gpu, gpu-sg for GPUs. */
+export type Precision = "f32" | "f16" | "idot" | "gpu" | "gpu-sg";
 export type DimFn = (n: number, p: number) => number;
 export const ACT_BYTES: { readonly f32: 4; readonly f16: 2 };
 /** A manifest workgroup expression (integers, n, p, + - * //, parentheses) as a function. */
 export function compileDim(expr: string | number): DimFn;
 /** Bytes of one manifest buffer at a precision, rounded up to 16. */
-export function bufferBytes(spec: { bytes?: number; elements?: number; dtype?: string }, precision: Precision): number;
+export function bufferBytes(spec: { bytes?: number; elements?: number; dtype?: string; kind?: string }, precision: Precision, manifest?: any): number;
 export function planBuffers(manifest: any, precision: Precision): {
   sizes: Map<string, number>;
   maxBuffer: number;
@@ -284,6 +285,8 @@ export function compilePrograms(manifest: any, precision: Precision): Record<str
 }>;
 export function halfToFloat(h: number): number;
 export function choosePrecision(requested: "auto" | Precision, hasShaderF16: boolean, available: string[], cpuAdapter?: boolean): Precision;
+/** The program set to run (the rule of webllm_py/runtime/program_choice.py): by adapter class, then features. */
+export function chooseProgramSet(manifest: any, requested: "auto" | Precision, adapterClass: "cpu" | "gpu", features: ReadonlySet<string>, languageFeatures?: ReadonlySet<string>): Precision;
 /** The bundle's program sets this browser can compile (manifest `wgsl_language_features` vs `navigator.gpu.wgslLanguageFeatures`), and what each other set lacks. */
 export function usableProgramSets(manifest: unknown, languageFeatures: ReadonlySet<string> | undefined): { usable: string[]; missing: Record<string, string[]> };
 /** Is this GPUAdapterInfo a software (CPU) adapter: SwiftShader, lavapipe / llvmpipe? */
