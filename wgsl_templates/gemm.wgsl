@@ -27,6 +27,10 @@ const TN: u32 = {{ tn }}u;  // output rows per workgroup
 const LANES: u32 = {{ lanes }}u;
 const XS: u32 = {{ xs_stride }}u;  // x tile: XS words per k (TM tokens + 1 padding word)
 const WS: u32 = {{ ws_stride }}u;  // weight tile: WS words per k ({{ wtile }} rows + 1 padding word)
+const X_ITEMS: u32 = {{ x_items }}u;  // x tile loads per K step: (token, 4 columns)
+const XPER: u32 = {{ (x_items + lanes - 1) // lanes }}u;  // ... per lane
+const W_ITEMS: u32 = {{ w_items }}u;  // weight tile loads per K step: (tile row, 8 columns), one dq8 each
+const WPER: u32 = {{ (w_items + lanes - 1) // lanes }}u;  // ... per lane
 {% if norm %}
 const NORM_EPS: f32 = {{ norm_eps_lit }};  // RMSNorm prologue: inv(t) = 1 / sqrt(mean(x^2) + eps)
 {% endif %}
@@ -78,28 +82,19 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
   var up{{ i }} = vec4<f32>(0.0);
 {% endif %}
 {% endfor %}
-{% set xper = (x_items + lanes - 1) // lanes %}
-{% set wper = (w_items + lanes - 1) // lanes %}
 {% if norm %}
-{% for m in range(xper) %}
-  var ss{{ m }} = 0.0;  // sum of x^2 over this lane's x item {{ m }} (same token and 4 columns of every group)
-{% endfor %}
+  var ss: array<f32, XPER>;  // sums of x^2 of this lane's x items (the same token and 4 columns at every K step)
 {% endif %}
   for (var g = 0u; g < G; g = g + 1u) {
-    // x tile: {{ x_items }} items of (token, 4 columns), {{ xper }} per lane; 8 adjacent lanes read one token's 128 bytes
-{% for m in range(xper) %}
-    {
-      let item = lane + {{ m }}u * LANES;
-{% if (m + 1) * lanes > x_items %}
-      if (item < {{ x_items }}u) {
-{% else %}
-      {
-{% endif %}
+    // x tile: X_ITEMS items of (token, 4 columns), XPER per lane; 8 adjacent lanes read one token's 128 bytes
+    for (var m = 0u; m < XPER; m = m + 1u) {
+      let item = lane + m * LANES;
+      if (item < X_ITEMS) {
         let t = item / 8u;
         let k = (item % 8u) * 4u;
 {% if norm %}
         let xa = ldx(t0 + t, g * 32u + k, t0 + t < n);
-        ss{{ m }} = ss{{ m }} + dot(xa, xa);
+        ss[m] = ss[m] + dot(xa, xa);
         let xv = xa * ldn(g * 32u + k);
 {% else %}
         let xv = ldx(t0 + t, g * 32u + k, t0 + t < n);
@@ -110,16 +105,10 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
         xs[(k + 3u) * XS + t] = xv.w;
       }
     }
-{% endfor %}
-    // weight tile: {{ w_items }} items of (tile row, 8 columns), {{ wper }} per lane
-{% for m in range(wper) %}
-    {
-      let item = lane + {{ m }}u * LANES;
-{% if (m + 1) * lanes > w_items %}
-      if (item < {{ w_items }}u) {
-{% else %}
-      {
-{% endif %}
+    // weight tile: W_ITEMS items of (tile row, 8 columns), WPER per lane, each weight dequantized once
+    for (var m = 0u; m < WPER; m = m + 1u) {
+      let item = lane + m * LANES;
+      if (item < W_ITEMS) {
         let lr = item / 4u;  // tile row
         let part = item % 4u;  // columns 8*part .. 8*part+7 of the group
 {% if silu %}
@@ -139,7 +128,6 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
         ws[(k + 7u) * WS + lr] = w8[1].w;
       }
     }
-{% endfor %}
     workgroupBarrier();
     for (var k = 0u; k < 32u; k = k + 1u) {
       let xb = k * XS + ty;
@@ -161,14 +149,12 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
 {% if norm %}
   // RMSNorm: the 8 loader items of each token hold its partial sums of squares; combine them
   // through the (now free) x tile
-{% for m in range(xper) %}
-  {
-    let item = lane + {{ m }}u * LANES;
-    if (item < {{ x_items }}u) {
-      xs[item] = ss{{ m }};
+  for (var m = 0u; m < XPER; m = m + 1u) {
+    let item = lane + m * LANES;
+    if (item < X_ITEMS) {
+      xs[item] = ss[m];
     }
   }
-{% endfor %}
   workgroupBarrier();
 {% for i in range(4) %}
   let tt{{ i }} = (ty + {{ i }}u * (TM / 4u)) * 8u;
