@@ -96,3 +96,53 @@ def test_shape_gguf_failure_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_shape_gguf(Shape(hidden=64, layers=1, ffn=96, heads=4, kv_heads=2), out, smollm2_gguf())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_gpu_bench_smoke(tmp_path):
+    """bench/gpu_bench.py --smoke on lavapipe: every section reports, every kernel case ran (the
+    GPU-class families, or their fallbacks before they land) at a positive time, and the decode
+    of the random-weight bundle ran on a program set of the bundle."""
+    pytest.importorskip("wgpu")
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_bench.py"), "--smoke", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    r = json.loads(out.read_text())
+    assert r["adapter"]["info"]["adapter_type"] and r["adapter"]["limits"]
+    assert r["read_bandwidth"]["gbps"] > 0 and r["dispatch_floor"]["us_wall"] > 0
+    errors = [k for k in r["kernels"] if "error" in k]
+    assert not errors, errors
+    fams = {k["family"] for k in r["kernels"]}
+    assert fams & {"gemv", "matmul (fallback)"} and fams & {"attention_split", "attention (fallback)"}, fams
+    assert all(k["us"] > 0 and k["copies"] >= 1 for k in r["kernels"])
+    d = r["decode"]
+    assert "error" not in d, d
+    assert d["precision"] in d["program_sets"] and d["decode_tok_s"] > 0 and d["weight_bytes_per_token"] > 0
+
+
+def test_gpu_bench_random_llama_is_a_llama(tmp_path):
+    """The random-weight HF folder gpu_bench decodes is a llama transformers reads alike: the f32
+    bundle's logits (reference backend) equal transformers' on the same folder. Tolerance
+    1e-4 * max|logit|: f32 on both sides, f16 weights read exactly."""
+    import numpy as np
+
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from gpu_cases import ModelShape
+        from gpu_decode import write_random_llama
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    import webllm_py
+
+    s = ModelShape(hidden=64, ffn=96, heads=4, kv_heads=2, vocab=320, layers=2, tied=False)
+    folder = write_random_llama(tmp_path / "hf", s, seed=5)
+    bundle = webllm_py.build(folder, tmp_path / "b", quantization="f32", progress=False)
+    ids = [1, 50, 200, 7, 299]
+    ours = np.asarray(webllm_py.load(bundle, backend="reference").logits(ids))
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    with torch.no_grad():
+        ref = model(torch.tensor([ids])).logits[0].numpy()
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, atol=1e-4 * np.abs(ref).max(), rtol=0)
