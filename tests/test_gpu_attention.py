@@ -40,6 +40,7 @@ from webllm_py.codegen.attention_gpu import (
     attention_combine_key,
     attention_split_key,
     partial_elements,
+    split_storage,
 )
 from webllm_py.codegen.encoder_kernels import RowRopeKey
 from webllm_py.codegen.runner import has_subgroups
@@ -277,6 +278,19 @@ def test_flash_decoding_plan():
     assert comb.dispatch_for(1, 4096) == (16, 1, 1)
     assert uses_subgroups(build(AttentionSplitKey("f32", "", 4, 2, 64, 0.1, subgroups=True)).wgsl)
     assert not uses_subgroups(kern.wgsl) and "subgroupAdd" not in kern.wgsl
+
+
+# (heads, kv_heads, head_dim) of SmolLM2-135M, Llama-3.2-1B, TinyLlama, Llama-3-8B, Qwen2.5-7B, Llama-3-70B
+MODEL_SHAPES = [(9, 3, 64), (32, 8, 64), (32, 4, 64), (32, 8, 128), (28, 4, 128), (64, 8, 128)]
+
+
+@pytest.mark.parametrize("heads,kv_heads,head_dim", MODEL_SHAPES)
+def test_flash_decoding_defaults_fit(heads, kv_heads, head_dim):
+    """The default keys of real model shapes build (16 KiB of workgroup memory) with block 128."""
+    for sg in (False, True):
+        key = attention_split_key("f32", "f16x2", heads, kv_heads, head_dim, 0.1, subgroups=sg)
+        assert key.block == DEFAULT_BLOCK and split_storage(heads // kv_heads, head_dim, key.block, key.wg) <= 16384
+        build(key), build(attention_combine_key("f32", heads, head_dim, key.block))
 
 
 def test_flash_decoding_key_errors():

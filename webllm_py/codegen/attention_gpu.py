@@ -169,8 +169,11 @@ def attention_split_key(act: str, kv: str, heads: int, kv_heads: int, head_dim: 
 
 
 def attention_combine_key(act: str, heads: int, head_dim: int, block: int) -> AttentionCombineKey:
-    """The combine kernel matching a split kernel's block: 64 lanes (head_dim/4 x slices of blocks)."""
-    return AttentionCombineKey(act, heads, head_dim, block, wg=max(DEFAULT_COMBINE_WG, 1 << (head_dim // 4 - 1).bit_length()))
+    """The combine kernel matching a split kernel's block: 64 lanes (head_dim/4 x slices of the
+    blocks; more, the next power of two, when head_dim/4 > 64). Its work is small next to the
+    split's: (head_dim + 4) floats per block against the block's 128 K/V rows."""
+    hd4_pow2 = 1 << max(head_dim // 4 - 1, 0).bit_length()
+    return AttentionCombineKey(act, heads, head_dim, block, wg=max(DEFAULT_COMBINE_WG, hd4_pow2))
 
 
 register_family(AttentionSplitKey, _plan_split)
