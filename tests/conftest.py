@@ -66,14 +66,16 @@ TINY_CHAT_TEMPLATE = (
 )
 
 
-def make_tiny_model(folder: Path, arch: str, seed: int = 0, dtype: str = "float32", **overrides) -> Path:
-    """Save a seeded random `arch` model (HF layout) into `folder`; return it."""
+def make_tiny_model(folder: Path, arch: str, seed: int = 0, dtype: str = "float32", spec: tuple[str, dict] | None = None,
+                    **overrides) -> Path:
+    """Save a seeded random `arch` model (HF layout) into `folder`; return it. `spec`: (transformers
+    config class name, config fields) for an architecture outside TINY_ARCHS."""
     import json
 
     import torch
     import transformers
 
-    cls_name, kw = TINY_ARCHS[arch]
+    cls_name, kw = spec or TINY_ARCHS[arch]
     cfg = getattr(transformers, cls_name)(**{**kw, **overrides}, bos_token_id=0, eos_token_id=1)
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)

@@ -88,6 +88,10 @@ def _read_param(source: ModelSource, cfg: DecoderConfig, name: str, shape: tuple
     return arr if shape is None else arr.reshape(shape)
 
 
+def _scaled(arr: np.ndarray, factor: float) -> np.ndarray:
+    return arr if factor == 1.0 else (arr * np.float32(factor)).astype(np.float32)
+
+
 BYTES_PER_WEIGHT = {f: bytes_per_weight(f) for f in FORMATS}
 QUANT_BLOCK_ELEMENTS = 1 << 21  # rows are quantized in blocks of ~2M values to bound peak memory
 
@@ -184,13 +188,17 @@ def write_bundle(
         shards = ShardWriter(tmp / "params", shard_bytes)
         weights: dict[str, Any] = {}
         params = graph_all.params
+        scales = decoder.param_scales(cfg, graph_all)
         total = sum(int(np.prod(p.shape)) for p in params.values())
         with progress_bar(total, "quantize", enabled=progress, unit="param") as bar:
             for name, p in params.items():
                 members = p.concat or (name,)
-                arr = np.concatenate([_read_param(source, cfg, m, None) for m in members]).reshape(p.shape)
+                arr = np.concatenate([_scaled(_read_param(source, cfg, m, None), scales.get(m, 1.0))
+                                      for m in members]).reshape(p.shape)
                 fmt = _weight_format(p.role, quantization, embedding_format) if arr.ndim == 2 else "f32"
-                stored = _source_blocks(source, members, fmt) if keep_source_quantization else None
+                # a tensor scaled at read time (models/decoder.py param_scales) no longer equals its blocks
+                keep = keep_source_quantization and all(scales.get(m, 1.0) == 1.0 for m in members)
+                stored = _source_blocks(source, members, fmt) if keep else None
                 if stored is not None:  # the source's own blocks, re-laid-out losslessly
                     fmt, parts = stored
                     err = _blocked_error(arr, parts, fmt)

@@ -39,6 +39,12 @@ class DecoderConfig:
     qk_norm: bool  # qwen3: RMSNorm over each head of q and k, before RoPE
     sliding_window: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Graph variants of the family (defaults: the Llama graph; each set by its registry entry)
+    qk_norm_scope: str = "head"  # "head" (qwen3) | "projection" (olmo2: one RMSNorm over all of q / k)
+    post_norms: bool = False  # olmo2: RMSNorm on the attention / MLP outputs before the residual add, no pre-norms
+    rope_layers: tuple[int, ...] | None = None  # smollm3 no_rope_layers: 1 rotates q/k, 0 is a NoPE layer
+    # granite: embedding, residual, attention and logits multipliers (folded into weights: models/decoder.py)
+    multipliers: dict[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,8 +98,27 @@ def _bad_object(key: str, v: Any, path: Path) -> None:
     raise BuildError(f"field '{key}' must be an object, got {v!r}", path)
 
 
-def parse_decoder_config(cfg: dict[str, Any], path: Path, *, qkv_bias_default: bool = False, qk_norm: bool = False) -> DecoderConfig:
-    """Validate a Llama-family config.json into a DecoderConfig (errors name `path` and the field)."""
+def _rope_layers(cfg: dict[str, Any], path: Path, layers: int) -> tuple[int, ...] | None:
+    """smollm3's no_rope_layers: one 0/1 per layer (1: the layer applies RoPE)."""
+    v = cfg.get("no_rope_layers")
+    if v is None:
+        return None  # the config class's default is written into every saved config; absent: all rotate
+    if not isinstance(v, list) or len(v) != layers or any(type(e) is not int or e not in (0, 1) for e in v):
+        raise BuildError(f"field 'no_rope_layers' must be a list of {layers} values 0 or 1 (one per layer), got {v!r}", path)
+    return tuple(v)
+
+
+GRANITE_MULTIPLIERS = ("embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling")
+
+
+def parse_decoder_config(cfg: dict[str, Any], path: Path, *, qkv_bias_default: bool = False, qk_norm: bool = False,
+                         o_proj_bias: bool = False, qk_norm_scope: str = "head", post_norms: bool = False,
+                         nope_layers: bool = False, multipliers: bool = False) -> DecoderConfig:
+    """Validate a Llama-family config.json into a DecoderConfig (errors name `path` and the field).
+
+    The keyword arguments are the registry entry's (models/registry.py): o_proj_bias (the output
+    projection has a bias when attention_bias is set), qk_norm + qk_norm_scope, post_norms,
+    nope_layers (read no_rope_layers), multipliers (read granite's four)."""
     F.require_object(cfg, path)
     model_type = F.text(cfg, "model_type", path)
     hidden = F.integer(cfg, "hidden_size", path)
@@ -108,6 +133,7 @@ def parse_decoder_config(cfg: dict[str, Any], path: Path, *, qkv_bias_default: b
         raise BuildError(f"num_attention_heads {heads} is not a multiple of num_key_value_heads {kv_heads}", path)
     if head_dim % 2:
         raise BuildError(f"head_dim {head_dim} must be even for rotary embeddings", path)
+    layers = F.integer(cfg, "num_hidden_layers", path)
     act = F.text(cfg, "hidden_act", path, default="silu")
     if act not in ("silu", "swish"):
         raise BuildError(f"field 'hidden_act' {act!r} is not supported (supported: silu)", path)
@@ -120,7 +146,7 @@ def parse_decoder_config(cfg: dict[str, Any], path: Path, *, qkv_bias_default: b
         model_type=model_type,
         hidden_size=hidden,
         intermediate_size=F.integer(cfg, "intermediate_size", path),
-        num_hidden_layers=F.integer(cfg, "num_hidden_layers", path),
+        num_hidden_layers=layers,
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,
         head_dim=head_dim,
@@ -131,8 +157,13 @@ def parse_decoder_config(cfg: dict[str, Any], path: Path, *, qkv_bias_default: b
         max_position_embeddings=F.integer(cfg, "max_position_embeddings", path, default=2048),
         tie_word_embeddings=F.flag(cfg, "tie_word_embeddings", path, False),
         attention_bias=F.flag(cfg, "attention_bias", path, qkv_bias_default),
-        o_proj_bias=F.flag(cfg, "attention_bias", path, False) if model_type in ("llama", "qwen3") else False,
+        o_proj_bias=F.flag(cfg, "attention_bias", path, False) if o_proj_bias else False,
         mlp_bias=F.flag(cfg, "mlp_bias", path, False),
         qk_norm=qk_norm,
         sliding_window=sliding,
+        qk_norm_scope=qk_norm_scope,
+        post_norms=post_norms,
+        rope_layers=_rope_layers(cfg, path, layers) if nope_layers else None,
+        # absent: GraniteConfig's default 1.0, as transformers reads the file
+        multipliers={k: F.number(cfg, k, path, default=1.0) for k in GRANITE_MULTIPLIERS} if multipliers else None,
     )

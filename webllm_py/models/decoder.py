@@ -1,10 +1,19 @@
 """The Llama-family decoder: graph builder and HF weight map.
 
-Llama, Mistral, Qwen2 and Qwen3 share this one forward pass; the differences
-(q/k/v biases, q/k RMSNorm, explicit head_dim, tied embeddings, rope scaling)
-are fields of DecoderConfig. Param names in the graph are the HF names, so the
-weight map is the identity on every name the graph declares; what it adds is
-the explicit set of HF names the compiler may ignore and the computed params.
+Llama, Mistral, Qwen2, Qwen3, SmolLM3, OLMo 2 and Granite share this one forward
+pass; the differences are fields of DecoderConfig: q/k/v biases, q/k RMSNorm per
+head (qwen3) or over the whole projection (olmo2), explicit head_dim, tied
+embeddings, rope scaling, NoPE layers (smollm3), norms after attention and MLP
+instead of before (olmo2), and Granite's four multipliers. Param names in the
+graph are the HF names, so the weight map is the identity on every name the
+graph declares; what it adds is the explicit set of HF names the compiler may
+ignore, the computed params, and per-param scale factors (`param_scales`).
+
+Granite's multipliers are folded into weights rather than added as ops: the
+embedding table times embedding_multiplier, o_proj/down_proj (and biases) times
+residual_multiplier, the attention scale is attention_multiplier, and the LM
+head divided by logits_scaling (a tied head: the final norm weight divided by
+embedding_multiplier * logits_scaling, since the table it reads is scaled).
 """
 
 from __future__ import annotations
@@ -42,29 +51,41 @@ def build_graph(cfg: DecoderConfig, context_window: int, logits: str = "all") ->
     eps = cfg.rms_norm_eps
     inv_freq = g.param(INV_FREQ, (hd // 2,), role="table")
     x = g.add("embedding", ["ids", g.param(EMBED, (cfg.vocab_size, H), role="embedding")], "x0")
+    attn_scale = cfg.multipliers["attention_multiplier"] if cfg.multipliers else 1.0 / math.sqrt(hd)
+
+    def norm(x: str, param: str, width: int, out: str, group: int = 0) -> str:
+        w = g.param(param, (width,), role="norm")
+        return g.add("rms_norm", [x, w], out, eps=eps, **({"group": group} if group else {}))
+
     for i in range(cfg.num_hidden_layers):
         L = f"model.layers.{i}"
-        h = g.add("rms_norm", [x, g.param(f"{L}.input_layernorm.weight", (H,), role="norm")], f"l{i}.attn_in", eps=eps)
+        h = x if cfg.post_norms else norm(x, f"{L}.input_layernorm.weight", H, f"l{i}.attn_in")
         q = _linear(g, h, f"{L}.self_attn.q_proj", nh * hd, H, cfg.attention_bias, f"l{i}.q")
         k = _linear(g, h, f"{L}.self_attn.k_proj", nkv * hd, H, cfg.attention_bias, f"l{i}.k")
         v = _linear(g, h, f"{L}.self_attn.v_proj", nkv * hd, H, cfg.attention_bias, f"l{i}.v")
         if cfg.qk_norm:
-            q = g.add("rms_norm", [q, g.param(f"{L}.self_attn.q_norm.weight", (hd,), role="norm")], f"l{i}.q_normed", eps=eps, group=hd)
-            k = g.add("rms_norm", [k, g.param(f"{L}.self_attn.k_norm.weight", (hd,), role="norm")], f"l{i}.k_normed", eps=eps, group=hd)
-        q = g.add("rope", [q, inv_freq], f"l{i}.q_rot", heads=nh, head_dim=hd)
-        k = g.add("rope", [k, inv_freq], f"l{i}.k_rot", heads=nkv, head_dim=hd)
+            whole = cfg.qk_norm_scope == "projection"  # one norm over all heads (olmo2), else per head
+            q = norm(q, f"{L}.self_attn.q_norm.weight", nh * hd if whole else hd, f"l{i}.q_normed", 0 if whole else hd)
+            k = norm(k, f"{L}.self_attn.k_norm.weight", nkv * hd if whole else hd, f"l{i}.k_normed", 0 if whole else hd)
+        if cfg.rope_layers is None or cfg.rope_layers[i]:
+            q = g.add("rope", [q, inv_freq], f"l{i}.q_rot", heads=nh, head_dim=hd)
+            k = g.add("rope", [k, inv_freq], f"l{i}.k_rot", heads=nkv, head_dim=hd)
         kc = g.state_tensor(f"cache.{i}.k", (context_window, nkv * hd))
         vc = g.state_tensor(f"cache.{i}.v", (context_window, nkv * hd))
         g.add("kv_write", [k, kc], None)
         g.add("kv_write", [v, vc], None)
-        a = g.add("attention", [q, kc, vc], f"l{i}.attn", heads=nh, kv_heads=nkv, head_dim=hd, scale=1.0 / math.sqrt(hd))
+        a = g.add("attention", [q, kc, vc], f"l{i}.attn", heads=nh, kv_heads=nkv, head_dim=hd, scale=attn_scale)
         o = _linear(g, a, f"{L}.self_attn.o_proj", H, nh * hd, cfg.o_proj_bias, f"l{i}.o")
+        if cfg.post_norms:
+            o = norm(o, f"{L}.post_attention_layernorm.weight", H, f"l{i}.o_normed")
         x = g.add("add", [x, o], f"l{i}.resid_attn")
-        h = g.add("rms_norm", [x, g.param(f"{L}.post_attention_layernorm.weight", (H,), role="norm")], f"l{i}.mlp_in", eps=eps)
+        h = x if cfg.post_norms else norm(x, f"{L}.post_attention_layernorm.weight", H, f"l{i}.mlp_in")
         gate = _linear(g, h, f"{L}.mlp.gate_proj", I, H, cfg.mlp_bias, f"l{i}.gate")
         up = _linear(g, h, f"{L}.mlp.up_proj", I, H, cfg.mlp_bias, f"l{i}.up")
         m = g.add("silu_mul", [gate, up], f"l{i}.act")
         d = _linear(g, m, f"{L}.mlp.down_proj", H, I, cfg.mlp_bias, f"l{i}.down")
+        if cfg.post_norms:
+            d = norm(d, f"{L}.post_feedforward_layernorm.weight", H, f"l{i}.down_normed")
         x = g.add("add", [x, d], f"l{i}.resid_mlp")
     x = g.add("rms_norm", [x, g.param("model.norm.weight", (H,), role="norm")], "final_norm", eps=eps)
     if logits == "last":
@@ -73,6 +94,23 @@ def build_graph(cfg: DecoderConfig, context_window: int, logits: str = "all") ->
     g.add("linear", [x, head], "logits")
     g.output = "logits"
     return g
+
+
+def param_scales(cfg: DecoderConfig, graph: Graph) -> dict[str, float]:
+    """Factors some checkpoint tensors are multiplied by when read (Granite's multipliers, see the
+    module docstring); every other param is read as stored."""
+    m = cfg.multipliers
+    if not m:
+        return {}
+    out = {EMBED: m["embedding_multiplier"]}
+    if cfg.tie_word_embeddings:
+        out["model.norm.weight"] = 1.0 / (m["embedding_multiplier"] * m["logits_scaling"])
+    else:
+        out[LM_HEAD] = 1.0 / m["logits_scaling"]
+    for name in graph.params:
+        if re.fullmatch(r"model\.layers\.\d+\.(self_attn\.o_proj|mlp\.down_proj)\.(weight|bias)", name):
+            out[name] = m["residual_multiplier"]
+    return out
 
 
 def checkpoint_names(cfg: DecoderConfig, graph: Graph) -> dict[str, tuple[int, ...]]:

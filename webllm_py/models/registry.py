@@ -29,10 +29,14 @@ def _entry(model_type: str, family: str, **kw: Any) -> Architecture:
 ARCHITECTURES: dict[str, Architecture] = {
     a.model_type: a
     for a in [
-        _entry("llama", "llama"),  # Llama 2/3/3.1/3.2, TinyLlama, SmolLM/SmolLM2
+        _entry("llama", "llama", o_proj_bias=True),  # Llama 2/3/3.1/3.2, TinyLlama, SmolLM/SmolLM2
         _entry("mistral", "llama"),
         _entry("qwen2", "qwen", qkv_bias_default=True),  # q/k/v carry biases
-        _entry("qwen3", "qwen", qk_norm=True),  # q/k RMSNorm per head, explicit head_dim
+        _entry("qwen3", "qwen", qk_norm=True, o_proj_bias=True),  # q/k RMSNorm per head, explicit head_dim
+        _entry("smollm3", "llama", o_proj_bias=True, nope_layers=True),  # every 4th layer without RoPE (NoPE)
+        # norms after attention and MLP (no pre-norms); q/k RMSNorm over the whole projection
+        _entry("olmo2", "olmo", o_proj_bias=True, qk_norm=True, qk_norm_scope="projection", post_norms=True),
+        _entry("granite", "granite", o_proj_bias=True, multipliers=True),  # embedding/residual/attention/logits multipliers
     ]
 }
 
