@@ -346,3 +346,22 @@ def test_rope_kv_f16x2_swiftshader(browser_kernel_runner):
     for name in ("k_cache", "v_cache"):
         same_bits(got[name][:p], caches[name][:p], f"{name} rows before p")
         same_bits(got[name][p + n:], caches[name][p + n:], f"{name} rows after p+n")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_kv_writers_f16x2_swiftshader(browser_kernel_runner):
+    """kv_write and rope -> cache with kv f16x2 compile on Tint and write whole words there too."""
+    r, n, p, heads, hd = browser_kernel_runner, 2, 5, 3, 64
+    rng = rng_for("bkv16", n, p)
+    x = rand(rng, (n, heads * hd), "f32")
+    cache = f16_cache(rng, p, n, heads * hd)
+    got = r.run(build(KvWriteKey("f32", heads * hd, kv="f16x2")), {"x": padded(x, "f32"), "cache": cache}, n, p)["cache"]
+    f16_close(got[p:p + n], x, "kv_write f16x2")
+    same_bits(got[p + n:], cache[p + n:], "cache rows after p+n")
+    inv = inv_freq_for(hd)
+    got = r.run(build(RopeKey("f32", heads, hd, to_cache=True, kv="f16x2")),
+                {"x": padded(x, "f32"), "inv_freq": inv, "cache": cache}, n, p)["cache"]
+    check(got[p:p + n], ref_op("rope", [x, inv], n, p, heads=heads, head_dim=hd), 2e-3, "rope -> f16x2 cache")
+    same_bits(got[:p], cache[:p], "cache rows before p")
+    same_bits(got[p + n:], cache[p + n:], "cache rows after p+n")
