@@ -18,7 +18,9 @@ import pytest
 from webllm_py.codegen import build
 from webllm_py.codegen.argmax import ArgmaxKey
 from webllm_py.codegen.runner import has_f16
+from webllm_py.testing.browser import webgpu_browser  # noqa: F401
 from webllm_py.testing.browser_kernels import emulator_runner  # noqa: F401  (lavapipe, and SwiftShader [browser, slow])
+from test_browser import bundles, native, server  # noqa: F401  (module fixtures: tiny bundles served, native engines)
 from webllm_py.runtime.gpu_sampling import full_logits_needs, gpu_argmax_ok
 from webllm_py.runtime.request import Request
 from webllm_py.runtime.sampler import Sampler, SamplingParams
@@ -242,3 +244,49 @@ def test_js_decision_table_names_the_same_needs():
     table = js[js.index("export const FULL_LOGITS_NEEDS"):]
     table = table[: table.index("];")]
     assert re.findall(r'\["([^"]+)", \(r\)', table) == list(FULL_LOGITS_NEEDS)
+
+
+# -- the browser runtime in Chromium (SwiftShader) ----------------------------------------------
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_browser_runtime_argmax_and_encode_ahead(webgpu_browser, server, bundles, native):
+    """In Chromium, the runtime's GPU argmax compiled (not the read-back fallback) and gives
+    argmax(forward()) at every decode step; logits are bit-identical with encode-ahead off; the
+    engine's greedy text equals native's (both on the GPU argmax) and recorded-ahead steps were used."""
+    from test_browser import CREATE, _eval, _open
+
+    page = _open(webgpu_browser, server)
+    _eval(webgpu_browser, page, CREATE, [server.url("/b/q4/"), {"precision": "f32"}])
+    got = _eval(webgpu_browser, page, """async (ids) => {
+      const m = engine.model;
+      const run = async (pick) => {
+        m.reset();
+        const rows = [Array.from(await m.forward(ids))];
+        let tok = 0, toks = [];
+        for (let i = 0; i < 6; i++) {
+          if (pick) toks.push(tok = await m.forwardArgmax([ids[i]]));
+          else rows.push(Array.from(await m.forward([ids[i]])));
+        }
+        return { rows, toks };
+      };
+      const compiled = m._argmax !== null;
+      const ahead = await run(false);
+      const hits = m._ahead.hits;
+      const picked = (await run(true)).toks;
+      const prepare = m._ahead.prepare;
+      m._ahead.prepare = () => {};
+      const own = await run(false);
+      m._ahead.prepare = prepare;
+      const r = await engine.completions.create({ prompt: "Once upon a time", max_tokens: 10, temperature: 0, ignore_eos: true });
+      return { compiled, hits, ahead: ahead.rows, own: own.rows, picked, text: r.choices[0].text };
+    }""", PROMPT)
+    assert got["compiled"], "the argmax kernel did not compile in Chromium: forwardArgmax fell back to the row"
+    assert got["hits"] >= 5
+    assert got["ahead"] == got["own"]  # bit-identical: JSON floats round-trip exactly
+    ahead = np.array(got["ahead"])
+    assert got["picked"] == [int(np.argmax(r)) for r in ahead[1:]]
+    _, engine = native(bundles["q4"])
+    want = engine.completions.create(prompt="Once upon a time", max_tokens=10, temperature=0, ignore_eos=True)
+    assert got["text"] == want.choices[0].text
+    page.context.close()
