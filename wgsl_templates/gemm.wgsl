@@ -9,10 +9,12 @@
 {{ c.header(title ~ "; one workgroup per " ~ tm ~ " tokens x " ~ tn ~ " rows, x and dequantized weight tiles in workgroup memory") }}
 //
 // Shape: {{ lanes }} lanes = ({{ tm }}/4 token lanes) x ({{ tn }}/4 row lanes); lane (ty, tx) owns tokens
-// t0 + ty + i*{{ tm // 4 }} and rows r0 + tx + j*{{ tn // 4 }} (i, j < 4; interleaved so adjacent lanes read
-// adjacent workgroup words and store adjacent rows). K loop: one 32-column group per step; the
-// workgroup loads the x tile and the dequantized weight tile once ({{ wtile }} rows: each weight
-// dequantized once per token tile), barrier, 32 k of {{ 32 if silu else 16 }} FMAs per lane, barrier.
+// t0 + ty + i*{{ tm // 4 }} and rows r0 + tx + j*{{ tn // 4 }} (i, j < 4; interleaved: adjacent lanes read
+// different banks and store adjacent rows). K loop: one 32-column group per step; the workgroup
+// copies the x tile and the dequantized weight tile ({{ wtile }} rows: each weight dequantized once per
+// token tile) into workgroup memory as rows of 8 vec4 (+1 padding vec4, so the 16-byte loads of 8
+// adjacent lanes hit distinct banks), barrier; then per 4 columns each lane loads 4 x and {{ 8 if silu else 4 }} weight
+// vec4s and does {{ 32 if silu else 16 }} dot products; barrier.
 // Partial tiles: x columns >= COLS and tokens >= n load as 0, weight rows >= ROWS are clamped
 // (their outputs are not stored).
 {{ c.prelude() }}
@@ -25,8 +27,7 @@ const OUT_ROWS: u32 = {{ out_rows or rows }}u;  // row stride of out
 const TM: u32 = {{ tm }}u;  // tokens per workgroup
 const TN: u32 = {{ tn }}u;  // output rows per workgroup
 const LANES: u32 = {{ lanes }}u;
-const XS: u32 = {{ xs_stride }}u;  // x tile: XS words per k (TM tokens + 1 padding word)
-const WS: u32 = {{ ws_stride }}u;  // weight tile: WS words per k ({{ wtile }} rows + 1 padding word)
+const RS: u32 = 9u;  // vec4 per tile row: the group's 8 (32 columns) + 1 padding
 const X_ITEMS: u32 = {{ x_items }}u;  // x tile loads per K step: (token, 4 columns)
 const XPER: u32 = {{ (x_items + lanes - 1) // lanes }}u;  // ... per lane
 const W_ITEMS: u32 = {{ w_items }}u;  // weight tile loads per K step: (tile row, 8 columns), one dq8 each
@@ -35,9 +36,9 @@ const WPER: u32 = {{ (w_items + lanes - 1) // lanes }}u;  // ... per lane
 const NORM_EPS: f32 = {{ norm_eps_lit }};  // RMSNorm prologue: inv(t) = 1 / sqrt(mean(x^2) + eps)
 {% endif %}
 
-// k-major tiles: xs[k * XS + token], ws[k * WS + row] ({% if silu %}rows TN.. are the up rows{% else %}tile rows{% endif %})
-var<workgroup> xs: array<f32, {{ 32 * xs_stride }}>;
-var<workgroup> ws: array<f32, {{ 32 * ws_stride }}>;
+// tiles: xs[token * RS + c4], ws[tile row * RS + c4] = columns 4*c4 .. 4*c4+3 of the group{{ " (tile rows TN.. are the up rows)" if silu }}
+var<workgroup> xs: array<vec4<f32>, {{ tm * 9 }}>;
+var<workgroup> ws: array<vec4<f32>, {{ wtile * 9 }}>;
 
 {% if xvec %}
 // 4 columns of token row t starting at col (col % 4 == 0, COLS % 4 == 0: whole vec4 or none)
@@ -91,18 +92,14 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
       let item = lane + m * LANES;
       if (item < X_ITEMS) {
         let t = item / 8u;
-        let k = (item % 8u) * 4u;
+        let c4 = item % 8u;
 {% if norm %}
-        let xa = ldx(t0 + t, g * 32u + k, t0 + t < n);
+        let xa = ldx(t0 + t, g * 32u + 4u * c4, t0 + t < n);
         ss[m] = ss[m] + dot(xa, xa);
-        let xv = xa * ldn(g * 32u + k);
+        xs[t * RS + c4] = xa * ldn(g * 32u + 4u * c4);
 {% else %}
-        let xv = ldx(t0 + t, g * 32u + k, t0 + t < n);
+        xs[t * RS + c4] = ldx(t0 + t, g * 32u + 4u * c4, t0 + t < n);
 {% endif %}
-        xs[k * XS + t] = xv.x;
-        xs[(k + 1u) * XS + t] = xv.y;
-        xs[(k + 2u) * XS + t] = xv.z;
-        xs[(k + 3u) * XS + t] = xv.w;
       }
     }
     // weight tile: W_ITEMS items of (tile row, 8 columns), WPER per lane, each weight dequantized once
@@ -117,30 +114,25 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
         let wr = min(r0 + lr, ROWS - 1u);
 {% endif %}
         let w8 = dq8(wr, g * 4u + part);  // _dequant.wgsl; columns past COLS come back finite (x is 0 there)
-        let k = part * 8u;
-        ws[k * WS + lr] = w8[0].x;
-        ws[(k + 1u) * WS + lr] = w8[0].y;
-        ws[(k + 2u) * WS + lr] = w8[0].z;
-        ws[(k + 3u) * WS + lr] = w8[0].w;
-        ws[(k + 4u) * WS + lr] = w8[1].x;
-        ws[(k + 5u) * WS + lr] = w8[1].y;
-        ws[(k + 6u) * WS + lr] = w8[1].z;
-        ws[(k + 7u) * WS + lr] = w8[1].w;
+        ws[lr * RS + 2u * part] = w8[0];
+        ws[lr * RS + 2u * part + 1u] = w8[1];
       }
     }
     workgroupBarrier();
-    for (var k = 0u; k < 32u; k = k + 1u) {
-      let xb = k * XS + ty;
-      let wb = k * WS + tx;
-      let wv = vec4<f32>(ws[wb], ws[wb + TN / 4u], ws[wb + TN / 2u], ws[wb + 3u * TN / 4u]);
-{% if silu %}
-      let uv = vec4<f32>(ws[wb + TN], ws[wb + TN + TN / 4u], ws[wb + TN + TN / 2u], ws[wb + TN + 3u * TN / 4u]);
-{% endif %}
+    for (var c4 = 0u; c4 < 8u; c4 = c4 + 1u) {
 {% for i in range(4) %}
-      let x{{ i }} = xs[xb + {{ i }}u * (TM / 4u)];
-      acc{{ i }} = acc{{ i }} + x{{ i }} * wv;
+      let x{{ i }} = xs[(ty + {{ i }}u * (TM / 4u)) * RS + c4];
+{% endfor %}
+{% for j in range(4) %}
+      let w{{ j }} = ws[(tx + {{ j }}u * (TN / 4u)) * RS + c4];
 {% if silu %}
-      up{{ i }} = up{{ i }} + x{{ i }} * uv;
+      let u{{ j }} = ws[(TN + tx + {{ j }}u * (TN / 4u)) * RS + c4];
+{% endif %}
+{% endfor %}
+{% for i in range(4) %}
+      acc{{ i }} = acc{{ i }} + vec4<f32>(dot(x{{ i }}, w0), dot(x{{ i }}, w1), dot(x{{ i }}, w2), dot(x{{ i }}, w3));
+{% if silu %}
+      up{{ i }} = up{{ i }} + vec4<f32>(dot(x{{ i }}, u0), dot(x{{ i }}, u1), dot(x{{ i }}, u2), dot(x{{ i }}, u3));
 {% endif %}
 {% endfor %}
     }
@@ -152,14 +144,13 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
   for (var m = 0u; m < XPER; m = m + 1u) {
     let item = lane + m * LANES;
     if (item < X_ITEMS) {
-      xs[item] = ss[m];
+      xs[item] = vec4<f32>(ss[m], 0.0, 0.0, 0.0);
     }
   }
   workgroupBarrier();
 {% for i in range(4) %}
   let tt{{ i }} = (ty + {{ i }}u * (TM / 4u)) * 8u;
-  let inv{{ i }} = 1.0 / sqrt((xs[tt{{ i }}] + xs[tt{{ i }} + 1u] + xs[tt{{ i }} + 2u] + xs[tt{{ i }} + 3u] + xs[tt{{ i }} + 4u]
-                            + xs[tt{{ i }} + 5u] + xs[tt{{ i }} + 6u] + xs[tt{{ i }} + 7u]) / f32(COLS) + NORM_EPS);
+  let inv{{ i }} = 1.0 / sqrt(({% for c in range(8) %}{{ " + " if c }}xs[tt{{ i }} + {{ c }}u].x{% endfor %}) / f32(COLS) + NORM_EPS);
 {% endfor %}
 {% endif %}
 {% for i in range(4) %}

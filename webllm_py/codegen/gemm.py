@@ -5,12 +5,13 @@ no last_row): x, [norm_w], w, [scales], [bias], out | out0..outK, step.
 
 Shape (a GPU shape, not tuned on the CPU emulators; see ../shared/docs/gpu-kernels.md):
 one workgroup per output tile of `tm` tokens x `tn` weight rows, (tm/4) x (tn/4) lanes, each
-lane owning a 4 x 4 register sub-tile (4 tokens x 4 consecutive rows). The K loop steps one
-32-column group at a time: the workgroup copies the x tile (tm x 32) and the DEQUANTIZED
-weight tile (tn x 32, or 2*tn with silu_mul) into workgroup memory (k-major, so the compute
-loop reads one vec4 of x and one of weights per k), barrier, 32 k steps of 16 FMAs per lane
-(32 with silu_mul), barrier. Each weight is dequantized once per (token tile, K step): at
-n = 128 and tm = 32 that is 4 times per weight instead of once per token.
+lane owning a 4 x 4 register sub-tile (4 tokens x 4 rows, interleaved across the tile). The K
+loop steps one 32-column group at a time: the workgroup copies the x tile (tm x 32) and the
+DEQUANTIZED weight tile (tn x 32, or 2*tn with silu_mul; one dq8 of _dequant.wgsl per 8
+weights) into workgroup memory as rows of 8 vec4 (+1 padding vec4 against bank conflicts),
+barrier; per 4 columns each lane then loads 4 x and 4 weight vec4s (8 with silu_mul) and
+accumulates 16 dot products (32), barrier. Each weight is read and dequantized once per
+(token tile, K step): at n = 128 and tm = 32, 4 times per weight instead of once per token.
 
 Fusions:
   bias, epilogue "residual" (out += value by the owning lane), "silu_mul" (W holds
@@ -73,10 +74,9 @@ class GemmKey(KernelKey):
         return 2 * self.tn if self.epilogue == "silu_mul" else self.tn
 
     def workgroup_bytes(self) -> int:
-        """Workgroup memory: the x tile and the weight tile, f32, one 32-column group each, k-major
-        with one word of padding per k (XS = tm + 1, WS = tile rows + 1: the loaders' transposing
-        stores then hit 32 different banks)."""
-        return 4 * GROUP_SIZE * (self.tm + 1 + self.weight_tile_rows + 1)
+        """Workgroup memory: the x tile and the weight tile, f32, one 32-column group each, stored as
+        rows of 8 vec4 plus one padding vec4 (so 8 lanes' 16-byte loads hit distinct banks)."""
+        return 16 * 9 * (self.tm + self.weight_tile_rows)
 
 
 def _check(k: GemmKey) -> None:
@@ -150,7 +150,6 @@ def _plan_gemm(k: GemmKey) -> _Plan:
     bounds = [sum(k.splits[:i + 1]) for i in range(len(k.splits))]
     return _Plan(decls, (k.lanes, 1, 1), (str(gx), _ceil("n", k.tm), "1"),
                  dict(groups=-(-k.cols // GROUP_SIZE), xvec=xvec, wtile=k.weight_tile_rows, lanes=k.lanes,
-                      xs_stride=k.tm + 1, ws_stride=k.weight_tile_rows + 1,
                       x_items=k.tm * (GROUP_SIZE // 4), w_items=k.weight_tile_rows * (GROUP_SIZE // 8),
                       bounds=bounds, norm_eps_lit=f32_literal(k.norm_eps)))
 
@@ -158,8 +157,8 @@ def _plan_gemm(k: GemmKey) -> _Plan:
 def gemm_key(act: str, fmt: str, rows: int, cols: int, bias: bool = False, row_offset: int = 0,
              out_rows: int = 0, *, norm: bool = False, norm_eps: float = 0.0, epilogue: str = "none",
              splits: tuple[int, ...] = ()) -> GemmKey:
-    """The default-tuned prefill GEMM: 32 tokens x 64 rows per workgroup (128 lanes, 12 KiB of
-    tiles); silu_mul, whose weight tile holds gate and up rows, takes 32 x 32 (64 lanes, 12 KiB).
+    """The default-tuned prefill GEMM: 32 tokens x 64 rows per workgroup (128 lanes, 13.5 KiB of
+    tiles); silu_mul, whose weight tile holds gate and up rows, takes 32 x 32 (64 lanes, 13.5 KiB).
     Chosen by shape (a 4 x 4 register sub-tile per lane, tiles within the 16 KiB default), not
     measured on a GPU."""
     tn = 32 if epilogue == "silu_mul" else 64
