@@ -3,10 +3,9 @@
 The lowering (passes/lower.py) decides WHAT a dispatch computes (its fusions, buffers and
 row slices); this table decides the kernel SHAPE that computes it, per adapter class:
 
-  class  linear (decode / prefill, score)        attention (decode / prefill, score)   norm prologue
-  cpu    matmul decode form / tiled matmul       attention decode / prefill forms       decode only
-  gpu    (as cpu until gemv / gemm land)         (as cpu until attention_split /        decode only
-                                                  attention_tiled land)
+  class  linear (decode / prefill, score)        attention (decode / prefill, score)       norm prologue
+  cpu    matmul decode form / tiled matmul       attention decode / prefill forms           decode
+  gpu    gemv / gemm (last-row LM head: gemv)    attention_split + combine / attention_tiled decode
 
 The cpu entries are the choices tuned on lavapipe/SwiftShader (moved here from the lowering,
 unchanged: tests/test_program_sets.py holds their programs and WGSL to a golden digest).
@@ -20,6 +19,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import kernels as K
+from .attention_gpu import attention_combine_key, attention_split_key, partial_elements
+from .attention_tiled import AttentionTiledKey
+from .gemm import gemm_key
+from .gemv import gemv_key
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class AttentionOp:
     form: str  # "decode" | "prefill"
     context_window: int
     max_n: int
+    subgroups: bool = False  # the program set may use subgroup builtins
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class AttentionStep:
 class Shapes:
     """One adapter class's kernel choices."""
 
-    # (act, fmt, rows, cols, *, bias, form, last_row, row_offset, out_rows, **fusions) -> key
+    # (act, fmt, rows, cols, *, bias, form, last_row, row_offset, out_rows, subgroups, **fusions) -> key
     linear: Callable[..., K.KernelKey]
     attention: Callable[[AttentionOp], list[AttentionStep]]
     rope_kv: Callable[..., K.KernelKey]  # (act, kv, heads, kv_heads, head_dim)
@@ -68,7 +72,7 @@ def _same_kv(act: str, kv: str, what: str) -> None:
 
 
 def _cpu_linear(act: str, fmt: str, rows: int, cols: int, *, bias: bool, form: str, last_row: bool,
-                row_offset: int, out_rows: int, **fusions: Any) -> K.KernelKey:
+                row_offset: int, out_rows: int, subgroups: bool = False, **fusions: Any) -> K.KernelKey:
     return K.matmul_key(act, fmt, rows, cols, bias=bias, prefill=form == "prefill", last_row=last_row,
                         row_offset=row_offset, out_rows=out_rows, **fusions)
 
@@ -98,8 +102,50 @@ def _cpu_kv_write(act: str, kv: str, width: int) -> K.KernelKey:
 CPU = Shapes(linear=_cpu_linear, attention=_cpu_attention, rope_kv=_cpu_rope_kv, rope=_cpu_rope,
              kv_write=_cpu_kv_write, norm_prologue_forms=frozenset({"decode"}))
 
-# The GPU class: today's kernels until the GPU families are wired in (contract of issue 11).
-GPU = Shapes(linear=_cpu_linear, attention=_cpu_attention, rope_kv=_cpu_rope_kv, rope=_cpu_rope,
-             kv_write=_cpu_kv_write, norm_prologue_forms=frozenset({"decode"}))
+def _kv_field(act: str, kv: str) -> str:
+    """The kernels' kv field: "" where the cache is stored as the activations."""
+    return "" if kv == act else kv
+
+
+def _gpu_linear(act: str, fmt: str, rows: int, cols: int, *, bias: bool, form: str, last_row: bool,
+                row_offset: int, out_rows: int, subgroups: bool = False, **fusions: Any) -> K.KernelKey:
+    """Decode and the last-row LM head: a GEMV (>= 16 lanes per output row); prefill / score: the
+    workgroup-tiled GEMM (weights dequantized once per tile)."""
+    if form == "decode" or last_row:
+        return gemv_key(act, fmt, rows, cols, bias=bias, last_row=last_row, row_offset=row_offset,
+                        out_rows=out_rows, subgroups=subgroups, **fusions)
+    return gemm_key(act, fmt, rows, cols, bias=bias, row_offset=row_offset, out_rows=out_rows, **fusions)
+
+
+def _gpu_attention(op: AttentionOp) -> list[AttentionStep]:
+    """Decode: flash-decoding (split over key blocks into an f32 scratch, then combine); prefill /
+    score: FlashAttention-2 tiles in workgroup memory."""
+    kv = _kv_field(op.act, op.kv)
+    if op.form == "prefill":
+        return [AttentionStep(AttentionTiledKey(act=op.act, kv=kv, heads=op.heads, kv_heads=op.kv_heads,
+                                                head_dim=op.head_dim, scale=op.scale))]
+    split = attention_split_key(op.act, kv, op.heads, op.kv_heads, op.head_dim, op.scale, subgroups=op.subgroups)
+    scratch = partial_elements(op.heads, op.head_dim, op.context_window, split.block, op.max_n)
+    return [AttentionStep(split, scratch),
+            AttentionStep(attention_combine_key(op.act, op.heads, op.head_dim, split.block), scratch)]
+
+
+def _gpu_rope_kv(act: str, kv: str, heads: int, kv_heads: int, head_dim: int) -> K.KernelKey:
+    return K.RopeKvKey(act=act, heads=heads, kv_heads=kv_heads, head_dim=head_dim, kv=_kv_field(act, kv))
+
+
+def _gpu_rope(act: str, kv: str, heads: int, head_dim: int, to_cache: bool) -> K.KernelKey:
+    return K.RopeKey(act=act, heads=heads, head_dim=head_dim, to_cache=to_cache, kv=_kv_field(act, kv) if to_cache else "")
+
+
+def _gpu_kv_write(act: str, kv: str, width: int) -> K.KernelKey:
+    return K.KvWriteKey(act=act, width=width, kv=_kv_field(act, kv))
+
+
+# The norm prologue in decode only for now: the GEMM's norm form with splits does not compile on
+# Naga at hidden 64 ("cannot cast a vec4<f32> to a f32", gemm.wgsl), so prefill keeps a separate
+# rms_norm dispatch (cheap beside the GEMM) until that is fixed.
+GPU = Shapes(linear=_gpu_linear, attention=_gpu_attention, rope_kv=_gpu_rope_kv, rope=_gpu_rope,
+             kv_write=_gpu_kv_write, norm_prologue_forms=frozenset({"decode"}))
 
 SHAPES: dict[str, Shapes] = {"cpu": CPU, "gpu": GPU}

@@ -107,7 +107,7 @@ def _attention(L, node, i):
     a = node.attrs
     q, kc, vc = node.inputs
     steps = L.shapes.attention(AttentionOp(L.act, L.kv, a["heads"], a["kv_heads"], a["head_dim"], a["scale"], L.form,
-                                           L.graph.state[kc].shape[0], L.max_n))
+                                           L.graph.state[kc].shape[0], L.max_n, L.subgroups))
     tensors = {"q": q, "k_cache": kc, "v_cache": vc, "out": new_buffer(L, node.outputs[0]),
                "partial": node.outputs[0] + "#partial"}
     scratch = max(s.scratch for s in steps)
@@ -178,7 +178,8 @@ def lower_bundle(graphs: dict[str, Graph], weights: dict[str, Any], prefill_chun
             for p in (pool, *pack_pools):
                 p.free = list(p.sizes)  # every program starts with the whole pool free
             L = Lowering(g, weights, s.act, form, 1 if prog == "decode" else prefill_chunk, max_binding_bytes,
-                         kernels, pool, SHAPES[s.adapter_class], s.kv, fuse=fuse, idot=s.idot, pack_pools=pack_pools)
+                         kernels, pool, SHAPES[s.adapter_class], s.kv, s.subgroups, fuse=fuse, idot=s.idot,
+                         pack_pools=pack_pools)
             lowered = lower_program(L, g.output)
             if L.packed:
                 raise AssertionError(f"lowering {name}/{prog}: packed values never consumed: {sorted(L.packed)}")

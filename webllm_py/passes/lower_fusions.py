@@ -157,7 +157,8 @@ def matmul_chain(L: Lowering, i: int) -> int:
     for piece, (r0, n_rows) in enumerate(slices):
         many = len(slices) > 1
         key = L.shapes.linear(L.act, L.fmt(w), n_rows if many else rows, cols, bias=len(lin.inputs) > 2,
-                              form=L.form, last_row=last_row, row_offset=r0, out_rows=rows if many else 0, **kw)
+                              form=L.form, last_row=last_row, row_offset=r0, out_rows=rows if many else 0,
+                              subgroups=L.subgroups, **kw)
         L.emit(key, tensors, piece if many else None)
     if packed_in:
         release_packed(L, packed_in)

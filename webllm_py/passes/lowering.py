@@ -70,6 +70,7 @@ class Lowering:
     pool: "Pool"
     shapes: Shapes  # the program set's adapter class: which kernel computes each op
     kv: str  # the program set's KV-cache storage (program_sets.KV_BYTES)
+    subgroups: bool  # the program set's kernels may use subgroup builtins
     dispatches: list[Dispatch] = field(default_factory=list)
     where: dict[str, str] = field(default_factory=dict)  # tensor -> buffer name
     uses: Any = None  # Uses of the graph being lowered

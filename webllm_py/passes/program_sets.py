@@ -9,16 +9,15 @@ cases). The table:
   f32      cpu    f32          f32         -
   f16      cpu    f16          f16         shader-f16
   idot     cpu    f32          f32         WGSL packed_4x8_integer_dot_product (decode matmuls on packed x)
-  gpu      gpu    f32          f32*        -
-  gpu-sg   gpu    f32          f32*        subgroups (where its kernels use them)
+  gpu      gpu    f32          f16x2       -
+  gpu-sg   gpu    f32          f16x2       subgroups (where its kernels use them)
 
 The cpu-class sets were tuned on lavapipe/SwiftShader; the gpu-class sets ask codegen/shapes.py's
 "gpu" table for their kernels (GEMV with >= 16 invocations per output row, flash-decoding, ...).
 Why f32 activations on the gpu sets: a decode GEMV reads hidden*4 bytes of x against the
 weights' rows*cols*0.5+ bytes (< 1 %); what grows is the KV cache.
-* The gpu sets' KV storage is to become "f16x2" (f16 pairs in u32 words, no shader-f16 needed:
-  docs/bundle-format.md) once the f16x2 cache kernels (attention_split / attention_tiled and the
-  kv fields of rope_kv / kv_write) land; until then their caches are f32.
+"f16x2": the cache as f16 pairs in u32 words (docs/bundle-format.md), without shader-f16 (Chrome
+on Linux/NVIDIA lacks it).
 
 `PREFERENCE` is the order `auto` tries the sets of one class in; the manifest lists the sets it
 holds in that order (`program_sets`), with the WebGPU features and WGSL language features each
@@ -53,8 +52,8 @@ PROGRAM_SETS: dict[str, ProgramSet] = {s.name: s for s in (
     ProgramSet("f32", "cpu", "f32", "f32"),
     ProgramSet("f16", "cpu", "f16", "f16"),
     ProgramSet("idot", "cpu", "f32", "f32", idot=True),
-    ProgramSet("gpu", "gpu", "f32", "f32"),
-    ProgramSet("gpu-sg", "gpu", "f32", "f32", subgroups=True),
+    ProgramSet("gpu", "gpu", "f32", "f16x2"),
+    ProgramSet("gpu-sg", "gpu", "f32", "f16x2", subgroups=True),
 )}
 # auto's order within a class: subgroups before without; on CPU adapters idot (1.3x faster decode
 # on lavapipe, docs/performance.md) before f16 before f32 (today's rule, kept)
