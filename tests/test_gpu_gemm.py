@@ -31,16 +31,18 @@ from test_kernels import sentinel, weight_parts
 
 from webllm_py.codegen import MatmulKey, build
 from webllm_py.codegen.gemm import GemmKey, _plan_gemm, gemm_key
+from webllm_py.quant import kquant
 from webllm_py.testing.browser_kernels import browser_kernel_runner  # noqa: F401  (SwiftShader fixture)
 
 FORMATS = ["f32", "f16", "q8", "q4", "q4a"]
 
 
-def _run(runner, key: GemmKey, n: int, rng, x_scale: float = 2.0) -> None:
-    """Run `key` on fresh data with NaN sentinels; check it against the ir/ops.py composition."""
+def _run(runner, key: GemmKey, n: int, rng, x_scale: float = 2.0, weights=weight_parts) -> None:
+    """Run `key` on fresh data with NaN sentinels; check it against the ir/ops.py composition.
+    weights(rng, fmt, rows, cols) -> (kernel arrays, reference f32 weights)."""
     act, silu = key.act, key.epilogue == "silu_mul"
     wrows = 2 * key.rows if silu else key.rows
-    arrays, wd = weight_parts(rng, key.fmt, wrows, key.cols)
+    arrays, wd = weights(rng, key.fmt, wrows, key.cols)
     x = rand(rng, (n, key.cols), act, x_scale)
     xin = f(x)
     if key.norm:
@@ -100,6 +102,33 @@ def test_gemm_scalar_x(runner, fmt):
     rng = rng_for("gemm13", fmt)
     for n in (1, 37):
         _run(runner, gemm_key("f32", fmt, 70, 13), n, rng)
+
+
+@pytest.mark.parametrize("fmt", list(kquant.SPECS))
+def test_gemm_block_formats(runner, fmt):
+    """The GGUF block formats (q5, q5a, q2k..q6k) through the same dq8 calls: random GGUF blocks,
+    the reference weights dequantized by gguf.quants.dequantize (test_kquant.kweight); cols 512:
+    K steps inside 256-column blocks, two blocks per row. Small x (the random blocks' weights reach ~40)."""
+    kq = pytest.importorskip("test_kquant", reason="needs the gguf package (the reference dequantizer)")
+    rng = rng_for("gemmkq", fmt)
+    for key in (gemm_key("f32", fmt, 70, 512, bias=True),
+                gemm_key("f32", fmt, 37, 512, epilogue="silu_mul")):
+        for n in (1, 37):
+            _run(runner, key, n, rng, x_scale=0.01, weights=kq.kweight)  # gate sums of O(1): silu not saturated
+
+
+def test_gemm_tiny_model_shapes(runner):
+    """The prefill linears of tests/conftest.py's tiny llama (hidden 64, 4 heads / 2 kv heads of 16,
+    intermediate 100) as the GPU sets' lowering fuses them: q/k/v with the norm prologue and
+    splits, gate/up with norm + silu_mul, o_proj and down as residual epilogues."""
+    rng = rng_for("gemmtiny")
+    keys = [gemm_key("f32", "q4", 128, 64, norm=True, norm_eps=1e-5, splits=(64, 32, 32)),
+            gemm_key("f32", "q4", 100, 64, norm=True, norm_eps=1e-5, epilogue="silu_mul"),
+            gemm_key("f32", "q4", 64, 64, epilogue="residual"),
+            gemm_key("f32", "q4", 64, 100, epilogue="residual")]
+    for key in keys:
+        for n in (1, 16, 37):
+            _run(runner, key, n, rng)
 
 
 FUSIONS = {
