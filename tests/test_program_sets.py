@@ -132,3 +132,33 @@ def test_forced_set_errors_natively(tiny_bundles, adapter):
     if "shader-f16" not in adapter.features:
         with pytest.raises(DeviceError, match="program set f16 needs shader-f16"):
             webllm_py.load(b, backend="native", precision="f16", adapter=adapter)
+
+
+def test_inspect_programs_llama_shape(tmp_path):
+    """`inspect --programs` on a Llama shape (hidden 1024, ffn 4096, 16 heads / 4 KV heads, 2 layers,
+    a tiny vocab) holds the issue's shape criteria for the gpu sets: every decode GEMV >= 16
+    invocations per output row; decode attention at p = 4096 >= 32 x heads invocations."""
+    import subprocess
+    import sys
+
+    import webllm_py
+    from conftest import make_tiny_model
+
+    src = make_tiny_model(tmp_path / "m", "llama", hidden_size=1024, intermediate_size=4096, num_attention_heads=16,
+                          num_key_value_heads=4, num_hidden_layers=2, max_position_embeddings=4096)
+    b = webllm_py.build(src, tmp_path / "b", quantization="q4", progress=False, prefill_chunk=32, context_window=4096)
+    out = subprocess.run([sys.executable, "-m", "webllm_py.cli", "inspect", str(b), "--programs", "--json", "--p", "4096"],
+                         capture_output=True, text=True, check=True).stdout
+    r = json.loads(out)
+    assert r["sets"]["gpu-sg"]["auto_on"] == ["gpu + subgroups", "gpu + shader-f16 + subgroups"]
+    assert "cpu" in r["sets"]["idot"]["auto_on"]
+    for name in ("gpu", "gpu-sg"):
+        decode = r["sets"][name]["programs"]["decode"]["dispatches"]
+        gemvs = [d for d in decode if d["family"] == "gemv"]
+        assert len(gemvs) == 2 * 4 + 1 and all(d["invocations_per_row"] >= 16 for d in gemvs)
+        split = [d for d in decode if d["family"] == "attention_split"]
+        assert split and all(d["invocations"] >= 32 * 16 for d in split)
+        assert {d["family"] for d in r["sets"][name]["programs"]["prefill"]["dispatches"]} >= {"gemm", "attention_tiled"}
+    text = subprocess.run([sys.executable, "-m", "webllm_py.cli", "inspect", str(b), "--programs"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "program set gpu-sg: class gpu" in text and "/row" in text and "/head" in text

@@ -97,9 +97,19 @@ def cmd_build(args) -> int:
 def _inspect_args(p):
     p.add_argument("bundle")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--programs", action="store_true",
+                   help="per program set and dispatch: kernel family, workgroups, invocations (program_report.py)")
+    p.add_argument("--p", type=int_in(0), default=4096, help="cached tokens the --programs figures are taken at")
 
 
 def cmd_inspect(args) -> int:
+    if args.programs:
+        from .bundle import Bundle
+        from .program_report import format_program_report, program_report
+
+        r = program_report(Bundle(args.bundle).manifest, args.p)
+        print(json.dumps(r, indent=1) if args.json else format_program_report(r))
+        return 0
     s = inspect_summary(args.bundle)
     print(json.dumps(s, indent=1) if args.json else format_summary(s))
     return 0
