@@ -31,7 +31,7 @@ from .runtime.sampler import MAX_SEED
 
 QUANTIZATIONS = list(FORMATS)  # every format the Python API accepts (q4a included)
 BACKENDS = ["native", "reference"]
-PRECISIONS = ["auto", "f32", "f16", "idot"]
+PRECISIONS = ["auto", "f32", "f16", "idot", "gpu", "gpu-sg"]  # passes/program_sets.py
 
 
 def _progress() -> bool:
