@@ -205,3 +205,107 @@ def test_embedding(runner, fmt):
     got = runner.run(build(EmbeddingKey("f32", fmt, vocab, hidden)), {**arrays, "ids": ids, "out": out}, n)["out"]
     check(got[:n], ref_op("embedding", [ids, table], n), 1e-6, f"embedding {fmt}")
     same_bits(got[n:], out[n:], "sentinel rows")
+
+
+# -- a real file: SmolLM2-135M requantized by llama.cpp --------------------------------
+#
+# llama.cpp's quantizer (llama_cpp.llama_model_quantize, allow_requantize) turns the Q4_1 GGUF of
+# SmolLM2-135M into the K mixes; hidden 576 is not a multiple of 256, so llama.cpp itself stores
+# those rows as Q4_0/Q5_0/Q5_1/Q8_0 and only ffn_down (1536 columns) as Q3_K..Q6_K (no Q2_K at all).
+# Tolerances: logits vs transformers loading the same GGUF (its loader dequantizes: the reference)
+# within 2e-3 * max|logit|: the weights are identical (kept blocks, error 0), what remains is f32
+# summation order over 30 layers (reference backend ~1e-5) and the native kernels' f32 reductions
+# plus their rounding of exp/rsqrt; perplexity within 0.5 % of the f32 build of the same GGUF
+# (same weights, so only summation-order noise: in practice ~1e-6).
+
+# the bundle formats each mix's kept blocks land in (besides q4 / q8 from its Q4_0 / Q8_0 tensors);
+# Q6_K ({q6k}) and Q3_K_M ({q4k, q5k, q5, q5a}) add no type the three tested below lack
+MIXES = {"Q4_K_M": {"q4k", "q5", "q6k"}, "Q5_K_M": {"q5k", "q5a", "q6k"}, "Q2_K": {"q3k"}}
+PROMPT = "The capital of France is Paris. The capital of Italy is"
+TEXT = ("Once upon a time, in a small village by the sea, there lived an old fisherman. Every morning he "
+        "rowed his boat past the lighthouse and cast his nets into the cold grey water.")
+
+
+class _Requantized(dict):
+    """mix -> path of SmolLM2-135M requantized by llama.cpp (made on first use, a few seconds each)."""
+
+    def __init__(self, src, out):
+        super().__init__()
+        self.src, self.out = src, out
+
+    def __missing__(self, mix):
+        import ctypes
+
+        import llama_cpp
+
+        p = llama_cpp.llama_model_quantize_default_params()
+        p.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{mix}")
+        p.allow_requantize = True
+        dst = self.out / f"smollm2-{mix}.gguf"
+        assert llama_cpp.llama_model_quantize(str(self.src).encode(), str(dst).encode(), ctypes.byref(p)) == 0, mix
+        self[mix] = dst
+        return dst
+
+
+@pytest.fixture(scope="session")
+def kquant_ggufs(tmp_path_factory):
+    from conftest import smollm2_gguf
+
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python makes the K-quant files")
+    return _Requantized(smollm2_gguf(), tmp_path_factory.mktemp("kquant_gguf"))
+
+
+def _hf_logits(path, ids):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].numpy()
+
+
+def _prompt_ids(bundle):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(bundle / "tokenizer.json")).encode(PROMPT).ids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mix", ["Q4_K_M", "Q5_K_M", "Q2_K"])  # together every kept type the mixes use
+def test_smollm2_kquant_reference_matches_transformers(kquant_ggufs, mix, tmp_path):
+    """Default build (q4 scheme) keeps every block as it is: the K / Q5 formats appear, every weight's
+    error against the GGUF's values is 0, and the logits match transformers on the same file."""
+    import json
+
+    import webllm_py
+
+    pytest.importorskip("transformers")
+    b = webllm_py.build(kquant_ggufs[mix], tmp_path / "b", progress=False)
+    weights = json.loads((b / "manifest.json").read_text())["weights"]
+    formats = {w["format"] for w in weights.values()}
+    assert MIXES[mix] <= formats, formats
+    assert all(w["error"]["max_abs"] == 0.0 for w in weights.values())
+    ids = _prompt_ids(b)
+    ref = _hf_logits(kquant_ggufs[mix], ids)
+    ours = webllm_py.load(b, backend="reference").logits(ids)
+    assert np.abs(ours - ref).max() <= 2e-3 * np.abs(ref).max()
+
+
+@pytest.mark.slow
+def test_smollm2_kquant_native_and_perplexity(kquant_ggufs, tmp_path):
+    """Q4_K_M on the native backend (CPU-set kernels: q4k, q6k, q5 dq8 paths, lavapipe) matches
+    transformers; its perplexity equals the f32 build of the same file within 0.5 %."""
+    import webllm_py
+    from webllm_py.eval import perplexity
+
+    pytest.importorskip("transformers")
+    g = kquant_ggufs["Q4_K_M"]
+    b = webllm_py.build(g, tmp_path / "k", progress=False)
+    ids = _prompt_ids(b)
+    ref = _hf_logits(g, ids)
+    native = webllm_py.load(b, backend="native", precision="f32")
+    assert np.abs(native.logits(ids) - ref).max() <= 2e-3 * np.abs(ref).max()
+    f32 = webllm_py.build(g, tmp_path / "f32", quantization="f32", progress=False)
+    want = perplexity(webllm_py.load(f32, backend="reference"), TEXT)["perplexity"]
+    got = perplexity(native, TEXT)["perplexity"]
+    assert got == pytest.approx(want, rel=5e-3)
