@@ -94,40 +94,47 @@ def pick_set(programs: dict[str, Any], adapter: Any) -> str:
     return "gpu" if "gpu" in programs else "auto"
 
 
-def run_decode(work: Path, s: ModelShape, fmt: str, bandwidth_gbps: float, tokens: int = 64,
-               prompt: int = 16, context_window: int = 1024) -> dict[str, Any]:
-    """Build the random model's bundle in `work` and time its greedy decode natively."""
+def prepare_bundle(work: str, s: ModelShape, fmt: str, context_window: int = 1024) -> dict[str, Any]:
+    """Write the random model into `work` and build its bundle: CPU only, so gpu_bench runs it in
+    another process while the GPU times kernels (a 1B build takes a minute or more)."""
+    import webllm_py
+
+    t0 = time.perf_counter()
+    folder = write_random_llama(Path(work) / "hf", s)
+    t1 = time.perf_counter()
+    out = webllm_py.build(folder, Path(work) / "bundle", quantization=fmt, progress=False,
+                          context_window=context_window, prefill_chunk=min(128, context_window))
+    return {"bundle": str(out), "shape": s.__dict__, "fmt": fmt, "write_s": t1 - t0,
+            "build_s": time.perf_counter() - t1}
+
+
+def run_decode(prep: dict[str, Any], bandwidth_gbps: float, tokens: int = 64, prompt: int = 16) -> dict[str, Any]:
+    """Time the greedy decode of `prepare_bundle`'s bundle on the native runtime."""
     import webllm_py
     from webllm_py.bundle import Bundle
     from webllm_py.runtime.device import select_adapter
 
     t0 = time.perf_counter()
-    folder = write_random_llama(work / "hf", s)
-    t1 = time.perf_counter()
-    out = webllm_py.build(folder, work / "bundle", quantization=fmt, progress=False, context_window=context_window,
-                          prefill_chunk=min(128, context_window))
-    t2 = time.perf_counter()
-    manifest = Bundle(out).manifest
+    manifest = Bundle(prep["bundle"]).manifest
     adapter = select_adapter()
     chosen = pick_set(manifest["programs"], adapter)
-    res: dict[str, Any] = {"shape": s.__dict__, "fmt": fmt, "program_sets": list(manifest["programs"]),
-                           "write_s": t1 - t0, "build_s": t2 - t1}
+    res: dict[str, Any] = {**prep, "program_sets": list(manifest["programs"])}
     profile = "timestamp-query" in adapter.features
     try:
-        model = webllm_py.load(out, precision=chosen, verify=False, adapter=adapter, profile=profile)
+        model = webllm_py.load(prep["bundle"], precision=chosen, verify=False, adapter=adapter, profile=profile)
     except ValueError as e:  # a runtime that does not know this set's name yet
         res["forced_set_error"] = str(e)
-        model = webllm_py.load(out, precision="auto", verify=False, adapter=adapter, profile=profile)
+        model = webllm_py.load(prep["bundle"], precision="auto", verify=False, adapter=adapter, profile=profile)
     res["precision"] = model.precision
-    res["load_s"] = time.perf_counter() - t2
+    res["load_s"] = time.perf_counter() - t0
     ids = [2 + i % 250 for i in range(prompt)]
     tok = int(np.argmax(model.forward(ids)[-1]))
     for _ in range(4):  # warm-up: pipelines hot, encode-ahead primed
         tok = model.forward_argmax([tok])
-    t3 = time.perf_counter()
+    t1 = time.perf_counter()
     for _ in range(tokens):
         tok = model.forward_argmax([tok])
-    dt = time.perf_counter() - t3
+    dt = time.perf_counter() - t1
     wbytes = decode_weight_bytes(manifest, model.precision)
     res.update(tokens=tokens, position=model.position, decode_tok_s=tokens / dt, ms_per_token=dt / tokens * 1e3,
                weight_bytes_per_token=wbytes, bound_tok_s=bandwidth_gbps * 1e9 / wbytes)

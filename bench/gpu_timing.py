@@ -94,9 +94,14 @@ class Gpu:
                 "device_features": sorted(self.device.features), "limits": dict(self.device.limits)}
 
 
-def open_device() -> Gpu:
+def adapters() -> list[dict[str, Any]]:
+    """Every adapter wgpu finds (all backends), for the report: what a failed selection saw."""
     import wgpu
 
+    return [dict(a.info) for a in wgpu.gpu.enumerate_adapters_sync()]
+
+
+def open_device() -> Gpu:
     from webllm_py.runtime.device import select_adapter
 
     adapter = select_adapter()
@@ -106,7 +111,6 @@ def open_device() -> Gpu:
             "max-compute-workgroup-size-x")
     limits = {k: adapter.limits[k] for k in keep if k in adapter.limits}
     device = adapter.request_device_sync(required_features=features, required_limits=limits)
-    del wgpu
     return Gpu(adapter, device, "timestamp-query" in device.features)
 
 
@@ -244,7 +248,7 @@ def read_bandwidth(gpu: Gpu, total_bytes: int = 1 << 30, reps: int = 3) -> dict[
     tries = []
     for words_per_inv in (4, 16, 64):
         wgs = min(MAX_GROUPS, max(1, per_buf // 16 // 256 // words_per_inv))
-        t = time_dispatches(gpu, pipe, groups, (wgs, 1, 1), k=nbufs * 2, reps=reps)
+        t = time_dispatches(gpu, pipe, groups, (wgs, 1, 1), k=max(8, nbufs * 2), reps=reps)
         us = t.get("us_ts", t["us_wall"])
         tries.append({"workgroups": wgs, "us_per_buffer": us, "gbps": per_buf / us / 1e3, **t})
     for b in srcs:
