@@ -162,3 +162,21 @@ def test_inspect_programs_llama_shape(tmp_path):
     text = subprocess.run([sys.executable, "-m", "webllm_py.cli", "inspect", str(b), "--programs"],
                           capture_output=True, text=True, check=True).stdout
     assert "program set gpu-sg: class gpu" in text and "/row" in text and "/head" in text
+
+
+@pytest.mark.parametrize("edit, where", [
+    (lambda ps: ps[0].update({"class": "tpu"}), 'program_sets[0].class: "tpu" is not one of cpu, gpu'),
+    (lambda ps: ps[1].update({"kv": "f8"}), 'program_sets[1].kv: "f8" is not one of f32, f16, f16x2'),
+    (lambda ps: ps[2].update({"name": "gpu"}), 'program_sets[2].name: "gpu" is not a program set'),
+    (lambda ps: ps.pop(), "program_sets: lists gpu-sg, gpu, idot, f16 but programs has"),
+    (lambda ps: ps[0].update({"features": "subgroups"}), 'program_sets[0].features: "subgroups" must be a list'),
+])
+def test_bad_program_sets_metadata_is_one_error(tiny_bundles, edit, where):
+    from webllm_py.bundle.validate import validate_manifest
+    from webllm_py.errors import BundleError
+
+    m = json.loads((tiny_bundles("llama", "q4") / "manifest.json").read_text())
+    validate_manifest(m, "manifest.json")
+    edit(m["program_sets"])
+    with pytest.raises(BundleError, match="manifest.json: " + __import__("re").escape(where)):
+        validate_manifest(m, "manifest.json")

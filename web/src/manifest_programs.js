@@ -106,6 +106,38 @@ function checkSizes(buffers, state, limits, stepBuffers, vocab) {
   }
 }
 
+// program_sets entries (webllm_py/passes/program_sets.py set_metadata): field -> allowed values
+const SET_FIELDS = /** @type {const} */ ([["class", ["cpu", "gpu"]], ["activations", ["f32", "f16"]], ["kv", ["f32", "f16", "f16x2"]]]);
+
+/**
+ * `program_sets` (optional: bundles before adapter classes lack it): one entry per set of
+ * `programs`, each naming its class, activations, KV storage and the features it needs.
+ * @param {any} m @param {Record<string, any>} sets
+ */
+function checkSetMetadata(m, sets) {
+  const metas = field(m, "program_sets", "", "list", { optional: true });
+  if (metas === undefined) return;
+  /** @type {string[]} */ const seen = [];
+  metas.forEach((/** @type {any} */ meta, /** @type {number} */ i) => {
+    const where = sub("program_sets", i);
+    want(meta, "dict", where);
+    const name = field(meta, "name", where, "str");
+    if (!Object.hasOwn(sets, name) || seen.includes(name)) fail(sub(where, "name"), `${show(name)} is not a program set of programs, or is listed twice`);
+    seen.push(name);
+    for (const [key, allowed] of SET_FIELDS) {
+      const v = field(meta, key, where, "str");
+      if (!(/** @type {readonly string[]} */ (allowed)).includes(v)) fail(sub(where, key), `${show(v)} is not one of ${allowed.join(", ")}`);
+    }
+    for (const key of ["features", "wgsl_language_features"]) {
+      field(meta, key, where, "list").forEach((/** @type {unknown} */ f, /** @type {number} */ j) => want(f, "str", sub(sub(where, key), j)));
+    }
+  });
+  const names = Object.keys(sets);
+  if (seen.length !== names.length || !names.every((n) => seen.includes(n))) {
+    fail("program_sets", `lists ${seen.join(", ")} but programs has ${names.join(", ")}; rebuild the bundle`);
+  }
+}
+
 /**
  * Validate buffers, kernels and every program set (each must hold `programs`). Bundles of the
  * first format have no programs (the browser runtime then says to rebuild).
@@ -131,6 +163,7 @@ export function checkPrograms(m, programs, stepBuffers, files, weights, state, l
       if (out !== undefined && !Object.hasOwn(buffers, out)) fail(sub(pwhere, "output"), `${show(out)} is not in buffers`);
     }
   }
+  checkSetMetadata(m, sets);
   const features = field(m, "wgsl_language_features", "", "dict", { optional: true }) ?? {};
   for (const [setName, names] of Object.entries(features)) {
     const fwhere = sub("wgsl_language_features", setName);

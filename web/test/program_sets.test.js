@@ -34,3 +34,24 @@ test("KV caches are sized with the set's KV storage (f16x2: 2 bytes), other act 
   assert.equal(bufferBytes(manifest.buffers.k, "f32"), 8 * 64 * 4); // a bundle without program_sets
   assert.equal(estimateMemory(manifest, "gpu", 4).kvCacheBytes, 4 * 64 * 2);
 });
+
+test("program_sets metadata is validated: a bad entry is one BundleError naming the field", async () => {
+  const { parseManifest } = await import("../src/manifest.js");
+  const { BundleError } = await import("../src/errors.js");
+  const vectors = JSON.parse(readFileSync(new URL("./fixtures/bad_manifests.json", import.meta.url), "utf8"));
+  const base = structuredClone(vectors.base);
+  base.program_sets = Object.keys(base.programs).map((name) => ({ name, class: "cpu", activations: name === "f16" ? "f16" : "f32", kv: name === "f16" ? "f16" : "f32", features: [], wgsl_language_features: [] }));
+  const url = "https://x/b/manifest.json";
+  assert.ok(parseManifest(structuredClone(base), url));
+  const cases = [
+    [(/** @type {any} */ m) => { m.program_sets[0].class = "tpu"; }, 'program_sets[0].class: "tpu" is not one of cpu, gpu'],
+    [(/** @type {any} */ m) => { m.program_sets[0].kv = "f8"; }, 'program_sets[0].kv: "f8" is not one of f32, f16, f16x2'],
+    [(/** @type {any} */ m) => { m.program_sets.pop(); }, "program_sets: lists "],
+    [(/** @type {any} */ m) => { m.program_sets[0].features = "subgroups"; }, "program_sets[0].features: "],
+  ];
+  for (const [edit, where] of cases) {
+    const m = structuredClone(base);
+    /** @type {any} */ (edit)(m);
+    assert.throws(() => parseManifest(m, url), (e) => e instanceof BundleError && e.message.startsWith(`${url}: ${where}`), String(where));
+  }
+});

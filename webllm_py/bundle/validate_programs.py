@@ -116,6 +116,36 @@ def _check_sizes(buffers: dict[str, dict], state: dict[str, list], limits: dict[
                           f"{sub('buffers', name)}, which holds {b['elements']}")
 
 
+# program_sets entries (passes/program_sets.py set_metadata): field -> allowed values
+SET_CLASSES = ("cpu", "gpu")
+SET_ACTIVATIONS = ("f32", "f16")
+SET_KV = ("f32", "f16", "f16x2")
+
+
+def _check_set_metadata(m: dict, sets: dict) -> None:
+    """`program_sets` (optional: bundles before adapter classes lack it): one entry per set of
+    `programs`, each naming its class, activations, KV storage and the features it needs."""
+    metas = field(m, "program_sets", "", "list", optional=True)
+    if metas is None:
+        return
+    seen = []
+    for i, meta in enumerate(metas):
+        where = sub("program_sets", i)
+        want(meta, "dict", where)
+        name = field(meta, "name", where, "str")
+        if name not in sets or name in seen:
+            raise Invalid(sub(where, "name"), f"{show(name)} is not a program set of programs, or is listed twice")
+        seen.append(name)
+        for key, allowed in (("class", SET_CLASSES), ("activations", SET_ACTIVATIONS), ("kv", SET_KV)):
+            if field(meta, key, where, "str") not in allowed:
+                raise Invalid(sub(where, key), f"{show(meta[key])} is not one of {', '.join(allowed)}")
+        for key in ("features", "wgsl_language_features"):
+            for j, f in enumerate(field(meta, key, where, "list")):
+                want(f, "str", sub(sub(where, key), j))
+    if set(seen) != set(sets):
+        raise Invalid("program_sets", f"lists {', '.join(seen)} but programs has {', '.join(sets)}; rebuild the bundle")
+
+
 def check_programs(m: dict, programs: tuple[str, ...], step_buffers: StepBuffers, files: dict[str, int],
                    weights: dict[str, dict], state: dict[str, list], limits: dict[str, int], vocab: int) -> None:
     """Validate buffers, kernels and every program set (each must hold `programs`)."""
@@ -139,6 +169,7 @@ def check_programs(m: dict, programs: tuple[str, ...], step_buffers: StepBuffers
                     dim(prog[key], sub(pwhere, key))
             if field(prog, "output", pwhere, "str", optional=True) not in (None, *buffers):
                 raise Invalid(sub(pwhere, "output"), f"{show(prog['output'])} is not in buffers")
+    _check_set_metadata(m, sets)
     features = field(m, "wgsl_language_features", "", "dict", optional=True) or {}
     for set_name, names in features.items():
         fwhere = sub("wgsl_language_features", set_name)
