@@ -171,7 +171,9 @@ def test_gemm_plan():
         wtile = key.weight_tile_rows
         assert plan.consts["w_items"] * 8 == wtile * 32  # one dq8 of 8 weights per (tile row, 8 columns)
         assert f"const W_ITEMS: u32 = {plan.consts['w_items']}u;" in kernel.wgsl
-        assert kernel.wgsl.count("dq8(") - kernel.wgsl.count("fn dq8(") == 1  # the W_ITEMS loop's one call
+        assert kernel.wgsl.count("dq8(") - kernel.wgsl.count("fn dq8(") == 1  # fetch_w's one call
+        per_lane = -(-plan.consts["w_items"] // key.lanes)
+        assert kernel.wgsl.count("= fetch_w(lane") == 2 * per_lane  # step 0, then each next step once
         assert key.tm >= 32 and kernel.dispatch_for(128, 0)[1] == 4
         assert kernel.dispatch_for(128, 0)[0] == -(-key.rows // key.tn)
         assert 64 <= key.lanes <= 256 and key.workgroup_bytes() <= 16384

@@ -1,6 +1,8 @@
 {% import "_common.wgsl" as c with context %}
 {% import "_dequant.wgsl" as dq %}
 {% set silu = epilogue == "silu_mul" %}
+{% set xper = (x_items + lanes - 1) // lanes %}
+{% set wper = (w_items + lanes - 1) // lanes %}
 {% set lin = ("rms_norm(x) @ dequant(w).T" if norm else "x @ dequant(w).T") ~ (" + bias" if bias else "") %}
 {% if silu %}
 {% set lin = "silu(" ~ lin ~ " [gate rows]) * (" ~ lin ~ " [up rows])" %}
@@ -14,7 +16,8 @@
 // copies the x tile and the dequantized weight tile ({{ wtile }} rows: each weight dequantized once per
 // token tile) into workgroup memory as rows of 8 vec4 (+1 padding vec4, so the 16-byte loads of 8
 // adjacent lanes hit distinct banks), barrier; then per 4 columns each lane loads 4 x and {{ 8 if silu else 4 }} weight
-// vec4s and does {{ 32 if silu else 16 }} dot products; barrier.
+// vec4s and does {{ 32 if silu else 16 }} dot products; barrier. Step g+1's global loads and dequantization
+// go to registers (xr*, wr*) right after step g's first barrier, in flight during its compute.
 // Partial tiles: x columns >= COLS and tokens >= n load as 0, weight rows >= ROWS are clamped
 // (their outputs are not stored).
 {{ c.prelude() }}
@@ -28,10 +31,8 @@ const TM: u32 = {{ tm }}u;  // tokens per workgroup
 const TN: u32 = {{ tn }}u;  // output rows per workgroup
 const LANES: u32 = {{ lanes }}u;
 const RS: u32 = 9u;  // vec4 per tile row: the group's 8 (32 columns) + 1 padding
-const X_ITEMS: u32 = {{ x_items }}u;  // x tile loads per K step: (token, 4 columns)
-const XPER: u32 = {{ (x_items + lanes - 1) // lanes }}u;  // ... per lane
-const W_ITEMS: u32 = {{ w_items }}u;  // weight tile loads per K step: (tile row, 8 columns), one dq8 each
-const WPER: u32 = {{ (w_items + lanes - 1) // lanes }}u;  // ... per lane
+const X_ITEMS: u32 = {{ x_items }}u;  // x tile loads per K step: (token, 4 columns), {{ xper }} per lane
+const W_ITEMS: u32 = {{ w_items }}u;  // weight tile loads per K step: (tile row, 8 columns), one dq8 each, {{ wper }} per lane
 {% if norm %}
 const NORM_EPS: f32 = {{ norm_eps_lit }};  // RMSNorm prologue: inv(t) = 1 / sqrt(mean(x^2) + eps)
 {% endif %}
@@ -62,6 +63,42 @@ fn ldn(col: u32) -> vec4<f32> {
 
 {{ dq.fns(fmt, cols) }}
 
+// The loads of one K step (g): x item `item` (token item / 8, columns 4 * (item % 8) .. +3 of the
+// group; 0 past the tile's X_ITEMS, tokens >= n and COLS) and weight item `item` (tile row item / 4,
+// columns 8 * (item % 4) .. +7; items past W_ITEMS read a valid row, never stored).
+fn fetch_x(item: u32, t0: u32, n: u32, g: u32) -> vec4<f32> {
+  let t = item / 8u;
+  return ldx(t0 + t, g * 32u + 4u * (item % 8u), item < X_ITEMS && t0 + t < n);
+}
+
+fn fetch_w(item: u32, r0: u32, g: u32) -> mat2x4<f32> {
+  let it = min(item, W_ITEMS - 1u);
+  let lr = it / 4u;  // tile row
+{% if silu %}
+  let wr = min(r0 + lr % TN, ROWS - 1u) + select(0u, ROWS, lr >= TN);  // gate row, or its up row
+{% else %}
+  let wr = min(r0 + lr, ROWS - 1u);  // rows past ROWS clamped (their outputs are not stored)
+{% endif %}
+  return dq8(wr, g * 4u + it % 4u);  // _dequant.wgsl; columns past COLS come back finite (x is 0 there)
+}
+
+{#- Registers xr{m} / wr{m} <- this lane's loads of K step `g` (issued before the compute of the
+    step before it, so their latency overlaps it); the norm's sums of squares are taken here. -#}
+{% macro fetch(g) %}
+{% for m in range(xper) %}
+{% if norm %}
+    let xa{{ m }} = fetch_x(lane + {{ m * lanes }}u, t0, n, {{ g }});
+    ss{{ m }} = ss{{ m }} + dot(xa{{ m }}, xa{{ m }});
+    xr{{ m }} = xa{{ m }} * ldn({{ g }} * 32u + 4u * ((lane + {{ m * lanes }}u) % 8u));
+{% else %}
+    xr{{ m }} = fetch_x(lane + {{ m * lanes }}u, t0, n, {{ g }});
+{% endif %}
+{% endfor %}
+{% for m in range(wper) %}
+    wr{{ m }} = fetch_w(lane + {{ m * lanes }}u, r0, {{ g }});
+{% endfor %}
+{%- endmacro %}
+
 {% macro store(buf, o, v) -%}
 {% if epilogue == "residual" %}
 {{ buf }}[{{ o }}] = A(f32({{ buf }}[{{ o }}]) + {{ v }});
@@ -83,42 +120,47 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
   var up{{ i }} = vec4<f32>(0.0);
 {% endif %}
 {% endfor %}
+{% for m in range(xper) %}
+  var xr{{ m }}: vec4<f32>;  // x item lane + {{ m * lanes }} of the next K step
 {% if norm %}
-  var ss: array<f32, XPER>;  // sums of x^2 of this lane's x items (the same token and 4 columns at every K step)
+  var ss{{ m }} = 0.0;  // its token's sum of x^2 over the item's 4 columns of every group
 {% endif %}
+{% endfor %}
+{% for m in range(wper) %}
+  var wr{{ m }}: mat2x4<f32>;  // weight item lane + {{ m * lanes }} of the next K step
+{% endfor %}
+  {
+    {{ fetch("0u") | trim }}
+  }
   for (var g = 0u; g < G; g = g + 1u) {
-    // x tile: X_ITEMS items of (token, 4 columns), XPER per lane; 8 adjacent lanes read one token's 128 bytes
-    for (var m = 0u; m < XPER; m = m + 1u) {
-      let item = lane + m * LANES;
-      if (item < X_ITEMS) {
-        let t = item / 8u;
-        let c4 = item % 8u;
-{% if norm %}
-        let xa = ldx(t0 + t, g * 32u + 4u * c4, t0 + t < n);
-        ss[m] = ss[m] + dot(xa, xa);
-        xs[t * RS + c4] = xa * ldn(g * 32u + 4u * c4);
-{% else %}
-        xs[t * RS + c4] = ldx(t0 + t, g * 32u + 4u * c4, t0 + t < n);
-{% endif %}
-      }
+    // x tile: 8 adjacent lanes hold one token's 32 columns (read as 128 contiguous bytes)
+{% for m in range(xper) %}
+{% set item = "lane + %du" % (m * lanes) %}
+{% if (m + 1) * lanes > x_items %}
+    if ({{ item }} < X_ITEMS) {
+      xs[(({{ item }}) / 8u) * RS + ({{ item }}) % 8u] = xr{{ m }};
     }
-    // weight tile: W_ITEMS items of (tile row, 8 columns), WPER per lane, each weight dequantized once
-    for (var m = 0u; m < WPER; m = m + 1u) {
-      let item = lane + m * LANES;
-      if (item < W_ITEMS) {
-        let lr = item / 4u;  // tile row
-        let part = item % 4u;  // columns 8*part .. 8*part+7 of the group
-{% if silu %}
-        let wr = min(r0 + lr % TN, ROWS - 1u) + select(0u, ROWS, lr >= TN);  // gate row, or its up row
 {% else %}
-        let wr = min(r0 + lr, ROWS - 1u);
+    xs[(({{ item }}) / 8u) * RS + ({{ item }}) % 8u] = xr{{ m }};
 {% endif %}
-        let w8 = dq8(wr, g * 4u + part);  // _dequant.wgsl; columns past COLS come back finite (x is 0 there)
-        ws[lr * RS + 2u * part] = w8[0];
-        ws[lr * RS + 2u * part + 1u] = w8[1];
-      }
+{% endfor %}
+    // weight tile: each weight dequantized once per (token tile, K step)
+{% for m in range(wper) %}
+{% set item = "lane + %du" % (m * lanes) %}
+{% if (m + 1) * lanes > w_items %}
+    if ({{ item }} < W_ITEMS) {
+      ws[(({{ item }}) / 4u) * RS + 2u * (({{ item }}) % 4u)] = wr{{ m }}[0];
+      ws[(({{ item }}) / 4u) * RS + 2u * (({{ item }}) % 4u) + 1u] = wr{{ m }}[1];
     }
+{% else %}
+    ws[(({{ item }}) / 4u) * RS + 2u * (({{ item }}) % 4u)] = wr{{ m }}[0];
+    ws[(({{ item }}) / 4u) * RS + 2u * (({{ item }}) % 4u) + 1u] = wr{{ m }}[1];
+{% endif %}
+{% endfor %}
     workgroupBarrier();
+    if (g + 1u < G) {  // the next step's loads, in flight during this step's compute
+      {{ fetch("(g + 1u)") | trim | indent(2) }}
+    }
     for (var c4 = 0u; c4 < 8u; c4 = c4 + 1u) {
 {% for i in range(4) %}
       let x{{ i }} = xs[(ty + {{ i }}u * (TM / 4u)) * RS + c4];
@@ -141,12 +183,15 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
 {% if norm %}
   // RMSNorm: the 8 loader items of each token hold its partial sums of squares; combine them
   // through the (now free) x tile
-  for (var m = 0u; m < XPER; m = m + 1u) {
-    let item = lane + m * LANES;
-    if (item < X_ITEMS) {
-      xs[item] = vec4<f32>(ss[m], 0.0, 0.0, 0.0);
-    }
+{% for m in range(xper) %}
+{% if (m + 1) * lanes > x_items %}
+  if (lane + {{ m * lanes }}u < X_ITEMS) {
+    xs[lane + {{ m * lanes }}u] = vec4<f32>(ss{{ m }}, 0.0, 0.0, 0.0);
   }
+{% else %}
+  xs[lane + {{ m * lanes }}u] = vec4<f32>(ss{{ m }}, 0.0, 0.0, 0.0);
+{% endif %}
+{% endfor %}
   workgroupBarrier();
 {% for i in range(4) %}
   let tt{{ i }} = (ty + {{ i }}u * (TM / 4u)) * 8u;

@@ -12,6 +12,8 @@ weights) into workgroup memory as rows of 8 vec4 (+1 padding vec4 against bank c
 barrier; per 4 columns each lane then loads 4 x and 4 weight vec4s (8 with silu_mul) and
 accumulates 16 dot products (32), barrier. Each weight is read and dequantized once per
 (token tile, K step): at n = 128 and tm = 32, 4 times per weight instead of once per token.
+The global loads (and dequantization) of step g+1 go to registers before step g's compute, so
+their latency overlaps it (a GPU runs few such workgroups per core at prefill sizes).
 
 Fusions:
   bias, epilogue "residual" (out += value by the owning lane), "silu_mul" (W holds
