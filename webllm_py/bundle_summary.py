@@ -21,13 +21,17 @@ def _relative(err: dict[str, Any]) -> float | None:
 
 
 def _by_format(weights: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per stored format: tensors, params and the param-weighted error over the tensors that have stats."""
+    """Per stored format: tensors, params, stored bytes per weight (all parts: codes, scales) and the
+    param-weighted error over the tensors that have stats (against the source's values: 0 for blocks
+    kept from a GGUF as they are)."""
     acc: dict[str, dict[str, Any]] = {}
     for w in weights.values():
         n = math.prod(w["shape"])
-        f = acc.setdefault(w["format"], {"tensors": 0, "params": 0, "max_abs_err": None, "_n": 0, "_sq": 0.0, "_w": 0.0})
+        f = acc.setdefault(w["format"], {"tensors": 0, "params": 0, "bytes": 0, "max_abs_err": None,
+                                         "_n": 0, "_sq": 0.0, "_w": 0.0})
         f["tensors"] += 1
         f["params"] += n
+        f["bytes"] += sum(part.get("nbytes", 0) for part in w["parts"].values())
         err = w.get("error") or {}
         if _relative(err) is None or not isinstance(err.get("max_abs"), (int, float)):
             continue
@@ -36,6 +40,7 @@ def _by_format(weights: dict[str, Any]) -> dict[str, dict[str, Any]]:
         f["_sq"] += err["rms"] ** 2 * n
         f["_w"] += err["weight_rms"] ** 2 * n
     for f in acc.values():
+        f["bytes_per_weight"] = f["bytes"] / f["params"] if f["params"] else None
         n, sq, wsq = f.pop("_n"), f.pop("_sq"), f.pop("_w")
         f["rms_err"] = math.sqrt(sq / n) if n else None
         f["relative_rms_err"] = f["rms_err"] / max(math.sqrt(wsq / n), _TINY) if n else None
@@ -79,10 +84,11 @@ def format_summary(s: dict[str, Any]) -> str:
         + (f", lm_head {q['lm_head']})" if "lm_head" in q else ")"),
         f"  {s['files']} files, {s['bytes'] / 2**20:.1f} MiB; eos ids {s['eos_token_ids']}",
         "  quantization error by format:",
-        f"    {'format':6} {'tensors':>7} {'params':>12} {'max |err|':>10} {'rms err':>10} {'rel rms':>8}",
+        f"    {'format':6} {'tensors':>7} {'params':>12} {'B/weight':>8} {'max |err|':>10} {'rms err':>10} {'rel rms':>8}",
     ]
     for name, f in s["weights_by_format"].items():
-        lines.append(f"    {name:6} {f['tensors']:7d} {f['params']:12d} {_g(f['max_abs_err'], '10.4g', 10)} "
+        lines.append(f"    {name:6} {f['tensors']:7d} {f['params']:12d} {_g(f['bytes_per_weight'], '8.4f', 8)} "
+                     f"{_g(f['max_abs_err'], '10.4g', 10)} "
                      f"{_g(f['rms_err'], '10.4g', 10)} {_g(f['relative_rms_err'], '8.2%', 8)}")
     lines.append("  largest relative rms error:")
     lines += [f"    {v:8.2%}  {k}" for k, v in s["worst_relative_error"].items()]
