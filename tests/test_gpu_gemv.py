@@ -223,3 +223,24 @@ def test_gemv_swiftshader(browser_kernel_runner, fmt):  # noqa: F811
     if not has_subgroups(r.device):
         pytest.skip("SwiftShader here lacks the subgroups feature (the tree form passed)")
     _run_fused(r, GemvKey("f32", fmt, 29, 200, norm=True, norm_eps=1e-5, epilogue="silu_mul", subgroups=True), 3, rng)
+
+
+# sha256 over the WGSL of every matmul and embedding key of test_kernels.smollm_like_keys (f32 then f16,
+# 202 kernels), computed at 193f01a, before matmul.wgsl and embedding.wgsl took their per-format code
+# from _dequant.wgsl. The move was checked wider by hand: 26,660 keys (the cross product of MatmulKey
+# options over the 5 formats, 96 embedding keys, every kernel of the bundles then on disk) and the
+# K formats' dq8 forms rendered byte-identical.
+CPU_TEXT_SHA256 = "05a105e1c0cc9b32497ab21761608f85e6daf8dfc73ecd8bc67fd1c55b9a5f7a"
+
+
+def test_cpu_matmul_text_unchanged():
+    """The cpu program sets must not change: their matmul/embedding WGSL is byte-identical to before."""
+    import hashlib
+
+    from test_kernels import smollm_like_keys
+
+    keys = [k for act in ("f32", "f16") for k in smollm_like_keys(act) if k.family in ("matmul", "embedding")]
+    h = hashlib.sha256()
+    for k in keys:
+        h.update(build(k).wgsl.encode())
+    assert (len(keys), h.hexdigest()) == (202, CPU_TEXT_SHA256)

@@ -35,6 +35,7 @@ DQ_COLS, DQ_G it defines; no other names):
 Columns past DQ_COLS (the last group's padding, or the next row for float formats) come back finite;
 callers feed x = 0 there. -#}
 
+{% import "_common.wgsl" as c %}
 {% set FORMATS = {
   "f32": {"block": 4, "vec_cols": 4, "bindings": [
     ["w", "array<vec4<f32>>", "({rows}, {cols}) f32"]], "scalar": "array<f32>"},
@@ -46,7 +47,7 @@ callers feed x = 0 there. -#}
   "q4": {"block": 8, "vec_cols": 1, "bindings": [
     ["w", "array<vec4<u32>>", "({rows}, {g}*4) u32: 4-bit q+8 nibbles, column c at bits 4*(c%8) of word c/8"],
     ["scales", "array<u32>", "({rows}, {g}) f16 scales, two per u32 word"]]},
-  "q4a": {"block": 8, "vec_cols": 1, "bindings": [
+  "q4a": {"block": 8, "vec_cols": 1, "lo": true, "bindings": [
     ["w", "array<vec4<u32>>", "({rows}, {g}*4) u32: 4-bit q nibbles, column c at bits 4*(c%8) of word c/8"],
     ["scales", "array<u32>", "({rows}, {g}) u32: f16 (scale, lo) pair per group, w = scale*q + lo"]]},
   "q5": {"block": 8, "vec_cols": 1, "kq": {"e": 32, "words": 5, "nib": 0, "two": -1, "bit": 4, "sub": 0}, "bindings": [
@@ -291,5 +292,96 @@ fn dq8(row: u32, c8: u32) -> mat2x4<f32> {
 fn dq_dot(row: u32, b: u32, xb: array<vec4<f32>, 1>) -> f32 {
   return dot(dq4(row * DQ_COLS + 4u * b), xb[0]);
 }
+{% endif %}
+{% endmacro %}
+
+{#- ---- The CPU-class forms of the first five formats ----------------------------------------------
+    matmul.wgsl (MatmulKey: paths "quant", "f16vec", "f32vec", "scalar", "idot") and embedding.wgsl
+    read these formats through the macros below, which emit exactly the text those templates
+    always did: the cpu program sets (f32, f16, idot) must stay byte-identical. A new format needs
+    none of this: those templates read it through dq8 (path "dq8"), like the GGUF block formats.
+    Each macro's output ends its own last line; call it as `{{ dq.m(...) }}{# ... #}`. -#}
+
+{#- matmul.wgsl's helpers: scale_at / scale_lo_at (paths quant and idot), w_at (path scalar). -#}
+{% macro mm_fns(fmt, path) %}
+{% if fmt in ("q4", "q8") %}
+{{ c.half_fn("scale_at", "scales") }}
+{% elif fmt == "q4a" %}
+// (scale, lo) of group i: w = scale * q + lo
+fn scale_lo_at(i: u32) -> vec2<f32> {
+  return unpack2x16float(scales[i]);
+}
+{% elif path == "scalar" %}
+{% if fmt == "f16" %}
+{{ c.half_fn("w_at", "w") }}
+{% else %}
+fn w_at(i: u32) -> f32 {
+  return w[i];
+}
+{% endif %}
+{% endif %}
+{% endmacro %}
+
+{#- matmul.wgsl path "quant": group g of weight row wr{j} as s{j} (and lo{j}: w = s q + lo) and the
+    8 vectors w{j}_0 .. w{j}_7 of its q (the scale is applied after the dot product). -#}
+{% macro mm_group(fmt, j) %}
+{% if fmt == "q4a" %}
+    let sl{{ j }} = scale_lo_at(wr{{ j }} * G + g);
+    let s{{ j }} = sl{{ j }}.x;
+    let lo{{ j }} = sl{{ j }}.y;
+{% else %}
+    let s{{ j }} = scale_at(wr{{ j }} * G + g);
+{% endif %}
+{% if fmt in ("q4", "q4a") %}
+    let wv{{ j }} = w[wr{{ j }} * G + g];  // 4 words = 32 nibbles
+{% for k in range(4) %}
+    let w{{ j }}_{{ 2 * k }} = vec4<f32>((vec4<u32>(wv{{ j }}[{{ k }}]) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)){{ " - 8.0" if fmt == "q4" }};
+    let w{{ j }}_{{ 2 * k + 1 }} = vec4<f32>((vec4<u32>(wv{{ j }}[{{ k }}]) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u)){{ " - 8.0" if fmt == "q4" }};
+{% endfor %}
+{% else %}
+    let wa{{ j }} = w[(wr{{ j }} * G + g) * 2u];  // 8 words = 32 int8
+    let wb{{ j }} = w[(wr{{ j }} * G + g) * 2u + 1u];
+{% for k in range(8) %}
+    let w{{ j }}_{{ k }} = vec4<f32>((vec4<i32>(bitcast<i32>({{ "wa" if k < 4 else "wb" }}{{ j }}[{{ k % 4 }}])) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
+{% endfor %}
+{% endif %}
+{% endmacro %}
+
+{#- matmul.wgsl paths "f16vec" (8 columns at chunk k) and "f32vec" (4 columns): row wr{j}'s
+    weight vectors w{j}_0 (, w{j}_1). -#}
+{% macro mm_vec(fmt, j) %}
+{% if fmt == "f16" %}
+    let wv{{ j }} = w[wr{{ j }} * (COLS / 8u) + k];  // 8 halves
+    let w{{ j }}_0 = vec4<f32>(unpack2x16float(wv{{ j }}.x), unpack2x16float(wv{{ j }}.y));
+    let w{{ j }}_1 = vec4<f32>(unpack2x16float(wv{{ j }}.z), unpack2x16float(wv{{ j }}.w));
+{% else %}
+    let w{{ j }}_0 = w[wr{{ j }} * (COLS / 4u) + k];
+{% endif %}
+{% endmacro %}
+
+{#- embedding.wgsl: its helpers, then the body of w_at(r, col) (one weight of table row r). -#}
+{% macro emb_fns(fmt) %}
+{% if fmt in ("q4", "q8", "f16") %}
+{{ c.half_fn("half_at", "scales" if fmt != "f16" else "w") }}
+{% endif %}
+{% endmacro %}
+
+{% macro emb_w_at(fmt) %}
+{% if fmt == "q4a" %}
+  let word = w[r * G * 4u + col / 8u];
+  let sl = unpack2x16float(scales[r * G + col / 32u]);  // (scale, lo)
+  return f32((word >> (4u * (col % 8u))) & 15u) * sl.x + sl.y;
+{% elif fmt == "q4" %}
+  let word = w[r * G * 4u + col / 8u];
+  let q = f32((word >> (4u * (col % 8u))) & 15u) - 8.0;
+  return q * half_at(r * G + col / 32u);
+{% elif fmt == "q8" %}
+  let word = w[r * G * 8u + col / 4u];
+  let q = f32(bitcast<i32>(word << (24u - 8u * (col % 4u))) >> 24u);
+  return q * half_at(r * G + col / 32u);
+{% elif fmt == "f16" %}
+  return half_at(r * HIDDEN + col);
+{% else %}
+  return w[r * HIDDEN + col];
 {% endif %}
 {% endmacro %}

@@ -1,5 +1,6 @@
 {% import "_common.wgsl" as c with context %}
-{% if path == "dq8" %}{% import "_dequant.wgsl" as dq %}{% endif %}
+{% import "_dequant.wgsl" as dq %}
+{% set lo = path == "quant" and dq.FORMATS[fmt].get("lo", False) %}  {#- w = s q + lo (q4a): + lo * sum(x) per group #}
 {% set lin = ("rms_norm(x) @ dequant(w).T" if norm else "x @ dequant(w).T") ~ (" + bias" if bias else "") %}
 {% if epilogue == "silu_mul" %}
 {% set lin = "silu(" ~ lin ~ " [gate rows]) * (" ~ lin ~ " [up rows])" %}
@@ -99,21 +100,8 @@ fn ldnm(col: u32) -> vec4<f32> {
 
 {% if path == "dq8" %}
 {{ dq.fns(fmt, cols) }}
-{% elif fmt in ("q4", "q8") %}
-{{ c.half_fn("scale_at", "scales") }}
-{% elif fmt == "q4a" %}
-// (scale, lo) of group i: w = scale * q + lo
-fn scale_lo_at(i: u32) -> vec2<f32> {
-  return unpack2x16float(scales[i]);
-}
-{% elif path == "scalar" %}
-{% if fmt == "f16" %}
-{{ c.half_fn("w_at", "w") }}
 {% else %}
-fn w_at(i: u32) -> f32 {
-  return w[i];
-}
-{% endif %}
+{{ dq.mm_fns(fmt, path) }}{# the format's scale / weight readers (_dequant.wgsl) #}
 {% endif %}
 
 {#- Per 4-column chunk i of a weight block, row slot j: weight vector w{j}_{i}.
@@ -136,7 +124,7 @@ fn w_at(i: u32) -> f32 {
     let x{{ t }}_{{ i }} = xa{{ t }}_{{ i }} * nw_{{ i }};
 {% endfor %}
 {% endif %}
-{% if fmt == "q4a" and path == "quant" %}
+{% if lo %}
     // q4a: sum_c (s*q_c + lo) * x_c = s * dot(q, x) + lo * sum(x)
     let xs{{ t }} = dot({% for i in range(nvec) %}{{ " + " if i }}x{{ t }}_{{ i }}{% endfor %}, vec4<f32>(1.0));
 {% endif %}
@@ -144,7 +132,7 @@ fn w_at(i: u32) -> f32 {
     acc{{ j }}_{{ t }} = acc{{ j }}_{{ t }} + {{ "s%d * (" % j if path == "quant" }}
 {%- for i in range(nvec) -%}
 {{ " + " if i }}dot(w{{ j }}_{{ i }}, x{{ t }}_{{ i }})
-{%- endfor %}{{ ")" if path == "quant" }}{{ " + lo%d * xs%d" % (j, t) if fmt == "q4a" and path == "quant" }};
+{%- endfor %}{{ ")" if path == "quant" }}{{ " + lo%d * xs%d" % (j, t) if lo }};
 {% endfor %}
 {% endfor %}
 {% endmacro %}
@@ -152,26 +140,7 @@ fn w_at(i: u32) -> f32 {
 {% macro quant_group(masked) %}
     let c0 = g * 32u;
 {% for j in range(slots) %}
-{% if fmt == "q4a" %}
-    let sl{{ j }} = scale_lo_at(wr{{ j }} * G + g);
-    let s{{ j }} = sl{{ j }}.x;
-    let lo{{ j }} = sl{{ j }}.y;
-{% else %}
-    let s{{ j }} = scale_at(wr{{ j }} * G + g);
-{% endif %}
-{% if fmt in ("q4", "q4a") %}
-    let wv{{ j }} = w[wr{{ j }} * G + g];  // 4 words = 32 nibbles
-{% for k in range(4) %}
-    let w{{ j }}_{{ 2 * k }} = vec4<f32>((vec4<u32>(wv{{ j }}[{{ k }}]) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)){{ " - 8.0" if fmt == "q4" }};
-    let w{{ j }}_{{ 2 * k + 1 }} = vec4<f32>((vec4<u32>(wv{{ j }}[{{ k }}]) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u)){{ " - 8.0" if fmt == "q4" }};
-{% endfor %}
-{% else %}
-    let wa{{ j }} = w[(wr{{ j }} * G + g) * 2u];  // 8 words = 32 int8
-    let wb{{ j }} = w[(wr{{ j }} * G + g) * 2u + 1u];
-{% for k in range(8) %}
-    let w{{ j }}_{{ k }} = vec4<f32>((vec4<i32>(bitcast<i32>({{ "wa" if k < 4 else "wb" }}{{ j }}[{{ k % 4 }}])) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
-{% endfor %}
-{% endif %}
+{{ dq.mm_group(fmt, j) }}{# scale(s) and the 8 q vectors w{j}_i of group g (_dequant.wgsl) #}
 {% endfor %}
 {{ accumulate(8, "c0", masked) }}
 {%- endmacro %}
@@ -353,9 +322,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
   for (var k = 0u; k < COLS / 8u; k = k + 1u) {
     let c0 = k * 8u;
 {% for j in range(slots) %}
-    let wv{{ j }} = w[wr{{ j }} * (COLS / 8u) + k];  // 8 halves
-    let w{{ j }}_0 = vec4<f32>(unpack2x16float(wv{{ j }}.x), unpack2x16float(wv{{ j }}.y));
-    let w{{ j }}_1 = vec4<f32>(unpack2x16float(wv{{ j }}.z), unpack2x16float(wv{{ j }}.w));
+{{ dq.mm_vec(fmt, j) }}{# w{j}_0, w{j}_1 (_dequant.wgsl) #}
 {% endfor %}
 {{ accumulate(2, "c0", False) }}
   }
@@ -363,7 +330,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
   for (var k = 0u; k < COLS / 4u; k = k + 1u) {
     let c0 = k * 4u;
 {% for j in range(slots) %}
-    let w{{ j }}_0 = w[wr{{ j }} * (COLS / 4u) + k];
+{{ dq.mm_vec(fmt, j) }}{# w{j}_0 (_dequant.wgsl) #}
 {% endfor %}
 {{ accumulate(1, "c0", False) }}
   }
