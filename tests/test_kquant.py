@@ -301,6 +301,13 @@ def test_smollm2_kquant_native_and_perplexity(kquant_ggufs, tmp_path):
     pytest.importorskip("transformers")
     g = kquant_ggufs["Q4_K_M"]
     b = webllm_py.build(g, tmp_path / "k", progress=False)
+    from webllm_py.bundle_summary import format_summary, inspect_summary
+    from webllm_py.quant.formats import bytes_per_weight
+
+    by_fmt = inspect_summary(b)["weights_by_format"]  # `inspect`: bytes per weight and 0 error for kept blocks
+    for fmt in MIXES["Q4_K_M"]:
+        assert by_fmt[fmt]["max_abs_err"] == 0.0 and by_fmt[fmt]["bytes_per_weight"] == bytes_per_weight(fmt), fmt
+    assert "B/weight" in format_summary(inspect_summary(b))
     ids = _prompt_ids(b)
     ref = _hf_logits(g, ids)
     native = webllm_py.load(b, backend="native", precision="f32")
@@ -309,3 +316,26 @@ def test_smollm2_kquant_native_and_perplexity(kquant_ggufs, tmp_path):
     want = perplexity(webllm_py.load(f32, backend="reference"), TEXT)["perplexity"]
     got = perplexity(native, TEXT)["perplexity"]
     assert got == pytest.approx(want, rel=5e-3)
+
+
+def test_js_manifest_reader_knows_the_parts():
+    """web/src/manifest_weights.js expects the same part dtypes and shapes as quant.formats.part_shapes
+    (the browser runtime would refuse a bundle holding these formats otherwise)."""
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("node is not installed")
+    src = Path(__file__).resolve().parents[1] / "web" / "src" / "manifest_weights.js"
+    shapes = [(37, 512), (3, 70)]
+    cases = [(f, s) for f in FORMATS for s in shapes if not (FORMATS[f].block and FORMATS[f].block.sub and s[1] % 256)]
+    script = (f"import {{ expectedParts }} from {json.dumps(src.as_uri())};"
+              f"console.log(JSON.stringify({json.dumps(cases)}.map(([f, s]) => expectedParts(f, s))));")
+    out = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout)
+    for (fmt, shape), js in zip(cases, got):
+        want = {k: [d, list(s)] for k, (d, s) in part_shapes(fmt, shape).items()}
+        assert js == want, (fmt, shape)

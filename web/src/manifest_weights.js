@@ -10,6 +10,13 @@ const GROUP_SIZE = 32;
 const PART_DTYPE_BYTES = /** @type {Record<string, number>} */ ({ u32: 4, f16: 2, f32: 4 });
 /** format → [values per u32 word, scales per group] for the group-quantized ones (null: f32/f16). */
 const FORMATS = /** @type {Record<string, [number, number]|null>} */ ({ f32: null, f16: null, q8: [4, 1], q4: [8, 1], q4a: [8, 2] });
+/** GGUF block formats kept bit for bit (webllm_py/quant/kquant.py): format → [columns per block, data
+ *  u32 words per block, scales dtype, scales entries per block]. */
+const BLOCK_FORMATS = /** @type {Record<string, [number, number, string, number]>} */ ({
+  q5: [32, 5, "f16", 1], q5a: [32, 5, "f16", 2], q2k: [256, 16, "u32", 5], q3k: [256, 24, "u32", 5],
+  q4k: [256, 32, "u32", 5], q5k: [256, 40, "u32", 5], q6k: [256, 48, "u32", 5],
+});
+for (const f of Object.keys(BLOCK_FORMATS)) FORMATS[f] = [0, 0]; // quantized (2-D only); parts from BLOCK_FORMATS
 
 /**
  * part name → [dtype, shape] a weight of `fmt` and logical `shape` is stored as.
@@ -19,6 +26,11 @@ export function expectedParts(fmt, shape) {
   const q = FORMATS[fmt];
   if (!q) return { data: [fmt, shape] }; // f32 / f16: the dtype is the format
   const [rows, cols] = shape;
+  const b = BLOCK_FORMATS[fmt];
+  if (b) {
+    const blocks = Math.ceil(cols / b[0]);
+    return { data: ["u32", [rows, blocks * b[1]]], scales: [b[2], [rows, blocks * b[3]]] };
+  }
   const groups = Math.ceil(cols / GROUP_SIZE);
   return { data: ["u32", [rows, (groups * GROUP_SIZE) / q[0]]], scales: ["f16", [rows, groups * q[1]]] };
 }
