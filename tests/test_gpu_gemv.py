@@ -156,6 +156,39 @@ def test_gemv_f16_activations(runner, fmt):
             _run_fused(runner, key, n, rng)
 
 
+
+@pytest.mark.parametrize("fmt", ["q5", "q5a", "q2k", "q3k", "q4k", "q5k", "q6k"])
+def test_gemv_gguf_block_formats(runner, fmt):
+    """The GGUF block formats (quant/kquant.py; their _dequant.wgsl entries are H7's) through the GEMV:
+    random GGUF blocks, the reference dequantized by gguf itself (test_kquant.kweight); a plain form
+    with the tree reduction and a norm + silu_mul + bias form with subgroups. Tolerance 1e-4 (f32 sums)."""
+    pytest.importorskip("gguf")
+    from test_kquant import kweight
+    from test_kernels import EXTRA, padded, rand, ref_op, same_bits, sentinel
+
+    rng = rng_for("gemvkq", fmt)
+    rows, cols = 37, 512
+    for n, key in [(1, gemv_key("f32", fmt, rows, cols)),
+                   (3, gemv_key("f32", fmt, rows, cols, bias=True, norm=True, norm_eps=1e-5, epilogue="silu_mul",
+                                subgroups=has_subgroups(runner.device)))]:
+        silu = key.epilogue == "silu_mul"
+        arrays, wd = kweight(rng, fmt, 2 * rows if silu else rows, cols)
+        x = rand(rng, (n, cols), "f32")
+        xin = x
+        if silu:
+            arrays["norm_w"] = (rng.standard_normal(cols) * 0.5 + 1).astype(np.float32)
+            arrays["bias"] = rng.standard_normal(2 * rows).astype(np.float32)
+            xin = ref_op("rms_norm", [x, arrays["norm_w"]], n, eps=1e-5)
+            gate = ref_op("linear", [xin, wd[:rows], arrays["bias"][:rows]], n)
+            up = ref_op("linear", [xin, wd[rows:], arrays["bias"][rows:]], n)
+            ref = ref_op("silu_mul", [gate, up], n)
+        else:
+            ref = ref_op("linear", [x, wd], n)
+        out = sentinel((n + EXTRA, rows), "f32")
+        got = runner.run(build(key), {**arrays, "x": padded(x, "f32"), "out": out}, n)["out"]
+        check(got[:n], ref, 1e-4, key.name)
+        same_bits(got[n:], out[n:], "sentinel rows")
+
 # A Llama-3.2-1B-like layer (hidden 1024 here, ffn 4096): every GEMV the decode step runs.
 def llama_keys(fmt: str) -> list[GemvKey]:
     H, I, q, kv, vocab = 1024, 4096, 1024, 256, 32000
