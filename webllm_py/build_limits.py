@@ -5,8 +5,9 @@ context window (KV cache rows):
     sliding window when the model has one;
   - at most the model's max_position_embeddings: RoPE positions beyond those the
     model was made for give garbage, and a window nothing can fill only costs memory;
-  - at most the sliding window when the model has one (beyond it the model
-    attends differently, which the kernels do not implement);
+  - at most the sliding window when the model has one, unless its architecture's
+    attention implements the window (registry `sliding_window_kernels`: Gemma); beyond
+    it the model attends differently;
   - one layer's K (or V) cache, context_window x num_key_value_heads x head_dim x
     4 bytes (f32, the widest cache dtype), at most 2 GiB: the runtimes bind each
     layer's cache whole, and 2 GiB is the largest storage binding
@@ -24,6 +25,7 @@ from typing import Any
 from .bundle.manifest import PART_ALIGN
 from .errors import BuildError
 from .models.config import DecoderConfig
+from .models.registry import architecture
 
 DEFAULT_CONTEXT_WINDOW = 2048
 MAX_KV_CACHE_BYTES = 2 << 30
@@ -46,16 +48,17 @@ def kv_cache_bytes(cfg: DecoderConfig, context_window: int) -> int:
 
 def resolve_context_window(requested: int | None, cfg: DecoderConfig) -> int:
     """The bundle's context window: `requested` checked against the model, or the default."""
+    windowed = architecture(cfg).sliding_window_kernels  # the kernels mask the window: no cap needed
     if requested is None:
         ctx = min(cfg.max_position_embeddings, DEFAULT_CONTEXT_WINDOW)
-        if cfg.sliding_window:
+        if cfg.sliding_window and not windowed:
             ctx = min(ctx, cfg.sliding_window)
     else:
         ctx = _int("context_window", requested, 1)
         if ctx > cfg.max_position_embeddings:
             raise BuildError(f"context_window {ctx} is larger than the model's max_position_embeddings "
                              f"{cfg.max_position_embeddings} (positions the model is not made for)")
-        if cfg.sliding_window and ctx > cfg.sliding_window:
+        if cfg.sliding_window and not windowed and ctx > cfg.sliding_window:
             raise BuildError(f"context_window {ctx} is larger than the model's sliding_window {cfg.sliding_window} "
                              "(sliding-window attention is not implemented)")
     kv = kv_cache_bytes(cfg, ctx)

@@ -1,5 +1,9 @@
 {#- Online-softmax pieces shared by attention_decode and attention_prefill.
-    Registers: q0..q{HD4-1} (the query, pre-scaled), acc0.. (sum of e * v), m (running max), l (running sum). -#}
+    Registers: q0..q{HD4-1} (the query, pre-scaled), acc0.. (sum of e * v), m (running max), l (running sum).
+    Key options (no text when unset, so other kernels are unchanged): window (options() declares
+    WINDOW, first_key gives the window's first key), softcap (options() declares CAP and tanh_c,
+    key_step caps each score: tanh(s / CAP) * CAP). -#}
+{% import "_tanh.wgsl" as th %}
 {% macro consts() -%}
 const HD4: u32 = {{ hd4 }}u;    // head_dim / 4
 const GROUP: u32 = {{ group }}u;  // query heads per kv head
@@ -7,6 +11,23 @@ const QW4: u32 = {{ qw // 4 }}u;   // q / out row stride in vec4s
 const KVW4: u32 = {{ kvw // 4 }}u;  // cache row stride in vec4s
 const SCALE: f32 = {{ scale_lit }};
 const NEG_BIG: f32 = -1.0e30;  // finite "minus infinity": exp(NEG_BIG - x) == 0 without inf - inf
+{%- endmacro %}
+
+{#- the window / softcap constants (templates call it only when one is set) -#}
+{% macro options() -%}
+{% if window %}
+const WINDOW: u32 = {{ window }}u;  // sliding window: the query at t sees keys t-WINDOW+1..t
+{% endif %}
+{% if softcap %}
+const CAP: f32 = {{ cap_lit }};  // score soft-capping: tanh(s / CAP) * CAP
+
+{{ th.tanh_fn("f32") }}
+{% endif %}
+{%- endmacro %}
+
+{#- the first key a query with `total` visible keys (0..total-1) attends to -#}
+{% macro first_key(total) -%}
+{{ "select(0u, " ~ total ~ " - WINDOW, " ~ total ~ " > WINDOW)" if window else "0u" }}
 {%- endmacro %}
 
 {% macro load_q(qb) %}
@@ -24,6 +45,9 @@ const NEG_BIG: f32 = -1.0e30;  // finite "minus infinity": exp(NEG_BIG - x) == 0
 {% for d in range(hd4) %}
     s = s + dot(q{{ d }}, vec4<f32>(k_cache[{{ kb }} + {{ d }}u]));
 {% endfor %}
+{% if softcap %}
+    s = tanh_c(s / CAP) * CAP;
+{% endif %}
     let mn = max(m, s);
     let corr = exp(m - mn);
     let e = exp(s - mn);

@@ -4,6 +4,9 @@
 {{ c.prelude() }}
 
 {{ att.consts() }}
+{% if window or softcap %}
+{{ att.options() }}
+{% endif %}
 const LANES: u32 = {{ lanes }}u;
 
 var<workgroup> part_m: array<f32, {{ lanes }}>;
@@ -17,7 +20,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let kvh = h / GROUP;
   let total = step.p + qi + 1u;  // causal: keys 0..p+qi
 {{ att.load_q("qi * QW4 + h * HD4") }}
+{% if window %}
+  let first = {{ att.first_key("total") }};  // sliding window
+  for (var t = first + lane; t < total; t = t + LANES) {
+{% else %}
   for (var t = lane; t < total; t = t + LANES) {
+{% endif %}
     let kb = t * KVW4 + kvh * HD4;
 {{ att.key_step("kb") }}
   }

@@ -4,6 +4,9 @@
 {{ c.prelude() }}
 
 {{ att.consts() }}
+{% if window or softcap %}
+{{ att.options() }}
+{% endif %}
 
 @compute @workgroup_size({{ lanes }}, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -15,7 +18,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let kvh = h / GROUP;
   let total = step.p + qi + 1u;  // causal: keys 0..p+qi
 {{ att.load_q("qi * QW4 + h * HD4") }}
-  for (var t = 0u; t < total; t = t + 1u) {
+  for (var t = {{ att.first_key("total") }}; t < total; t = t + 1u) {
     let kb = t * KVW4 + kvh * HD4;
 {{ att.key_step("kb") }}
   }

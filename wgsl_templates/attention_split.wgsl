@@ -1,5 +1,6 @@
 {% import "_common.wgsl" as c with context %}
 {% import "_kv.wgsl" as kvs with context %}
+{% import "_tanh.wgsl" as th %}
 {{ c.header("flash-decoding split phase: one workgroup per (key block, kv head, query); the GROUP q heads of the kv head share every K/V row load; scores one key per lane (K row as head_dim/4 16-byte loads), V lanes over head_dim/4 x key slices (coalesced rows); block max/sum by " ~ ("subgroupMax/subgroupAdd + one value per subgroup through workgroup memory" if subgroups else "a workgroup-memory tree") ~ "; writes (m, l, acc) per (query, head, block) to partial") }}
 {% if subgroups %}
 enable subgroups;
@@ -17,6 +18,14 @@ const SLICES: u32 = {{ slices }}u;  // key slices of the V phase: lane = slice *
 const REC: u32 = {{ hd4 + 1 }}u;  // vec4s per partial record: (m, l, 0, 0), acc
 const SCALE: f32 = {{ scale_lit }};
 const NEG_BIG: f32 = -1.0e30;  // finite "minus infinity": exp(NEG_BIG - x) == 0, no inf - inf
+{% if window %}
+const WINDOW: u32 = {{ window }}u;  // sliding window: query qi sees keys p+qi-WINDOW+1..p+qi
+{% endif %}
+{% if softcap %}
+const CAP: f32 = {{ cap_lit }};  // score soft-capping: tanh(s / CAP) * CAP
+
+{{ th.tanh_fn("f32") }}
+{% endif %}
 
 var<workgroup> q_sh: array<vec4<f32>, {{ group * hd4 }}>;  // (GROUP, HD4), pre-scaled
 var<workgroup> s_sh: array<f32, {{ group * block }}>;  // (GROUP, BLOCK): scores, then exp(s - m)
@@ -83,8 +92,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (k0 >= total) {
     return;  // a block past this query's keys (n > 1 only); uniform: workgroup id and Step
   }
+{% if window %}
+  let nb = (step.p + step.n + BLOCK - 1u) / BLOCK;  // records per (query, head) in partial
+  // keys ks..k0+nk-1 of the block are in the window (ks = k0 unless the window starts inside it)
+  let lo = select(0u, total - WINDOW, total > WINDOW);
+  if (k0 + BLOCK <= lo) {
+    // the whole block is before the window: an empty record (m = NEG_BIG, l = 0: weight 0 in the combine)
+{% for g in range(group) %}
+    let erec{{ g }} = ((qi * HEADS + kvh * GROUP + {{ g }}u) * nb + b) * REC;
+    for (var i = lane; i < REC; i = i + WG) {
+      partial[erec{{ g }} + i] = select(vec4<f32>(0.0), vec4<f32>(NEG_BIG, 0.0, 0.0, 0.0), i == 0u);
+    }
+{% endfor %}
+    return;  // uniform: workgroup id and Step
+  }
+  let ks = max(k0, lo);
+  let nk = min(k0 + BLOCK, total) - ks;  // keys of the block this query sees (>= 1)
+{% else %}
   let nk = min(BLOCK, total - k0);  // keys of the block this query sees (>= 1)
   let nb = (step.p + step.n + BLOCK - 1u) / BLOCK;  // records per (query, head) in partial
+{% endif %}
   // the GROUP q heads of kv head kvh are adjacent in the q row
   let qb = qi * QW4 + kvh * GROUP * HD4;
   for (var i = lane; i < GROUP * HD4; i = i + WG) {
@@ -97,7 +124,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var m{{ g }} = NEG_BIG;
 {% endfor %}
   for (var tt = lane; tt < nk; tt = tt + WG) {
-    let kb = (k0 + tt) * KVW4 + kvh * HD4;
+    let kb = ({{ "ks" if window else "k0" }} + tt) * KVW4 + kvh * HD4;
 {% for g in range(group) %}
     var s{{ g }} = 0.0;
 {% endfor %}
@@ -108,6 +135,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {% endfor %}
     }
 {% for g in range(group) %}
+{% if softcap %}
+    s{{ g }} = tanh_c(s{{ g }} / CAP) * CAP;
+{% endif %}
     s_sh[{{ g }}u * BLOCK + tt] = s{{ g }};
     m{{ g }} = max(m{{ g }}, s{{ g }});
 {% endfor %}
@@ -135,7 +165,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {% endfor %}
   if (slice < SLICES) {
     for (var tt = slice; tt < nk; tt = tt + SLICES) {
-      let vv = load_v((k0 + tt) * KVW4 + kvh * HD4 + d4);
+      let vv = load_v(({{ "ks" if window else "k0" }} + tt) * KVW4 + kvh * HD4 + d4);
 {% for g in range(group) %}
       a{{ g }} = a{{ g }} + s_sh[{{ g }}u * BLOCK + tt] * vv;
 {% endfor %}

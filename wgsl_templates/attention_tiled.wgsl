@@ -1,5 +1,6 @@
 {% import "_common.wgsl" as c with context %}
 {% import "_kv.wgsl" as kvs with context %}
+{% import "_tanh.wgsl" as th %}
 {{ c.header("causal GQA prefill attention, FlashAttention-2 tiles: one workgroup per (tile of " ~ tq ~ " (query, q head) rows, kv head); K/V tiles of " ~ tk ~ " keys in workgroup memory, online softmax per row in registers") }}
 // Shape assumptions: head_dim % 4 == 0; row r of tile x is global row x*TQ + r = (query row / GROUP,
 // q head kv_head*GROUP + row % GROUP). {{ lpr }} lanes per row each own {{ chunks }} vec4 chunks
@@ -21,6 +22,14 @@ const WG: u32 = {{ wg }}u;      // TQ * LPR
 const PAD4: u32 = HD4 + 1u;     // padded row stride (vec4s) of the Q and K tiles: lanes reading different
                                 // rows of one column fall in different banks
 
+{% if window %}
+const WINDOW: u32 = {{ window }}u;  // sliding window: the query at t sees keys t-WINDOW+1..t
+{% endif %}
+{% if softcap %}
+const CAP: f32 = {{ cap_lit }};  // score soft-capping: tanh(s / CAP) * CAP
+
+{{ th.tanh_fn("f32") }}
+{% endif %}
 var<workgroup> q_tile: array<vec4<f32>, {{ tq * (hd4 + 1) }}>;  // (TQ, PAD4): q * SCALE
 var<workgroup> k_tile: array<vec4<f32>, {{ tk * (hd4 + 1) }}>;  // (TK, PAD4)
 var<workgroup> v_tile: array<vec4<f32>, {{ tk * hd4 }}>;  // (TK, HD4)
@@ -60,7 +69,14 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
   var acc{{ i }} = vec4<f32>(0.0);
 {% endfor %}
 
+{% if window %}
+  // the first key of the tile's first row's window; earlier key tiles are seen by no row
+  let first_pos = step.p + row0 / GROUP;
+  let kstart = select(0u, first_pos + 1u - WINDOW, first_pos + 1u > WINDOW);
+  for (var k0 = kstart; k0 < keys; k0 = k0 + TK) {
+{% else %}
   for (var k0 = 0u; k0 < keys; k0 = k0 + TK) {
+{% endif %}
     workgroupBarrier();  // the previous tile's readers are done (first time: the Q tile is written)
     for (var e = lane; e < TK * HD4; e = e + WG) {
       let t = e / HD4;
@@ -95,8 +111,10 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
 {% if guard %}
     if (j + {{ i }}u * LPR < TK) {  // lanes j >= TK % LPR have one key fewer
 {% endif %}
-    {{ "  " if guard }}s_tile[r * TK + t{{ i }}] = select(NEG_BIG, sc{{ i }}.x + sc{{ i }}.y + sc{{ i }}.z + sc{{ i }}.w,
-    {{ "  " if guard }}                          live && k0 + t{{ i }} <= visible_to);
+{% set score = "sc" ~ i ~ ".x + sc" ~ i ~ ".y + sc" ~ i ~ ".z + sc" ~ i ~ ".w" %}
+{% if softcap %}{% set score = "tanh_c((" ~ score ~ ") / CAP) * CAP" %}{% endif %}
+    {{ "  " if guard }}s_tile[r * TK + t{{ i }}] = select(NEG_BIG, {{ score }},
+    {{ "  " if guard }}                          live && k0 + t{{ i }} <= visible_to{{ " && k0 + t" ~ i ~ " + WINDOW > visible_to" if window }});
 {% if guard %}
     }
 {% endif %}
@@ -116,7 +134,13 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
       acc{{ i }} = acc{{ i }} * corr;
 {% endfor %}
       for (var t = 0u; t < TK; t = t + 1u) {
+{% if window %}
+        // a row whose window starts past this tile has only masked keys here (m stays NEG_BIG)
+        let st = s_tile[r * TK + t];
+        let pe = select(0.0, exp(st - mt), st > 0.5 * NEG_BIG);
+{% else %}
         let pe = exp(s_tile[r * TK + t] - mt);
+{% endif %}
         l = l + pe;
         let vb = t * HD4 + j;
 {% for i in range(chunks) %}

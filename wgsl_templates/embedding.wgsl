@@ -53,5 +53,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 {% else %}
   let r = min(u32(ids[t]), VOCAB - 1u);  // out-of-range ids read the last row, never out of bounds
 {% endif %}
+{% if scale != 1.0 %}
+  out[t * HIDDEN + col] = A(w_at(r, col)) * A({{ scale_lit }});  // scaled in the activation dtype
+{% else %}
   out[t * HIDDEN + col] = A(w_at(r, col));
+{% endif %}
 }

@@ -22,10 +22,8 @@ import numpy as np
 from ..atomic import refuse_to_replace, replace_dir, temp_dir_beside
 from ..build_limits import check_prefill_chunk, check_shard_bytes, resolve_context_window
 from ..errors import BuildError
-from ..models import decoder
 from ..models.config import DecoderConfig
-from ..models.registry import parse_config
-from ..models.rope import inv_freq
+from ..models.registry import architecture, parse_config
 from ..models.source import ModelSource
 from ..passes.fuse_linears import fuse_linears
 from ..passes.lower import DEFAULT_MAX_BINDING_BYTES, lower_bundle
@@ -61,6 +59,7 @@ def _source_blocks(source: ModelSource, members: tuple[str, ...], fmt: str) -> t
 
 def _check_weights(source: ModelSource, cfg: DecoderConfig, graph) -> None:
     """Every param the graph reads must exist with the right shape; nothing may be left unused."""
+    decoder = architecture(cfg).builder
     expected = decoder.checkpoint_names(cfg, graph)
     present = set(source.tensor_names())
     missing = sorted(set(expected) - present)
@@ -80,8 +79,9 @@ def _check_weights(source: ModelSource, cfg: DecoderConfig, graph) -> None:
 
 
 def _read_param(source: ModelSource, cfg: DecoderConfig, name: str, shape: tuple[int, ...] | None) -> np.ndarray:
-    if name == decoder.INV_FREQ:
-        return inv_freq(cfg)
+    computed = architecture(cfg).builder.computed_params(cfg)
+    if name in computed:
+        return computed[name]
     arr = source.read(name)
     if not np.all(np.isfinite(arr)):
         raise BuildError(f"tensor {name} contains NaN or Inf", source.where(name))
@@ -90,6 +90,10 @@ def _read_param(source: ModelSource, cfg: DecoderConfig, name: str, shape: tuple
 
 def _scaled(arr: np.ndarray, factor: float) -> np.ndarray:
     return arr if factor == 1.0 else (arr * np.float32(factor)).astype(np.float32)
+
+
+def _offset(arr: np.ndarray, shift: float) -> np.ndarray:
+    return arr if shift == 0.0 else (arr.astype(np.float32) + np.float32(shift)).astype(np.float32)
 
 
 BYTES_PER_WEIGHT = {f: bytes_per_weight(f) for f in FORMATS}
@@ -169,6 +173,7 @@ def write_bundle(
     # the ranges and their reasons: build_limits.py (0 is refused there, not taken for "default")
     ctx = resolve_context_window(context_window, cfg)
     prefill_chunk = min(check_prefill_chunk(prefill_chunk), ctx)
+    decoder = architecture(cfg).builder  # the graph builder of this model_type (models/registry.py)
     graph_all = decoder.build_graph(cfg, ctx, logits="all")
     graph_last = decoder.build_graph(cfg, ctx, logits="last")
     _check_weights(source, cfg, graph_all)  # against checkpoint names, before fusion renames them
@@ -189,15 +194,17 @@ def write_bundle(
         weights: dict[str, Any] = {}
         params = graph_all.params
         scales = decoder.param_scales(cfg, graph_all)
+        offsets = decoder.param_offsets(cfg, graph_all)  # applied after the scale (Gemma's 1 + w norms)
         total = sum(int(np.prod(p.shape)) for p in params.values())
         with progress_bar(total, "quantize", enabled=progress, unit="param") as bar:
             for name, p in params.items():
                 members = p.concat or (name,)
-                arr = np.concatenate([_scaled(_read_param(source, cfg, m, None), scales.get(m, 1.0))
-                                      for m in members]).reshape(p.shape)
+                arr = np.concatenate([_offset(_scaled(_read_param(source, cfg, m, None), scales.get(m, 1.0)),
+                                              offsets.get(m, 0.0)) for m in members]).reshape(p.shape)
                 fmt = _weight_format(p.role, quantization, embedding_format) if arr.ndim == 2 else "f32"
                 # a tensor scaled at read time (models/decoder.py param_scales) no longer equals its blocks
-                keep = keep_source_quantization and all(scales.get(m, 1.0) == 1.0 for m in members)
+                keep = keep_source_quantization and all(scales.get(m, 1.0) == 1.0 and not offsets.get(m)
+                                                        for m in members)
                 stored = _source_blocks(source, members, fmt) if keep else None
                 if stored is not None:  # the source's own blocks, re-laid-out losslessly
                     fmt, parts = stored

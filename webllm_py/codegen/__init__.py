@@ -28,6 +28,7 @@ from .runner import KernelRunner, has_f16, request_device
 from . import encoder_kernels  # noqa: E402,F401  (registers the encoder programs' kernel families)
 # GPU-adapter kernel families (register themselves with kernels.register_family)
 from . import attention_gpu, attention_tiled, gemm, gemv  # noqa: E402,F401
+from . import gemma_kernels  # noqa: E402,F401  (Gemma's elementwise ops: gelu_mul, softcap)
 from . import argmax  # noqa: E402,F401  (greedy decoding's token on the GPU: runtime/gpu_sampling.py)
 
 __all__ = [

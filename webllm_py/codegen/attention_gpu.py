@@ -38,11 +38,12 @@ drivers the references target; the emulator tests check it on lavapipe and Swift
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .kernels import (
     MAX_WORKGROUP_STORAGE,
+    OMIT_DEFAULT,
     STEP,
     KernelKey,
     _act_arr,
@@ -66,7 +67,9 @@ class AttentionSplitKey(KernelKey):
     kv head's GROUP q heads over the block's keys (causal: query qi sees keys 0..p+qi).
 
     kv: KV cache storage (kernels.KV_STORAGE: "" = act, "f16x2"). subgroups: max/sum
-    reductions by subgroup builtins (needs the WebGPU `subgroups` feature)."""
+    reductions by subgroup builtins (needs the WebGPU `subgroups` feature). window > 0: a
+    sliding window, query qi sees keys p+qi-window+1..p+qi (a block before it writes an empty
+    record: m = -1e30, l = 0); softcap > 0: scores tanh(s / softcap) * softcap (Gemma 2)."""
 
     family: ClassVar[str] = "attention_split"
     act: str
@@ -78,6 +81,8 @@ class AttentionSplitKey(KernelKey):
     block: int = DEFAULT_BLOCK
     wg: int = DEFAULT_SPLIT_WG
     subgroups: bool = False
+    window: int = field(default=0, metadata=OMIT_DEFAULT)
+    softcap: float = field(default=0.0, metadata=OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,8 @@ def _plan_split(k: AttentionSplitKey) -> _Plan:
     _check_wg_pow2(k, k.wg, hd4)
     if k.block < 1:
         raise ValueError(f"{k.name}: block must be >= 1 key")
+    if k.window < 0 or not k.softcap >= 0:
+        raise ValueError(f"{k.name}: window must be >= 0 keys and softcap >= 0 (0: none)")
     qw, kvw = k.heads * k.head_dim, k.kv_heads * k.head_dim
     check_kv(k, kvw)
     storage = split_storage(group, k.head_dim, k.block, k.wg)
@@ -140,7 +147,7 @@ def _plan_split(k: AttentionSplitKey) -> _Plan:
              _partial_decl("read_write", k.heads, k.head_dim), STEP]
     return _Plan(decls, (k.wg, 1, 1), (_ceil("p + n", k.block), str(k.kv_heads), "n"),
                  dict(group=group, hd4=hd4, qw4=qw // 4, kvw4=kvw // 4, slices=k.wg // hd4,
-                      scale_lit=f32_literal(k.scale)))
+                      scale_lit=f32_literal(k.scale), cap_lit=f32_literal(k.softcap) if k.softcap else ""))
 
 
 def _plan_combine(k: AttentionCombineKey) -> _Plan:
@@ -159,13 +166,14 @@ def _plan_combine(k: AttentionCombineKey) -> _Plan:
 
 
 def attention_split_key(act: str, kv: str, heads: int, kv_heads: int, head_dim: int, scale: float,
-                        *, subgroups: bool = False) -> AttentionSplitKey:
+                        *, subgroups: bool = False, window: int = 0, softcap: float = 0.0) -> AttentionSplitKey:
     """The default-tuned split kernel (module docstring): block 128 keys on 128 lanes, the block
     halved (down to 32) where GROUP x block x head_dim would pass 16 KiB of workgroup memory."""
     block, wg, group = DEFAULT_BLOCK, DEFAULT_SPLIT_WG, heads // max(kv_heads, 1)
     while block > 32 and split_storage(group, head_dim, block, wg) > MAX_WORKGROUP_STORAGE:
         block //= 2
-    return AttentionSplitKey(act, kv, heads, kv_heads, head_dim, scale, block=block, wg=wg, subgroups=subgroups)
+    return AttentionSplitKey(act, kv, heads, kv_heads, head_dim, scale, block=block, wg=wg, subgroups=subgroups,
+                             window=window, softcap=softcap)
 
 
 def attention_combine_key(act: str, heads: int, head_dim: int, block: int) -> AttentionCombineKey:

@@ -34,13 +34,14 @@ pair and the GROUP q heads of a query are adjacent rows):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .kernels import (
     MAX_INVOCATIONS,
     MAX_WORKGROUP_STORAGE,
     STEP,
+    OMIT_DEFAULT,
     KernelKey,
     _act_arr,
     _ceil,
@@ -63,7 +64,9 @@ class AttentionTiledKey(KernelKey):
     """Causal GQA prefill attention in workgroup-memory tiles (module docstring).
 
     tq: (query, q head) rows per workgroup; tk: keys per tile; wg: lanes (tq * lanes per row).
-    0 means the planner's choice (`tile_shape`)."""
+    0 means the planner's choice (`tile_shape`). window > 0: sliding window, the query at t sees
+    keys t-window+1..t (key tiles before the tile's first window are skipped); softcap > 0:
+    scores tanh(s / softcap) * softcap (Gemma 2)."""
 
     family: ClassVar[str] = "attention_tiled"
     act: str
@@ -75,6 +78,8 @@ class AttentionTiledKey(KernelKey):
     tq: int = 0
     tk: int = 0
     wg: int = 0
+    window: int = field(default=0, metadata=OMIT_DEFAULT)
+    softcap: float = field(default=0.0, metadata=OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,8 @@ def _plan_attention_tiled(k: AttentionTiledKey) -> _Plan:
     k._check_act()
     if k.kv_heads < 1 or k.heads % k.kv_heads:
         raise ValueError(f"{k.name}: heads {k.heads} is not a multiple of kv_heads {k.kv_heads}")
+    if k.window < 0 or not k.softcap >= 0:
+        raise ValueError(f"{k.name}: window must be >= 0 keys and softcap >= 0 (0: none)")
     qw, kvw = k.heads * k.head_dim, k.kv_heads * k.head_dim
     check_kv(k, kvw)
     ts = tile_shape(k)
@@ -142,7 +149,8 @@ def _plan_attention_tiled(k: AttentionTiledKey) -> _Plan:
     return _Plan(decls, (ts.wg, 1, 1), (_ceil(f"n * {group}", ts.tq), str(k.kv_heads), "1"),
                  dict(tq=ts.tq, tk=ts.tk, lpr=ts.lanes_per_row, chunks=hd4 // ts.lanes_per_row, wg=ts.wg,  # resolved
                       kpl=-(-ts.tk // ts.lanes_per_row), ragged=ts.tk % ts.lanes_per_row != 0,
-                      storage=ts.storage, group=group, hd4=hd4, qw=qw, kvw=kvw, scale_lit=f32_literal(k.scale)))
+                      storage=ts.storage, group=group, hd4=hd4, qw=qw, kvw=kvw, scale_lit=f32_literal(k.scale),
+                      cap_lit=f32_literal(k.softcap) if k.softcap else ""))
 
 
 register_family(AttentionTiledKey, _plan_attention_tiled)

@@ -153,6 +153,8 @@ class EmbeddingKey(KernelKey):
     wg: int = 64
     vocab_offset: int = 0  # a slice of a larger table: rows for ids vocab_offset..vocab_offset+vocab-1
     sliced: bool = False  # True: ids outside the slice are left to the other slices' dispatches
+    # out *= scale in the activation dtype (Gemma's sqrt(hidden); the table stays as stored: tied to the LM head)
+    scale: float = field(default=1.0, metadata=OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -284,7 +286,9 @@ class AttentionKey(KernelKey):
     form="decode": one workgroup per (head, query); its wg lanes split the keys,
     each keeps an online softmax, one combine at the end (good for n == 1,
     correct for any n). form="prefill": one invocation per (query, head), wg
-    queries of one head per workgroup, no barriers (good for n > 1)."""
+    queries of one head per workgroup, no barriers (good for n > 1).
+    window > 0: a sliding window, query at position t sees rows max(0, t-window+1)..t only (the
+    loops start there). softcap > 0: scores tanh(s / softcap) * softcap (Gemma 2)."""
 
     family: ClassVar[str] = "attention"
     act: str
@@ -294,6 +298,8 @@ class AttentionKey(KernelKey):
     scale: float
     form: str = "decode"
     wg: int = 0  # 0: the default for the form
+    window: int = field(default=0, metadata=OMIT_DEFAULT)
+    softcap: float = field(default=0.0, metadata=OMIT_DEFAULT)
 
     def lanes(self) -> int:
         if self.wg:
@@ -455,7 +461,8 @@ def _plan_embedding(k: EmbeddingKey) -> _Plan:
              ("out", "read_write", _act_arr(k.act), f"(n, {k.hidden}) {k.act}"), STEP]
     _const_groups(-(-k.hidden // k.wg), "hidden", k)
     return _Plan(decls, (k.wg, 1, 1), (str(-(-k.hidden // k.wg)), "n", "1"),
-                 dict(groups=-(-k.hidden // GROUP_SIZE), dq8=FORMATS[k.fmt].block is not None))
+                 dict(groups=-(-k.hidden // GROUP_SIZE), dq8=FORMATS[k.fmt].block is not None,
+                      scale_lit=f32_literal(k.scale)))
 
 
 def _plan_rms_norm(k: RmsNormKey) -> _Plan:
@@ -721,6 +728,8 @@ def _plan_attention(k: AttentionKey) -> _Plan:
         raise ValueError(f"{k.name}: head_dim must be a multiple of 4 (vec4 loads)")
     if k.form not in ("decode", "prefill"):
         raise ValueError(f"{k.name}: form must be 'decode' or 'prefill'")
+    if k.window < 0 or not k.softcap >= 0:
+        raise ValueError(f"{k.name}: window must be >= 0 keys and softcap >= 0 (0: none)")
     lanes = k.lanes()
     k._check_wg(lanes)
     if k.form == "decode" and lanes * (k.head_dim * 4 + 8) > MAX_WORKGROUP_STORAGE:
@@ -736,7 +745,7 @@ def _plan_attention(k: AttentionKey) -> _Plan:
         disp = (_ceil("n", lanes), str(k.heads), "1")
     return _Plan(decls, (lanes, 1, 1), disp,
                  dict(lanes=lanes, group=k.heads // k.kv_heads, hd4=k.head_dim // 4, qw=qw, kvw=kvw,
-                      scale_lit=f32_literal(k.scale)))
+                      scale_lit=f32_literal(k.scale), cap_lit=f32_literal(k.softcap) if k.softcap else ""))
 
 
 def _plan_elementwise(k: Any, ins: list[str]) -> _Plan:

@@ -39,6 +39,8 @@ class AttentionOp:
     context_window: int
     max_n: int
     subgroups: bool = False  # the program set may use subgroup builtins
+    window: int = 0  # sliding window: query t sees keys t-window+1..t (0: all; Gemma's local layers)
+    softcap: float = 0.0  # scores tanh(s / softcap) * softcap (0: none; Gemma 2)
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ def _cpu_linear(act: str, fmt: str, rows: int, cols: int, *, bias: bool, form: s
 def _cpu_attention(op: AttentionOp) -> list[AttentionStep]:
     _same_kv(op.act, op.kv, "attention")
     return [AttentionStep(K.AttentionKey(act=op.act, heads=op.heads, kv_heads=op.kv_heads, head_dim=op.head_dim,
-                                         scale=op.scale, form=op.form))]
+                                         scale=op.scale, form=op.form, window=op.window, softcap=op.softcap))]
 
 
 def _cpu_rope_kv(act: str, kv: str, heads: int, kv_heads: int, head_dim: int) -> K.KernelKey:
@@ -123,8 +125,10 @@ def _gpu_attention(op: AttentionOp) -> list[AttentionStep]:
     kv = _kv_field(op.act, op.kv)
     if op.form == "prefill":
         return [AttentionStep(AttentionTiledKey(act=op.act, kv=kv, heads=op.heads, kv_heads=op.kv_heads,
-                                                head_dim=op.head_dim, scale=op.scale))]
-    split = attention_split_key(op.act, kv, op.heads, op.kv_heads, op.head_dim, op.scale, subgroups=op.subgroups)
+                                                head_dim=op.head_dim, scale=op.scale, window=op.window,
+                                                softcap=op.softcap))]
+    split = attention_split_key(op.act, kv, op.heads, op.kv_heads, op.head_dim, op.scale, subgroups=op.subgroups,
+                                window=op.window, softcap=op.softcap)
     scratch = partial_elements(op.heads, op.head_dim, op.context_window, split.block, op.max_n)
     return [AttentionStep(split, scratch),
             AttentionStep(attention_combine_key(op.act, op.heads, op.head_dim, split.block), scratch)]

@@ -48,8 +48,11 @@ def _same_as_first(shapes, attrs):
 # -- references ------------------------------------------------------------------
 
 def _embedding(inputs, attrs, ctx):
+    # scale (optional, Gemma's sqrt(hidden)): applied to the looked-up rows, not folded into the
+    # table, which may be tied to the LM head and kept as a GGUF's blocks
     ids, table = inputs
-    return table[ids.astype(np.int64)].astype(np.float32)
+    out = table[ids.astype(np.int64)].astype(np.float32)
+    return out * np.float32(attrs["scale"]) if "scale" in attrs else out
 
 
 def _rms_norm(inputs, attrs, ctx):
@@ -100,7 +103,9 @@ def _kv_write(inputs, attrs, ctx):
 
 
 def _attention(inputs, attrs, ctx):
-    # Causal: the query at position p+i sees cache rows 0..p+i.
+    # Causal: the query at position p+i sees cache rows 0..p+i; with a sliding `window` only rows
+    # p+i-window+1..p+i (transformers' sliding mask: kv_idx > q_idx - window). `softcap` (Gemma 2):
+    # the scaled scores become tanh(s / softcap) * softcap before the mask and softmax.
     q, kc, vc = inputs
     heads, kv_heads, hd = attrs["heads"], attrs["kv_heads"], attrs["head_dim"]
     group = heads // kv_heads
@@ -111,7 +116,13 @@ def _attention(inputs, attrs, ctx):
     ks = np.repeat(ks, group, axis=1)  # (total, heads, hd)
     vs = np.repeat(vs, group, axis=1)
     scores = np.einsum("nhd,thd->hnt", qs, ks) * np.float32(attrs["scale"])
-    mask = np.arange(total)[None, :] > (ctx.p + np.arange(ctx.n))[:, None]
+    if attrs.get("softcap"):
+        cap = np.float32(attrs["softcap"])
+        scores = (np.tanh(scores / cap) * cap).astype(np.float32)
+    pos = ctx.p + np.arange(ctx.n)
+    mask = np.arange(total)[None, :] > pos[:, None]
+    if attrs.get("window"):
+        mask |= np.arange(total)[None, :] <= (pos - attrs["window"])[:, None]
     scores = np.where(mask[None], -np.inf, scores)
     scores = scores - scores.max(axis=-1, keepdims=True)
     w = np.exp(scores)
@@ -124,6 +135,22 @@ def _silu_mul(inputs, attrs, ctx):
     g, u = inputs
     g = g.astype(np.float32)
     return (g / (1.0 + np.exp(-g)) * u).astype(np.float32)
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """torch's gelu(approximate="tanh") ("gelu_pytorch_tanh"), in f32."""
+    x = x.astype(np.float32)
+    return (0.5 * x * (1.0 + np.tanh(np.float32(0.7978845608028654) * (x + np.float32(0.044715) * x * x * x))))
+
+
+def _gelu_mul(inputs, attrs, ctx):
+    g, u = inputs
+    return (gelu_tanh(g) * u).astype(np.float32)
+
+
+def _softcap(inputs, attrs, ctx):
+    cap = np.float32(attrs["cap"])
+    return (np.tanh(inputs[0].astype(np.float32) / cap) * cap).astype(np.float32)
 
 
 def _split(inputs, attrs, ctx):
@@ -191,14 +218,16 @@ def _last_row_shape(shapes, attrs):
 OPS: dict[str, OpDef] = {
     d.name: d
     for d in [
-        OpDef("embedding", _embedding_shape, _embedding, "out[i] = table[ids[i]]"),
+        OpDef("embedding", _embedding_shape, _embedding, "out[i] = table[ids[i]] (* scale)"),
         OpDef("rms_norm", _rms_norm_shape, _rms_norm, "x / sqrt(mean(x^2 over each `group` features) + eps) * w"),
         OpDef("add", _same_as_first, _add, "a + b"),
         OpDef("linear", _linear_shape, _linear, "x @ W.T (+ bias)"),
         OpDef("rope", _rope_shape, _rope, "rotary embedding (rotate_half pairs) at positions p..p+n-1"),
         OpDef("kv_write", _kv_write_shape, _kv_write, "cache[p:p+n] = x"),
-        OpDef("attention", _attention_shape, _attention, "causal GQA softmax(q k^T * scale) v over cache rows 0..p+n-1"),
+        OpDef("attention", _attention_shape, _attention, "causal GQA softmax([softcap] q k^T * scale) v over cache rows 0..p+n-1 [last `window` rows]"),
         OpDef("silu_mul", _same_as_first, _silu_mul, "silu(gate) * up"),
+        OpDef("gelu_mul", _same_as_first, _gelu_mul, "gelu_tanh(gate) * up (Gemma's GeGLU)"),
+        OpDef("softcap", _same_as_first, _softcap, "tanh(x / cap) * cap (Gemma 2's final logit soft-capping)"),
         OpDef("last_row", _last_row_shape, _last_row, "x[n-1:n]"),
         OpDef("split", _split_shape, _split, "consecutive column ranges of x (several outputs)"),
     ]

@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
+
 from ..ir import Graph
 from .config import DecoderConfig
 
@@ -111,6 +113,19 @@ def param_scales(cfg: DecoderConfig, graph: Graph) -> dict[str, float]:
         if re.fullmatch(r"model\.layers\.\d+\.(self_attn\.o_proj|mlp\.down_proj)\.(weight|bias)", name):
             out[name] = m["residual_multiplier"]
     return out
+
+
+def param_offsets(cfg: DecoderConfig, graph: Graph) -> dict[str, float]:
+    """Constants some checkpoint tensors are shifted by when read (after param_scales): none here
+    (Gemma's (1 + w) norms: models/gemma.py)."""
+    return {}
+
+
+def computed_params(cfg: DecoderConfig) -> dict[str, np.ndarray]:
+    """Params computed from the config, not read from the checkpoint: the rope frequencies."""
+    from .rope import inv_freq
+
+    return {INV_FREQ: inv_freq(cfg)}
 
 
 def checkpoint_names(cfg: DecoderConfig, graph: Graph) -> dict[str, tuple[int, ...]]:

@@ -1,16 +1,21 @@
 """Architecture registry: HF model_type -> how to parse its config.
 
-One entry per supported `model_type`. All current entries share the Llama-family
-decoder (models/decoder.py); the entry says what differs in the config.
+One entry per supported `model_type`: how to parse its config and which graph builder
+(`builder`: a module with build_graph, param_scales, param_offsets, computed_params,
+checkpoint_names, ignorable) compiles it: the Llama-family decoder (models/decoder.py) or
+Gemma 2/3 (models/gemma.py). `sliding_window_kernels`: the builder's attention implements the
+config's sliding window, so a context window past it is allowed (build_limits.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable
 
 from ..errors import BuildError
+from . import decoder, gemma
 from .config import DecoderConfig, parse_decoder_config
 from .config_fields import require_object
 
@@ -20,6 +25,8 @@ class Architecture:
     model_type: str
     family: str
     parse_config: Callable[[dict[str, Any], Path], DecoderConfig]
+    builder: ModuleType = decoder
+    sliding_window_kernels: bool = False
 
 
 def _entry(model_type: str, family: str, **kw: Any) -> Architecture:
@@ -37,8 +44,18 @@ ARCHITECTURES: dict[str, Architecture] = {
         # norms after attention and MLP (no pre-norms); q/k RMSNorm over the whole projection
         _entry("olmo2", "olmo", o_proj_bias=True, qk_norm=True, qk_norm_scope="projection", post_norms=True),
         _entry("granite", "granite", o_proj_bias=True, multipliers=True),  # embedding/residual/attention/logits multipliers
+        # (1 + w) norms, pre+post norms, GeGLU, sliding-window layers, soft-capping (gemma2) / two rope bases
+        # and q/k norm (gemma3): models/gemma.py
+        Architecture("gemma2", "gemma", gemma.parse_gemma_config, gemma, sliding_window_kernels=True),
+        Architecture("gemma3_text", "gemma", gemma.parse_gemma_config, gemma, sliding_window_kernels=True),
+        Architecture("gemma3", "gemma", gemma.refuse_multimodal, gemma),  # vision + text: refused (gemma.py)
     ]
 }
+
+
+def architecture(cfg: DecoderConfig) -> Architecture:
+    """The registry entry a parsed config came from."""
+    return ARCHITECTURES[cfg.model_type]
 
 
 def parse_config(cfg: dict[str, Any], path: Path) -> DecoderConfig:

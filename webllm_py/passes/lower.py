@@ -33,6 +33,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..codegen import kernels as K
+from ..codegen.gemma_kernels import GeluMulKey, SoftcapKey
 from ..codegen.shapes import SHAPES, AttentionOp
 from ..ir import Graph
 from ..ir.graph import eval_shape
@@ -74,7 +75,8 @@ def _embedding(L, node, i):
     slices = L.slices(table)
     for piece, (r0, rows) in enumerate(slices):
         sliced = len(slices) > 1
-        L.emit(K.EmbeddingKey(act=L.act, fmt=L.fmt(table), vocab=rows, hidden=hidden, vocab_offset=r0, sliced=sliced),
+        L.emit(K.EmbeddingKey(act=L.act, fmt=L.fmt(table), vocab=rows, hidden=hidden, vocab_offset=r0, sliced=sliced,
+                              scale=node.attrs.get("scale", 1.0)),
                {"ids": ids, "w": table, "out": out}, piece if sliced else None)
 
 
@@ -94,7 +96,7 @@ def _rms_norm(L, node, i):
 
 def _rope(L, node, i):
     a = node.attrs
-    L.emit(L.shapes.rope(L.act, L.kv, a["heads"], a["head_dim"], False),
+    L.emit(K.with_rope(L.shapes.rope(L.act, L.kv, a["heads"], a["head_dim"], False), a),
            {"x": node.inputs[0], "inv_freq": node.inputs[1], "out": new_buffer(L, node.outputs[0])})
 
 
@@ -107,7 +109,8 @@ def _attention(L, node, i):
     a = node.attrs
     q, kc, vc = node.inputs
     steps = L.shapes.attention(AttentionOp(L.act, L.kv, a["heads"], a["kv_heads"], a["head_dim"], a["scale"], L.form,
-                                           L.graph.state[kc].shape[0], L.max_n, L.subgroups))
+                                           L.graph.state[kc].shape[0], L.max_n, L.subgroups,
+                                           window=a.get("window", 0), softcap=a.get("softcap", 0.0)))
     tensors = {"q": q, "k_cache": kc, "v_cache": vc, "out": new_buffer(L, node.outputs[0]),
                "partial": node.outputs[0] + "#partial"}
     scratch = max(s.scratch for s in steps)
@@ -121,12 +124,13 @@ def _attention(L, node, i):
         L.pool.release(L.where.pop(tensors["partial"]))
 
 
-def _elementwise(key_type, names):
+def _elementwise(key_type, names, attrs=()):
+    """An elementwise op: the key takes (act, cols) and the node attributes named in `attrs`."""
     def lower(L, node, i):
         cols = L.graph.values[node.inputs[0]].shape[-1]
         tensors = dict(zip(names, node.inputs))
         tensors["out"] = new_buffer(L, node.outputs[0])
-        L.emit(key_type(act=L.act, cols=cols), tensors)
+        L.emit(key_type(act=L.act, cols=cols, **{a: node.attrs[a] for a in attrs}), tensors)
     return lower
 
 
@@ -144,6 +148,8 @@ LOWER_OP: dict[str, Callable] = {
     "kv_write": _kv_write,
     "attention": _attention,
     "silu_mul": _elementwise(K.SiluMulKey, ["gate", "up"]),
+    "gelu_mul": _elementwise(GeluMulKey, ["gate", "up"]),  # Gemma (codegen/gemma_kernels.py)
+    "softcap": _elementwise(SoftcapKey, ["x"], ["cap"]),
     "add": _elementwise(K.AddKey, ["a", "b"]),
     "last_row": _elementwise(K.LastRowKey, ["x"]),
     "split": _unfused("split"),
@@ -187,7 +193,7 @@ def lower_bundle(graphs: dict[str, Graph], weights: dict[str, Any], prefill_chun
                                     "logits_rows": lowered.output_rows}
             logits_rows[prog] = 1 if lowered.output_rows == "1" else prefill_chunk
     g = graphs["logits_last"]
-    vocab = g.params[g.nodes[-1].inputs[1]].shape[0]
+    vocab = g.values[g.output].shape[-1]
     buffers: dict[str, Any] = {
         "ids": {"kind": "ids", "elements": prefill_chunk, "dtype": "i32"},
         "step": {"kind": "uniform", "bytes": 16},
