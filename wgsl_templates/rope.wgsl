@@ -1,13 +1,30 @@
 {% import "_common.wgsl" as c with context %}
 {% import "_kv.wgsl" as kvs with context %}
 {% set f16x2 = kv is defined and kv == "f16x2" %}
-{{ c.header("rotate_half rotary embedding at positions " ~ ("index in row" if packed is defined and packed else "p..p+n-1") ~ ("; rotated rows go to cache rows p..p+n-1" if to_cache else "") ~ ("; the cache holds f16 pairs in u32 words (kv f16x2): one invocation per (token, head, two adjacent pairs i, i+1), so it writes whole words" if f16x2 else "; one invocation per (token, head, pair)")) }}
+{# partial rotary / longrope (RopeKey rotary_dim, long_after, cos_scale; row_rope has neither) #}
+{% set partial = rotary_dim is defined and rotary_dim != 0 and rotary_dim != head_dim %}
+{% set long = long_after is defined and long_after != 0 %}
+{% set per_head = "SLOTS" if partial else "HALF" %}
+{% set tbl = "tbl + " if long else "" %}
+{% set sc = " * COS_SCALE" if cos_scale is defined and cos_scale != 1.0 else "" %}
+{% set rope_extra = ("; the first " ~ rotary_dim ~ " features of each head rotate, the rest pass through (partial rotary)" if partial else "") ~ ("; longrope: inv_freq holds the short then the long frequencies, the long ones for a forward call ending past " ~ long_after ~ " (step._pad0)" if long else "") ~ ("; cos and sin times the attention factor" if sc else "") %}
+{{ c.header("rotate_half rotary embedding at positions " ~ ("index in row" if packed is defined and packed else "p..p+n-1") ~ ("; rotated rows go to cache rows p..p+n-1" if to_cache else "") ~ ("; the cache holds f16 pairs in u32 words (kv f16x2): one invocation per (token, head, two adjacent pairs i, i+1), so it writes whole words" if f16x2 else "; one invocation per (token, head, pair)") ~ rope_extra) }}
 {{ c.prelude() }}
 
 const HEADS: u32 = {{ heads }}u;
 const HD: u32 = {{ head_dim }}u;
 const HALF: u32 = {{ half }}u;  // pairs (i, i + HALF) within each head
 const WIDTH: u32 = {{ width }}u;
+{% if partial %}
+const ROT: u32 = {{ rotary_dim }}u;  // features of each head that rotate; ROT..HD-1 are copied
+const SLOTS: u32 = {{ slots }}u;  // pair slots per head: HALF rotate, the rest copy 2 features each
+{% endif %}
+{% if long %}
+const LONG_AFTER: u32 = {{ long_after }}u;  // longrope: a call ending past it uses inv_freq[HALF..2 HALF)
+{% endif %}
+{% if sc %}
+const COS_SCALE: f32 = {{ cos_scale_lit }};  // longrope's attention factor on cos and sin
+{% endif %}
 
 // cos/sin of a large angle: reduce by 2*pi in two parts (Cody-Waite) first, so
 // that drivers whose sin/cos are only accurate on [-pi, pi] still match the
@@ -16,7 +33,7 @@ const TWO_PI_HI: f32 = 6.28125;
 const TWO_PI_LO: f32 = 0.0019353071795864769;
 const INV_TWO_PI: f32 = 0.15915494309189535;
 {% if f16x2 %}
-const QUARTER: u32 = {{ half // 2 }}u;  // invocations per head: pairs (i, i + HALF) and (i + 1, i + 1 + HALF), i even
+const QUARTER: u32 = {{ slots // 2 }}u;  // invocations per head: pairs (i, i + HALF) and (i + 1, i + 1 + HALF), i even
 
 {{ kvs.store2_fn("store_cache", "cache", kv) }}
 
@@ -29,11 +46,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
   let head = j / QUARTER;
   let i = 2u * (j % QUARTER);
-  let ang = f32(step.p + t) * vec2<f32>(inv_freq[i], inv_freq[i + 1u]);
+{% if partial %}
+  if (i >= HALF) {  // features ROT + 2 (i - HALF) .. + 3 pass through: two whole words
+    let e = head * HD + ROT + 2u * (i - HALF);
+    let w = ((step.p + t) * WIDTH + e) / 2u;
+    store_cache(w, vec2<f32>(f32(x[t * WIDTH + e]), f32(x[t * WIDTH + e + 1u])));
+    store_cache(w + 1u, vec2<f32>(f32(x[t * WIDTH + e + 2u]), f32(x[t * WIDTH + e + 3u])));
+    return;
+  }
+{% endif %}
+{% if long %}
+  let tbl = select(0u, HALF, step._pad0 > LONG_AFTER);  // _pad0: the forward call's end position
+{% endif %}
+  let ang = f32(step.p + t) * vec2<f32>(inv_freq[{{ tbl }}i], inv_freq[{{ tbl }}i + 1u]);
   let k = round(ang * INV_TWO_PI);
   let red = (ang - k * TWO_PI_HI) - k * TWO_PI_LO;
-  let cs = cos(red);
-  let sn = sin(red);
+  let cs = cos(red){{ sc }};
+  let sn = sin(red){{ sc }};
   let src = t * WIDTH + head * HD + i;
   let x1 = vec2<f32>(f32(x[src]), f32(x[src + 1u]));
   let x2 = vec2<f32>(f32(x[src + HALF]), f32(x[src + HALF + 1u]));
@@ -47,20 +76,36 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let j = gid.x;  // head * HALF + i
   let t = gid.y;
-  if (j >= HEADS * HALF || t >= step.n) {
+  if (j >= HEADS * {{ per_head }} || t >= step.n) {
     return;
   }
-  let head = j / HALF;
-  let i = j % HALF;
+  let head = j / {{ per_head }};
+  let i = j % {{ per_head }};
+{% if partial %}
+  if (i >= HALF) {  // features ROT + 2 (i - HALF) and the next one pass through
+    let e = head * HD + ROT + 2u * (i - HALF);
+{% if to_cache %}
+    cache[(step.p + t) * WIDTH + e] = x[t * WIDTH + e];
+    cache[(step.p + t) * WIDTH + e + 1u] = x[t * WIDTH + e + 1u];
+{% else %}
+    out[t * WIDTH + e] = x[t * WIDTH + e];
+    out[t * WIDTH + e + 1u] = x[t * WIDTH + e + 1u];
+{% endif %}
+    return;
+  }
+{% endif %}
+{% if long %}
+  let tbl = select(0u, HALF, step._pad0 > LONG_AFTER);  // _pad0: the forward call's end position
+{% endif %}
 {% if packed is defined and packed %}
   let ang = f32(t - u32(offsets[u32(rows[t])])) * inv_freq[i];  // a packed batch: the index within the row
 {% else %}
-  let ang = f32(step.p + t) * inv_freq[i];
+  let ang = f32(step.p + t) * inv_freq[{{ tbl }}i];
 {% endif %}
   let k = round(ang * INV_TWO_PI);
   let red = (ang - k * TWO_PI_HI) - k * TWO_PI_LO;
-  let cs = cos(red);
-  let sn = sin(red);
+  let cs = cos(red){{ sc }};
+  let sn = sin(red){{ sc }};
   let src = t * WIDTH + head * HD + i;
   let x1 = f32(x[src]);
   let x2 = f32(x[src + HALF]);

@@ -1,9 +1,15 @@
 {% import "_common.wgsl" as c with context %}
 {% import "_kv.wgsl" as kvs with context %}
+{# partial rotary / longrope (RopeKvKey rotary_dim, long_after, cos_scale) #}
+{% set partial = rotary_dim != 0 and rotary_dim != head_dim %}
+{% set long = long_after != 0 %}
+{% set tbl = "tbl + " if long else "" %}
+{% set sc = " * COS_SCALE" if cos_scale != 1.0 else "" %}
+{% set rope_extra = ("; the first " ~ rotary_dim ~ " features of each head rotate, the rest pass through (partial rotary)" if partial else "") ~ ("; longrope: inv_freq holds the short then the long frequencies, the long ones for a forward call ending past " ~ long_after ~ " (step._pad0)" if long else "") ~ ("; cos and sin times the attention factor" if sc else "") %}
 {% if kv == "f16x2" %}
-{{ c.header("rotary embedding at positions p..p+n-1: q rotated in place, rope(k) -> k_cache and v -> v_cache rows p..p+n-1, the caches as f16 pairs in u32 words (kv f16x2); one invocation per (token, two adjacent rotation pairs i, i+1), so every cache store is a whole word; no barriers") }}
+{{ c.header("rotary embedding at positions p..p+n-1: q rotated in place, rope(k) -> k_cache and v -> v_cache rows p..p+n-1, the caches as f16 pairs in u32 words (kv f16x2); one invocation per (token, two adjacent rotation pairs i, i+1), so every cache store is a whole word; no barriers" ~ rope_extra) }}
 {% else %}
-{{ c.header("rotary embedding at positions p..p+n-1: q rotated in place, rope(k) -> k_cache and v -> v_cache rows p..p+n-1; one invocation per (token, rotation pair), no barriers") }}
+{{ c.header("rotary embedding at positions p..p+n-1: q rotated in place, rope(k) -> k_cache and v -> v_cache rows p..p+n-1; one invocation per (token, rotation pair), no barriers" ~ rope_extra) }}
 {% endif %}
 {{ c.prelude() }}
 
@@ -15,6 +21,16 @@ const QW: u32 = {{ qw }}u;  // q row width
 const KVW: u32 = {{ kvw }}u;  // k, v and cache row width
 const QPAIRS: u32 = {{ qpairs }}u;  // invocations 0..QPAIRS-1 of a token rotate q, the next KVPAIRS k (+ copy v)
 const KVPAIRS: u32 = {{ kvpairs }}u;
+{% if partial %}
+const ROT: u32 = {{ rotary_dim }}u;  // features of each head that rotate; ROT..HD-1 pass through
+const SLOTS: u32 = {{ slots }}u;  // pair slots per head: HALF rotate, the rest copy 2 features each
+{% endif %}
+{% if long %}
+const LONG_AFTER: u32 = {{ long_after }}u;  // longrope: a call ending past it uses inv_freq[HALF..2 HALF)
+{% endif %}
+{% if sc %}
+const COS_SCALE: f32 = {{ cos_scale_lit }};  // longrope's attention factor on cos and sin
+{% endif %}
 
 // cos/sin of a large angle: reduce by 2*pi in two parts (Cody-Waite) first, so
 // that drivers whose sin/cos are only accurate on [-pi, pi] still match the
@@ -23,7 +39,7 @@ const TWO_PI_HI: f32 = 6.28125;
 const TWO_PI_LO: f32 = 0.0019353071795864769;
 const INV_TWO_PI: f32 = 0.15915494309189535;
 {% if kv == "f16x2" %}
-const QUARTER: u32 = {{ half // 2 }}u;  // invocations per head: pairs (i, i + HALF) and (i + 1, i + 1 + HALF), i even
+const QUARTER: u32 = {{ slots // 2 }}u;  // invocations per head: pairs (i, i + HALF) and (i + 1, i + 1 + HALF), i even
 
 {{ kvs.store2_fn("store_k", "k_cache", kv) }}
 
@@ -41,11 +57,27 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let head = jj / QUARTER;
   let i = 2u * (jj % QUARTER);
   let pos = step.p + t;
-  let ang = f32(pos) * vec2<f32>(inv_freq[i], inv_freq[i + 1u]);
+{% if partial %}
+  if (i >= HALF) {  // features ROT + 2 (i - HALF) .. + 3 pass through: q keeps them, k and v go to the caches
+    if (!is_q) {
+      let src = t * KVW + head * HD + ROT + 2u * (i - HALF);
+      let w = (pos * KVW + head * HD + ROT + 2u * (i - HALF)) / 2u;  // two whole words
+      store_k(w, vec2<f32>(f32(k[src]), f32(k[src + 1u])));
+      store_k(w + 1u, vec2<f32>(f32(k[src + 2u]), f32(k[src + 3u])));
+      store_v(w, vec2<f32>(f32(v[src]), f32(v[src + 1u])));
+      store_v(w + 1u, vec2<f32>(f32(v[src + 2u]), f32(v[src + 3u])));
+    }
+    return;
+  }
+{% endif %}
+{% if long %}
+  let tbl = select(0u, HALF, step._pad0 > LONG_AFTER);  // _pad0: the forward call's end position
+{% endif %}
+  let ang = f32(pos) * vec2<f32>(inv_freq[{{ tbl }}i], inv_freq[{{ tbl }}i + 1u]);
   let m = round(ang * INV_TWO_PI);
   let red = (ang - m * TWO_PI_HI) - m * TWO_PI_LO;
-  let cs = cos(red);
-  let sn = sin(red);
+  let cs = cos(red){{ sc }};
+  let sn = sin(red){{ sc }};
   if (is_q) {
     let src = t * QW + head * HD + i;
     let x1 = vec2<f32>(f32(q[src]), f32(q[src + 1u]));
@@ -78,14 +110,30 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
   let is_q = j < QPAIRS;
   let jj = select(j - QPAIRS, j, is_q);
-  let head = jj / HALF;
-  let i = jj % HALF;
+  let head = jj / {{ "SLOTS" if partial else "HALF" }};
+  let i = jj % {{ "SLOTS" if partial else "HALF" }};
   let pos = step.p + t;
-  let ang = f32(pos) * inv_freq[i];
+{% if partial %}
+  if (i >= HALF) {  // features ROT + 2 (i - HALF) and the next one pass through: q keeps them
+    if (!is_q) {
+      let src = t * KVW + head * HD + ROT + 2u * (i - HALF);
+      let dst = pos * KVW + head * HD + ROT + 2u * (i - HALF);
+      k_cache[dst] = k[src];
+      k_cache[dst + 1u] = k[src + 1u];
+      v_cache[dst] = v[src];
+      v_cache[dst + 1u] = v[src + 1u];
+    }
+    return;
+  }
+{% endif %}
+{% if long %}
+  let tbl = select(0u, HALF, step._pad0 > LONG_AFTER);  // _pad0: the forward call's end position
+{% endif %}
+  let ang = f32(pos) * inv_freq[{{ tbl }}i];
   let m = round(ang * INV_TWO_PI);
   let red = (ang - m * TWO_PI_HI) - m * TWO_PI_LO;
-  let cs = cos(red);
-  let sn = sin(red);
+  let cs = cos(red){{ sc }};
+  let sn = sin(red){{ sc }};
   if (is_q) {
     let src = t * QW + head * HD + i;
     let x1 = f32(q[src]);

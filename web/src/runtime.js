@@ -5,7 +5,8 @@
 // activation / KV-cache / ids / step-uniform / logits / staging buffers allocated once,
 // pipelines built from explicit bind group layouts (never layout "auto": a binding the
 // shader declares but does not use must still be bound, as in native.py), and one bind
-// group per dispatch. A step writes the ids and the 16-byte step uniform [n, p, 0, 0],
+// group per dispatch. A step writes the ids and the 16-byte step uniform [n, p, end, 0] (end:
+// the position after the forward call's last id),
 // records every dispatch of one program in one compute pass, copies the logits rows to a
 // MAP_READ staging buffer, submits once and maps it: one submission and one readback per
 // step, no GPU allocation, and the ids/step typed arrays are reused. The next decode step's
@@ -188,6 +189,13 @@ export class WebGPURuntime {
     this.kvReuse = "program";
     this.eosTokenIds = new Set(manifest.tokenizer?.eos_token_ids ?? []);
     this.position = 0;
+    // longrope (runtime/lm.py): calls ending past longAfter rotate with the long frequencies, and
+    // cached rows rotated with the other table are run again from their ids
+    const rs = manifest.model.config.rope_scaling;
+    this.longAfter = rs?.rope_type === "longrope" ? Number(rs.original_max_position_embeddings) : 0;
+    /** @type {number[]} the cached positions' ids */
+    this._ids = [];
+    this._longRows = false;
     /** @type {DeviceLostError|null} set once the device is lost; every later call throws it */
     this.lost = null;
     /** @type {Map<string, GPUBuffer>} */
@@ -198,9 +206,12 @@ export class WebGPURuntime {
     this.stats = { tokens: 0, seconds: 0 };
     this.specs = sizedBufferSpecs(manifest, this.contextWindow);
     this.sizes = planBuffers(manifest, precision, this.contextWindow).sizes;
-    // Reused per step: the ids (i32, up to prefill_chunk) and the step uniform [n, p, 0, 0].
+    // Reused per step: the ids (i32, up to prefill_chunk) and the step uniform [n, p, end, 0].
     this._ids = new Int32Array(Math.max(this.prefillChunk, 1));
     this._step = new Uint32Array(4);
+    // While forward/logits run: the position after the call's last id, the step uniform's third
+    // field for every chunk (longrope picks its table by it); 0 between calls (a step's own p + n).
+    this._callEnd = 0;
     // The last logits row, reused per decode step (valid until the next call).
     this._row = new Float32Array(this.vocabSize);
     /** @type {GPUBuffer|null} the MAP_READ copy of the logits rows */
@@ -253,6 +264,25 @@ export class WebGPURuntime {
       throw new RangeError(`cannot truncate to ${position}: cache holds ${this.position} tokens`);
     }
     this.position = position;
+    this._ids.length = position;
+  }
+
+  /** longrope: whether a call ending at `end` uses the long frequencies. @param {number} end */
+  _long(end) {
+    return this.longAfter > 0 && end > this.longAfter;
+  }
+
+  /** A call of n more ids uses the other longrope table than the cached rows were rotated with. @param {number} n */
+  _stale(n) {
+    return this.position > 0 && this._long(this.position + n) !== this._longRows;
+  }
+
+  /** `ids` were written at the current position: move past them. @param {ArrayLike<number>} ids */
+  _advance(ids) {
+    this._ids.length = this.position;
+    for (let i = 0; i < ids.length; i++) this._ids.push(ids[i]);
+    this.position += ids.length;
+    this._longRows = this._long(this.position);
   }
 
   /**
@@ -293,6 +323,7 @@ export class WebGPURuntime {
     q.writeBuffer(this.buffers.get("ids") ?? fail(), 0, this._ids.buffer, 0, n * 4);
     this._step[0] = n;
     this._step[1] = p;
+    this._step[2] = this._callEnd || p + n;
     q.writeBuffer(this.buffers.get("step") ?? fail(), 0, this._step);
     q.submit([this._ahead.take(stepKey(program, n, p, pick))]);
     if (program === "decode") this._pick = pick;
@@ -340,7 +371,7 @@ export class WebGPURuntime {
     } finally {
       staging.unmap();
     }
-    this.position += n;
+    this._advance(ids);
     return out ?? this._row;
   }
 
@@ -362,13 +393,23 @@ export class WebGPURuntime {
    * @returns {Promise<Float32Array>}
    */
   async forward(ids) {
-    const arr = this._check(ids);
+    let arr = this._check(ids);
+    if (this._stale(arr.length)) {
+      // longrope switch: the cached rows again, with this call's table
+      arr = this._ids.slice(0, this.position).concat(arr);
+      this.position = 0;
+    }
     const t0 = performance.now();
     /** @type {Float32Array} */
     let row = this._row;
-    for (let s = 0; s < arr.length; s += this.prefillChunk) {
-      const chunk = arr.slice(s, s + this.prefillChunk);
-      row = await this._run(chunk.length === 1 ? "decode" : "prefill", chunk, null);
+    this._callEnd = this.position + arr.length;
+    try {
+      for (let s = 0; s < arr.length; s += this.prefillChunk) {
+        const chunk = arr.slice(s, s + this.prefillChunk);
+        row = await this._run(chunk.length === 1 ? "decode" : "prefill", chunk, null);
+      }
+    } finally {
+      this._callEnd = 0;
     }
     this.stats = { tokens: arr.length, seconds: (performance.now() - t0) / 1000 };
     return row;
@@ -383,11 +424,11 @@ export class WebGPURuntime {
   async forwardArgmax(ids) {
     const arr = this._check(ids);
     if (arr.length !== 1) throw new RangeError(`forwardArgmax takes one token (a decode step), got ${arr.length}`);
-    if (!this._argmax) return argmax(await this.forward(arr));
+    if (!this._argmax || this._stale(1)) return argmax(await this.forward(arr));
     const t0 = performance.now();
     this._submit("decode", arr, true);
     const tok = await this._settle(this._argmax.read());
-    this.position += 1;
+    this._advance(arr);
     this.stats = { tokens: 1, seconds: (performance.now() - t0) / 1000 };
     return tok;
   }
@@ -402,10 +443,15 @@ export class WebGPURuntime {
     const arr = this._check(ids);
     /** @type {Float32Array[]} */
     const rows = [];
-    for (let s = 0; s < arr.length; s += this.prefillChunk) {
-      const chunk = arr.slice(s, s + this.prefillChunk);
-      const out = await this._run("score", chunk, new Float32Array(chunk.length * this.vocabSize));
-      for (let r = 0; r < chunk.length; r++) rows.push(out.subarray(r * this.vocabSize, (r + 1) * this.vocabSize));
+    this._callEnd = arr.length;
+    try {
+      for (let s = 0; s < arr.length; s += this.prefillChunk) {
+        const chunk = arr.slice(s, s + this.prefillChunk);
+        const out = await this._run("score", chunk, new Float32Array(chunk.length * this.vocabSize));
+        for (let r = 0; r < chunk.length; r++) rows.push(out.subarray(r * this.vocabSize, (r + 1) * this.vocabSize));
+      }
+    } finally {
+      this._callEnd = 0;
     }
     return rows;
   }

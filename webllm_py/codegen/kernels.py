@@ -27,7 +27,7 @@ kernels never read past the logical extent except within the last 16 bytes).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -265,6 +265,13 @@ class RopeKey(KernelKey):
     to_cache: bool = False
     wg: int = 64
     kv: str = field(default="", metadata=OMIT_DEFAULT)  # cache storage (KV_STORAGE)
+    # partial rotary / longrope (models/rope.py): only the first rotary_dim features of each head
+    # rotate (0: all), the rest pass through; long_after > 0: inv_freq holds the short then the
+    # long frequencies and a forward call ending past long_after (Step._pad0) uses the long ones;
+    # cos_scale multiplies cos and sin (longrope's attention factor)
+    rotary_dim: int = field(default=0, metadata=OMIT_DEFAULT)
+    long_after: int = field(default=0, metadata=OMIT_DEFAULT)
+    cos_scale: float = field(default=1.0, metadata=OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -361,6 +368,13 @@ class RopeKvKey(KernelKey):
     head_dim: int
     wg: int = 64
     kv: str = field(default="", metadata=OMIT_DEFAULT)  # cache storage (KV_STORAGE)
+    # partial rotary / longrope (models/rope.py): only the first rotary_dim features of each head
+    # rotate (0: all), the rest pass through; long_after > 0: inv_freq holds the short then the
+    # long frequencies and a forward call ending past long_after (Step._pad0) uses the long ones;
+    # cos_scale multiplies cos and sin (longrope's attention factor)
+    rotary_dim: int = field(default=0, metadata=OMIT_DEFAULT)
+    long_after: int = field(default=0, metadata=OMIT_DEFAULT)
+    cos_scale: float = field(default=1.0, metadata=OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -665,7 +679,7 @@ def _plan_rope(k: RopeKey) -> _Plan:
         raise ValueError(f"{k.name}: kv storage applies to to_cache=True only (an 'out' buffer is activations)")
     _check_kv_pairs(k)
     decls = [("x", "read", _act_arr(k.act), f"(n, {width}) {k.act}"),
-             ("inv_freq", "read", "array<f32>", f"({k.head_dim // 2},) f32")]
+             ("inv_freq", "read", "array<f32>", _rope_table(k))]
     if k.to_cache:
         decls.append(("cache", "read_write", kv_array_type(k.act, k.kv, "pair"),
                       kv_layout(k.act, k.kv, width, "p..p+n-1 written")))
@@ -675,13 +689,40 @@ def _plan_rope(k: RopeKey) -> _Plan:
     # f16x2: one invocation per two adjacent rotation pairs (whole u32 words)
     units = k.heads * (k.head_dim // 2) // (2 if k.kv == "f16x2" else 1)
     _const_groups(-(-units // k.wg), "pairs", k)
-    return _Plan(decls, (k.wg, 1, 1), (str(-(-units // k.wg)), "n", "1"), dict(width=width, half=k.head_dim // 2))
+    return _Plan(decls, (k.wg, 1, 1), (str(-(-units // k.wg)), "n", "1"), dict(width=width, **_rope_consts(k)))
 
 
 def _check_kv_pairs(k: RopeKey | RopeKvKey) -> None:
     if k.kv == "f16x2" and k.head_dim % 4:
         raise ValueError(f"{k.name}: kv 'f16x2' needs head_dim % 4 == 0 (an invocation rotates pairs i, i+1 "
                          "to write whole u32 words)")
+    rot = k.rotary_dim or k.head_dim
+    if rot % 2 or not 0 < rot <= k.head_dim or (k.kv == "f16x2" and rot % 4):
+        raise ValueError(f"{k.name}: rotary_dim {rot} must be even, in 2..head_dim ({k.head_dim}), and a multiple "
+                         "of 4 with kv 'f16x2' (whole u32 words on both sides of it)")
+    if k.long_after < 0 or not (math.isfinite(k.cos_scale) and k.cos_scale > 0):
+        raise ValueError(f"{k.name}: long_after must be >= 0 (0: one table) and cos_scale a finite number > 0")
+
+
+def _rope_table(k: RopeKey | RopeKvKey) -> str:
+    """The inv_freq binding's description: one table, or longrope's short then long tables."""
+    half = (k.rotary_dim or k.head_dim) // 2
+    return f"({half},) f32" if not k.long_after else f"(2 * {half},) f32: short, then long frequencies"
+
+
+ROPE_ATTRS = ("rotary_dim", "long_after", "cos_scale")  # rope node attrs that are RopeKey / RopeKvKey fields
+
+
+def with_rope(key: KernelKey, attrs: dict[str, Any]) -> KernelKey:
+    """A rope / rope_kv key (from the lowering's shapes table) with a rope node's partial rotary
+    and longrope attrs (ir/ops.py rope; absent attrs keep the defaults, so the kernel is unchanged)."""
+    return replace(key, **{a: attrs[a] for a in ROPE_ATTRS if a in attrs})
+
+
+def _rope_consts(k: RopeKey | RopeKvKey) -> dict[str, Any]:
+    """half: the rotation pair offset (rotary_dim / 2); slots: pair slots per head (head_dim / 2:
+    the rotating pairs, then the pass-through ones of a partial rotary)."""
+    return dict(half=(k.rotary_dim or k.head_dim) // 2, slots=k.head_dim // 2, cos_scale_lit=f32_literal(k.cos_scale))
 
 
 def _plan_rope_kv(k: RopeKvKey) -> _Plan:
@@ -690,23 +731,23 @@ def _plan_rope_kv(k: RopeKvKey) -> _Plan:
         raise ValueError(f"{k.name}: head_dim must be even")
     if k.heads < 1 or k.kv_heads < 1:
         raise ValueError(f"{k.name}: heads and kv_heads must be >= 1")
-    qw, kvw, half = k.heads * k.head_dim, k.kv_heads * k.head_dim, k.head_dim // 2
+    qw, kvw, slots = k.heads * k.head_dim, k.kv_heads * k.head_dim, k.head_dim // 2  # pair slots per head
     check_kv(k, kvw)
     _check_kv_pairs(k)
     cache_ty = kv_array_type(k.act, k.kv, "pair")
     decls = [("q", "read_write", _act_arr(k.act), f"(n, {qw}) {k.act}: rotated in place"),
              ("k", "read", _act_arr(k.act), f"(n, {kvw}) {k.act}"),
              ("v", "read", _act_arr(k.act), f"(n, {kvw}) {k.act}"),
-             ("inv_freq", "read", "array<f32>", f"({half},) f32"),
+             ("inv_freq", "read", "array<f32>", _rope_table(k)),
              ("k_cache", "read_write", cache_ty, kv_layout(k.act, k.kv, kvw, "p..p+n-1 written")),
              ("v_cache", "read_write", cache_ty, kv_layout(k.act, k.kv, kvw, "p..p+n-1 written")),
              STEP]
     per = 2 if k.kv == "f16x2" else 1  # rotation pairs per invocation (f16x2: whole u32 words)
-    pairs = (k.heads + k.kv_heads) * half // per
+    pairs = (k.heads + k.kv_heads) * slots // per
     gx = -(-pairs // k.wg)
     _const_groups(gx, "pairs", k)
     return _Plan(decls, (k.wg, 1, 1), (str(gx), "n", "1"),
-                 dict(half=half, qw=qw, kvw=kvw, qpairs=k.heads * half // per, kvpairs=k.kv_heads * half // per))
+                 dict(qw=qw, kvw=kvw, qpairs=k.heads * slots // per, kvpairs=k.kv_heads * slots // per, **_rope_consts(k)))
 
 
 def _plan_kv_write(k: KvWriteKey) -> _Plan:

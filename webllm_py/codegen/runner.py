@@ -69,8 +69,9 @@ class KernelRunner:
         return pipe, bgl
 
     def run(self, kernel: Kernel, arrays: dict[str, np.ndarray], n: int, p: int = 0,
-            repeat: int = 1, b: int = 0) -> dict[str, np.ndarray]:
-        """Bind `arrays` by binding name ("step" is made from n, p), dispatch (b: rows of an encoder
+            repeat: int = 1, b: int = 0, end: int = 0) -> dict[str, np.ndarray]:
+        """Bind `arrays` by binding name ("step" is [n, p, end or p + n, 0]; end: the forward call's end
+        position, longrope's table switch), dispatch (b: rows of an encoder
         batch, for dispatch expressions only), and return every
         read_write binding's buffer as an array of its input's dtype and shape.
 
@@ -83,7 +84,7 @@ class KernelRunner:
         buffers, outs = [], {}
         for i, (name, kind) in enumerate(kernel.bindings):
             if kind == "uniform":
-                data = np.array([n, p, 0, 0], dtype=np.uint32).tobytes()
+                data = np.array([n, p, end or p + n, 0], dtype=np.uint32).tobytes()
                 buf = d.create_buffer_with_data(data=data, usage=wgpu.BufferUsage.UNIFORM)
             else:
                 a = np.ascontiguousarray(arrays[name])

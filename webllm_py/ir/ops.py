@@ -28,6 +28,9 @@ class StepContext:
 
     n: int  # tokens in this step
     p: int  # tokens already in the KV cache before this step
+    # the position after the last token of the whole forward call this step is a chunk of (its
+    # last chunk's p + n; 0: this step's p + n): longrope's table switch (_rope) depends on it
+    end: int = 0
 
 
 Reference = Callable[[list[np.ndarray], dict[str, Any], StepContext], np.ndarray | None]
@@ -76,23 +79,38 @@ def _linear(inputs, attrs, ctx):
     return y.astype(np.float32)
 
 
-def rope_cos_sin(inv_freq: np.ndarray, p: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """cos/sin tables (n, head_dim/2) for positions p..p+n-1, in f32 as transformers computes them."""
+def rope_cos_sin(inv_freq: np.ndarray, p: int, n: int, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """cos/sin tables (n, len(inv_freq)) for positions p..p+n-1, times `scale`, in f32 as
+    transformers computes them."""
     pos = np.arange(p, p + n, dtype=np.float32)[:, None]
     ang = (pos * inv_freq.astype(np.float32)[None, :]).astype(np.float32)
-    return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+    s = np.float32(scale)
+    return (np.cos(ang) * s).astype(np.float32), (np.sin(ang) * s).astype(np.float32)
+
+
+def rope_table(inv_freq: np.ndarray, attrs: dict[str, Any], ctx: StepContext) -> np.ndarray:
+    """The inv_freq row a rope step uses. With `long_after` (longrope) the param holds the short
+    then the long frequencies; a forward call whose end (max position + 1, as transformers'
+    longrope_frequency_update) exceeds long_after uses the long ones for all its tokens."""
+    if not attrs.get("long_after"):
+        return inv_freq
+    short, long = np.split(inv_freq, 2)
+    return long if (ctx.end or ctx.p + ctx.n) > attrs["long_after"] else short
 
 
 def _rope(inputs, attrs, ctx):
-    # rotate_half layout: pairs are (i, i + head_dim/2) within each head.
+    # rotate_half layout over the first rotary_dim features of each head (all of them by
+    # default): pairs are (i, i + rotary_dim/2); the rest of the head passes through
+    # (transformers' partial rotary). cos_scale: longrope's attention factor on cos and sin.
     x, inv_freq = inputs
     hd, heads = attrs["head_dim"], attrs["heads"]
-    half = hd // 2
+    rot = attrs.get("rotary_dim") or hd
+    half = rot // 2
     xs = x.reshape(ctx.n, heads, hd)
-    cos, sin = rope_cos_sin(inv_freq, ctx.p, ctx.n)
+    cos, sin = rope_cos_sin(rope_table(inv_freq, attrs, ctx), ctx.p, ctx.n, attrs.get("cos_scale", 1.0))
     cos, sin = cos[:, None, :], sin[:, None, :]
-    x1, x2 = xs[..., :half], xs[..., half:]
-    out = np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    x1, x2 = xs[..., :half], xs[..., half:rot]
+    out = np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin, xs[..., rot:]], axis=-1)
     return out.reshape(x.shape).astype(np.float32)
 
 
@@ -195,8 +213,14 @@ def _rms_norm_shape(shapes, attrs):
 
 def _rope_shape(shapes, attrs):
     x, f = shapes
-    if x[-1] != attrs["heads"] * attrs["head_dim"] or tuple(f) != (attrs["head_dim"] // 2,):
-        raise ValueError(f"rope: input {x} / inv_freq {f} do not fit heads={attrs['heads']} head_dim={attrs['head_dim']}")
+    hd = attrs["head_dim"]
+    rot = attrs.get("rotary_dim") or hd
+    tables = 2 if attrs.get("long_after") else 1  # longrope: short then long frequencies
+    if rot % 2 or not 0 < rot <= hd:
+        raise ValueError(f"rope: rotary_dim {rot} must be even and in 2..head_dim ({hd})")
+    if x[-1] != attrs["heads"] * hd or tuple(f) != (tables * rot // 2,):
+        raise ValueError(f"rope: input {x} / inv_freq {f} do not fit heads={attrs['heads']} head_dim={hd} "
+                         f"rotary_dim={rot} tables={tables}")
     return x
 
 
@@ -222,7 +246,8 @@ OPS: dict[str, OpDef] = {
         OpDef("rms_norm", _rms_norm_shape, _rms_norm, "x / sqrt(mean(x^2 over each `group` features) + eps) * w"),
         OpDef("add", _same_as_first, _add, "a + b"),
         OpDef("linear", _linear_shape, _linear, "x @ W.T (+ bias)"),
-        OpDef("rope", _rope_shape, _rope, "rotary embedding (rotate_half pairs) at positions p..p+n-1"),
+        OpDef("rope", _rope_shape, _rope, "rotary embedding (rotate_half pairs over the first rotary_dim "
+                                                 "features of each head) at positions p..p+n-1"),
         OpDef("kv_write", _kv_write_shape, _kv_write, "cache[p:p+n] = x"),
         OpDef("attention", _attention_shape, _attention, "causal GQA softmax([softcap] q k^T * scale) v over cache rows 0..p+n-1 [last `window` rows]"),
         OpDef("silu_mul", _same_as_first, _silu_mul, "silu(gate) * up"),

@@ -45,6 +45,10 @@ class DecoderConfig:
     rope_layers: tuple[int, ...] | None = None  # smollm3 no_rope_layers: 1 rotates q/k, 0 is a NoPE layer
     # granite: embedding, residual, attention and logits multipliers (folded into weights: models/decoder.py)
     multipliers: dict[str, float] | None = None
+    # phi3 (models/phi3.py): the checkpoint's fused qkv_proj / gate_up_proj, and partial rotary:
+    # only the first rotary_dim features of each head rotate (0: all head_dim of them)
+    fused_projections: bool = False
+    rotary_dim: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,10 +1,11 @@
 """The Llama-family decoder: graph builder and HF weight map.
 
-Llama, Mistral, Qwen2, Qwen3, SmolLM3, OLMo 2 and Granite share this one forward
+Llama, Mistral, Qwen2, Qwen3, SmolLM3, OLMo 2, Granite and Phi-3 share this one forward
 pass; the differences are fields of DecoderConfig: q/k/v biases, q/k RMSNorm per
 head (qwen3) or over the whole projection (olmo2), explicit head_dim, tied
 embeddings, rope scaling, NoPE layers (smollm3), norms after attention and MLP
-instead of before (olmo2), and Granite's four multipliers. Param names in the
+instead of before (olmo2), Granite's four multipliers, and phi3's fused qkv_proj /
+gate_up_proj, partial rotary and longrope (models/phi3.py, models/rope.py). Param names in the
 graph are the HF names, so the weight map is the identity on every name the
 graph declares; what it adds is the explicit set of HF names the compiler may
 ignore, the computed params, and per-param scale factors (`param_scales`).
@@ -25,6 +26,7 @@ import numpy as np
 
 from ..ir import Graph
 from .config import DecoderConfig
+from .rope import rope_attrs, table_size
 
 EMBED = "model.embed_tokens.weight"
 LM_HEAD = "lm_head.weight"
@@ -51,7 +53,8 @@ def build_graph(cfg: DecoderConfig, context_window: int, logits: str = "all") ->
     H, I, hd = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
     nh, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
     eps = cfg.rms_norm_eps
-    inv_freq = g.param(INV_FREQ, (hd // 2,), role="table")
+    inv_freq = g.param(INV_FREQ, (table_size(cfg),), role="table")
+    rope = rope_attrs(cfg)  # partial rotary / longrope (models/rope.py); {} for plain RoPE
     x = g.add("embedding", ["ids", g.param(EMBED, (cfg.vocab_size, H), role="embedding")], "x0")
     attn_scale = cfg.multipliers["attention_multiplier"] if cfg.multipliers else 1.0 / math.sqrt(hd)
 
@@ -62,16 +65,20 @@ def build_graph(cfg: DecoderConfig, context_window: int, logits: str = "all") ->
     for i in range(cfg.num_hidden_layers):
         L = f"model.layers.{i}"
         h = x if cfg.post_norms else norm(x, f"{L}.input_layernorm.weight", H, f"l{i}.attn_in")
-        q = _linear(g, h, f"{L}.self_attn.q_proj", nh * hd, H, cfg.attention_bias, f"l{i}.q")
-        k = _linear(g, h, f"{L}.self_attn.k_proj", nkv * hd, H, cfg.attention_bias, f"l{i}.k")
-        v = _linear(g, h, f"{L}.self_attn.v_proj", nkv * hd, H, cfg.attention_bias, f"l{i}.v")
+        if cfg.fused_projections:  # phi3's stored [q; k; v]: the linear + split fuse_linears makes
+            qkv = _linear(g, h, f"{L}.self_attn.qkv_proj", (nh + 2 * nkv) * hd, H, cfg.attention_bias, f"l{i}.q+k+v")
+            q, k, v = g.add_multi("split", [qkv], [f"l{i}.q", f"l{i}.k", f"l{i}.v"], sizes=[nh * hd, nkv * hd, nkv * hd])
+        else:
+            q = _linear(g, h, f"{L}.self_attn.q_proj", nh * hd, H, cfg.attention_bias, f"l{i}.q")
+            k = _linear(g, h, f"{L}.self_attn.k_proj", nkv * hd, H, cfg.attention_bias, f"l{i}.k")
+            v = _linear(g, h, f"{L}.self_attn.v_proj", nkv * hd, H, cfg.attention_bias, f"l{i}.v")
         if cfg.qk_norm:
             whole = cfg.qk_norm_scope == "projection"  # one norm over all heads (olmo2), else per head
             q = norm(q, f"{L}.self_attn.q_norm.weight", nh * hd if whole else hd, f"l{i}.q_normed", 0 if whole else hd)
             k = norm(k, f"{L}.self_attn.k_norm.weight", nkv * hd if whole else hd, f"l{i}.k_normed", 0 if whole else hd)
         if cfg.rope_layers is None or cfg.rope_layers[i]:
-            q = g.add("rope", [q, inv_freq], f"l{i}.q_rot", heads=nh, head_dim=hd)
-            k = g.add("rope", [k, inv_freq], f"l{i}.k_rot", heads=nkv, head_dim=hd)
+            q = g.add("rope", [q, inv_freq], f"l{i}.q_rot", heads=nh, head_dim=hd, **rope)
+            k = g.add("rope", [k, inv_freq], f"l{i}.k_rot", heads=nkv, head_dim=hd, **rope)
         kc = g.state_tensor(f"cache.{i}.k", (context_window, nkv * hd))
         vc = g.state_tensor(f"cache.{i}.v", (context_window, nkv * hd))
         g.add("kv_write", [k, kc], None)
@@ -82,8 +89,12 @@ def build_graph(cfg: DecoderConfig, context_window: int, logits: str = "all") ->
             o = norm(o, f"{L}.post_attention_layernorm.weight", H, f"l{i}.o_normed")
         x = g.add("add", [x, o], f"l{i}.resid_attn")
         h = x if cfg.post_norms else norm(x, f"{L}.post_attention_layernorm.weight", H, f"l{i}.mlp_in")
-        gate = _linear(g, h, f"{L}.mlp.gate_proj", I, H, cfg.mlp_bias, f"l{i}.gate")
-        up = _linear(g, h, f"{L}.mlp.up_proj", I, H, cfg.mlp_bias, f"l{i}.up")
+        if cfg.fused_projections:  # phi3's stored [gate; up]
+            gate_up = _linear(g, h, f"{L}.mlp.gate_up_proj", 2 * I, H, cfg.mlp_bias, f"l{i}.gate+up")
+            gate, up = g.add_multi("split", [gate_up], [f"l{i}.gate", f"l{i}.up"], sizes=[I, I])
+        else:
+            gate = _linear(g, h, f"{L}.mlp.gate_proj", I, H, cfg.mlp_bias, f"l{i}.gate")
+            up = _linear(g, h, f"{L}.mlp.up_proj", I, H, cfg.mlp_bias, f"l{i}.up")
         m = g.add("silu_mul", [gate, up], f"l{i}.act")
         d = _linear(g, m, f"{L}.mlp.down_proj", H, I, cfg.mlp_bias, f"l{i}.down")
         if cfg.post_norms:

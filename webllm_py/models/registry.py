@@ -18,6 +18,7 @@ from ..errors import BuildError
 from . import decoder, gemma
 from .config import DecoderConfig, parse_decoder_config
 from .config_fields import require_object
+from .phi3 import parse_phi3_config
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         # norms after attention and MLP (no pre-norms); q/k RMSNorm over the whole projection
         _entry("olmo2", "olmo", o_proj_bias=True, qk_norm=True, qk_norm_scope="projection", post_norms=True),
         _entry("granite", "granite", o_proj_bias=True, multipliers=True),  # embedding/residual/attention/logits multipliers
+        # fused qkv_proj / gate_up_proj as stored, partial rotary, longrope (Phi-3, Phi-3.5, Phi-4-mini)
+        Architecture("phi3", "phi3", parse_phi3_config),
         # (1 + w) norms, pre+post norms, GeGLU, sliding-window layers, soft-capping (gemma2) / two rope bases
         # and q/k norm (gemma3): models/gemma.py
         Architecture("gemma2", "gemma", gemma.parse_gemma_config, gemma, sliding_window_kernels=True),

@@ -24,9 +24,10 @@ PRECISIONS = ("f32", "f16")
 
 
 def run_graph(graph: Graph, params: dict[str, np.ndarray], state: dict[str, np.ndarray],
-              ids: np.ndarray, p: int, precision: str = "f32") -> np.ndarray:
-    """One step: feed `ids` at position `p`, mutate `state` (KV cache), return the output value."""
-    ctx = StepContext(n=len(ids), p=p)
+              ids: np.ndarray, p: int, precision: str = "f32", end: int = 0) -> np.ndarray:
+    """One step: feed `ids` at position `p`, mutate `state` (KV cache), return the output value.
+    `end`: the position after the forward call's last id when this step is one chunk of it."""
+    ctx = StepContext(n=len(ids), p=p, end=end)
     env: dict[str, np.ndarray] = {"ids": np.asarray(ids, dtype=np.int32)}
     for node in graph.nodes:
         args = [env[i] if i in env else params[i] if i in params else state[i] for i in node.inputs]
@@ -74,4 +75,5 @@ class ReferenceModel(CachedModel):
 
     def _step(self, rows: str, ids: list[int]) -> np.ndarray:
         graph = self._graphs["logits_last" if rows == "last" else "logits_all"]
-        return run_graph(graph, self._params, self._state, np.array(ids, dtype=np.int32), self._position, self.precision)
+        return run_graph(graph, self._params, self._state, np.array(ids, dtype=np.int32), self._position, self.precision,
+                         self._call_end)

@@ -3,6 +3,13 @@
 A LanguageModel owns one KV cache. `forward` appends tokens at the current
 position and returns the logits of the last one; the engine builds prefill,
 decode, multi-turn prefix reuse and sampling on these few verbs.
+
+Longrope models (phi3: models/rope.py) rotate with the short or the long frequencies by the
+length of the sequence: a forward call ending past original_max_position_embeddings
+(`long_after`) uses the long ones. Cached rows rotated with the other table are computed again
+(CachedModel keeps the cached ids for that), as transformers' Phi3 generate() drops its cache at
+the switch: logits always equal one fresh forward of the whole sequence, whatever the chunking,
+the decode steps or the prefix reuse before.
 """
 
 from __future__ import annotations
@@ -66,6 +73,34 @@ class CachedModel:
     eos_token_ids: set[int]
     _position: int = 0
     _closed: bool = False
+    # while forward/logits run: the position after the call's last id, which every chunk's step
+    # passes on (the step uniform's third field; longrope picks its table by it: ir/ops.py
+    # rope_table); 0 between calls, when a step's own p + n is its end
+    _call_end: int = 0
+    _ids: list[int] = []  # the cached positions' ids (a longrope switch runs them again); _advance owns it
+    _long_rows: bool = False  # longrope: the cached rows were rotated with the long frequencies
+
+    @property
+    def long_after(self) -> int:
+        """longrope's original_max_position_embeddings (0: the model has one rope table)."""
+        s = self.manifest["model"]["config"].get("rope_scaling") or {}
+        return int(s["original_max_position_embeddings"]) if s.get("rope_type") == "longrope" else 0
+
+    def _long(self, end: int) -> bool:
+        return bool(self.long_after) and end > self.long_after
+
+    def _stale(self, n: int) -> bool:
+        """A call of n more ids uses the other longrope table than the cached rows were rotated with."""
+        return self._position > 0 and self._long(self._position + n) != self._long_rows
+
+    def _advance(self, ids: list[int]) -> None:
+        """`ids` were written at position: move past them."""
+        if self._position == 0:
+            self._ids = []  # a fresh sequence: never the class-level default list
+        del self._ids[self._position :]
+        self._ids.extend(ids)
+        self._position += len(ids)
+        self._long_rows = self._long(self._position)
 
     def _step(self, rows: str, ids: list[int]) -> np.ndarray:
         raise NotImplementedError
@@ -81,6 +116,7 @@ class CachedModel:
         if not 0 <= position <= self._position:
             raise ValueError(f"cannot truncate to {position}: cache holds {self._position} tokens")
         self._position = position  # attention reads rows < p+n only, and each step writes its rows first
+        del self._ids[position:]
 
     def close(self) -> None:
         """Backends free their buffers (and call this); every later step raises."""
@@ -104,11 +140,17 @@ class CachedModel:
 
     def _chunks(self, rows: str, ids: Sequence[int]) -> list[np.ndarray]:
         ids = self._check(ids)
+        if self._stale(len(ids)):  # longrope switch: the cached rows again, with this call's table
+            ids, self._position = self._ids[: self._position] + ids, 0
         out = []
-        for start in range(0, len(ids), self.prefill_chunk):
-            chunk = ids[start : start + self.prefill_chunk]
-            out.append(self._step(rows, chunk))
-            self._position += len(chunk)
+        self._call_end = self._position + len(ids)
+        try:
+            for start in range(0, len(ids), self.prefill_chunk):
+                chunk = ids[start : start + self.prefill_chunk]
+                out.append(self._step(rows, chunk))
+                self._advance(chunk)
+        finally:
+            self._call_end = 0
         return out
 
     def forward(self, ids: Sequence[int]) -> np.ndarray:

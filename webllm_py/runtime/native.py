@@ -165,7 +165,8 @@ class NativeModel(CachedModel):
         n, p = len(ids), self._position
         q = self.device.queue
         q.write_buffer(self._buffers["ids"], 0, np.asarray(ids, dtype=np.int32).tobytes())
-        q.write_buffer(self._buffers["step"], 0, np.array([n, p, 0, 0], dtype=np.uint32).tobytes())
+        # [n, p, end, 0]: end is the forward call's (CachedModel._call_end; longrope's table switch)
+        q.write_buffer(self._buffers["step"], 0, np.array([n, p, self._call_end or p + n, 0], dtype=np.uint32).tobytes())
         q.submit([self._ahead.take((program, n, p, pick))])
         if program == "decode":
             self._pick = pick
@@ -186,6 +187,8 @@ class NativeModel(CachedModel):
         ids = self._check(ids)
         if len(ids) != 1:
             raise ValueError(f"forward_argmax takes one token (a decode step), got {len(ids)}")
+        if self._stale(1):  # a longrope switch runs the cached ids again (runtime/lm.py): a prefill
+            return int(np.argmax(self.forward(ids)))
         tok = int(self._step("last", ids, pick=True))
-        self._position += 1
+        self._advance(ids)
         return tok

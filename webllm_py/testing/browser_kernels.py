@@ -146,14 +146,15 @@ class BrowserKernelRunner:
             raise BrowserKernelError(msg) from None
 
     def run(self, kernel: Kernel, arrays: dict[str, np.ndarray], n: int, p: int = 0,
-            repeat: int = 1, b: int = 0) -> dict[str, np.ndarray]:
-        """Bind `arrays` by binding name ("step" is made from n, p), dispatch `repeat` times
+            repeat: int = 1, b: int = 0, end: int = 0) -> dict[str, np.ndarray]:
+        """Bind `arrays` by binding name ("step" is [n, p, end or p + n, 0]; end: the forward call's end
+        position, longrope's table switch), dispatch `repeat` times
         (b: rows of an encoder batch, for dispatch expressions only), and return every
         read_write binding's buffer as an array of its input's dtype and shape."""
         buffers, outs = [], {}
         for name, kind in kernel.bindings:
             if kind == "uniform":
-                raw = np.array([n, p, 0, 0], dtype=np.uint32).tobytes()
+                raw = np.array([n, p, end or p + n, 0], dtype=np.uint32).tobytes()
             else:
                 a = np.asarray(arrays[name])
                 raw = _padded_bytes(a)
