@@ -139,11 +139,11 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
   var ss = 0.0;  // this lane's part of the sum of x^2
 {% endif %}
   for (var b = lane; b < NFULL; b = b + LANES) {
-{{ block("b", False) }}
+{{ block("b", False) }}{# the macro ends its own last line #}
   }
 {% if tail %}
   if (lane == NFULL % LANES) {  // the lane whose next block is the partial last one
-{{ block("NFULL", True) }}
+{{ block("NFULL", True) }}{# #}
   }
 {% endif %}
 {% set vals = [] %}
