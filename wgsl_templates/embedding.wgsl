@@ -1,5 +1,5 @@
 {% import "_common.wgsl" as c with context %}
-{% if dq8 %}{% import "_dequant.wgsl" as dq %}{% endif %}
+{% import "_dequant.wgsl" as dq %}
 {{ c.header("out[i, :] = dequant(table[ids[i], :]); one invocation per output element") }}
 {{ c.prelude() }}
 
@@ -10,29 +10,15 @@ const G: u32 = {{ groups }}u;  // 32-column groups per row (quantized formats)
 
 {% if dq8 %}
 {{ dq.fns(fmt, hidden) }}
-{% elif fmt in ("q4", "q8", "f16") %}
-{{ c.half_fn("half_at", "scales" if fmt != "f16" else "w") }}
+{% else %}
+{{ dq.emb_fns(fmt) }}{# the format's readers (_dequant.wgsl) #}
 {% endif %}
 
 fn w_at(r: u32, col: u32) -> f32 {
 {% if dq8 %}
   return dq8(r, col / 8u)[(col % 8u) / 4u][col % 4u];  // GGUF block formats (_dequant.wgsl)
-{% elif fmt == "q4a" %}
-  let word = w[r * G * 4u + col / 8u];
-  let sl = unpack2x16float(scales[r * G + col / 32u]);  // (scale, lo)
-  return f32((word >> (4u * (col % 8u))) & 15u) * sl.x + sl.y;
-{% elif fmt == "q4" %}
-  let word = w[r * G * 4u + col / 8u];
-  let q = f32((word >> (4u * (col % 8u))) & 15u) - 8.0;
-  return q * half_at(r * G + col / 32u);
-{% elif fmt == "q8" %}
-  let word = w[r * G * 8u + col / 4u];
-  let q = f32(bitcast<i32>(word << (24u - 8u * (col % 4u))) >> 24u);
-  return q * half_at(r * G + col / 32u);
-{% elif fmt == "f16" %}
-  return half_at(r * HIDDEN + col);
 {% else %}
-  return w[r * HIDDEN + col];
+{{ dq.emb_w_at(fmt) }}{# (_dequant.wgsl) #}
 {% endif %}
 }
 
