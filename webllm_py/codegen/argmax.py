@@ -19,7 +19,7 @@ from .kernels import KernelKey, _Plan, build, register_family
 
 @dataclass(frozen=True)
 class ArgmaxKey(KernelKey):
-    """out[0] = argmax of logits row args.row (args.cols values); f16 logits are read as u32 words."""
+    """out[0] = argmax of logits row args.row (args.cols values), read as 16-byte chunks of u32 words."""
 
     family: ClassVar[str] = "argmax"
     act: str
@@ -30,11 +30,11 @@ def _plan_argmax(k: ArgmaxKey) -> _Plan:
     k._check_act(), k._check_wg(k.wg)
     if k.wg & (k.wg - 1):
         raise ValueError(f"{k.name}: wg must be a power of two (the combine is a halving tree)")
-    words = "two f16 per u32 word, low half first" if k.act == "f16" else "f32 bits"
-    decls = [("logits", "read", "array<u32>", f"(rows, cols) {k.act} logits as {words}"),
+    words = "8 f16 per chunk, low half of each word first" if k.act == "f16" else "4 f32 per chunk"
+    decls = [("logits", "read", "array<vec4<u32>>", f"(rows, cols) {k.act} logits as 16-byte chunks, {words}"),
              ("out", "read_write", "array<u32>", "(1,) u32: the argmax id"),
              ("args", "uniform", "Args", "Args { cols, row }: row length, row to reduce (a KernelRunner's n, p)")]
-    return _Plan(decls, (k.wg, 1, 1), ("1", "1", "1"), {})
+    return _Plan(decls, (k.wg, 1, 1), ("1", "1", "1"), {"per": 8 if k.act == "f16" else 4})
 
 
 register_family(ArgmaxKey, _plan_argmax)
