@@ -207,6 +207,104 @@ def test_embedding(runner, fmt):
     same_bits(got[n:], out[n:], "sentinel rows")
 
 
+# -- GGUF import: a synthetic llama with every block type (and one no format holds) ----------
+
+H, I, NH, NKV, HD, V = 256, 512, 4, 2, 64, 256
+# GGUF type of each 2-D tensor: q/k/v of layer 0 in three types (they stay separate linears),
+# layer 1's in one (fused q/k/v with split outputs); gate/up share a type (fused SiLU gate)
+TINY_TYPES = {"token_embd": "Q6_K", "output": "Q5_K",
+              "blk.0.attn_q": "Q4_K", "blk.0.attn_k": "Q4_K", "blk.0.attn_v": "Q3_K", "blk.0.attn_output": "Q2_K",
+              "blk.0.ffn_gate": "Q5_0", "blk.0.ffn_up": "Q5_0", "blk.0.ffn_down": "IQ4_NL",
+              "blk.1.attn_q": "Q6_K", "blk.1.attn_k": "Q6_K", "blk.1.attn_v": "Q6_K", "blk.1.attn_output": "Q5_1",
+              "blk.1.ffn_gate": "Q4_K", "blk.1.ffn_up": "Q4_K", "blk.1.ffn_down": "Q5_K"}
+
+
+def _random_blocks(rng, qtype: str, rows: int, cols: int, d: float = 2e-3) -> np.ndarray:
+    """Random GGUF blocks of `qtype` (its f16 scales finite; IQ4_NL: d first)."""
+    fmt = kquant.BY_GGUF.get(qtype)
+    if fmt:
+        return gguf_blocks(rng, fmt, rows, cols, d_scale=d)
+    block, nbytes = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[qtype]]
+    raw = rng.integers(0, 256, (rows, cols // block, nbytes), dtype=np.uint8)
+    raw[..., 0:2] = rng.normal(0, d * 10, raw.shape[:2]).astype(np.float16)[..., None].view(np.uint8)
+    return raw.reshape(rows, -1)
+
+
+@pytest.fixture(scope="module")
+def tiny_kquant_gguf(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("kgguf") / "tiny-kquant.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    for add, v in [("block_count", 2), ("context_length", 256), ("embedding_length", H), ("feed_forward_length", I),
+                   ("head_count", NH), ("head_count_kv", NKV), ("rope_dimension_count", HD),
+                   ("layer_norm_rms_eps", 1e-6), ("vocab_size", V)]:
+        getattr(w, f"add_{add}")(v)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")
+    spell = [chr(c) for c in range(ord("!"), ord("~") + 1)]
+    w.add_token_list(spell + [f"t{i}" for i in range(V - len(spell) - 2)] + ["<s>", "</s>"])
+    w.add_token_types([1] * (V - 2) + [3, 3])
+    w.add_token_merges(["t 0"])
+    w.add_bos_token_id(V - 2)
+    w.add_eos_token_id(V - 1)
+    shapes = {"token_embd": (V, H), "output": (V, H), "attn_q": (NH * HD, H), "attn_k": (NKV * HD, H),
+              "attn_v": (NKV * HD, H), "attn_output": (H, NH * HD), "ffn_gate": (I, H), "ffn_up": (I, H),
+              "ffn_down": (H, I)}
+    for name, qtype in TINY_TYPES.items():
+        rows, cols = shapes[name.split(".")[-1]]
+        w.add_tensor(f"{name}.weight", _random_blocks(rng, qtype, rows, cols),
+                     raw_dtype=gguf.GGMLQuantizationType[qtype])
+    for name in ["output_norm"] + [f"blk.{i}.{n}" for i in range(2) for n in ("attn_norm", "ffn_norm")]:
+        w.add_tensor(f"{name}.weight", (1 + 0.1 * rng.standard_normal(H)).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_gguf_import_keeps_blocks(tiny_kquant_gguf):
+    """stored_parts of every kept type dequantizes to read()'s values bit for bit (q/k rows un-permuted
+    like read()'s); a type no format holds (IQ4_NL) is not kept."""
+    from webllm_py.models.gguf_source import GGUFSource
+
+    src = GGUFSource(tiny_kquant_gguf)
+    for name in src.tensor_names():
+        kind = src.gguf_tensor_type(name)
+        stored = src.stored_parts(name)
+        if kind not in kquant.BY_GGUF:
+            assert stored is None or kind in ("Q4_0", "Q4_1", "Q8_0"), (name, kind)
+            continue
+        fmt, parts = stored
+        assert fmt == kquant.BY_GGUF[kind]
+        w = src.read(name)
+        assert np.array_equal(dequantize(parts, fmt, w.shape).view(np.uint32), w.view(np.uint32)), name
+
+
+def test_gguf_build_keeps_blocks_and_names_conversions(tiny_kquant_gguf, tmp_path, capfd):
+    """The default build keeps every block type (error 0), prints the one IQ4_NL tensor it converted
+    with its measured error, and runs on the native backend (CPU-set dq8 kernels incl. the fused
+    q6k q/k/v splits and q5 / q4k SiLU gates; q/k/v of three types stay apart) like the reference
+    backend (f32 both: 1e-4 of max|logit|, summation order)."""
+    import json
+
+    import webllm_py
+
+    b = webllm_py.build(tiny_kquant_gguf, tmp_path / "b", progress=False)
+    err = capfd.readouterr().err
+    assert "note: blk.0.ffn_down.weight: GGUF type IQ4_NL has no bundle format; converted to q4 (max |err|" in err
+    weights = json.loads((b / "manifest.json").read_text())["weights"]
+    kept = {n: w for n, w in weights.items() if n != "model.layers.0.mlp.down_proj.weight"}
+    assert {w["format"] for w in kept.values()} == {"f32", *kquant.SPECS}
+    assert all(w["error"]["max_abs"] == 0.0 for w in kept.values())
+    assert "model.layers.1.self_attn.q_proj+k_proj+v_proj.weight" in weights
+    assert "model.layers.0.self_attn.q_proj.weight" in weights  # Q4_K, Q4_K, Q3_K: not stacked
+    ids = [1, 5, 9, 200, 3, 77]
+    ref = webllm_py.load(b, backend="reference").logits(ids)
+    got = webllm_py.load(b, backend="native", precision="f32").logits(ids)
+    check(got, ref, 1e-4, "native vs reference")
+
+
 # -- a real file: SmolLM2-135M requantized by llama.cpp --------------------------------
 #
 # llama.cpp's quantizer (llama_cpp.llama_model_quantize, allow_requantize) turns the Q4_1 GGUF of
