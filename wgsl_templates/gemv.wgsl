@@ -71,6 +71,7 @@ fn ldnm(col: u32) -> vec4<f32> {
 {% if subgroups %}
 // one slot per (subgroup, value); subgroup size >= {{ min_subgroup }}, so at most LANES / {{ min_subgroup }} subgroups
 var<workgroup> red: array<f32, {{ wg // min_subgroup }}u * SLOTS>;
+var<workgroup> sg_count: atomic<u32>;  // subgroups that have left their sums (their index in red)
 {% else %}
 var<workgroup> red: array<f32, LANES * SLOTS>;  // slot s of lane l at s * LANES + l
 {% endif %}
@@ -118,7 +119,7 @@ fn total(s: u32, nsg: u32) -> f32 {
 
 @compute @workgroup_size({{ wg }}, 1, 1)
 fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>{% if subgroups %},
-        @builtin(subgroup_size) sg_size: u32, @builtin(subgroup_invocation_id) sg_lane: u32{% endif %}) {
+        @builtin(subgroup_invocation_id) sg_lane: u32{% endif %}) {
   let r0 = wid.x * R;  // first of this workgroup's R output rows
 {% if last_row %}
   let t = step.n - 1u;  // only the last token's row
@@ -150,19 +151,23 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
 {% for j in range(wslots) %}{% set _ = vals.append("acc%d" % j) %}{% endfor %}
 {% if norm %}{% set _ = vals.append("ss") %}{% endif %}
 {% if subgroups %}
-  // subgroupAdd per slot, then the first lane of each subgroup leaves its sum in red. Subgroup g is
-  // lanes g * sg_size .. : 1-D workgroups are split into subgroups in local_invocation_index order.
-  let g = lane / sg_size;
-  let nsg = (LANES + sg_size - 1u) / sg_size;
+  // subgroupAdd per slot, then the first lane of each subgroup leaves its sums in red at the index an
+  // atomic counter hands out: no assumption on how the lanes are split into subgroups or on their size.
 {% for v in vals %}
   let s{{ loop.index0 }} = subgroupAdd({{ v }});
 {% endfor %}
+  if (lane == 0u) {
+    atomicStore(&sg_count, 0u);  // explicit: not every runtime zero-fills workgroup memory
+  }
+  workgroupBarrier();
   if (sg_lane == 0u) {
+    let g = atomicAdd(&sg_count, 1u);
 {% for v in vals %}
     red[g * SLOTS + {{ loop.index0 }}u] = s{{ loop.index0 }};
 {% endfor %}
   }
   workgroupBarrier();
+  let nsg = atomicLoad(&sg_count);
 {% else %}
   let nsg = 1u;
 {% for v in vals %}

@@ -5,8 +5,9 @@ Shape (docs: ../shared/docs/gpu-kernels.md): one workgroup per `rows_per_wg` out
 token; its `wg` lanes split K: lane l takes blocks l, l + wg, ... of the row (a block is one
 lane-load of weight words, dequant.block_cols), so adjacent lanes read adjacent words. Each lane
 loads its x chunk once and uses it for every row of the workgroup, then the lanes' partial sums
-are reduced: subgroupAdd plus a workgroup-memory combine across the subgroups
-(subgroups=True), or a workgroup-memory tree. The fusions are MatmulKey's, with its binding
+are reduced: subgroupAdd plus a workgroup-memory combine across the subgroups (subgroups=True;
+each subgroup's first lane takes a slot from an atomic counter, so neither the subgroup size,
+4..128, nor how lanes are grouped into subgroups is assumed), or a workgroup-memory tree. The fusions are MatmulKey's, with its binding
 names and order (x, [norm_w], w, [scales], [bias], out | out0..outK, step), so the lowering
 binds the same tensors:
   norm=True            RMSNorm prologue: out = inv(t) * (W @ (x * norm_w)) (+ bias); the sum of
