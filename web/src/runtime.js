@@ -194,7 +194,7 @@ export class WebGPURuntime {
     const rs = manifest.model.config.rope_scaling;
     this.longAfter = rs?.rope_type === "longrope" ? Number(rs.original_max_position_embeddings) : 0;
     /** @type {number[]} the cached positions' ids */
-    this._ids = [];
+    this._cachedIds = [];
     this._longRows = false;
     /** @type {DeviceLostError|null} set once the device is lost; every later call throws it */
     this.lost = null;
@@ -264,7 +264,7 @@ export class WebGPURuntime {
       throw new RangeError(`cannot truncate to ${position}: cache holds ${this.position} tokens`);
     }
     this.position = position;
-    this._ids.length = position;
+    this._cachedIds.length = position;
   }
 
   /** longrope: whether a call ending at `end` uses the long frequencies. @param {number} end */
@@ -279,8 +279,8 @@ export class WebGPURuntime {
 
   /** `ids` were written at the current position: move past them. @param {ArrayLike<number>} ids */
   _advance(ids) {
-    this._ids.length = this.position;
-    for (let i = 0; i < ids.length; i++) this._ids.push(ids[i]);
+    this._cachedIds.length = this.position;
+    for (let i = 0; i < ids.length; i++) this._cachedIds.push(ids[i]);
     this.position += ids.length;
     this._longRows = this._long(this.position);
   }
@@ -396,7 +396,7 @@ export class WebGPURuntime {
     let arr = this._check(ids);
     if (this._stale(arr.length)) {
       // longrope switch: the cached rows again, with this call's table
-      arr = this._ids.slice(0, this.position).concat(arr);
+      arr = this._cachedIds.slice(0, this.position).concat(arr);
       this.position = 0;
     }
     const t0 = performance.now();
