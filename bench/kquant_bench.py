@@ -6,7 +6,8 @@
 Each format runs the CPU sets' default decode matmul (codegen.kernels.matmul_key, n = 1, f32
 activations: the block formats take matmul.wgsl's "dq8" path, q4a its "quant" path) on random
 weights of the shape (random GGUF blocks for the block formats). `repeat` back-to-back dispatches
-go in one submission; the median of 5 submissions is the time per dispatch. Reported per format:
+go in one submission; the formats take turns for `rounds` rounds and the fastest submission of
+each is its time per dispatch (the least disturbed by other load on a shared machine). Reported per format:
 µs per dispatch, the stored weight bytes (data + scales) read per dispatch, GB/s of them, and two
 ratios against q4a: time (how much slower one matmul is) and time per weight byte (how much
 slower each byte is read: > 1 means the format's decode costs more ALU per byte than q4a's).
@@ -48,19 +49,28 @@ def weight_arrays(rng: np.random.Generator, fmt: str, rows: int, cols: int) -> d
     return {"w": parts["data"], "scales": parts["scales"]}
 
 
-def time_format(runner: KernelRunner, fmt: str, rows: int, cols: int, repeat: int, rng) -> dict:
+def prepare(fmt: str, rows: int, cols: int, rng) -> dict:
     k = build(matmul_key("f32", fmt, rows, cols))
     arrays = {**weight_arrays(rng, fmt, rows, cols), "x": rng.standard_normal((1, cols)).astype(np.float32),
               "out": np.zeros((1, rows), np.float32)}
-    nbytes = arrays["w"].nbytes + arrays["scales"].nbytes
-    runner.run(k, arrays, n=1)  # compile + warm
-    ts = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        runner.run(k, arrays, n=1, repeat=repeat)
-        ts.append((time.perf_counter() - t0) / repeat)
-    t = statistics.median(ts)
-    return {"format": fmt, "kernel": k.name, "us": t * 1e6, "weight_bytes": nbytes, "gbps": nbytes / t / 1e9}
+    return {"format": fmt, "kernel": k, "arrays": arrays, "weight_bytes": arrays["w"].nbytes + arrays["scales"].nbytes}
+
+
+def time_formats(runner: KernelRunner, cases: list[dict], repeat: int, rounds: int) -> None:
+    """Per case the fastest of `rounds` submissions of `repeat` dispatches, the formats interleaved
+    round by round so a burst of load from other processes hits them alike (min: the least disturbed)."""
+    for c in cases:
+        runner.run(c["kernel"], c["arrays"], n=1)  # compile + warm
+        c["times"] = []
+    for _ in range(rounds):
+        for c in cases:
+            t0 = time.perf_counter()
+            runner.run(c["kernel"], c["arrays"], n=1, repeat=repeat)
+            c["times"].append((time.perf_counter() - t0) / repeat)
+    for c in cases:
+        t = min(c.pop("times"))
+        c.update(kernel=c["kernel"].name, us=t * 1e6, gbps=c["weight_bytes"] / t / 1e9)
+        del c["arrays"]
 
 
 def main() -> None:
@@ -68,6 +78,7 @@ def main() -> None:
     ap.add_argument("--shapes", default="576x1536,1536x768", help="rows x cols (cols a multiple of 256)")
     ap.add_argument("--formats", default=",".join(FORMATS))
     ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     adapter, device = request_device()
@@ -78,7 +89,8 @@ def main() -> None:
     print(f"adapter: {info.get('device', '?')} ({info.get('adapter_type', '?')}), {platform.node()}")
     for shape in args.shapes.split(","):
         rows, cols = map(int, shape.split("x"))
-        rows_out = [time_format(runner, f, rows, cols, args.repeat, rng) for f in args.formats.split(",")]
+        rows_out = [prepare(f, rows, cols, rng) for f in args.formats.split(",")]
+        time_formats(runner, rows_out, args.repeat, args.rounds)
         base = next((r for r in rows_out if r["format"] == "q4a"), None)
         print(f"\n{rows}x{cols} decode (n = 1), f32 activations")
         print(f"  {'format':6} {'us':>9} {'bytes':>10} {'GB/s':>7} {'time/q4a':>9} {'per byte/q4a':>13}")

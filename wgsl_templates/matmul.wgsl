@@ -1,6 +1,7 @@
 {% import "_common.wgsl" as c with context %}
 {% import "_dequant.wgsl" as dq %}
-{% set lo = path == "quant" and dq.FORMATS[fmt].get("lo", False) %}  {#- w = s q + lo (q4a): + lo * sum(x) per group #}
+{% set lo = (path == "quant" and dq.FORMATS[fmt].get("lo", False)) or path == "dq8" %}  {#- w = s q + lo (q4a, block formats): + lo * sum(x) per group #}
+{% set scaled = path in ("quant", "dq8") %}  {#- w = s q: s * dot(q, x) per group / chunk #}
 {% set lin = ("rms_norm(x) @ dequant(w).T" if norm else "x @ dequant(w).T") ~ (" + bias" if bias else "") %}
 {% if epilogue == "silu_mul" %}
 {% set lin = "silu(" ~ lin ~ " [gate rows]) * (" ~ lin ~ " [up rows])" %}
@@ -125,14 +126,14 @@ fn ldnm(col: u32) -> vec4<f32> {
 {% endfor %}
 {% endif %}
 {% if lo %}
-    // q4a: sum_c (s*q_c + lo) * x_c = s * dot(q, x) + lo * sum(x)
+    // {{ "q4a" if path == "quant" else "a chunk of a block format" }}: sum_c (s*q_c + lo) * x_c = s * dot(q, x) + lo * sum(x)
     let xs{{ t }} = dot({% for i in range(nvec) %}{{ " + " if i }}x{{ t }}_{{ i }}{% endfor %}, vec4<f32>(1.0));
 {% endif %}
 {% for j in range(slots) %}
-    acc{{ j }}_{{ t }} = acc{{ j }}_{{ t }} + {{ "s%d * (" % j if path == "quant" }}
+    acc{{ j }}_{{ t }} = acc{{ j }}_{{ t }} + {{ "s%d * (" % j if scaled }}
 {%- for i in range(nvec) -%}
 {{ " + " if i }}dot(w{{ j }}_{{ i }}, x{{ t }}_{{ i }})
-{%- endfor %}{{ ")" if path == "quant" }}{{ " + lo%d * xs%d" % (j, t) if lo }};
+{%- endfor %}{{ ")" if scaled }}{{ " + lo%d * xs%d" % (j, t) if lo }};
 {% endfor %}
 {% endfor %}
 {% endmacro %}
@@ -309,12 +310,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
   }
 {% endif %}
 {% elif path == "dq8" %}
-  for (var k = 0u; k < COLS / 8u; k = k + 1u) {  // GGUF block formats: _dequant.wgsl's dq8 per 8 columns
+  // GGUF block formats, 8 columns per step: _dequant.wgsl's dq_chunk gives the integer codes and
+  // one (a, b) per chunk (w = a q + b), so the weights are never materialized: a dot(q, x) + b sum(x)
+  for (var k = 0u; k < COLS / 8u; k = k + 1u) {
     let c0 = k * 8u;
 {% for j in range(slots) %}
-    let wm{{ j }} = dq8(wr{{ j }}, k);
-    let w{{ j }}_0 = wm{{ j }}[0];
-    let w{{ j }}_1 = wm{{ j }}[1];
+    let ch{{ j }} = dq_chunk(wr{{ j }}, k);
+    let s{{ j }} = ch{{ j }}.ab.x;
+    let lo{{ j }} = ch{{ j }}.ab.y;
+    let w{{ j }}_0 = ch{{ j }}.q0;
+    let w{{ j }}_1 = ch{{ j }}.q1;
 {% endfor %}
 {{ accumulate(2, "c0", False) }}
   }
