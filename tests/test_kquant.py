@@ -442,3 +442,44 @@ def test_js_manifest_reader_knows_the_parts():
     for (fmt, shape), js in zip(cases, got):
         want = {k: [d, list(s)] for k, (d, s) in part_shapes(fmt, shape).items()}
         assert js == want, (fmt, shape)
+
+
+def test_float_model_builds(tmp_path):
+    """From float weights: q5a builds (gguf's Q5_1 quantizer) and runs natively like the reference backend
+    (f32 both: 1e-4 of max|logit|); a K format is one BuildError naming the tensor and the fix."""
+    import webllm_py
+    from conftest import shared_model
+    from webllm_py.errors import BuildError
+
+    src = shared_model("stories260k")
+    b = webllm_py.build(src, tmp_path / "q5a", quantization="q5a", progress=False)
+    ids = [1, 200, 300, 45, 7]
+    check(webllm_py.load(b, backend="native", precision="f32").logits(ids),
+          webllm_py.load(b, backend="reference").logits(ids), 1e-4, "q5a native vs reference")
+    with pytest.raises(BuildError, match=r"tensor model\.embed_tokens\.weight: q4k holds a GGUF file's Q4_K blocks.*choose q4"):
+        webllm_py.build(src, tmp_path / "q4k", quantization="q4k", progress=False)
+
+
+@pytest.mark.parametrize("fmt", ["q5", "q5a"])
+@pytest.mark.parametrize("n,tn", [(1, 1), (5, 4)])
+def test_matmul_q5_from_float_awkward_cols(runner, fmt, n, tn):
+    """q5 / q5a made from float rows of 70 columns (the last block zero-padded, the last 8-column chunk
+    partial: x masked there): matmul and embedding against gguf's quantize + dequantize (1e-4 / 1e-6)."""
+    rng = rng_for("kq-q5awk", fmt, n)
+    rows, cols = 37, 70
+    w = rng.standard_normal((rows, cols)).astype(np.float32)
+    parts = quantize(w, fmt)
+    pad = np.zeros((rows, 96), np.float32)
+    pad[:, :cols] = w
+    wd = gguf_dequantize(gguf_quantize(pad, gguf_type(fmt)), gguf_type(fmt)).reshape(rows, 96)[:, :cols]
+    arrays = {"w": parts["data"], "scales": parts["scales"]}
+    x = rand(rng, (n, cols), "f32")
+    out = sentinel((n + EXTRA, rows), "f32")
+    got = runner.run(build(MatmulKey("f32", fmt, rows, cols, tn=tn, rpi=2, wg=8)),
+                     {**arrays, "x": padded(x, "f32"), "out": out}, n)["out"]
+    check(got[:n], ref_op("linear", [x, wd], n), 1e-4, f"matmul {fmt} cols {cols}")
+    same_bits(got[n:], out[n:], "sentinel rows")
+    ids = np.array([0, rows - 1, 3][:n], np.int32)
+    emb = runner.run(build(EmbeddingKey("f32", fmt, rows, cols)),
+                     {**arrays, "ids": ids, "out": sentinel((len(ids), cols), "f32")}, len(ids))["out"]
+    check(emb, ref_op("embedding", [ids, wd], len(ids)), 1e-6, f"embedding {fmt} cols {cols}")

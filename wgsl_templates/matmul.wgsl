@@ -312,7 +312,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 {% elif path == "dq8" %}
   // GGUF block formats, 8 columns per step: _dequant.wgsl's dq_chunk gives the integer codes and
   // one (a, b) per chunk (w = a q + b), so the weights are never materialized: a dot(q, x) + b sum(x)
-  for (var k = 0u; k < COLS / 8u; k = k + 1u) {
+{% macro dq_step(masked) %}
     let c0 = k * 8u;
 {% for j in range(slots) %}
     let ch{{ j }} = dq_chunk(wr{{ j }}, k);
@@ -321,8 +321,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let w{{ j }}_0 = ch{{ j }}.q0;
     let w{{ j }}_1 = ch{{ j }}.q1;
 {% endfor %}
-{{ accumulate(2, "c0", False) }}
+{{ accumulate(2, "c0", masked) }}
+{%- endmacro %}
+  for (var k = 0u; k < COLS / 8u; k = k + 1u) {
+{{ dq_step(False) }}
   }
+{% if cols % 8 %}
+  {
+    let k = COLS / 8u;  // last chunk: columns past COLS are the zero padding of q5/q5a's last block, x reads 0 there
+{{ dq_step(True) }}
+  }
+{% endif %}
 {% elif path == "f16vec" %}
   for (var k = 0u; k < COLS / 8u; k = k + 1u) {
     let c0 = k * 8u;

@@ -213,7 +213,10 @@ def write_bundle(
                     parts = {"data": np.ascontiguousarray(arr, dtype=np.float32)}
                     err = {"max_abs": 0.0, "rms": 0.0, "weight_rms": float(np.sqrt(np.mean(arr.astype(np.float64) ** 2)))}
                 else:
-                    parts, err = _quantize_blocked(arr, fmt)
+                    try:
+                        parts, err = _quantize_blocked(arr, fmt)
+                    except ValueError as e:  # a format only kept from a GGUF (q4k, ...) asked of float weights
+                        raise BuildError(f"tensor {name}: {e}", source.where(members[0])) from None
                     note = getattr(source, "conversion_note", None) if FORMATS[fmt].quantized else None
                     for line in filter(None, (note(m, fmt, err) for m in members) if note else ()):
                         print(f"note: {line}", file=sys.stderr)  # a GGUF type no format holds, never silently

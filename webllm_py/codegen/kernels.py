@@ -625,9 +625,7 @@ def _plan_matmul(k: MatmulKey) -> _Plan:
     if k.xq:
         path = "idot"
     elif FORMATS[k.fmt].block is not None:
-        path = "dq8"  # GGUF block formats: _dequant.wgsl's dq8, 8 columns per step
-        if k.cols % 8:
-            raise ValueError(f"{k.name}: {k.fmt} needs cols % 8 == 0 (GGUF rows are whole blocks)")
+        path = "dq8"  # GGUF block formats: _dequant.wgsl's dq_chunk, 8 columns per step
     elif quant:
         path = "quant"
     elif k.fmt == "f16":
