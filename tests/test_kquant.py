@@ -25,6 +25,7 @@ from webllm_py.codegen import dequant
 from webllm_py.codegen.kernels import STEP, EmbeddingKey, Kernel, MatmulKey, _env, build
 from webllm_py.quant import kquant
 from webllm_py.quant.formats import FORMATS, dequantize, part_shapes, quantize
+from webllm_py.testing.browser_kernels import browser_kernel_runner  # noqa: F401
 
 gguf = pytest.importorskip("gguf")
 from gguf.quants import dequantize as gguf_dequantize  # noqa: E402
@@ -485,3 +486,26 @@ def test_matmul_q5_from_float_awkward_cols(runner, fmt, n, tn):
     emb = runner.run(build(EmbeddingKey("f32", fmt, rows, cols)),
                      {**arrays, "ids": ids, "out": sentinel((len(ids), cols), "f32")}, len(ids))["out"]
     check(emb, ref_op("embedding", [ids, wd], len(ids)), 1e-6, f"embedding {fmt} cols {cols}")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_kernels_on_swiftshader(browser_kernel_runner):
+    """The same dq8 matmul (decode + prefill forms) and embedding WGSL through Chromium's Tint on
+    SwiftShader (what the browser runtime compiles on a software adapter), every block format, against
+    gguf's dequantization (tolerances as on lavapipe)."""
+    for fmt in KFORMATS:
+        rng = rng_for("kq-swiftshader", fmt)
+        rows, cols = 37, 2 * kquant.SPECS[fmt].block if fmt in ("q5", "q5a") else 256
+        arrays, wd = kweight(rng, fmt, rows, cols)
+        for n, tn in ((1, 1), (5, 4)):
+            x = rand(rng, (n, cols), "f32")
+            out = sentinel((n + EXTRA, rows), "f32")
+            got = browser_kernel_runner.run(build(MatmulKey("f32", fmt, rows, cols, tn=tn, rpi=2, wg=8)),
+                                            {**arrays, "x": padded(x, "f32"), "out": out}, n)["out"]
+            check(got[:n], ref_op("linear", [x, wd], n), 1e-4, f"swiftshader matmul {fmt} n {n}")
+            same_bits(got[n:], out[n:], "sentinel rows")
+        ids = np.array([0, rows - 1, 5], np.int32)
+        emb = browser_kernel_runner.run(build(EmbeddingKey("f32", fmt, rows, cols)),
+                                        {**arrays, "ids": ids, "out": sentinel((3, cols), "f32")}, 3)["out"]
+        check(emb, ref_op("embedding", [ids, wd], 3), 1e-6, f"swiftshader embedding {fmt}")
