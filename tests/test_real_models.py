@@ -38,13 +38,8 @@ def test_stories260k_reference_golden(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def smollm2(tmp_path_factory):
-    gguf = smollm2_gguf()
-    out = tmp_path_factory.mktemp("smollm2")
-    return {
-        "gguf": gguf,
-        "q4": webllm_py.build(gguf, out / "q4", quantization="q4", progress=False),
-    }
+def smollm2(smollm2_q4):
+    return {"gguf": smollm2_gguf(), "q4": smollm2_q4}
 
 
 @pytest.fixture(scope="module")

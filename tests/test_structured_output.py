@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -133,13 +134,10 @@ CITY = {"type": "object", "properties": {"city": {"type": "string"}, "country": 
 
 
 @pytest.fixture(scope="module")
-def smol_engine(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    import webllm_py
-    from conftest import smollm2_gguf
+def smol_engine(smollm2_q4: Path) -> Any:
     from webllm_py.runtime.engine import Engine
 
-    out = webllm_py.build(smollm2_gguf(), tmp_path_factory.mktemp("smollm2") / "q4", quantization="q4", progress=False)
-    return Engine(out, backend="native", precision="f32")
+    return Engine(smollm2_q4, backend="native", precision="f32")
 
 
 @pytest.mark.slow

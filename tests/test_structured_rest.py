@@ -73,13 +73,9 @@ CITY = {"type": "object", "properties": {"city": {"type": "string"}, "country": 
 
 
 @pytest.fixture(scope="module")
-def smol_api(tmp_path_factory: pytest.TempPathFactory):
+def smol_api(smollm2_q4: Path):
     pytest.importorskip("xgrammar", reason="xgrammar is not installed (scripts/setup --test installs it)")
-    import webllm_py
-    from conftest import smollm2_gguf
-
-    bundle = webllm_py.build(smollm2_gguf(), tmp_path_factory.mktemp("smollm2") / "q4", quantization="q4", progress=False)
-    srv, api = _serve(bundle, "smollm2")
+    srv, api = _serve(smollm2_q4, "smollm2")
     yield api
     srv.__exit__(None, None, None)
 

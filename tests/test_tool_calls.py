@@ -254,15 +254,12 @@ def test_auto_and_none_give_content_and_tool_results_reach_the_template(bundle: 
 
 
 @pytest.mark.slow
-def test_smollm2_required_tool_call_validates(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_smollm2_required_tool_call_validates(smollm2_q4: Path) -> None:
     import jsonschema
 
-    import webllm_py
-    from conftest import smollm2_gguf
     from webllm_py.runtime.engine import Engine
 
-    out = webllm_py.build(smollm2_gguf(), tmp_path_factory.mktemp("smollm2") / "q4", quantization="q4", progress=False)
-    eng = Engine(out, backend="native", precision="f32")
+    eng = Engine(smollm2_q4, backend="native", precision="f32")
     q = [{"role": "user", "content": "What's the weather like in Paris today?"}]
     for seed, t in ((1, 0.0), (2, 0.7), (3, 1.0)):
         r = eng.chat.completions.create(messages=q, tools=[WEATHER], tool_choice="required", max_tokens=80, seed=seed, temperature=t)
