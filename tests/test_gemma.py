@@ -317,3 +317,100 @@ def test_legacy_gemma3_config_layout_reads_like_transformers(tmp_path):
     np.testing.assert_allclose(ours[gemma.INV_FREQ], rot.full_attention_inv_freq.numpy(), rtol=1e-6)
     np.testing.assert_allclose(ours[gemma.INV_FREQ_LOCAL], rot.sliding_attention_inv_freq.numpy(), rtol=1e-6)
     assert cfg.sliding_layers == tuple(int(t == "sliding_attention") for t in hf_cfg.layer_types)
+
+
+# -- GGUF ---------------------------------------------------------------------------------
+# A tiny gemma2 / gemma3 GGUF written the way llama.cpp's convert_hf_to_gguf.py writes one (its
+# tensor names, norms stored as 1 + w, q/k not permuted, a SentencePiece vocab without a space
+# prefix), each linear in another block type that bundles keep bit for bit. transformers'
+# GGUF loader is the reference (it reads the metadata it knows and takes its config class's
+# defaults for the rest: query_pre_attn_scalar 256, the local rope base, the layer pattern).
+# Tolerance 2e-4 x max|logit|: both dequantize the same blocks; only f32 summation order differs.
+
+GGUF_TYPES = ["Q8_0", "Q5_0", "Q4_0", "Q5_1", "Q4_1"]
+_GGUF_LAYER = {"input_layernorm": "attn_norm", "post_attention_layernorm": "post_attention_norm",
+               "pre_feedforward_layernorm": "ffn_norm", "post_feedforward_layernorm": "post_ffw_norm",
+               "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm",
+               "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+               "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+               "mlp.down_proj": "ffn_down"}
+
+
+def write_gemma_gguf(hf_folder, path, arch: str):
+    """The HF tiny model `hf_folder` as a `arch` ("gemma2" | "gemma3") GGUF at `path`."""
+    import gguf
+    from safetensors.numpy import load_file
+
+    cfg = json.loads((hf_folder / "config.json").read_text())
+    sd = load_file(str(hf_folder / "model.safetensors"))
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_block_count(cfg["num_hidden_layers"])
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(cfg["num_attention_heads"])
+    w.add_head_count_kv(cfg["num_key_value_heads"])
+    w.add_key_length(cfg["head_dim"])
+    w.add_value_length(cfg["head_dim"])
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_sliding_window(cfg["sliding_window"])
+    if arch == "gemma2":
+        w.add_attn_logit_softcapping(50.0)  # what transformers' loader assumes (its config default)
+        w.add_final_logit_softcapping(30.0)
+    vocab = cfg["vocab_size"]
+    toks = ["<pad>", "<eos>", "<bos>", "<unk>"] + [f"▁t{i}" if i % 3 else f"t{i}" for i in range(vocab - 4)]
+    w.add_tokenizer_model("llama")
+    w.add_token_list(toks)
+    w.add_token_scores([0.0] * 4 + [-float(i) for i in range(vocab - 4)])
+    w.add_token_types([3, 3, 3, 2] + [1] * (vocab - 4))
+    w.add_bos_token_id(2)
+    w.add_eos_token_id(1)
+    w.add_unk_token_id(3)
+    w.add_add_space_prefix(False)
+    k = 0
+    for name, t in sd.items():
+        if name == "lm_head.weight":
+            continue
+        if name == "model.embed_tokens.weight":
+            g = "token_embd.weight"
+        elif name == "model.norm.weight":
+            g = "output_norm.weight"
+        else:
+            i, rest = name[len("model.layers."):].split(".", 1)
+            g = f"blk.{i}.{_GGUF_LAYER[rest.rsplit('.', 1)[0]]}.weight"
+        t = t.astype(np.float32) + (1.0 if name.endswith("norm.weight") else 0.0)  # the converter's 1 + w
+        if t.ndim == 2:
+            qtype = gguf.GGMLQuantizationType[GGUF_TYPES[k % len(GGUF_TYPES)]]
+            k += 1
+            w.add_tensor(g, gguf.quants.quantize(t, qtype), raw_dtype=qtype)
+        else:
+            w.add_tensor(g, t)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+@pytest.mark.parametrize("arch,hf_arch", [("gemma3", "gemma3_text"), ("gemma2", "gemma2")])
+def test_gguf_matches_transformers_gguf_loader(arch, hf_arch, gemma_bundles, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    folder = gemma_bundles(hf_arch)[0]
+    path = write_gemma_gguf(folder, tmp_path / f"tiny-{arch}.gguf", arch)
+    hf = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=path.name, dtype=torch.float32)
+    with torch.no_grad():
+        ref = hf(torch.tensor([PROMPT])).logits[0].numpy()
+    bundle = webllm_py.build(path, tmp_path / "b", progress=False, prefill_chunk=16)  # default quantization
+    m = json.loads((bundle / "manifest.json").read_text())
+    linears = [w for n, w in m["weights"].items() if len(w["shape"]) == 2]
+    assert {w["format"] for w in linears} == {"q8", "q5", "q4", "q5a", "q4a"}  # every block kept as stored
+    assert all(w["error"]["max_abs"] == 0.0 for w in linears)
+    model = webllm_py.load(bundle, backend="reference", precision="f32")
+    assert np.abs(model.logits(PROMPT) - ref).max() <= bound(ref, F32_TOL)
+    native = webllm_py.load(bundle, backend="native", precision="f32")
+    try:
+        assert np.abs(native.logits(PROMPT) - ref).max() <= bound(ref, F32_TOL)
+    finally:
+        native.close()

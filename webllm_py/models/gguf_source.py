@@ -1,4 +1,4 @@
-"""GGUFSource: a llama-architecture GGUF file presented as an HF model (a ModelSource).
+"""GGUFSource: a llama, gemma2 or gemma3 GGUF file presented as an HF model (a ModelSource).
 
 The file is read with llama.cpp's own `gguf` package (GGUFReader, which memory-
 maps it, and gguf.quants.dequantize); tensors are dequantized one at a time
@@ -9,6 +9,10 @@ to float32 and renamed / re-laid-out to HF's LlamaForCausalLM conventions:
   layout into interleaved RoPE pairs; `read` undoes that (n_head for q,
   n_head_kv for k), so the weights match the original HF checkpoint.
 - No `output.weight` tensor means the embeddings are tied.
+- Per architecture (`GGUF_ARCHS`): the metadata key prefix, the tensor names, whether q/k
+  rows were permuted (llama only; Gemma uses NEOX-style rotate_half already), and Gemma's
+  norms, which llama.cpp stores as 1 + w: `read` subtracts the 1 again, as transformers' GGUF
+  loader does, so the tensors are the HF checkpoint's (the Gemma builder adds it back).
 
 Quantized blocks are kept as they are (`stored_parts`) when a bundle format holds
 the GGUF type exactly: Q4_0 -> q4, Q4_1 -> q4a, Q8_0 -> q8 (re-laid-out here) and
@@ -22,8 +26,9 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -64,6 +69,48 @@ _FLOAT_TYPES = {"F32", "F16", "BF16", "F64"}
 _LAYER_RE = re.compile(r"blk\.(\d+)\.(.+)")
 
 
+def _llama_config(src: "GGUFSource") -> dict[str, Any]:
+    return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu"}
+
+
+def _gemma_config(src: "GGUFSource") -> dict[str, Any]:
+    """Gemma 2/3 fields; the rest (query_pre_attn_scalar, the local rope base, the 2:1 / 6:1 layer
+    pattern) are the transformers config classes' defaults, as transformers' GGUF loader leaves them."""
+    gemma2 = src.arch == "gemma2"
+    cfg: dict[str, Any] = {"architectures": ["Gemma2ForCausalLM" if gemma2 else "Gemma3ForCausalLM"],
+                           "model_type": "gemma2" if gemma2 else "gemma3_text",
+                           "hidden_activation": "gelu_pytorch_tanh",
+                           "sliding_window": src._int("attention.sliding_window", 4096)}
+    for key in ("attn_logit_softcapping", "final_logit_softcapping"):  # llama.cpp writes gemma2's
+        if f"{src.arch}.{key}" in src._meta:
+            cfg[key] = src._num(key, 1.0)
+    return cfg
+
+
+@dataclass(frozen=True)
+class GGUFArch:
+    """What differs between the GGUF architectures the importer reads."""
+
+    config: Callable[["GGUFSource"], dict[str, Any]]  # config.json fields of this architecture
+    layer_names: dict[str, str]  # GGUF per-layer tensor suffix -> HF name under model.layers.{i}
+    permuted_qk: bool  # convert_hf_to_gguf.py permuted q/k rows into interleaved RoPE pairs
+    norm_offset: float = 0.0  # the converter stored every *norm.weight as w + offset
+
+
+_GEMMA_LAYER_NAMES = {**_LAYER_NAMES,
+                      "post_attention_norm.weight": "post_attention_layernorm.weight",
+                      "ffn_norm.weight": "pre_feedforward_layernorm.weight",
+                      "post_ffw_norm.weight": "post_feedforward_layernorm.weight",
+                      "attn_q_norm.weight": "self_attn.q_norm.weight",
+                      "attn_k_norm.weight": "self_attn.k_norm.weight"}
+GGUF_ARCHS: dict[str, GGUFArch] = {
+    "llama": GGUFArch(_llama_config, _LAYER_NAMES, permuted_qk=True),
+    "gemma2": GGUFArch(_gemma_config, _GEMMA_LAYER_NAMES, permuted_qk=False, norm_offset=1.0),
+    "gemma3": GGUFArch(_gemma_config, _GEMMA_LAYER_NAMES, permuted_qk=False, norm_offset=1.0),
+}
+SUPPORTED_ARCHITECTURES = list(GGUF_ARCHS)
+
+
 def _f32(v: Any) -> float:
     """A float32 metadata value as the shortest decimal that round-trips (9.99999975e-06 -> 1e-05)."""
     return float(str(np.float32(v)))
@@ -102,7 +149,7 @@ def _llama3_scaling(factors: np.ndarray, theta: float, head_dim: int, path: Path
 
 
 class GGUFSource:
-    """A llama-architecture .gguf file as a ModelSource (config, tokenizer, HF-named float32 tensors)."""
+    """A llama / gemma2 / gemma3 .gguf file as a ModelSource (config, tokenizer, HF-named float32 tensors)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -114,6 +161,7 @@ class GGUFSource:
                 f"general.architecture {arch!r} is not supported by the GGUF importer; supported: {', '.join(SUPPORTED_ARCHITECTURES)}",
                 self.path,
             )
+        self.arch, self._arch = arch, GGUF_ARCHS[arch]
         self._by_gguf = {t.name: t for t in self._reader.tensors}
         self._names = self._map_names()  # HF name -> GGUF name
         self.config = self._build_config()
@@ -125,7 +173,7 @@ class GGUFSource:
     # ---- metadata -> config.json
 
     def _key(self, suffix: str, default: Any = ...) -> Any:
-        key = f"llama.{suffix}"
+        key = f"{self.arch}.{suffix}"
         if key not in self._meta:
             if default is ...:
                 raise BuildError(f"missing required metadata key '{key}'", self.path)
@@ -134,20 +182,20 @@ class GGUFSource:
 
     def _int(self, suffix: str, default: Any = ...) -> int:
         """A positive integer metadata value (a per-layer array, a string or 0 is refused, naming the key)."""
-        if f"llama.{suffix}" not in self._meta and default is not ...:
+        if f"{self.arch}.{suffix}" not in self._meta and default is not ...:
             return default
         v = self._key(suffix)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise BuildError(f"metadata key 'llama.{suffix}' must be a positive integer, got {str(v)[:60]!r}", self.path)
+            raise BuildError(f"metadata key '{self.arch}.{suffix}' must be a positive integer, got {str(v)[:60]!r}", self.path)
         return v
 
     def _num(self, suffix: str, default: float) -> float:
         """A finite positive float32 metadata value."""
-        if f"llama.{suffix}" not in self._meta:
+        if f"{self.arch}.{suffix}" not in self._meta:
             return _f32(default)
         v = self._key(suffix)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
-            raise BuildError(f"metadata key 'llama.{suffix}' must be a finite positive number, got {str(v)[:60]!r}", self.path)
+            raise BuildError(f"metadata key '{self.arch}.{suffix}' must be a finite positive number, got {str(v)[:60]!r}", self.path)
         return _f32(v)
 
     def _build_config(self) -> dict[str, Any]:
@@ -166,12 +214,10 @@ class GGUFSource:
         tokens = self._meta.get("tokenizer.ggml.tokens")
         vocab = self._int("vocab_size", None) or (len(tokens) if tokens else None) or (int(embd.shape[1]) if embd is not None else None)
         if vocab is None:
-            raise BuildError("cannot tell the vocabulary size (no llama.vocab_size, tokens or token_embd.weight)", self.path)
+            raise BuildError(f"cannot tell the vocabulary size (no {self.arch}.vocab_size, tokens or token_embd.weight)", self.path)
         theta = self._num("rope.freq_base", 10000.0)
         cfg: dict[str, Any] = {
-            "architectures": ["LlamaForCausalLM"],
-            "model_type": "llama",
-            "hidden_act": "silu",
+            **self._arch.config(self),
             "hidden_size": hidden,
             "intermediate_size": self._int("feed_forward_length"),
             "num_hidden_layers": self._int("block_count"),
@@ -216,10 +262,10 @@ class GGUFSource:
                 continue
             hf = _GLOBAL_NAMES.get(g)
             m = _LAYER_RE.fullmatch(g)
-            if m and m.group(2) in _LAYER_NAMES:
-                hf = f"model.layers.{m.group(1)}.{_LAYER_NAMES[m.group(2)]}"
+            if m and m.group(2) in self._arch.layer_names:
+                hf = f"model.layers.{m.group(1)}.{self._arch.layer_names[m.group(2)]}"
             if hf is None:
-                raise BuildError(f"tensor '{g}' has no HF llama equivalent; not supported", self.path)
+                raise BuildError(f"tensor '{g}' has no HF {self.arch} equivalent; not supported", self.path)
             names[hf] = g
         return names
 
@@ -240,9 +286,11 @@ class GGUFSource:
         if g is None:
             raise KeyError(name)
         w = self._dequantize(g)
-        if g.endswith(("attn_q.weight", "attn_q.bias")):
+        if self._arch.norm_offset and g.endswith("norm.weight"):
+            w = w - np.float32(self._arch.norm_offset)  # back to HF's w (transformers' GGUF loader does the same)
+        if self._arch.permuted_qk and g.endswith(("attn_q.weight", "attn_q.bias")):
             w = _unpermute(w, self.config["num_attention_heads"])
-        elif g.endswith(("attn_k.weight", "attn_k.bias")):
+        elif self._arch.permuted_qk and g.endswith(("attn_k.weight", "attn_k.bias")):
             w = _unpermute(w, self.config["num_key_value_heads"])
         return np.ascontiguousarray(w, dtype=np.float32)
 
@@ -289,7 +337,7 @@ class GGUFSource:
     def _unpermute_rows(self, name: str, parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The row permutation read() undoes, applied to whole rows of blocks (every format's parts are per row)."""
         g = self._names[name]
-        heads = {"attn_q.weight": "num_attention_heads", "attn_k.weight": "num_key_value_heads"}
+        heads = {"attn_q.weight": "num_attention_heads", "attn_k.weight": "num_key_value_heads"} if self._arch.permuted_qk else {}
         for suffix, key in heads.items():
             if g.endswith(suffix):
                 order = _unpermute(np.arange(next(iter(parts.values())).shape[0]), self.config[key])
