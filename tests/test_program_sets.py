@@ -180,3 +180,13 @@ def test_bad_program_sets_metadata_is_one_error(tiny_bundles, edit, where):
     edit(m["program_sets"])
     with pytest.raises(BundleError, match="manifest.json: " + __import__("re").escape(where)):
         validate_manifest(m, "manifest.json")
+
+
+def test_memory_estimate_counts_the_sets_kv_storage(tiny_bundles):
+    """f16x2 caches are 2 bytes per element: the gpu sets' KV cache is half the f32 set's."""
+    from webllm_py.runtime.kv_sizing import memory_estimate
+
+    m = json.loads((tiny_bundles("llama", "q4") / "manifest.json").read_text())
+    f32, gpu, f16 = (memory_estimate(m, s, 64) for s in ("f32", "gpu", "f16"))
+    assert gpu.kv_cache_bytes * 2 == f32.kv_cache_bytes == f16.kv_cache_bytes * 2
+    assert gpu.other_bytes == f32.other_bytes  # f32 activations in both

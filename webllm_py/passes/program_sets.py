@@ -2,8 +2,8 @@
 
 A program set is one complete set of programs (decode, prefill, score) lowered for one adapter
 class with one activation dtype and one KV-cache storage. The runtimes pick one per adapter
-(`runtime/program_choice.py`, `web/src/program_choice.js`: the same rule, held to shared golden
-cases). The table:
+(`runtime/program_choice.py`, `web/src/gpu_device.js` chooseProgramSet: the same rule, held to
+the shared cases of web/test/fixtures/program_choice.json). The table:
 
   set      class  activations  KV storage  needs
   f32      cpu    f32          f32         -
@@ -15,7 +15,7 @@ cases). The table:
 The cpu-class sets were tuned on lavapipe/SwiftShader; the gpu-class sets ask codegen/shapes.py's
 "gpu" table for their kernels (GEMV with >= 16 invocations per output row, flash-decoding, ...).
 Why f32 activations on the gpu sets: a decode GEMV reads hidden*4 bytes of x against the
-weights' rows*cols*0.5+ bytes (< 1 %); what grows is the KV cache.
+weights' rows*cols*0.5+ bytes (< 1 %); what grows is the KV cache, so it is stored as
 "f16x2": the cache as f16 pairs in u32 words (docs/bundle-format.md), without shader-f16 (Chrome
 on Linux/NVIDIA lacks it).
 
