@@ -210,12 +210,13 @@ def test_publish_builds_an_hf_folder_first(tiny_models, tmp_path):
 # ---- in the browser -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def static_site(tiny_bundles, tmp_path) -> Iterator[str]:
-    """A published site of the tiny llama (q4) behind python's plain http.server; yields its URL."""
+@pytest.fixture(scope="module")
+def static_site(tiny_bundles, tmp_path_factory) -> Iterator[str]:
+    """A published site of the tiny llama (q4) behind python's plain http.server; yields its URL.
+    One per module: the pages only read it."""
     if not HAS_DIST:
         pytest.skip("web/dist is not built: run `cd web && npm run build`")
-    site = publish(tiny_bundles("llama", "q4"), tmp_path / "site")
+    site = publish(tiny_bundles("llama", "q4"), tmp_path_factory.mktemp("demo") / "site")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
     handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -8,6 +8,7 @@ module doc: the same f32 programs on two drivers, whose logits agree to 1e-3 x m
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,7 @@ def server(bundles):
         yield s
 
 
+@functools.cache  # four tests ask for the same plain answer: one native engine and run for all
 def _native(bundle: Path, **options) -> str:
     from webllm_py.runtime.engine import Engine
 
