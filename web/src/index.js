@@ -11,6 +11,7 @@
 //   kv_sizing.js     contextWindowSize, memory estimate   context_policy.js  contextOverflow
 //   request.js       request validation      token_bytes.js token bytes for logprobs
 //   engine.js        CreateEngine, OpenAI-style chat/completions
+//   engine_generate.js the generation loop  engine_chat.js, engine_completions.js  chat / text requests
 //   worker.js        CreateWorkerEngine (page side)  worker_handler.js  the worker side
 //   service_worker.js CreateServiceWorkerEngine (page)  service_worker_handler.js  the service worker
 //   lifecycle.js     reload, a request's signal, getMessage
