@@ -171,7 +171,7 @@ BAD_INPUTS = {
     "header_lies_about_offsets": (_lying_header, "model.safetensors", "not a valid safetensors|offsets"),
     "tensor_shape_vs_config": (_wrong_shape, "model.safetensors", "has shape .* config implies"),
     "missing_config_key": (lambda f: _edit_config(f, hidden_size=None), "config.json", "missing required key 'hidden_size'"),
-    "unknown_architecture": (lambda f: _edit_config(f, model_type="gpt_neox"), "config.json", "supported: llama, mistral, qwen2, qwen3"),
+    "unknown_architecture": (lambda f: _edit_config(f, model_type="gpt_neox"), "config.json", "'gpt_neox' is not supported; supported: gemma2, gemma3"),
     "unreadable_tokenizer": (lambda f: (f / "tokenizer.json").write_text('{"model": 42}'), "tokenizer.json", "unreadable tokenizer"),
     "missing_tokenizer": (lambda f: (f / "tokenizer.json").unlink(), "tokenizer.json", "missing"),
     "config_not_json": (lambda f: (f / "config.json").write_text("{oops"), "config.json", "not valid JSON"),
