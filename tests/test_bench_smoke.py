@@ -50,7 +50,40 @@ def test_compare_quick(tmp_path):
     assert "| browser | webllm |" in report["table"] and "| native | webllm-f32 |" in report["table"]
 
 
-def test_shape_gguf_is_a_llama_gguf_that_transformers_reads_alike(tmp_path):
+SMALL_VOCAB = 4096
+
+
+@pytest.fixture(scope="module")
+def small_vocab_source(tmp_path_factory):
+    """SmolLM2's GGUF metadata (tokenizer model, pre-tokenizer, special ids, chat template, llama.*
+    fields) with its vocabulary cut to the first SMALL_VOCAB tokens and the merges among them, and no
+    tensors: what bench/shapes.py reads from a source, at a size that keeps the tests fast (the full
+    49152-token vocabulary took gguf's and transformers' Python readers ~190 s per test under load)."""
+    import gguf
+
+    src = gguf.GGUFReader(smollm2_gguf())
+    tokens = src.fields["tokenizer.ggml.tokens"].contents()[:SMALL_VOCAB]
+    kept = set(tokens)
+    merges = [m for m in src.fields["tokenizer.ggml.merges"].contents()
+              if m.replace(" ", "") in kept and all(part in kept for part in m.split(" "))]
+    cut = {"tokenizer.ggml.tokens": tokens, "llama.vocab_size": SMALL_VOCAB, "tokenizer.ggml.merges": merges,
+           "tokenizer.ggml.token_type": src.fields["tokenizer.ggml.token_type"].contents()[:SMALL_VOCAB]}
+    out = tmp_path_factory.mktemp("source") / "small-vocab.gguf"
+    w = gguf.GGUFWriter(out, "llama")
+    for key, field in src.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue  # the writer's own
+        sub = field.types[1] if len(field.types) > 1 else None
+        w.add_key_value(key, cut.get(key, field.contents()), field.types[0], sub)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    assert len(merges) > SMALL_VOCAB // 2  # BPE's early merges make the early tokens
+    return out
+
+
+def test_shape_gguf_is_a_llama_gguf_that_transformers_reads_alike(tmp_path, small_vocab_source):
     """bench/shapes.py's random-weight GGUFs are what every engine of the benchmark runs: the bundle
     built from one must give the logits transformers computes from the same file. Tolerance
     1e-4 * max|logit|: both dequantize the same Q4_1/Q8_0 blocks exactly and compute in f32."""
@@ -66,9 +99,9 @@ def test_shape_gguf_is_a_llama_gguf_that_transformers_reads_alike(tmp_path):
     import webllm_py
 
     g = write_shape_gguf(Shape(hidden=64, layers=2, ffn=96, heads=4, kv_heads=2), tmp_path / "tiny.gguf",
-                         smollm2_gguf(), seed=3)
+                         small_vocab_source, seed=3)
     bundle = webllm_py.build(g, tmp_path / "bundle", quantization="q4", progress=False)
-    ids = [1, 504, 3458, 314, 253, 1028, 28]
+    ids = [1, 504, 3458, 314, 253, 1028, 28]  # < SMALL_VOCAB
     ours = np.asarray(webllm_py.load(bundle, backend="reference").logits(ids))
     model = transformers.AutoModelForCausalLM.from_pretrained(g.parent, gguf_file=g.name, dtype=torch.float32)
     with torch.no_grad():
@@ -77,7 +110,7 @@ def test_shape_gguf_is_a_llama_gguf_that_transformers_reads_alike(tmp_path):
     np.testing.assert_allclose(ours, ref, atol=1e-4 * np.abs(ref).max(), rtol=0)
 
 
-def test_shape_gguf_failure_leaves_no_file(tmp_path, monkeypatch):
+def test_shape_gguf_failure_leaves_no_file(tmp_path, monkeypatch, small_vocab_source):
     """A write that fails midway (here: after the header is on disk) leaves neither the GGUF nor its
     .partial behind, so the benchmark's cache never holds a truncated model."""
     import gguf
@@ -94,7 +127,7 @@ def test_shape_gguf_failure_leaves_no_file(tmp_path, monkeypatch):
     monkeypatch.setattr(gguf.GGUFWriter, "write_kv_data_to_file", broken)
     out = tmp_path / "tiny.gguf"
     with pytest.raises(OSError, match="disk full"):
-        write_shape_gguf(Shape(hidden=64, layers=1, ffn=96, heads=4, kv_heads=2), out, smollm2_gguf())
+        write_shape_gguf(Shape(hidden=64, layers=1, ffn=96, heads=4, kv_heads=2), out, small_vocab_source)
     assert list(tmp_path.iterdir()) == []
 
 
