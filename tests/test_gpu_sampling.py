@@ -174,7 +174,7 @@ def test_greedy_generation_with_gpu_argmax_equals_cpu_path(precision, tiny_bundl
     """The engine's greedy completion with tokens argmax'd on the GPU equals the CPU sampler's
     (exact: same logits, same selection rule), and the GPU path is really taken."""
     import webllm_py
-    from webllm_py.runtime import engine as engine_mod
+    from webllm_py.runtime import engine as engine_mod, generation
 
     if precision == "f16" and "shader-f16" not in adapter.features:
         pytest.skip("adapter lacks shader-f16")
@@ -188,7 +188,7 @@ def test_greedy_generation_with_gpu_argmax_equals_cpu_path(precision, tiny_bundl
     assert len(calls) == 23  # every token after the prefill's first
     with_logprobs = eng.completions.create(**req, logprobs=1)
     assert len(calls) == 23  # logprobs read the row: the CPU path
-    monkeypatch.setattr(engine_mod, "gpu_argmax_ok", lambda r, m: False)
+    monkeypatch.setattr(generation, "gpu_argmax_ok", lambda r, m: False)  # the loop lives in generation.py
     cpu = eng.completions.create(**req)
     assert gpu.choices[0].text == cpu.choices[0].text == with_logprobs.choices[0].text
     assert gpu.usage.completion_tokens == 24

@@ -32,69 +32,32 @@ What it does on top of the model's few verbs (see lm.py):
 
 One request runs at a time (the model has one KV cache); a stream holds the
 engine until it is exhausted or closed.
+
+Layout: this module holds the engine's state, its request lock and the public helpers; the
+generation loop (prefill, sampling, stopping, n choices) is generation.py, chat completions
+chat_completion.py and text completions text_completion.py, mixins of Engine.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator
 
-import numpy as np
-
-from . import openai_types as ot
+from .chat_completion import ChatCompletionMixin
+from .context_policy import ContextPolicy
 from .create_api import Chat, Completions
 from .embeddings import Embeddings, init_embedding_engine, is_embedding_bundle_dir
-from .grammar import Grammars, GrammarSpec, Guide, grammars_for
-from .context_policy import ContextPolicy
+from .grammar import Grammars
 from .kv_reuse import KVLedger, model_rule
-from .lifecycle import get_message, load_options, record_message, reload_engine
+from .lifecycle import get_message, load_options, reload_engine
 from .lm import LanguageModel
-from .request import Request, StopMatcher, completion_prompt_ids, normalize_messages, validate_request
-from .request_fields import check_fields, given
-from .structured import response_format_spec
-from .tool_calls import tool_grammar, tool_plan
-from .tool_chat import StreamedReply, ToolMode, prompt_messages, reply, template_tools, tool_mode
-from .gpu_sampling import gpu_argmax_ok
-from .sampler import Sampler, log_softmax, top_k_ids
-from .tokenizer import StreamDetokenizer, Tokenizer
+from .text_completion import TextCompletionMixin
+from .tokenizer import Tokenizer
 
 
-@dataclass
-class _TokenInfo:
-    """One generated token for logprobs: id, logprob, top (id, logprob) pairs, text offset."""
-
-    token: int
-    logprob: float
-    top: list[tuple[int, float]]
-    text_offset: int
-
-
-@dataclass
-class _Step:
-    """What one generated token produced: text now safe to emit, its logprobs, and the
-    finish reason when it ended the completion."""
-
-    text: str
-    info: _TokenInfo | None
-    finish: str | None = None
-
-
-@dataclass
-class _Result:
-    text: str = ""
-    infos: list[_TokenInfo] = field(default_factory=list)
-    finish: str | None = None
-    tokens: int = 0
-
-
-# ---- the engine ----------------------------------------------------------------------
-
-
-class Engine:
+class Engine(ChatCompletionMixin, TextCompletionMixin):
     """OpenAI-style chat/text completions over one LanguageModel."""
 
     def __init__(
@@ -186,7 +149,7 @@ class Engine:
             s[f"{k}_tokens_per_s"] = s.get(f"{k}_tokens", 0) / sec if sec > 0 else 0.0
         return s
 
-    # ---- request plumbing ----------------------------------------------------------
+    # ---- the request lock ----------------------------------------------------------
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -200,314 +163,3 @@ class Engine:
                 yield
             finally:
                 self._owner = None
-
-    def _validate(self, prompt_ids: list[int], p: dict[str, Any], chat: bool) -> Request:
-        return validate_request(prompt_ids, p, chat=chat, generation=self.generation_defaults,
-                                vocab_size=int(self.model.vocab_size), context_window=int(self.model.context_window),
-                                model_name=self.model_name)
-
-    def _compile(self, spec: GrammarSpec, req: Request) -> Any:
-        if req.ignore_eos:
-            raise ValueError(f"ignore_eos cannot be combined with {spec.field.split('.')[0]}: the grammar ends the reply with eos")
-        if self._grammars is None:
-            self._grammars = grammars_for(self.tokenizer, int(self.model.vocab_size), self.eos_token_ids)
-        return self._grammars.compile(spec)
-
-    # ---- model + KV cache ----------------------------------------------------------
-
-    def _forward(self, ids: Sequence[int], pick: bool = False) -> Any:
-        """The model's logits of the last id, or with pick the argmax id picked on the GPU."""
-        try:
-            logits = self.model.forward_argmax(ids) if pick else self.model.forward(ids)  # type: ignore[attr-defined]
-        except BaseException:
-            self._kv = None  # the model's cache state is unknown now
-            raise
-        assert self._kv is not None
-        self._kv.wrote(ids)
-        return logits
-
-    def _prefill(self, prompt_ids: list[int]) -> np.ndarray:
-        """Reuse the cached rows a fresh prefill would write bit for bit the same (kv_reuse.py),
-        forward the rest in the steps it plans; the last prompt token's logits."""
-        m = self.model
-        if self._kv is None or m.position != len(self._kv.ids):
-            # unknown state (first use, an error, or someone used the model directly)
-            m.reset()
-            self._kv = KVLedger(*self._kv_rule)
-        keep, steps = self._kv.plan(prompt_ids)
-        if keep < len(self._kv.ids):
-            m.truncate(keep)
-            self._kv.truncate(keep)
-        t0 = time.perf_counter()
-        for a, b in steps:
-            logits = self._forward(prompt_ids[a:b])
-        self._stats.update(
-            prompt_tokens=len(prompt_ids),
-            cached_tokens=keep,
-            prefill_tokens=len(prompt_ids) - keep,
-            prefill_seconds=time.perf_counter() - t0,
-        )
-        return logits
-
-    def _token_info(self, tok: int, x: np.ndarray, top: int, offset: int) -> _TokenInfo:
-        lp = log_softmax(x)
-        # under a grammar, masked ids (-inf) are no alternatives (and -inf is no JSON number)
-        tops = [(t, float(lp[t])) for t in top_k_ids(lp, top) if np.isfinite(lp[t])] if top else []
-        return _TokenInfo(tok, float(lp[tok]), tops, offset)
-
-    def _generate(self, req: Request, seed: int, logits: np.ndarray) -> Iterator[_Step]:
-        """One choice: sample until eos / stop string / max_tokens / context full.
-
-        The KV cache holds prompt + generated tokens except the last (never forwarded).
-        """
-        P = len(req.prompt_ids)
-        limit = int(self.model.context_window) - P  # prompt + completion <= context window
-        if req.max_tokens is not None:
-            limit = min(limit, req.max_tokens)
-        sampler = Sampler(req.sampling, seed, req.prompt_ids)
-        guide: Guide | None = None if req.grammar is None else self._grammars.guide(req.grammar)  # type: ignore[union-attr]
-        detok = StreamDetokenizer(self.tokenizer, req.prompt_ids, skip_special_tokens=not req.keep_special)
-        stopper = StopMatcher(req.stop)
-        pick = gpu_argmax_ok(req, self.model)  # greedy only: decode tokens argmax'd on the GPU (gpu_sampling.py)
-        picked: int | None = None
-        decoded = 0  # characters the detokenizer has produced (logprobs text_offset)
-        n = 0
-        stats = self._stats
-        t = time.perf_counter()
-
-        def step(text: str, info: _TokenInfo | None, finish: str | None = None) -> _Step:
-            # time spent producing this token, excluding the consumer's time between yields
-            stats["decode_seconds"] += time.perf_counter() - t
-            stats["decode_tokens"] += 1
-            return _Step(text, info, finish)
-
-        try:
-            while True:
-                if picked is None:
-                    tok, x = sampler.sample(logits, None if guide is None else guide.mask())
-                else:
-                    tok = picked  # exactly what the sampler would pick (nothing else reads x then)
-                n += 1
-                info = self._token_info(tok, x, req.top_logprobs, decoded) if req.logprobs else None
-                if tok in self.eos_token_ids and not req.ignore_eos:
-                    out, hit = stopper.feed(detok.flush())
-                    if not hit:
-                        out += stopper.flush()
-                    yield step(out, info, "stop")
-                    return
-                delta = detok.push(tok)
-                decoded += len(delta)
-                out, hit = stopper.feed(delta)
-                if hit:
-                    yield step(out, info, "stop")
-                    return
-                if n >= limit or self._interrupt.is_set():
-                    tail, hit = stopper.feed(detok.flush())
-                    out += tail
-                    if not hit:
-                        out += stopper.flush()
-                    yield step(out, info, "stop" if hit else "length" if n >= limit else "abort")
-                    return
-                yield step(out, info)
-                t = time.perf_counter()
-                if guide is not None:
-                    guide.advance(tok)  # the next mask is computed while the model steps (grammar.py)
-                if pick:
-                    picked = self._forward([tok], pick=True)
-                else:
-                    logits = self._forward([tok])
-        finally:
-            if guide is not None:
-                guide.close()
-                stats["grammar_seconds"] = stats.get("grammar_seconds", 0.0) + guide.mask_seconds
-
-    def _choices(self, req: Request) -> Iterator[tuple[int, Iterator[_Step]]]:
-        """(index, steps) per choice; choice k uses seed + k and the same prompt logits."""
-        self._interrupt.clear()
-        self._stats = {"decode_seconds": 0.0, "decode_tokens": 0}
-        first = self._prefill(req.prompt_ids)
-        P = len(req.prompt_ids)
-        for k in range(req.n):
-            if k:
-                # Back to just the prompt; its last logits are those we already have.
-                self.model.truncate(P)
-                assert self._kv is not None
-                self._kv.truncate(P)
-            yield k, record_message(self, k, self._generate(req, req.seed + k, first.copy() if req.n > 1 else first))
-
-    def _run(self, req: Request) -> list[_Result]:
-        results = []
-        with self._exclusive():
-            for _, steps in self._choices(req):
-                r = _Result()
-                parts = []
-                for s in steps:
-                    parts.append(s.text)
-                    r.tokens += 1
-                    if s.info is not None:
-                        r.infos.append(s.info)
-                    r.finish = s.finish
-                r.text = "".join(parts)
-                results.append(r)
-        return results
-
-    def _stream(self, req: Request) -> Iterator[tuple[str, list[_TokenInfo], str | None, int]]:
-        """(text, token infos, finish, tokens so far) per emitted piece; infos of
-        tokens that produced no text ride along with the next piece."""
-        with self._exclusive():
-            for _, steps in self._choices(req):
-                pending: list[_TokenInfo] = []
-                ntok = 0
-                for s in steps:
-                    ntok += 1
-                    if s.info is not None:
-                        pending.append(s.info)
-                    if s.text or s.finish:
-                        yield s.text, pending, s.finish, ntok
-                        pending = []
-
-    # ---- chat ----------------------------------------------------------------------
-
-    def _chat_prompt(self, messages: Any, template_kwargs: Mapping[str, Any] | None, mode: ToolMode | None = None) -> list[int]:
-        tpl = self.tokenizer.chat_template
-        msgs = prompt_messages(normalize_messages(messages), mode, tpl.template if tpl is not None else None)
-        if template_kwargs is not None and not isinstance(template_kwargs, Mapping):
-            raise ValueError("chat_template_kwargs must be an object")
-        for k in template_kwargs or {}:
-            if k in ("messages", "add_generation_prompt", "tools", "documents"):
-                raise ValueError(f"chat_template_kwargs.{k} is not allowed: the engine sets that template variable "
-                                 f"itself{' (give tools as the request field tools)' if k == 'tools' else ''}")
-        import jinja2
-
-        try:
-            text = self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tools=template_tools(mode),
-                                                      **dict(template_kwargs or {}))
-        except jinja2.TemplateError as e:
-            raise ValueError(f"messages: the chat template rejected them: {e}") from e
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def _chat_logprobs(self, infos: list[_TokenInfo]) -> ot.ChoiceLogprobs:
-        tk = self.tokenizer
-        return ot.ChoiceLogprobs(
-            content=[
-                ot.ChatCompletionTokenLogprob(
-                    token=tk.token_text(i.token),
-                    logprob=i.logprob,
-                    bytes=list(tk.token_bytes(i.token)),
-                    top_logprobs=[ot.TopLogprob(tk.token_text(t), lp, list(tk.token_bytes(t))) for t, lp in i.top],
-                )
-                for i in infos
-            ]
-        )
-
-    def create_chat_completion(self, messages: Any, **params: Any) -> ot.ChatCompletion | Iterator[ot.ChatCompletionChunk]:
-        """See `create_api.ChatCompletions.create`."""
-        check_fields(["messages", *given(params)], chat=True)
-        spec = response_format_spec(params.pop("response_format", None))
-        plan = tool_plan(params.pop("tools", None), params.pop("tool_choice", None), params.pop("parallel_tool_calls", None))
-        tpl = self.tokenizer.chat_template
-        mode = tool_mode(plan, tpl.template if tpl is not None else None)
-        if spec is not None and mode is not None and mode.constrained:
-            raise ValueError('response_format cannot be combined with tool_choice "required" or a named function '
-                             "(the reply is then the call)")
-        kwargs = params.pop("chat_template_kwargs", None)
-        prompt = self._context.fit_chat(self.model, messages, lambda m: self._chat_prompt(m, kwargs, mode),
-                                        params.get("max_tokens") or params.get("max_completion_tokens"))
-        req = self._validate(prompt, params, chat=True)
-        grammar = spec if spec is not None else tool_grammar(mode.plan, mode.family) if mode is not None else None
-        if grammar is not None:
-            req.grammar = self._compile(grammar, req)
-        req.keep_special = mode is not None and mode.parses
-        if req.stream:
-            return self._chat_stream(req, mode)
-        results = self._run(req)
-        choices = []
-        for k, r in enumerate(results):
-            message, finish = reply(mode, r.text, r.finish)
-            choices.append(ot.Choice(index=k, message=message, finish_reason=finish,  # type: ignore[arg-type]
-                                     logprobs=self._chat_logprobs(r.infos) if req.logprobs else None))
-        ct = sum(r.tokens for r in results)
-        return ot.ChatCompletion(
-            id=ot.new_id("chatcmpl"),
-            choices=choices,
-            created=ot.now(),
-            model=req.model_name,
-            usage=ot.CompletionUsage(len(prompt), ct, len(prompt) + ct),
-        )
-
-    def _chat_stream(self, req: Request, mode: ToolMode | None) -> Iterator[ot.ChatCompletionChunk]:
-        cid, created = ot.new_id("chatcmpl"), ot.now()
-
-        def chunk(choices: list[ot.ChunkChoice], usage: ot.CompletionUsage | None = None) -> ot.ChatCompletionChunk:
-            return ot.ChatCompletionChunk(id=cid, choices=choices, created=created, model=req.model_name, usage=usage)
-
-        yield chunk([ot.ChunkChoice(0, ot.ChoiceDelta(role="assistant", content=""))])
-        ntok = 0
-        out = StreamedReply(mode)  # holds back what may be a tool call (tool_chat.py)
-        for text, infos, finish, ntok in self._stream(req):
-            lp = self._chat_logprobs(infos) if req.logprobs else None
-            text = out.content(text)
-            if text:
-                yield chunk([ot.ChunkChoice(0, ot.ChoiceDelta(content=text), None, lp)])
-                lp = self._chat_logprobs([]) if req.logprobs else None
-            if finish:
-                for delta, fin in out.end(finish):
-                    yield chunk([ot.ChunkChoice(0, delta, fin, lp)])  # type: ignore[arg-type]
-                    lp = self._chat_logprobs([]) if req.logprobs else None
-        if req.include_usage:
-            P = len(req.prompt_ids)
-            yield chunk([], ot.CompletionUsage(P, ntok, P + ntok))
-
-    # ---- text completions ----------------------------------------------------------
-
-    def _completion_prompt(self, prompt: Any) -> list[int]:
-        return completion_prompt_ids(prompt, int(self.model.vocab_size),
-                                     lambda text: self.tokenizer.encode(text, add_special_tokens=True))
-
-    def _legacy_logprobs(self, infos: list[_TokenInfo]) -> ot.Logprobs:
-        tk = self.tokenizer
-        return ot.Logprobs(
-            tokens=[tk.token_text(i.token) for i in infos],
-            token_logprobs=[i.logprob for i in infos],
-            top_logprobs=[{tk.token_text(t): lp for t, lp in i.top} for i in infos],
-            text_offset=[i.text_offset for i in infos],
-        )
-
-    def create_completion(self, prompt: Any, **params: Any) -> ot.Completion | Iterator[ot.Completion]:
-        """See `create_api.Completions.create`."""
-        check_fields(["prompt", *given(params)], chat=False)
-        ids = self._context.check(self.model, self._completion_prompt(prompt))
-        req = self._validate(ids, params, chat=False)
-        if req.stream:
-            return self._completion_stream(req)
-        results = self._run(req)
-        ct = sum(r.tokens for r in results)
-        return ot.Completion(
-            id=ot.new_id("cmpl"),
-            choices=[
-                ot.CompletionChoice(
-                    index=k,
-                    text=r.text,
-                    finish_reason=r.finish,  # type: ignore[arg-type]
-                    logprobs=self._legacy_logprobs(r.infos) if req.logprobs else None,
-                )
-                for k, r in enumerate(results)
-            ],
-            created=ot.now(),
-            model=req.model_name,
-            usage=ot.CompletionUsage(len(ids), ct, len(ids) + ct),
-        )
-
-    def _completion_stream(self, req: Request) -> Iterator[ot.Completion]:
-        cid, created = ot.new_id("cmpl"), ot.now()
-        ntok = 0
-        for text, infos, finish, ntok in self._stream(req):
-            lp = self._legacy_logprobs(infos) if req.logprobs else None
-            if text:
-                yield ot.Completion(cid, [ot.CompletionChoice(0, text, None, lp)], created, req.model_name)
-                lp = self._legacy_logprobs([]) if req.logprobs else None
-            if finish:
-                yield ot.Completion(cid, [ot.CompletionChoice(0, "", finish, lp)], created, req.model_name)  # type: ignore[arg-type]
-        if req.include_usage:
-            P = len(req.prompt_ids)
-            yield ot.Completion(cid, [], created, req.model_name, usage=ot.CompletionUsage(P, ntok, P + ntok))
