@@ -1,4 +1,4 @@
-"""GGUFSource: a llama, gemma2 or gemma3 GGUF file presented as an HF model (a ModelSource).
+"""GGUFSource: a llama, gemma2, gemma3 or phi3 GGUF file presented as an HF model (a ModelSource).
 
 The file is read with llama.cpp's own `gguf` package (GGUFReader, which memory-
 maps it, and gguf.quants.dequantize); tensors are dequantized one at a time
@@ -36,7 +36,6 @@ from ..errors import BuildError
 from ..quant import kquant
 from .gguf_tokenizer import build_tokenizer
 
-SUPPORTED_ARCHITECTURES = ["llama"]
 
 # GGUF tensor name -> HF name ({i} is the layer index).
 _GLOBAL_NAMES = {
@@ -61,7 +60,7 @@ _LAYER_NAMES = {
 }
 # Tensors that carry no weights of their own: rope_freqs holds Llama 3's rope
 # scaling factors, turned back into config.rope_scaling.
-_CONSUMED = {"rope_freqs.weight"}
+_CONSUMED = {"rope_freqs.weight", "rope_factors_short.weight", "rope_factors_long.weight"}  # + phi3's longrope
 # GGUF block types a bundle format holds exactly: type -> (format, bytes per block of 32)
 _LOSSLESS = {"Q4_0": ("q4", 18), "Q4_1": ("q4a", 20), "Q8_0": ("q8", 34)}
 # float types: read() converts them without loss to f32; every other type is a quantization
@@ -87,6 +86,40 @@ def _gemma_config(src: "GGUFSource") -> dict[str, Any]:
     return cfg
 
 
+# phi3: [q; k; v] in attn_qkv and [gate; up] in ffn_up, as the HF checkpoint stores them (not permuted)
+_PHI3_LAYER_NAMES = {
+    "attn_norm.weight": "input_layernorm.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+    "attn_qkv.weight": "self_attn.qkv_proj.weight",
+    "attn_output.weight": "self_attn.o_proj.weight",
+    "ffn_up.weight": "mlp.gate_up_proj.weight",
+    "ffn_down.weight": "mlp.down_proj.weight",
+}
+
+
+def _phi3_config(src: "GGUFSource") -> dict[str, Any]:
+    """Phi-3 / Phi-3.5 / Phi-4-mini fields as convert_hf_to_gguf.py's Phi3MiniModel writes them:
+    rope.dimension_count (partial rotary), rope.scaling.original_context_length (where longrope's
+    long factors start), the longrope factors as the rope_factors_short / _long tensors with
+    rope.scaling.attn_factor, and attention.sliding_window (0: none). transformers' GGUF loader
+    reads none of these (it builds a full-rotary Phi3Config without rope scaling)."""
+    hidden, heads = src._int("embedding_length"), src._int("attention.head_count")
+    head_dim = src._int("attention.key_length", max(1, hidden // heads))
+    sliding = src._meta.get("phi3.attention.sliding_window")
+    cfg: dict[str, Any] = {"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "hidden_act": "silu",
+                           "partial_rotary_factor": src._int("rope.dimension_count", head_dim) / head_dim,
+                           "sliding_window": sliding or None, "rope_scaling": None}
+    orig = src._int("rope.scaling.original_context_length", None)
+    if orig is not None:
+        cfg["original_max_position_embeddings"] = orig
+    if "rope_factors_long.weight" in src._by_gguf:
+        cfg["rope_scaling"] = {"rope_type": "longrope",
+                               "short_factor": src._dequantize("rope_factors_short.weight").ravel().tolist(),
+                               "long_factor": src._dequantize("rope_factors_long.weight").ravel().tolist(),
+                               "attention_factor": src._num("rope.scaling.attn_factor", 1.0)}
+    return cfg
+
+
 @dataclass(frozen=True)
 class GGUFArch:
     """What differs between the GGUF architectures the importer reads."""
@@ -95,6 +128,7 @@ class GGUFArch:
     layer_names: dict[str, str]  # GGUF per-layer tensor suffix -> HF name under model.layers.{i}
     permuted_qk: bool  # convert_hf_to_gguf.py permuted q/k rows into interleaved RoPE pairs
     norm_offset: float = 0.0  # the converter stored every *norm.weight as w + offset
+    partial_rotary: bool = False  # rope.dimension_count may be below head_dim (the config says how)
 
 
 _GEMMA_LAYER_NAMES = {**_LAYER_NAMES,
@@ -107,6 +141,7 @@ GGUF_ARCHS: dict[str, GGUFArch] = {
     "llama": GGUFArch(_llama_config, _LAYER_NAMES, permuted_qk=True),
     "gemma2": GGUFArch(_gemma_config, _GEMMA_LAYER_NAMES, permuted_qk=False, norm_offset=1.0),
     "gemma3": GGUFArch(_gemma_config, _GEMMA_LAYER_NAMES, permuted_qk=False, norm_offset=1.0),
+    "phi3": GGUFArch(_phi3_config, _PHI3_LAYER_NAMES, permuted_qk=False, partial_rotary=True),
 }
 SUPPORTED_ARCHITECTURES = list(GGUF_ARCHS)
 
@@ -206,7 +241,7 @@ class GGUFSource:
         kv_heads = self._int("attention.head_count_kv", heads)
         head_dim = self._int("attention.key_length", max(1, hidden // heads))
         rope_dim = self._int("rope.dimension_count", head_dim)
-        if rope_dim != head_dim:
+        if rope_dim != head_dim and not self._arch.partial_rotary:
             raise BuildError(f"partial rotary embeddings (rope.dimension_count {rope_dim} != head_dim {head_dim}) are not supported", self.path)
         if self._int("attention.value_length", head_dim) != head_dim:
             raise BuildError("attention.value_length differs from attention.key_length; not supported", self.path)
@@ -217,7 +252,6 @@ class GGUFSource:
             raise BuildError(f"cannot tell the vocabulary size (no {self.arch}.vocab_size, tokens or token_embd.weight)", self.path)
         theta = self._num("rope.freq_base", 10000.0)
         cfg: dict[str, Any] = {
-            **self._arch.config(self),
             "hidden_size": hidden,
             "intermediate_size": self._int("feed_forward_length"),
             "num_hidden_layers": self._int("block_count"),
@@ -232,6 +266,7 @@ class GGUFSource:
             "tie_word_embeddings": "output.weight" not in self._by_gguf,
             "attention_bias": "blk.0.attn_q.bias" in self._by_gguf,
             "mlp_bias": False,
+            **self._arch.config(self),  # last: phi3's rope_scaling replaces the llama-style one above
         }
         for hf, key in (("bos_token_id", "bos"), ("eos_token_id", "eos"), ("pad_token_id", "padding")):
             v = self._meta.get(f"tokenizer.ggml.{key}_token_id")
