@@ -5,7 +5,7 @@ row slices); this table decides the kernel SHAPE that computes it, per adapter c
 
   class  linear (decode / prefill, score)        attention (decode / prefill, score)       norm prologue
   cpu    matmul decode form / tiled matmul       attention decode / prefill forms           decode
-  gpu    gemv / gemm (last-row LM head: gemv)    attention_split + combine / attention_tiled decode
+  gpu    gemv / gemm (last-row LM head: gemv)    attention_split + combine / attention_tiled decode, prefill
 
 The cpu entries are the choices tuned on lavapipe/SwiftShader (moved here from the lowering,
 unchanged: tests/test_program_sets.py holds their programs and WGSL to a golden digest).
@@ -146,10 +146,9 @@ def _gpu_kv_write(act: str, kv: str, width: int) -> K.KernelKey:
     return K.KvWriteKey(act=act, width=width, kv=_kv_field(act, kv))
 
 
-# The norm prologue in decode only for now: the GEMM's norm form with splits does not compile on
-# Naga at hidden 64 ("cannot cast a vec4<f32> to a f32", gemm.wgsl), so prefill keeps a separate
-# rms_norm dispatch (cheap beside the GEMM) until that is fixed.
+# The norm prologue in both forms: the GEMM takes a token's sum of squares from the x rows it loads
+# into its tiles, saving one dispatch and the normalized activations' round trip through memory.
 GPU = Shapes(linear=_gpu_linear, attention=_gpu_attention, rope_kv=_gpu_rope_kv, rope=_gpu_rope,
-             kv_write=_gpu_kv_write, norm_prologue_forms=frozenset({"decode"}))
+             kv_write=_gpu_kv_write, norm_prologue_forms=frozenset({"decode", "prefill"}))
 
 SHAPES: dict[str, Shapes] = {"cpu": CPU, "gpu": GPU}
