@@ -212,7 +212,8 @@ def test_auto_picks_idot_on_cpu_adapters(tiny_bundles, adapter, tmp_path):
 
     shutil.copytree(tiny_bundles("llama", "q4"), tmp_path / "b")
     m = json.loads((tmp_path / "b" / "manifest.json").read_text())
-    del m["programs"]["idot"]
+    del m["programs"]["idot"]  # a bundle built without the idot set (its program_sets entry goes too)
+    m["program_sets"] = [s for s in m.get("program_sets", []) if s["name"] != "idot"]
     (tmp_path / "b" / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(webllm_py.errors.BundleError, match="no idot programs"):
         webllm_py.load(tmp_path / "b", backend="native", precision="idot", adapter=adapter, verify=False)
