@@ -103,20 +103,22 @@ CREATE = """async ([url, opts]) => {
 }"""
 
 
-@pytest.mark.parametrize("name", ["q4", "f32", "stories"])
-def test_greedy_tokens_and_text_match_native(webgpu_browser, server, bundles, native, name):
+# the gpu sets (f32 activations, f16x2 KV cache, GPU kernel shapes) forced on SwiftShader too
+@pytest.mark.parametrize("name,precision", [("q4", "f32"), ("f32", "f32"), ("stories", "f32"), ("q4", "gpu"), ("q4", "gpu-sg")])
+def test_greedy_tokens_and_text_match_native(webgpu_browser, server, bundles, native, name, precision):
     if name not in bundles:
         pytest.skip(f"{SHARED_MODELS / 'stories260k'} is absent")
     # f32 programs: text for text needs (near) identical logits on both drivers; idot's rounding to
     # 9-bit activations can flip at a tie between SwiftShader and lavapipe (test_logits_match_native)
-    model, engine = native(bundles[name])
+    model, engine = native(bundles[name], precision)
     ids = engine.tokenizer.encode(PROMPT, add_special_tokens=True)
     want_ids = model.generate(ids, 8)
     want = engine.completions.create(prompt=PROMPT, max_tokens=8, temperature=0)
     page = _open(webgpu_browser, server)
     made = _eval(webgpu_browser, page, CREATE, [server.url(f"/b/{name}/"), {}])
     assert made["precision"] == "idot", "SwiftShader is a CPU adapter: auto must pick the idot programs"
-    _eval(webgpu_browser, page, CREATE, [server.url(f"/b/{name}/"), {"precision": "f32"}])
+    _eval(webgpu_browser, page, CREATE, [server.url(f"/b/{name}/"), {"precision": precision}])
+    assert _eval(webgpu_browser, page, "async () => engine.model.precision", None) == precision
     got = _eval(webgpu_browser, page, """async (ids) => {
       const gen = await engine.model.generate(ids, 8);
       const r = await engine.completions.create({ prompt: "%s", max_tokens: 8, temperature: 0 });
