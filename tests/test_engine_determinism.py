@@ -39,6 +39,7 @@ CASES = {
     "native-f16": ("q4", "native", "f16"),
     "native-f32-q4": ("q4", "native", "f32"),
     "native-f32": ("f32", "native", "f32"),
+    "native-gpu-sg": ("q4", "native", "gpu-sg"),  # GPU-class kernels (gemv/gemm, split and tiled attention, f16x2 KV)
     "reference": ("q4", "reference", "f32"),
 }
 
@@ -137,7 +138,7 @@ def test_multi_turn_chat_keeps_reusing_the_prompt_rows(case) -> None:
         conv = conv + [{"role": "assistant", "content": r.choices[0].message.content}]
 
 
-@pytest.mark.parametrize("precision", ["idot", "f16", "f32"])
+@pytest.mark.parametrize("precision", ["idot", "f16", "f32", "gpu", "gpu-sg"])
 def test_native_prefill_rows_do_not_depend_on_step_boundaries(tiny_bundles, precision) -> None:
     """The property the native reuse rule stands on: a KV row written by the prefill program is
     the same whatever step it was in (so a later prompt may reuse it), as long as no step of
