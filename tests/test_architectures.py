@@ -24,6 +24,8 @@ import pytest
 import torch
 
 import webllm_py
+from webllm_py.testing.browser import webgpu_browser  # noqa: F401  (the Chromium fixture)
+
 from conftest import make_tiny_model
 
 PROMPT = [(5 * i + 7) % 280 + 2 for i in range(37)]
@@ -131,3 +133,44 @@ def test_granite_multiplier_must_be_a_positive_number(tmp_path):
     with pytest.raises(BuildError, match="logits_scaling") as e:
         webllm_py.build(folder, tmp_path / "b", quantization="f32", progress=False)
     assert "config.json" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_chromium_gives_natives_tokens(arch_bundles, webgpu_browser):
+    """The npm package in Chromium (SwiftShader, f32 programs) generates native's greedy tokens for
+    every architecture here, and its last-row logits are within 1e-3 * max|logit| of native's (two
+    drivers' f32 rounding: tests/test_browser.py's tolerance)."""
+    from test_browser import _ensure_dist
+    from webllm_py.testing.browser import StaticServer
+
+    from conftest import REPO
+
+    _ensure_dist()
+    routes = {"/dist/": REPO / "web" / "dist", "/test_pages/": REPO / "web" / "test_pages"}
+    want = {}
+    for arch in ARCHS:
+        bundle, ref, greedy = arch_bundles(arch)
+        routes[f"/b/{arch}/"] = bundle
+        m = webllm_py.load(bundle, backend="native", precision="f32")
+        tokens = m.generate(PROMPT[:10], max_new_tokens=8)
+        m.reset()
+        want[arch] = (tokens, np.asarray(m.forward(PROMPT), dtype=np.float32).reshape(-1))
+        m.close()
+    with StaticServer(routes) as server:
+        page = webgpu_browser.new_page(server.url("/test_pages/engine.html"))
+        page.wait_for_function("window.webllmReady === true")
+        for arch, (tokens, last) in want.items():
+            got = page.evaluate("""async ([url, short, long]) => {
+              const engine = await webllm.CreateEngine(url, { precision: "f32" });
+              const gen = await engine.model.generate(short, 8);
+              engine.model.reset();
+              const row = Array.from(await engine.model.forward(long));
+              await engine.unload();
+              return { gen, row };
+            }""", [server.url(f"/b/{arch}/"), PROMPT[:10], PROMPT])
+            assert got["gen"] == tokens, arch
+            row = np.array(got["row"], dtype=np.float32)
+            assert row.shape == last.shape, arch
+            assert np.abs(row - last).max() <= 1e-3 * max(1.0, float(np.abs(last).max())), arch
+        page.context.close()
