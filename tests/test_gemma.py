@@ -334,17 +334,21 @@ def test_gemma3_vision_language_checkpoint_is_refused(tmp_path):
     assert "\n" not in str(e.value)
 
 
-def test_legacy_gemma3_config_layout_reads_like_transformers(tmp_path):
+@pytest.mark.parametrize("fields", [
+    dict(rope_theta=5e4, rope_local_base_freq=300.0, rope_scaling={"rope_type": "linear", "factor": 4.0},
+         sliding_window_pattern=3),
+    {},  # every rope / pattern field absent: the config class's defaults (1e6 global, 1e4 local, 5:1)
+])
+def test_legacy_gemma3_config_layout_reads_like_transformers(fields, tmp_path):
     """A transformers-4 style config.json (rope_theta, rope_local_base_freq, rope_scaling,
-    sliding_window_pattern; as google/gemma-3 checkpoints ship) gives the rope tables and layer
-    pattern transformers computes from it."""
+    sliding_window_pattern; as google/gemma-3 checkpoints ship), or one leaving them out, gives the
+    rope tables and layer pattern transformers computes from it."""
     from transformers import Gemma3TextConfig
     from transformers.models.gemma3.modeling_gemma3 import Gemma3RotaryEmbedding
 
     from webllm_py.models import gemma
 
-    legacy = dict(COMMON, model_type="gemma3_text", num_hidden_layers=7, rope_theta=5e4, rope_local_base_freq=300.0,
-                  rope_scaling={"rope_type": "linear", "factor": 4.0}, sliding_window_pattern=3)
+    legacy = dict(COMMON, model_type="gemma3_text", num_hidden_layers=7, **fields)
     cfg = gemma.parse_gemma_config(legacy, tmp_path / "config.json")
     hf_cfg = Gemma3TextConfig(**{k: v for k, v in legacy.items() if k != "model_type"})
     rot = Gemma3RotaryEmbedding(hf_cfg)

@@ -122,7 +122,7 @@ def parse_gemma_config(cfg: dict[str, Any], path: Path) -> GemmaConfig:
     window = F.integer(merged, "sliding_window", path) if any(sliding) else None
     extra: dict[str, Any] = {}
     if model_type == "gemma3_text":
-        theta, scaling, local, local_scaling = _gemma3_ropes(cfg, path)
+        theta, scaling, local, local_scaling = _gemma3_ropes(merged, path)  # merged: the class default theta
         extra = dict(rope_theta=theta, rope_scaling=scaling, rope_local_theta=local, rope_local_scaling=local_scaling)
     else:
         extra = dict(attn_softcap=_softcap(cfg, "attn_logit_softcapping", path, model_type))
