@@ -45,7 +45,7 @@ const CAP: f32 = {{ cap_lit }};  // score soft-capping: tanh(s / CAP) * CAP
 {% for d in range(hd4) %}
     s = s + dot(q{{ d }}, vec4<f32>(k_cache[{{ kb }} + {{ d }}u]));
 {% endfor %}
-{% if softcap %}
+{% if softcap is defined and softcap %}
     s = tanh_c(s / CAP) * CAP;
 {% endif %}
     let mn = max(m, s);
