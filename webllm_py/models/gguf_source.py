@@ -1,4 +1,4 @@
-"""GGUFSource: a llama, gemma2, gemma3 or phi3 GGUF file presented as an HF model (a ModelSource).
+"""GGUFSource: a llama, gemma2, gemma3, phi3, qwen2 or qwen3 GGUF file presented as an HF model (a ModelSource).
 
 The file is read with llama.cpp's own `gguf` package (GGUFReader, which memory-
 maps it, and gguf.quants.dequantize); tensors are dequantized one at a time
@@ -10,7 +10,7 @@ to float32 and renamed / re-laid-out to HF's LlamaForCausalLM conventions:
   n_head_kv for k), so the weights match the original HF checkpoint.
 - No `output.weight` tensor means the embeddings are tied.
 - Per architecture (`GGUF_ARCHS`): the metadata key prefix, the tensor names, whether q/k
-  rows were permuted (llama only; Gemma uses NEOX-style rotate_half already), and Gemma's
+  rows were permuted (llama only; Gemma, phi3 and Qwen use NEOX-style rotate_half already), and Gemma's
   norms, which llama.cpp stores as 1 + w: `read` subtracts the 1 again, as transformers' GGUF
   loader does, so the tensors are the HF checkpoint's (the Gemma builder adds it back).
 
@@ -120,6 +120,16 @@ def _phi3_config(src: "GGUFSource") -> dict[str, Any]:
     return cfg
 
 
+def _qwen_config(src: "GGUFSource") -> dict[str, Any]:
+    """Qwen2 / Qwen2.5 / Qwen3 as convert_hf_to_gguf.py's Qwen2Model / Qwen3Model write them: q/k rows
+    not permuted (NEOX rope), qwen2's q/k/v biases (attention_bias follows attn_q.bias), qwen3's
+    explicit head_dim as attention.key_length and attn_q_norm / attn_k_norm; no sliding window
+    (llama.cpp has none for either)."""
+    name = "Qwen2" if src.arch == "qwen2" else "Qwen3"
+    return {"architectures": [f"{name}ForCausalLM"], "model_type": src.arch, "hidden_act": "silu",
+            "use_sliding_window": False}
+
+
 @dataclass(frozen=True)
 class GGUFArch:
     """What differs between the GGUF architectures the importer reads."""
@@ -137,11 +147,15 @@ _GEMMA_LAYER_NAMES = {**_LAYER_NAMES,
                       "post_ffw_norm.weight": "post_feedforward_layernorm.weight",
                       "attn_q_norm.weight": "self_attn.q_norm.weight",
                       "attn_k_norm.weight": "self_attn.k_norm.weight"}
+_QWEN3_LAYER_NAMES = {**_LAYER_NAMES, "attn_q_norm.weight": "self_attn.q_norm.weight",
+                      "attn_k_norm.weight": "self_attn.k_norm.weight"}
 GGUF_ARCHS: dict[str, GGUFArch] = {
     "llama": GGUFArch(_llama_config, _LAYER_NAMES, permuted_qk=True),
     "gemma2": GGUFArch(_gemma_config, _GEMMA_LAYER_NAMES, permuted_qk=False, norm_offset=1.0),
     "gemma3": GGUFArch(_gemma_config, _GEMMA_LAYER_NAMES, permuted_qk=False, norm_offset=1.0),
     "phi3": GGUFArch(_phi3_config, _PHI3_LAYER_NAMES, permuted_qk=False, partial_rotary=True),
+    "qwen2": GGUFArch(_qwen_config, _LAYER_NAMES, permuted_qk=False),
+    "qwen3": GGUFArch(_qwen_config, _QWEN3_LAYER_NAMES, permuted_qk=False),
 }
 SUPPORTED_ARCHITECTURES = list(GGUF_ARCHS)
 
@@ -184,7 +198,7 @@ def _llama3_scaling(factors: np.ndarray, theta: float, head_dim: int, path: Path
 
 
 class GGUFSource:
-    """A llama / gemma2 / gemma3 .gguf file as a ModelSource (config, tokenizer, HF-named float32 tensors)."""
+    """A .gguf file of one of GGUF_ARCHS as a ModelSource (config, tokenizer, HF-named float32 tensors)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
