@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/kquant_bench.py                          # 576x1536, 1536x768 on the wgpu-py adapter
     .venv/bin/python bench/kquant_bench.py --shapes 576x1536 --repeat 40 --json out.json
+    .venv/bin/python bench/kquant_bench.py --browser                # the same on SwiftShader (Chromium)
 
 Each format runs the CPU sets' default decode matmul (codegen.kernels.matmul_key, n = 1, f32
 activations: the block formats take matmul.wgsl's "dq8" path, q4a its "quant" path) on random
@@ -11,6 +12,11 @@ each is its time per dispatch (the least disturbed by other load on a shared mac
 µs per dispatch, the stored weight bytes (data + scales) read per dispatch, GB/s of them, and two
 ratios against q4a: time (how much slower one matmul is) and time per weight byte (how much
 slower each byte is read: > 1 means the format's decode costs more ALU per byte than q4a's).
+
+--browser runs the kernels on Chromium's WebGPU (SwiftShader here) through
+webllm_py.testing.browser_kernels; there every run also moves its arrays through the page as
+base64, so a dispatch's time is the difference of a `repeat`-dispatch run and a 1-dispatch run
+of the same arrays, over repeat - 1.
 
 On lavapipe / SwiftShader (CPU emulators) these figures rank kernel ALU cost on a CPU, not GPU
 speed: see docs/performance.md's warning about emulator timings.
@@ -56,17 +62,25 @@ def prepare(fmt: str, rows: int, cols: int, rng) -> dict:
     return {"format": fmt, "kernel": k, "arrays": arrays, "weight_bytes": arrays["w"].nbytes + arrays["scales"].nbytes}
 
 
-def time_formats(runner: KernelRunner, cases: list[dict], repeat: int, rounds: int) -> None:
+def _timed(runner: KernelRunner, c: dict, repeat: int) -> float:
+    t0 = time.perf_counter()
+    runner.run(c["kernel"], c["arrays"], n=1, repeat=repeat)
+    return time.perf_counter() - t0
+
+
+def time_formats(runner: KernelRunner, cases: list[dict], repeat: int, rounds: int, differential: bool = False) -> None:
     """Per case the fastest of `rounds` submissions of `repeat` dispatches, the formats interleaved
-    round by round so a burst of load from other processes hits them alike (min: the least disturbed)."""
+    round by round so a burst of load from other processes hits them alike (min: the least disturbed).
+    differential: (time of `repeat` dispatches - time of 1) / (repeat - 1), cancelling per-run transfers."""
     for c in cases:
         runner.run(c["kernel"], c["arrays"], n=1)  # compile + warm
         c["times"] = []
     for _ in range(rounds):
         for c in cases:
-            t0 = time.perf_counter()
-            runner.run(c["kernel"], c["arrays"], n=1, repeat=repeat)
-            c["times"].append((time.perf_counter() - t0) / repeat)
+            if differential:
+                c["times"].append((_timed(runner, c, repeat) - _timed(runner, c, 1)) / (repeat - 1))
+            else:
+                c["times"].append(_timed(runner, c, repeat) / repeat)
     for c in cases:
         t = min(c.pop("times"))
         c.update(kernel=c["kernel"].name, us=t * 1e6, gbps=c["weight_bytes"] / t / 1e9)
@@ -79,18 +93,27 @@ def main() -> None:
     ap.add_argument("--formats", default=",".join(FORMATS))
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--browser", action="store_true", help="Chromium's WebGPU (SwiftShader here) instead of wgpu-py")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    adapter, device = request_device()
-    info = dict(adapter.info)
-    runner = KernelRunner(device)
+    if args.browser:
+        from webllm_py.testing.browser_kernels import BrowserKernelRunner
+
+        runner = BrowserKernelRunner().start()
+        info = {"device": " ".join(str(runner.adapter_info.get(k, "")) for k in ("vendor", "architecture")).strip()
+                  or "Chromium WebGPU",
+                "adapter_type": "browser", **runner.adapter_info}
+    else:
+        adapter, device = request_device()
+        info = dict(adapter.info)
+        runner = KernelRunner(device)
     rng = np.random.default_rng(0)
     results = []
     print(f"adapter: {info.get('device', '?')} ({info.get('adapter_type', '?')}), {platform.node()}")
     for shape in args.shapes.split(","):
         rows, cols = map(int, shape.split("x"))
         rows_out = [prepare(f, rows, cols, rng) for f in args.formats.split(",")]
-        time_formats(runner, rows_out, args.repeat, args.rounds)
+        time_formats(runner, rows_out, args.repeat, args.rounds, differential=args.browser)
         base = next((r for r in rows_out if r["format"] == "q4a"), None)
         print(f"\n{rows}x{cols} decode (n = 1), f32 activations")
         print(f"  {'format':6} {'us':>9} {'bytes':>10} {'GB/s':>7} {'time/q4a':>9} {'per byte/q4a':>13}")
@@ -102,6 +125,8 @@ def main() -> None:
             print(f"  {r['format']:6} {r['us']:9.1f} {r['weight_bytes']:10d} {r['gbps']:7.2f} "
                   f"{r.get('time_ratio', float('nan')):9.2f} {r.get('per_byte_ratio', float('nan')):13.2f}")
         results += rows_out
+    if args.browser:
+        runner.close()
     if args.json:
         args.json.write_text(json.dumps({"adapter": info, "results": results}, indent=1))
 
