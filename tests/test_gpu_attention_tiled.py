@@ -87,7 +87,10 @@ def test_attention_tiled_variants(runner, act, kv, heads, kv_heads, head_dim, n,
 # knobs: partial row tiles (5 rows, group 3) with key tiles of 3 over 2 lanes per row (ragged: one lane
 # scores 2 keys, the other 1); 2 keys for each of 4 lanes per row; head_dim 256 (planner); one lane
 @pytest.mark.parametrize("head_dim,knobs", [(64, dict(tq=5, tk=3, wg=10)), (64, dict(tq=4, tk=8, wg=16)),
-                                            (256, {}), (12, dict(tq=1, tk=1))])
+                                            (256, {}), (12, dict(tq=1, tk=1)),
+                                            # keys scored in passes of MAX_KPU: 7 keys per lane (2 passes,
+                                            # the second past the tile); 2 lanes x 11 keys (ragged and passes)
+                                            (16, dict(tq=5, tk=7, wg=5)), (16, dict(tq=4, tk=11, wg=8))])
 def test_attention_tiled_knobs(runner, head_dim, knobs):
     k, got, ref = _case(runner, "f32", "", 3, 1, head_dim, 9, 4, **knobs)
     check(got, ref, TOL["f32"], k.name)
@@ -144,4 +147,22 @@ def test_key_errors_say_the_fix(kw, msg):
 def test_attention_tiled_swiftshader(browser_kernel_runner, kv, heads, kv_heads, head_dim, n, p):  # noqa: F811
     """Tint compiles it and SwiftShader (4-wide subgroups, another barrier implementation) agrees."""
     k, got, ref = _case(browser_kernel_runner, "f32", kv, heads, kv_heads, head_dim, n, p)
+    check(got, ref, _tol("f32", kv), k.name)
+
+
+# the planner's one-lane-per-row shape at head_dim 16 (32 rows x 1 lane, 32 keys per lane): unrolled
+# at once, its 32 vec4 score sums made SwiftShader's compiler lose the device after ~4 min (lavapipe
+# ran it); in passes of MAX_KPU keys it compiles in ~1 s. Same shape on lavapipe and SwiftShader.
+@pytest.mark.parametrize("kv", ["", "f16x2"])
+def test_attention_tiled_one_lane_per_row(runner, kv):
+    assert tile_shape(AttentionTiledKey("f32", kv, 4, 2, 16, 0.25)).lanes_per_row == 1
+    k, got, ref = _case(runner, "f32", kv, 4, 2, 16, 16, 0)
+    check(got, ref, _tol("f32", kv), k.name)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("kv", ["", "f16x2"])
+def test_attention_tiled_one_lane_per_row_swiftshader(browser_kernel_runner, kv):  # noqa: F811
+    k, got, ref = _case(browser_kernel_runner, "f32", kv, 4, 2, 16, 16, 0)
     check(got, ref, _tol("f32", kv), k.name)

@@ -93,32 +93,45 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
     }
     workgroupBarrier();
 
-    // scores of this lane's row for keys j, j + LPR, ... (KPL of them): one Q load per KPL K loads;
+    // scores of this lane's row for keys j, j + LPR, ... (KPL of them): one Q load per {{ kpu if passes > 1 else 'KPL' }} K loads;
     // the row's LPR lanes read different (padded) K rows, the row groups share them
     let visible_to = step.p + row / GROUP;  // causal: the last key this row sees
-{% for i in range(kpl) %}
-    let t{{ i }} = {{ "min(j + " ~ i ~ "u * LPR, TK - 1u)" if ragged and loop.last else "j + " ~ i ~ "u * LPR" }};
-    var sc{{ i }} = vec4<f32>(0.0);
+{% set looped = passes > 1 %}
+{% if looped %}
+    // {{ kpu }} keys per pass of {{ passes }}: unrolling all {{ kpl }} keys' vec4 sums at once made SwiftShader's
+    // shader compiler run for minutes and lose the device (32 keys at one lane per row)
+    for (var i0 = 0u; i0 < {{ kpl }}u; i0 = i0 + {{ kpu }}u) {
+{% endif %}
+{% set ind = "  " if looped else "" %}
+{% for i in range(kpu) %}
+{% set kj = "j + (i0 + " ~ i ~ "u) * LPR" if looped else "j + " ~ i ~ "u * LPR" %}
+{% set guard = (looped and (ragged or kpl % kpu)) or (ragged and loop.last) %}
+    {{ ind }}let t{{ i }} = {{ "min(" ~ kj ~ ", TK - 1u)" if guard else kj }};
+    {{ ind }}var sc{{ i }} = vec4<f32>(0.0);
 {% endfor %}
-    for (var d = 0u; d < HD4; d = d + 1u) {
-      let qd = q_tile[r * PAD4 + d];
-{% for i in range(kpl) %}
-      sc{{ i }} = sc{{ i }} + qd * k_tile[t{{ i }} * PAD4 + d];
+    {{ ind }}for (var d = 0u; d < HD4; d = d + 1u) {
+    {{ ind }}  let qd = q_tile[r * PAD4 + d];
+{% for i in range(kpu) %}
+    {{ ind }}  sc{{ i }} = sc{{ i }} + qd * k_tile[t{{ i }} * PAD4 + d];
 {% endfor %}
-    }
-{% for i in range(kpl) %}
-{% set guard = ragged and loop.last %}
+    {{ ind }}}
+{% for i in range(kpu) %}
+{% set kj = "j + (i0 + " ~ i ~ "u) * LPR" if looped else "j + " ~ i ~ "u * LPR" %}
+{% set guard = (looped and (ragged or kpl % kpu)) or (ragged and loop.last) %}
 {% if guard %}
-    if (j + {{ i }}u * LPR < TK) {  // lanes j >= TK % LPR have one key fewer
+    {{ ind }}if ({{ kj }} < TK) {  // {{ "the last pass may run past the tile" if looped else "lanes j >= TK % LPR have one key fewer" }}
 {% endif %}
 {% set score = "sc" ~ i ~ ".x + sc" ~ i ~ ".y + sc" ~ i ~ ".z + sc" ~ i ~ ".w" %}
 {% if softcap %}{% set score = "tanh_c((" ~ score ~ ") / CAP) * CAP" %}{% endif %}
-    {{ "  " if guard }}s_tile[r * TK + t{{ i }}] = select(NEG_BIG, {{ score }},
-    {{ "  " if guard }}                          live && k0 + t{{ i }} <= visible_to{{ " && k0 + t" ~ i ~ " + WINDOW > visible_to" if window }});
+    {{ ind }}{{ "  " if guard }}s_tile[r * TK + t{{ i }}] = select(NEG_BIG, {{ score }},
+    {{ ind }}{{ "  " if guard }}                          live && k0 + t{{ i }} <= visible_to{{ " && k0 + t" ~ i ~ " + WINDOW > visible_to" if window }});
 {% if guard %}
-    }
+    {{ ind }}}
 {% endif %}
 {% endfor %}
+{% if looped %}
+    }
+{% endif %}
     workgroupBarrier();
 
     // online softmax of this row over the tile (every lane of the row keeps the same m, l);

@@ -57,6 +57,7 @@ MAX_CHUNKS = 4  # vec4 accumulator chunks per lane (16 f32 registers); more lane
 TQ_CHOICES = (32, 16, 8, 4, 2, 1)  # rows per workgroup, largest first (fewer K/V reloads per row)
 MAX_TK = 32
 MIN_TK = 8  # a smaller key tile means a barrier round per few keys: take fewer rows first
+MAX_KPU = 4  # keys a lane scores per pass (vec4 sums alive at once); all 32 at once hung SwiftShader's compiler
 
 
 @dataclass(frozen=True)
@@ -142,13 +143,15 @@ def _plan_attention_tiled(k: AttentionTiledKey) -> _Plan:
     check_kv(k, kvw)
     ts = tile_shape(k)
     group, hd4 = k.heads // k.kv_heads, k.head_dim // 4
+    kpl = -(-ts.tk // ts.lanes_per_row)  # keys per lane per tile, scored in passes of kpu
+    kpu = min(kpl, MAX_KPU)
     decls = [("q", "read", _act_arr(k.act, 4), f"(n, {qw}) {k.act}"),
              ("k_cache", "read", kv_array_type(k.act, k.kv, "vec4"), kv_layout(k.act, k.kv, kvw, "0..p+n-1 read")),
              ("v_cache", "read", kv_array_type(k.act, k.kv, "vec4"), kv_layout(k.act, k.kv, kvw, "0..p+n-1 read")),
              ("out", "read_write", _act_arr(k.act, 4), f"(n, {qw}) {k.act}"), STEP]
     return _Plan(decls, (ts.wg, 1, 1), (_ceil(f"n * {group}", ts.tq), str(k.kv_heads), "1"),
                  dict(tq=ts.tq, tk=ts.tk, lpr=ts.lanes_per_row, chunks=hd4 // ts.lanes_per_row, wg=ts.wg,  # resolved
-                      kpl=-(-ts.tk // ts.lanes_per_row), ragged=ts.tk % ts.lanes_per_row != 0,
+                      kpl=kpl, kpu=kpu, passes=-(-kpl // kpu), ragged=ts.tk % ts.lanes_per_row != 0,
                       storage=ts.storage, group=group, hd4=hd4, qw=qw, kvw=kvw, scale_lit=f32_literal(k.scale),
                       cap_lit=f32_literal(k.softcap) if k.softcap else ""))
 

@@ -15,12 +15,12 @@ no branch in the lowering's rules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import kernels as K
 from .attention_gpu import attention_combine_key, attention_split_key, partial_elements
-from .attention_tiled import AttentionTiledKey, tile_shape
+from .attention_tiled import AttentionTiledKey
 from .gemm import gemm_key
 from .gemv import gemv_key
 
@@ -126,12 +126,6 @@ def _gpu_attention(op: AttentionOp) -> list[AttentionStep]:
     if op.form == "prefill":
         tiled = AttentionTiledKey(act=op.act, kv=kv, heads=op.heads, kv_heads=op.kv_heads, head_dim=op.head_dim,
                                   scale=op.scale, window=op.window, softcap=op.softcap)
-        hd4 = op.head_dim // 4
-        if tile_shape(tiled).lanes_per_row == 1 and 1 < hd4 <= 32:
-            # one lane per row (the planner's pick at head_dim 16: 32 rows x 1 lane) hangs SwiftShader's
-            # device (found by the browser run of the tiny llama); head_dim/4 lanes per row runs there
-            tq = max(1, 32 // hd4)
-            tiled = replace(tiled, tq=tq, wg=tq * hd4)
         return [AttentionStep(tiled)]
     split = attention_split_key(op.act, kv, op.heads, op.kv_heads, op.head_dim, op.scale, subgroups=op.subgroups,
                                 window=op.window, softcap=op.softcap)
