@@ -15,9 +15,8 @@ silu_mul for the kernels.
 | embedding                              | 1e-6 normalized  | one dequantized weight, fma as dq8                     |
 | native f32 / gpu / idot vs reference   | 1e-4 / 2e-3      | f32 sums; gpu: f16x2 KV cache (k, v rounded to f16);   |
 |   (synthetic GGUF, float q5a build)    |   / 2e-3         | idot: a converted q4 tensor reads 9-bit packed x       |
-| SmolLM2 K mixes vs transformers        | 2e-3 max|logit|  | same weights (error 0); 30 layers of f32 order + the   |
-|                                        |                  | native kernels' exp/rsqrt                              |
-| perplexity vs the f32 build            | 0.5 %            | same weights: only summation order remains             |
+(SmolLM2 requantized by llama.cpp vs transformers, 2e-3 max|logit|, and its perplexity vs the f32
+build, 0.5 %: bench/kquant_real.py, which needs llama-cpp-python.)
 The SwiftShader test runs the same kernels and tolerances through Chromium/Tint (browser, slow).
 """
 
@@ -317,115 +316,10 @@ def test_gguf_build_keeps_blocks_and_names_conversions(tiny_kquant_gguf, tmp_pat
         check(got, ref, tol, f"native {precision} vs reference")
 
 
-# -- a real file: SmolLM2-135M requantized by llama.cpp --------------------------------
-#
-# llama.cpp's quantizer (llama_cpp.llama_model_quantize, allow_requantize) turns the Q4_1 GGUF of
-# SmolLM2-135M into the K mixes; hidden 576 is not a multiple of 256, so llama.cpp itself stores
-# those rows as Q4_0/Q5_0/Q5_1/Q8_0 and only ffn_down (1536 columns) as Q3_K..Q6_K (no Q2_K at all).
-# Tolerances: logits vs transformers loading the same GGUF (its loader dequantizes: the reference)
-# within 2e-3 * max|logit|: the weights are identical (kept blocks, error 0), what remains is f32
-# summation order over 30 layers (reference backend ~1e-5) and the native kernels' f32 reductions
-# plus their rounding of exp/rsqrt; perplexity within 0.5 % of the f32 build of the same GGUF
-# (same weights, so only summation-order noise: in practice ~1e-6).
-
-# the bundle formats each mix's kept blocks land in (besides q4 / q8 from its Q4_0 / Q8_0 tensors);
-# Q6_K ({q6k}) and Q3_K_M ({q4k, q5k, q5, q5a}) add no type the three tested below lack
-MIXES = {"Q4_K_M": {"q4k", "q5", "q6k"}, "Q5_K_M": {"q5k", "q5a", "q6k"}, "Q2_K": {"q3k"}}
-PROMPT = "The capital of France is Paris. The capital of Italy is"
-TEXT = ("Once upon a time, in a small village by the sea, there lived an old fisherman. Every morning he "
-        "rowed his boat past the lighthouse and cast his nets into the cold grey water.")
-
-
-class _Requantized(dict):
-    """mix -> path of SmolLM2-135M requantized by llama.cpp (made on first use, a few seconds each)."""
-
-    def __init__(self, src, out):
-        super().__init__()
-        self.src, self.out = src, out
-
-    def __missing__(self, mix):
-        import ctypes
-
-        import llama_cpp
-
-        p = llama_cpp.llama_model_quantize_default_params()
-        p.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{mix}")
-        p.allow_requantize = True
-        dst = self.out / f"smollm2-{mix}.gguf"
-        assert llama_cpp.llama_model_quantize(str(self.src).encode(), str(dst).encode(), ctypes.byref(p)) == 0, mix
-        self[mix] = dst
-        return dst
-
-
-@pytest.fixture(scope="session")
-def kquant_ggufs(tmp_path_factory):
-    from conftest import smollm2_gguf
-
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python makes the K-quant files")
-    return _Requantized(smollm2_gguf(), tmp_path_factory.mktemp("kquant_gguf"))
-
-
-def _hf_logits(path, ids):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-    with torch.no_grad():
-        return model(torch.tensor([ids])).logits[0].numpy()
-
-
-def _prompt_ids(bundle):
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_file(str(bundle / "tokenizer.json")).encode(PROMPT).ids
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("mix", ["Q4_K_M", "Q5_K_M", "Q2_K"])  # together every kept type the mixes use
-def test_smollm2_kquant_reference_matches_transformers(kquant_ggufs, mix, tmp_path):
-    """Default build (q4 scheme) keeps every block as it is: the K / Q5 formats appear, every weight's
-    error against the GGUF's values is 0, and the logits match transformers on the same file."""
-    import json
-
-    import webllm_py
-
-    pytest.importorskip("transformers")
-    b = webllm_py.build(kquant_ggufs[mix], tmp_path / "b", progress=False)
-    weights = json.loads((b / "manifest.json").read_text())["weights"]
-    formats = {w["format"] for w in weights.values()}
-    assert MIXES[mix] <= formats, formats
-    assert all(w["error"]["max_abs"] == 0.0 for w in weights.values())
-    ids = _prompt_ids(b)
-    ref = _hf_logits(kquant_ggufs[mix], ids)
-    ours = webllm_py.load(b, backend="reference").logits(ids)
-    assert np.abs(ours - ref).max() <= 2e-3 * np.abs(ref).max()
-
-
-@pytest.mark.slow
-def test_smollm2_kquant_native_and_perplexity(kquant_ggufs, tmp_path):
-    """Q4_K_M on the native backend (CPU-set kernels: q4k, q6k, q5 dq8 paths, lavapipe) matches
-    transformers; its perplexity equals the f32 build of the same file within 0.5 %."""
-    import webllm_py
-    from webllm_py.eval import perplexity
-
-    pytest.importorskip("transformers")
-    g = kquant_ggufs["Q4_K_M"]
-    b = webllm_py.build(g, tmp_path / "k", progress=False)
-    from webllm_py.bundle_summary import format_summary, inspect_summary
-    from webllm_py.quant.formats import bytes_per_weight
-
-    by_fmt = inspect_summary(b)["weights_by_format"]  # `inspect`: bytes per weight and 0 error for kept blocks
-    for fmt in MIXES["Q4_K_M"]:
-        assert by_fmt[fmt]["max_abs_err"] == 0.0 and by_fmt[fmt]["bytes_per_weight"] == bytes_per_weight(fmt), fmt
-    assert "B/weight" in format_summary(inspect_summary(b))
-    ids = _prompt_ids(b)
-    ref = _hf_logits(g, ids)
-    native = webllm_py.load(b, backend="native", precision="f32")
-    assert np.abs(native.logits(ids) - ref).max() <= 2e-3 * np.abs(ref).max()
-    f32 = webllm_py.build(g, tmp_path / "f32", quantization="f32", progress=False)
-    want = perplexity(webllm_py.load(f32, backend="reference"), TEXT)["perplexity"]
-    got = perplexity(native, TEXT)["perplexity"]
-    assert got == pytest.approx(want, rel=5e-3)
+# A real file requantized by llama.cpp's own quantizer (SmolLM2-135M Q4_K_M / Q5_K_M / Q2_K vs
+# transformers on the same GGUF, and the perplexity of the f32 build) needs llama-cpp-python, which
+# the test profile does not install: bench/kquant_real.py runs it (bench profile). The real K-quant
+# file the tests build is Gemma 3 270M Q4_K_M (tests/test_gemma.py).
 
 
 def test_js_manifest_reader_knows_the_parts():
