@@ -119,6 +119,27 @@ def tiny_bundles(tiny_models, tmp_path_factory):
     return get
 
 
+def hf_reference_bundle(tmp_path_factory, arch: str, spec: tuple[str, dict], prompt: list[int],
+                        greedy_tokens: int = 12) -> tuple[Path, Path, "np.ndarray", list[int]]:
+    """A seeded tiny `arch` model (its transformers config class, `spec`), transformers' logits of
+    `prompt`, its greedy continuation of prompt[:10], and the model's f32 bundle (prefill_chunk 16):
+    (HF folder, bundle, logits, greedy ids). The shared fixture of the architecture tests."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    import webllm_py
+
+    folder = make_tiny_model(tmp_path_factory.mktemp(f"hf-{arch}"), arch, spec=spec)
+    hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    with torch.no_grad():
+        ref = hf(torch.tensor([prompt])).logits[0].numpy()
+        greedy = hf.generate(torch.tensor([prompt[:10]]), max_new_tokens=greedy_tokens, do_sample=False,
+                             eos_token_id=1, pad_token_id=1)[0, 10:].tolist()
+    bundle = webllm_py.build(folder, tmp_path_factory.mktemp(f"b-{arch}") / "b", quantization="f32",
+                             progress=False, prefill_chunk=16)
+    return folder, bundle, ref, greedy
+
+
 def shared_model(rel: str) -> Path:
     """A file/folder under ../shared/models, or a skip that says what is missing."""
     p = SHARED_MODELS / rel

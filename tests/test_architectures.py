@@ -21,12 +21,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import webllm_py
 from webllm_py.testing.browser import webgpu_browser  # noqa: F401  (the Chromium fixture)
 
-from conftest import make_tiny_model
+from conftest import hf_reference_bundle, make_tiny_model
 
 PROMPT = [(5 * i + 7) % 280 + 2 for i in range(37)]
 COMMON = dict(hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2,
@@ -49,16 +48,7 @@ def arch_bundles(tmp_path_factory):
 
     def get(arch: str):
         if arch not in cache:
-            from transformers import AutoModelForCausalLM
-
-            folder = make_tiny_model(tmp_path_factory.mktemp(f"hf-{arch}"), arch, spec=ARCHS[arch])
-            hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-            with torch.no_grad():
-                ref = hf(torch.tensor([PROMPT])).logits[0].numpy()
-                greedy = hf.generate(torch.tensor([PROMPT[:10]]), max_new_tokens=12, do_sample=False,
-                                     eos_token_id=1, pad_token_id=1)[0, 10:].tolist()
-            bundle = webllm_py.build(folder, tmp_path_factory.mktemp(f"b-{arch}") / "b", quantization="f32",
-                                     progress=False, prefill_chunk=16)
+            _, bundle, ref, greedy = hf_reference_bundle(tmp_path_factory, arch, ARCHS[arch], PROMPT)
             cache[arch] = (bundle, ref, greedy)
         return cache[arch]
 
@@ -104,7 +94,9 @@ def test_native_every_program_set_matches_transformers(arch, arch_bundles):
         finally:
             model.close()
         ran.append(name)
-    assert {"f32", "idot"} <= set(ran), ran
+    # every set the bundle has ran (f16 only where the adapter has shader-f16), the GPU class included
+    assert set(ran) == set(sets) - ({"f16"} if "shader-f16" not in adapter.features else set()), ran
+    assert {"f32", "idot", "gpu", "gpu-sg"} <= set(ran), ran
 
 
 @pytest.mark.parametrize("field,value,msg", [

@@ -34,7 +34,7 @@ import pytest
 import torch
 
 import webllm_py
-from conftest import make_tiny_model
+from conftest import hf_reference_bundle, make_tiny_model
 from webllm_py.codegen import AttentionKey, EmbeddingKey, build
 from webllm_py.codegen.attention_gpu import AttentionSplitKey
 from webllm_py.codegen.attention_tiled import AttentionTiledKey
@@ -94,16 +94,7 @@ def gemma_bundles(tmp_path_factory):
 
     def get(arch: str):
         if arch not in cache:
-            from transformers import AutoModelForCausalLM
-
-            folder = make_tiny_model(tmp_path_factory.mktemp(f"hf-{arch}"), arch, spec=ARCHS[arch])
-            hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-            with torch.no_grad():
-                ref = hf(torch.tensor([PROMPT])).logits[0].numpy()
-                greedy = hf.generate(torch.tensor([PROMPT[:10]]), max_new_tokens=12, do_sample=False,
-                                     eos_token_id=1, pad_token_id=1)[0, 10:].tolist()
-            bundle = webllm_py.build(folder, tmp_path_factory.mktemp(f"b-{arch}") / "b", quantization="f32",
-                                     progress=False, prefill_chunk=16)
+            folder, bundle, ref, greedy = hf_reference_bundle(tmp_path_factory, arch, ARCHS[arch], PROMPT)
             cache[arch] = (folder, bundle, ref, greedy)
         return cache[arch]
 
