@@ -32,3 +32,21 @@ fn {{ fname }}(i: u32, v: vec2<f32>) {
 {% endif %}
 }
 {%- endmacro %}
+
+{#- Ring caches (a key's `ring` field R, 0: none; only sliding-window layers have one): the cache
+    holds R rows and key position t lives in row t % R. ring_fn() declares RING and kv_row, the
+    one place a template maps a position to its row; call it under `{% if ring %}` so a key
+    without a ring renders as before. row(t): the row of position expression t, i.e. t itself
+    (parenthesized when compound, as the templates wrote it) or kv_row(t). Keys iterate by
+    position either way, so a ring changes which row is read, never the order of the sums. -#}
+{% macro ring_fn() -%}
+const RING: u32 = {{ ring }}u;  // cache rows (a ring): key position t lives in row t % RING
+
+fn kv_row(t: u32) -> u32 {
+  return t % RING;
+}
+{%- endmacro %}
+
+{% macro row(t) -%}
+{% if ring is defined and ring %}kv_row({{ t }}){% elif " " in t %}({{ t }}){% else %}{{ t }}{% endif %}
+{%- endmacro %}

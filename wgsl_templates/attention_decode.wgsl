@@ -1,11 +1,16 @@
 {% import "_common.wgsl" as c with context %}
 {% import "_attention.wgsl" as att with context %}
+{% import "_kv.wgsl" as kvs with context %}
 {{ c.header("causal GQA attention over cache rows 0..p+n-1, decode form: one workgroup per (head, query); lanes split the keys (online softmax each), one combine through workgroup memory") }}
 {{ c.prelude() }}
 
 {{ att.consts() }}
 {% if window or softcap %}
 {{ att.options() }}
+{% endif %}
+{% if ring %}
+
+{{ kvs.ring_fn() }}
 {% endif %}
 const LANES: u32 = {{ lanes }}u;
 
@@ -26,7 +31,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {% else %}
   for (var t = lane; t < total; t = t + LANES) {
 {% endif %}
-    let kb = t * KVW4 + kvh * HD4;
+    let kb = {{ kvs.row("t") }} * KVW4 + kvh * HD4;
 {{ att.key_step("kb") }}
   }
   part_m[lane] = m;

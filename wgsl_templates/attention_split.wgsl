@@ -35,6 +35,10 @@ var<workgroup> acc_sh: array<vec4<f32>, {{ slices * hd4 }}>;  // (SLICES, HD4) V
 {{ kvs.load4_fn("load_k", "k_cache", kv) }}
 
 {{ kvs.load4_fn("load_v", "v_cache", kv) }}
+{% if ring %}
+
+{{ kvs.ring_fn() }}
+{% endif %}
 
 fn add_f(a: f32, b: f32) -> f32 {
   return a + b;
@@ -124,7 +128,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var m{{ g }} = NEG_BIG;
 {% endfor %}
   for (var tt = lane; tt < nk; tt = tt + WG) {
-    let kb = ({{ "ks" if window else "k0" }} + tt) * KVW4 + kvh * HD4;
+    let kb = {{ kvs.row(("ks" if window else "k0") ~ " + tt") }} * KVW4 + kvh * HD4;
 {% for g in range(group) %}
     var s{{ g }} = 0.0;
 {% endfor %}
@@ -165,7 +169,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {% endfor %}
   if (slice < SLICES) {
     for (var tt = slice; tt < nk; tt = tt + SLICES) {
-      let vv = load_v(({{ "ks" if window else "k0" }} + tt) * KVW4 + kvh * HD4 + d4);
+      let vv = load_v({{ kvs.row(("ks" if window else "k0") ~ " + tt") }} * KVW4 + kvh * HD4 + d4);
 {% for g in range(group) %}
       a{{ g }} = a{{ g }} + s_sh[{{ g }}u * BLOCK + tt] * vv;
 {% endfor %}

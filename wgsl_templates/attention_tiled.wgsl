@@ -38,6 +38,10 @@ var<workgroup> s_tile: array<f32, {{ tq * tk }}>;  // (TQ, TK) scores of the cur
 {{ kvs.load4_fn("load_k", "k_cache", kv) }}
 
 {{ kvs.load4_fn("load_v", "v_cache", kv) }}
+{% if ring %}
+
+{{ kvs.ring_fn() }}
+{% endif %}
 
 @compute @workgroup_size({{ wg }}, 1, 1)
 fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -84,7 +88,7 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
       var kt = vec4<f32>(0.0);
       var vt = vec4<f32>(0.0);
       if (k0 + t < keys) {
-        let kb = (k0 + t) * KVW4 + kvh * HD4 + d;
+        let kb = {{ kvs.row("k0 + t") }} * KVW4 + kvh * HD4 + d;
         kt = load_k(kb);
         vt = load_v(kb);
       }

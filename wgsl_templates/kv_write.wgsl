@@ -8,6 +8,10 @@
 {{ c.prelude() }}
 
 const WIDTH: u32 = {{ width }}u;
+{% if ring %}
+
+{{ kvs.ring_fn() }}
+{% endif %}
 {% if kv == "f16x2" %}
 const WORDS: u32 = {{ width // 2 }}u;  // u32 words per cache row
 
@@ -21,7 +25,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     return;
   }
   let src = t * WIDTH + 2u * w;
-  store_cache((step.p + t) * WORDS + w, vec2<f32>(f32(x[src]), f32(x[src + 1u])));
+  store_cache({{ kvs.row("step.p + t") }} * WORDS + w, vec2<f32>(f32(x[src]), f32(x[src + 1u])));
 }
 {% else %}
 
@@ -32,6 +36,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (col >= WIDTH || t >= step.n) {
     return;
   }
-  cache[(step.p + t) * WIDTH + col] = x[t * WIDTH + col];
+  cache[{{ kvs.row("step.p + t") }} * WIDTH + col] = x[t * WIDTH + col];
 }
 {% endif %}

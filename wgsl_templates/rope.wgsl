@@ -32,6 +32,10 @@ const COS_SCALE: f32 = {{ cos_scale_lit }};  // longrope's attention factor on c
 const TWO_PI_HI: f32 = 6.28125;
 const TWO_PI_LO: f32 = 0.0019353071795864769;
 const INV_TWO_PI: f32 = 0.15915494309189535;
+{% if ring is defined and ring %}
+
+{{ kvs.ring_fn() }}
+{% endif %}
 {% if f16x2 %}
 const QUARTER: u32 = {{ slots // 2 }}u;  // invocations per head: pairs (i, i + HALF) and (i + 1, i + 1 + HALF), i even
 
@@ -49,7 +53,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 {% if partial %}
   if (i >= HALF) {  // features ROT + 2 (i - HALF) .. + 3 pass through: two whole words
     let e = head * HD + ROT + 2u * (i - HALF);
-    let w = ((step.p + t) * WIDTH + e) / 2u;
+    let w = ({{ kvs.row("step.p + t") }} * WIDTH + e) / 2u;
     store_cache(w, vec2<f32>(f32(x[t * WIDTH + e]), f32(x[t * WIDTH + e + 1u])));
     store_cache(w + 1u, vec2<f32>(f32(x[t * WIDTH + e + 2u]), f32(x[t * WIDTH + e + 3u])));
     return;
@@ -66,7 +70,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let src = t * WIDTH + head * HD + i;
   let x1 = vec2<f32>(f32(x[src]), f32(x[src + 1u]));
   let x2 = vec2<f32>(f32(x[src + HALF]), f32(x[src + HALF + 1u]));
-  let dst = ((step.p + t) * WIDTH + head * HD + i) / 2u;  // u32 word of elements i, i + 1
+  let dst = ({{ kvs.row("step.p + t") }} * WIDTH + head * HD + i) / 2u;  // u32 word of elements i, i + 1
   store_cache(dst, x1 * cs - x2 * sn);
   store_cache(dst + HALF / 2u, x2 * cs + x1 * sn);
 }
@@ -85,8 +89,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (i >= HALF) {  // features ROT + 2 (i - HALF) and the next one pass through
     let e = head * HD + ROT + 2u * (i - HALF);
 {% if to_cache %}
-    cache[(step.p + t) * WIDTH + e] = x[t * WIDTH + e];
-    cache[(step.p + t) * WIDTH + e + 1u] = x[t * WIDTH + e + 1u];
+    cache[{{ kvs.row("step.p + t") }} * WIDTH + e] = x[t * WIDTH + e];
+    cache[{{ kvs.row("step.p + t") }} * WIDTH + e + 1u] = x[t * WIDTH + e + 1u];
 {% else %}
     out[t * WIDTH + e] = x[t * WIDTH + e];
     out[t * WIDTH + e + 1u] = x[t * WIDTH + e + 1u];
@@ -110,7 +114,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let x1 = f32(x[src]);
   let x2 = f32(x[src + HALF]);
 {% if to_cache %}
-  let dst = (step.p + t) * WIDTH + head * HD + i;
+  let dst = {{ kvs.row("step.p + t") }} * WIDTH + head * HD + i;
   cache[dst] = A(x1 * cs - x2 * sn);
   cache[dst + HALF] = A(x2 * cs + x1 * sn);
 {% else %}

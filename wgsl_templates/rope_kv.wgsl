@@ -38,6 +38,10 @@ const COS_SCALE: f32 = {{ cos_scale_lit }};  // longrope's attention factor on c
 const TWO_PI_HI: f32 = 6.28125;
 const TWO_PI_LO: f32 = 0.0019353071795864769;
 const INV_TWO_PI: f32 = 0.15915494309189535;
+{% if ring %}
+
+{{ kvs.ring_fn() }}
+{% endif %}
 {% if kv == "f16x2" %}
 const QUARTER: u32 = {{ slots // 2 }}u;  // invocations per head: pairs (i, i + HALF) and (i + 1, i + 1 + HALF), i even
 
@@ -61,7 +65,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (i >= HALF) {  // features ROT + 2 (i - HALF) .. + 3 pass through: q keeps them, k and v go to the caches
     if (!is_q) {
       let src = t * KVW + head * HD + ROT + 2u * (i - HALF);
-      let w = (pos * KVW + head * HD + ROT + 2u * (i - HALF)) / 2u;  // two whole words
+      let w = ({{ kvs.row("pos") }} * KVW + head * HD + ROT + 2u * (i - HALF)) / 2u;  // two whole words
       store_k(w, vec2<f32>(f32(k[src]), f32(k[src + 1u])));
       store_k(w + 1u, vec2<f32>(f32(k[src + 2u]), f32(k[src + 3u])));
       store_v(w, vec2<f32>(f32(v[src]), f32(v[src + 1u])));
@@ -90,7 +94,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     q[src + HALF + 1u] = A(r2.y);
   } else {
     let src = t * KVW + head * HD + i;
-    let dst = (pos * KVW + head * HD + i) / 2u;  // u32 word of elements i, i + 1
+    let dst = ({{ kvs.row("pos") }} * KVW + head * HD + i) / 2u;  // u32 word of elements i, i + 1
     let x1 = vec2<f32>(f32(k[src]), f32(k[src + 1u]));
     let x2 = vec2<f32>(f32(k[src + HALF]), f32(k[src + HALF + 1u]));
     store_k(dst, x1 * cs - x2 * sn);
@@ -117,7 +121,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (i >= HALF) {  // features ROT + 2 (i - HALF) and the next one pass through: q keeps them
     if (!is_q) {
       let src = t * KVW + head * HD + ROT + 2u * (i - HALF);
-      let dst = pos * KVW + head * HD + ROT + 2u * (i - HALF);
+      let dst = {{ kvs.row("pos") }} * KVW + head * HD + ROT + 2u * (i - HALF);
       k_cache[dst] = k[src];
       k_cache[dst + 1u] = k[src + 1u];
       v_cache[dst] = v[src];
@@ -142,7 +146,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     q[src + HALF] = A(x2 * cs + x1 * sn);
   } else {
     let src = t * KVW + head * HD + i;
-    let dst = pos * KVW + head * HD + i;
+    let dst = {{ kvs.row("pos") }} * KVW + head * HD + i;
     let x1 = f32(k[src]);
     let x2 = f32(k[src + HALF]);
     k_cache[dst] = A(x1 * cs - x2 * sn);

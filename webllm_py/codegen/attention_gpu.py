@@ -50,6 +50,7 @@ from .kernels import (
     _ceil,
     _Plan,
     check_kv,
+    check_ring,
     f32_literal,
     kv_array_type,
     kv_layout,
@@ -69,7 +70,8 @@ class AttentionSplitKey(KernelKey):
     kv: KV cache storage (kernels.KV_STORAGE: "" = act, "f16x2"). subgroups: max/sum
     reductions by subgroup builtins (needs the WebGPU `subgroups` feature). window > 0: a
     sliding window, query qi sees keys p+qi-window+1..p+qi (a block before it writes an empty
-    record: m = -1e30, l = 0); softcap > 0: scores tanh(s / softcap) * softcap (Gemma 2)."""
+    record: m = -1e30, l = 0); softcap > 0: scores tanh(s / softcap) * softcap (Gemma 2); ring > 0:
+    the caches are a ring of `ring` rows, key t read from row t % ring."""
 
     family: ClassVar[str] = "attention_split"
     act: str
@@ -83,6 +85,7 @@ class AttentionSplitKey(KernelKey):
     subgroups: bool = False
     window: int = field(default=0, metadata=OMIT_DEFAULT)
     softcap: float = field(default=0.0, metadata=OMIT_DEFAULT)
+    ring: int = field(default=0, metadata=OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -136,14 +139,15 @@ def _plan_split(k: AttentionSplitKey) -> _Plan:
         raise ValueError(f"{k.name}: window must be >= 0 keys and softcap >= 0 (0: none)")
     qw, kvw = k.heads * k.head_dim, k.kv_heads * k.head_dim
     check_kv(k, kvw)
+    check_ring(k, k.window)
     storage = split_storage(group, k.head_dim, k.block, k.wg)
     if storage > MAX_WORKGROUP_STORAGE:
         raise ValueError(f"{k.name}: {storage} bytes of workgroup storage (GROUP {group} x block {k.block}, "
                          f"wg {k.wg}, head_dim {k.head_dim}) exceed 16 KiB; lower block or wg")
     cache_ty = kv_array_type(k.act, k.kv, "vec4")
     decls = [("q", "read", _act_arr(k.act, 4), f"(n, {qw}) {k.act}"),
-             ("k_cache", "read", cache_ty, kv_layout(k.act, k.kv, kvw, "0..p+n-1 read")),
-             ("v_cache", "read", cache_ty, kv_layout(k.act, k.kv, kvw, "0..p+n-1 read")),
+             ("k_cache", "read", cache_ty, kv_layout(k.act, k.kv, kvw, "0..p+n-1 read", k.ring)),
+             ("v_cache", "read", cache_ty, kv_layout(k.act, k.kv, kvw, "0..p+n-1 read", k.ring)),
              _partial_decl("read_write", k.heads, k.head_dim), STEP]
     return _Plan(decls, (k.wg, 1, 1), (_ceil("p + n", k.block), str(k.kv_heads), "n"),
                  dict(group=group, hd4=hd4, qw4=qw // 4, kvw4=kvw // 4, slices=k.wg // hd4,
@@ -166,14 +170,15 @@ def _plan_combine(k: AttentionCombineKey) -> _Plan:
 
 
 def attention_split_key(act: str, kv: str, heads: int, kv_heads: int, head_dim: int, scale: float,
-                        *, subgroups: bool = False, window: int = 0, softcap: float = 0.0) -> AttentionSplitKey:
+                        *, subgroups: bool = False, window: int = 0, softcap: float = 0.0,
+                        ring: int = 0) -> AttentionSplitKey:
     """The default-tuned split kernel (module docstring): block 128 keys on 128 lanes, the block
     halved (down to 32) where GROUP x block x head_dim would pass 16 KiB of workgroup memory."""
     block, wg, group = DEFAULT_BLOCK, DEFAULT_SPLIT_WG, heads // max(kv_heads, 1)
     while block > 32 and split_storage(group, head_dim, block, wg) > MAX_WORKGROUP_STORAGE:
         block //= 2
     return AttentionSplitKey(act, kv, heads, kv_heads, head_dim, scale, block=block, wg=wg, subgroups=subgroups,
-                             window=window, softcap=softcap)
+                             window=window, softcap=softcap, ring=ring)
 
 
 def attention_combine_key(act: str, heads: int, head_dim: int, block: int) -> AttentionCombineKey:

@@ -47,6 +47,7 @@ from .kernels import (
     _ceil,
     _Plan,
     check_kv,
+    check_ring,
     f32_literal,
     kv_array_type,
     kv_layout,
@@ -67,7 +68,8 @@ class AttentionTiledKey(KernelKey):
     tq: (query, q head) rows per workgroup; tk: keys per tile; wg: lanes (tq * lanes per row).
     0 means the planner's choice (`tile_shape`). window > 0: sliding window, the query at t sees
     keys t-window+1..t (key tiles before the tile's first window are skipped); softcap > 0:
-    scores tanh(s / softcap) * softcap (Gemma 2)."""
+    scores tanh(s / softcap) * softcap (Gemma 2); ring > 0: the caches are a ring of `ring` rows,
+    key t read from row t % ring."""
 
     family: ClassVar[str] = "attention_tiled"
     act: str
@@ -81,6 +83,7 @@ class AttentionTiledKey(KernelKey):
     wg: int = 0
     window: int = field(default=0, metadata=OMIT_DEFAULT)
     softcap: float = field(default=0.0, metadata=OMIT_DEFAULT)
+    ring: int = field(default=0, metadata=OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -141,13 +144,14 @@ def _plan_attention_tiled(k: AttentionTiledKey) -> _Plan:
         raise ValueError(f"{k.name}: window must be >= 0 keys and softcap >= 0 (0: none)")
     qw, kvw = k.heads * k.head_dim, k.kv_heads * k.head_dim
     check_kv(k, kvw)
+    check_ring(k, k.window)
     ts = tile_shape(k)
     group, hd4 = k.heads // k.kv_heads, k.head_dim // 4
     kpl = -(-ts.tk // ts.lanes_per_row)  # keys per lane per tile, scored in passes of kpu
     kpu = min(kpl, MAX_KPU)
     decls = [("q", "read", _act_arr(k.act, 4), f"(n, {qw}) {k.act}"),
-             ("k_cache", "read", kv_array_type(k.act, k.kv, "vec4"), kv_layout(k.act, k.kv, kvw, "0..p+n-1 read")),
-             ("v_cache", "read", kv_array_type(k.act, k.kv, "vec4"), kv_layout(k.act, k.kv, kvw, "0..p+n-1 read")),
+             ("k_cache", "read", kv_array_type(k.act, k.kv, "vec4"), kv_layout(k.act, k.kv, kvw, "0..p+n-1 read", k.ring)),
+             ("v_cache", "read", kv_array_type(k.act, k.kv, "vec4"), kv_layout(k.act, k.kv, kvw, "0..p+n-1 read", k.ring)),
              ("out", "read_write", _act_arr(k.act, 4), f"(n, {qw}) {k.act}"), STEP]
     return _Plan(decls, (ts.wg, 1, 1), (_ceil(f"n * {group}", ts.tq), str(k.kv_heads), "1"),
                  dict(tq=ts.tq, tk=ts.tk, lpr=ts.lanes_per_row, chunks=hd4 // ts.lanes_per_row, wg=ts.wg,  # resolved

@@ -158,7 +158,8 @@ class AttentionKey(KernelKey):
     correct for any n). form="prefill": one invocation per (query, head), wg
     queries of one head per workgroup, no barriers (good for n > 1).
     window > 0: a sliding window, query at position t sees rows max(0, t-window+1)..t only (the
-    loops start there). softcap > 0: scores tanh(s / softcap) * softcap (Gemma 2)."""
+    loops start there). softcap > 0: scores tanh(s / softcap) * softcap (Gemma 2). ring > 0: the
+    caches are a ring of `ring` rows (a sliding-window layer's), key t read from row t % ring."""
 
     family: ClassVar[str] = "attention"
     act: str
@@ -170,6 +171,7 @@ class AttentionKey(KernelKey):
     wg: int = 0  # 0: the default for the form
     window: int = field(default=0, metadata=OMIT_DEFAULT)
     softcap: float = field(default=0.0, metadata=OMIT_DEFAULT)
+    ring: int = field(default=0, metadata=OMIT_DEFAULT)
 
     def lanes(self) -> int:
         if self.wg:
@@ -269,14 +271,17 @@ def _plan_attention(k: AttentionKey) -> _Plan:
         raise ValueError(f"{k.name}: form must be 'decode' or 'prefill'")
     if k.window < 0 or not k.softcap >= 0:
         raise ValueError(f"{k.name}: window must be >= 0 keys and softcap >= 0 (0: none)")
+    check_ring(k, k.window)
     lanes = k.lanes()
     k._check_wg(lanes)
     if k.form == "decode" and lanes * (k.head_dim * 4 + 8) > MAX_WORKGROUP_STORAGE:
         raise ValueError(f"{k.name}: {lanes} lanes x head_dim {k.head_dim} exceed 16 KiB of workgroup storage")
     qw, kvw = k.heads * k.head_dim, k.kv_heads * k.head_dim
     decls = [("q", "read", _act_arr(k.act, 4), f"(n, {qw}) {k.act}"),
-             ("k_cache", "read", _act_arr(k.act, 4), f"(context_window, {kvw}) {k.act}: rows 0..p+n-1 read"),
-             ("v_cache", "read", _act_arr(k.act, 4), f"(context_window, {kvw}) {k.act}: rows 0..p+n-1 read"),
+             ("k_cache", "read", _act_arr(k.act, 4), kv_layout(k.act, "", kvw, "0..p+n-1 read", k.ring)
+              if k.ring else f"(context_window, {kvw}) {k.act}: rows 0..p+n-1 read"),
+             ("v_cache", "read", _act_arr(k.act, 4), kv_layout(k.act, "", kvw, "0..p+n-1 read", k.ring)
+              if k.ring else f"(context_window, {kvw}) {k.act}: rows 0..p+n-1 read"),
              ("out", "read_write", _act_arr(k.act, 4), f"(n, {qw}) {k.act}"), STEP]
     if k.form == "decode":
         disp = (str(k.heads), "n", "1")
@@ -336,8 +341,8 @@ from .matmul import (  # noqa: E402,F401
     _plan_matmul,
 )
 from .rope_kernels import (  # noqa: E402,F401
-    check_kv, _check_kv_pairs, kv_array_type, kv_layout, KV_STORAGE, KvWriteKey, _plan_kv_write,
-    _plan_rope, _plan_rope_kv, ROPE_ATTRS, _rope_consts, _rope_table, RopeKey, RopeKvKey, with_rope,
+    check_kv, _check_kv_pairs, check_ring, kv_array_type, kv_layout, KV_STORAGE, KvWriteKey, _plan_kv_write,
+    _plan_rope, _plan_rope_kv, ROPE_ATTRS, _rope_consts, _rope_table, RopeKey, RopeKvKey, with_rope, with_ring,
 )
 from .basic_kernels import (  # noqa: E402,F401
     AddKey, AddRmsNormKey, EmbeddingKey, LastRowKey, PackKey, _plan_add_rms_norm, _plan_elementwise,

@@ -16,7 +16,8 @@ class RopeKey(KernelKey):
     """rotate_half rotary embedding at positions p..p+n-1 of x (n, heads*head_dim).
 
     to_cache=True writes the rotated rows into cache rows p..p+n-1 (the fused
-    kv_write of k) instead of an "out" buffer, stored as `kv` (KV_STORAGE; "f16x2" needs
+    kv_write of k; with `ring` R rows (p..p+n-1) % R) instead of an "out" buffer, stored as
+    `kv` (KV_STORAGE; "f16x2" needs
     to_cache and head_dim % 4 == 0: each invocation then rotates the adjacent pairs i, i+1 so
     that it writes whole u32 words)."""
 
@@ -34,11 +35,14 @@ class RopeKey(KernelKey):
     rotary_dim: int = field(default=0, metadata=OMIT_DEFAULT)
     long_after: int = field(default=0, metadata=OMIT_DEFAULT)
     cos_scale: float = field(default=1.0, metadata=OMIT_DEFAULT)
+    # a sliding-window layer's ring cache of `ring` rows: position t in row t % ring (0: a row per position)
+    ring: int = field(default=0, metadata=OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)
 class KvWriteKey(KernelKey):
-    """cache[p + i, :] = x[i, :] for i < n; width = kv_heads * head_dim. One invocation per
+    """cache[p + i, :] = x[i, :] for i < n (a ring of `ring` rows: row (p + i) % ring); width =
+    kv_heads * head_dim. One invocation per
     element, or with kv="f16x2" (KV_STORAGE) per u32 word (2 elements; width % 4 == 0)."""
 
     family: ClassVar[str] = "kv_write"
@@ -46,12 +50,15 @@ class KvWriteKey(KernelKey):
     width: int
     wg: int = 64
     kv: str = field(default="", metadata=OMIT_DEFAULT)  # cache storage (KV_STORAGE)
+    # a sliding-window layer's ring cache of `ring` rows: position t in row t % ring (0: a row per position)
+    ring: int = field(default=0, metadata=OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)
 class RopeKvKey(KernelKey):
     """The attention prologue of one step in one dispatch: for t < n at position p+t,
-    q[t] is rotated in place, rope(k[t]) goes to k_cache row p+t and v[t] to v_cache row p+t.
+    q[t] is rotated in place, rope(k[t]) goes to k_cache row p+t and v[t] to v_cache row p+t
+    (with `ring` R: row (p+t) % R).
     One invocation per (token, rotation pair); the pairs of q's heads come first, then k's
     (each k pair also copies the two matching v elements). kv="f16x2" (KV_STORAGE; head_dim %
     4 == 0) stores the caches as f16 pairs: one invocation per two adjacent rotation pairs
@@ -71,6 +78,8 @@ class RopeKvKey(KernelKey):
     rotary_dim: int = field(default=0, metadata=OMIT_DEFAULT)
     long_after: int = field(default=0, metadata=OMIT_DEFAULT)
     cos_scale: float = field(default=1.0, metadata=OMIT_DEFAULT)
+    # a sliding-window layer's ring cache of `ring` rows: position t in row t % ring (0: a row per position)
+    ring: int = field(default=0, metadata=OMIT_DEFAULT)
 
 
 # KV cache storage of a cache-writing or cache-reading key's `kv` field (wgsl_templates/_kv.wgsl):
@@ -87,10 +96,30 @@ def kv_array_type(act: str, kv: str, unit: str) -> str:
     return _act_arr(act, 4 if unit == "vec4" else 1)
 
 
-def kv_layout(act: str, kv: str, width: int, rows: str) -> str:
-    """The header comment of a cache binding."""
+def kv_layout(act: str, kv: str, width: int, rows: str, ring: int = 0) -> str:
+    """The header comment of a cache binding (`ring`: a ring cache of that many rows)."""
     what = f"{act}" if not kv else "f16 pairs in u32 words (an f16 array's bytes)"
+    if ring:
+        return f"({ring}, {width}) {what}, a ring: positions {rows}, position t in row t % {ring}"
     return f"(context_window, {width}) {what}: rows {rows}"
+
+
+def check_ring(key: Any, window: int | None = None) -> None:
+    """ValueError unless `key.ring` is 0 (no ring) or a ring size >= 1; for a cache reader
+    (`window` given) a ring also needs a sliding window of at most `ring` keys. That the ring
+    holds a whole step (ring >= window + n - 1) is checked where the step's largest n is known
+    (codegen/shapes.py AttentionOp, bundle/validate_graph.py)."""
+    if type(key.ring) is not int or key.ring < 0:
+        raise ValueError(f"{key.name}: ring must be an integer >= 0 (0: no ring), got {key.ring!r}")
+    if key.ring and window is not None and not 0 < window <= key.ring:
+        raise ValueError(f"{key.name}: ring {key.ring} needs a sliding window of 1..{key.ring} keys "
+                         f"(only sliding-window layers have a ring cache), got window {window}")
+
+
+def with_ring(key: KernelKey, attrs: dict[str, Any]) -> KernelKey:
+    """A cache-writing or cache-reading key with the `ring` of its kv_write / attention node
+    (absent: no ring, the key unchanged)."""
+    return replace(key, ring=attrs["ring"]) if attrs.get("ring") else key
 
 
 def check_kv(key: Any, width: int) -> None:
@@ -109,12 +138,15 @@ def _plan_rope(k: RopeKey) -> _Plan:
     check_kv(k, width)
     if k.kv and not k.to_cache:
         raise ValueError(f"{k.name}: kv storage applies to to_cache=True only (an 'out' buffer is activations)")
+    check_ring(k)
+    if k.ring and not k.to_cache:
+        raise ValueError(f"{k.name}: ring applies to to_cache=True only (an 'out' buffer has a row per token)")
     _check_kv_pairs(k)
     decls = [("x", "read", _act_arr(k.act), f"(n, {width}) {k.act}"),
              ("inv_freq", "read", "array<f32>", _rope_table(k))]
     if k.to_cache:
         decls.append(("cache", "read_write", kv_array_type(k.act, k.kv, "pair"),
-                      kv_layout(k.act, k.kv, width, "p..p+n-1 written")))
+                      kv_layout(k.act, k.kv, width, "p..p+n-1 written", k.ring)))
     else:
         decls.append(("out", "read_write", _act_arr(k.act), f"(n, {width}) {k.act}"))
     decls.append(STEP)
@@ -165,14 +197,15 @@ def _plan_rope_kv(k: RopeKvKey) -> _Plan:
         raise ValueError(f"{k.name}: heads and kv_heads must be >= 1")
     qw, kvw, slots = k.heads * k.head_dim, k.kv_heads * k.head_dim, k.head_dim // 2  # pair slots per head
     check_kv(k, kvw)
+    check_ring(k)
     _check_kv_pairs(k)
     cache_ty = kv_array_type(k.act, k.kv, "pair")
     decls = [("q", "read_write", _act_arr(k.act), f"(n, {qw}) {k.act}: rotated in place"),
              ("k", "read", _act_arr(k.act), f"(n, {kvw}) {k.act}"),
              ("v", "read", _act_arr(k.act), f"(n, {kvw}) {k.act}"),
              ("inv_freq", "read", "array<f32>", _rope_table(k)),
-             ("k_cache", "read_write", cache_ty, kv_layout(k.act, k.kv, kvw, "p..p+n-1 written")),
-             ("v_cache", "read_write", cache_ty, kv_layout(k.act, k.kv, kvw, "p..p+n-1 written")),
+             ("k_cache", "read_write", cache_ty, kv_layout(k.act, k.kv, kvw, "p..p+n-1 written", k.ring)),
+             ("v_cache", "read_write", cache_ty, kv_layout(k.act, k.kv, kvw, "p..p+n-1 written", k.ring)),
              STEP]
     per = 2 if k.kv == "f16x2" else 1  # rotation pairs per invocation (f16x2: whole u32 words)
     pairs = (k.heads + k.kv_heads) * slots // per
@@ -185,9 +218,10 @@ def _plan_rope_kv(k: RopeKvKey) -> _Plan:
 def _plan_kv_write(k: KvWriteKey) -> _Plan:
     k._check_act(), k._check_wg(k.wg)
     check_kv(k, k.width)
+    check_ring(k)
     decls = [("x", "read", _act_arr(k.act), f"(n, {k.width}) {k.act}"),
              ("cache", "read_write", kv_array_type(k.act, k.kv, "pair"),
-              kv_layout(k.act, k.kv, k.width, "p..p+n-1 written")), STEP]
+              kv_layout(k.act, k.kv, k.width, "p..p+n-1 written", k.ring)), STEP]
     units = k.width // 2 if k.kv == "f16x2" else k.width  # f16x2: one invocation per u32 word
     _const_groups(-(-units // k.wg), "width", k)
     return _Plan(decls, (k.wg, 1, 1), (str(-(-units // k.wg)), "n", "1"), {})

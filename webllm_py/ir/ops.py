@@ -7,7 +7,9 @@ Conventions (HF vocabulary throughout):
   n          tokens in this step, p tokens already in the KV cache;
   x          activations (n, features), f32, row-major;
   linear W   (out_features, in_features), as in torch.nn.Linear;
-  caches     (context_window, num_key_value_heads * head_dim), rows = positions;
+  caches     (context_window, num_key_value_heads * head_dim), rows = positions; a sliding-window
+             layer's caches may be a ring of R rows instead (kv_write / attention attr `ring`:
+             position t lives in row t % R);
   heads      are contiguous blocks of head_dim features (HF's view(n, heads, head_dim)).
 Ops that change state (kv_write) have no output value; split has several.
 """
@@ -114,23 +116,33 @@ def _rope(inputs, attrs, ctx):
     return out.reshape(x.shape).astype(np.float32)
 
 
+def kv_rows(positions: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
+    """The cache rows of key positions: the positions themselves, or with a ring of R rows
+    (attr `ring`, a sliding-window layer's cache) position t in row t % R."""
+    ring = attrs.get("ring") or 0
+    return positions % ring if ring else positions
+
+
 def _kv_write(inputs, attrs, ctx):
     x, cache = inputs
-    cache[ctx.p : ctx.p + ctx.n] = x
+    cache[kv_rows(np.arange(ctx.p, ctx.p + ctx.n), attrs)] = x
     return None
 
 
 def _attention(inputs, attrs, ctx):
     # Causal: the query at position p+i sees cache rows 0..p+i; with a sliding `window` only rows
     # p+i-window+1..p+i (transformers' sliding mask: kv_idx > q_idx - window). `softcap` (Gemma 2):
-    # the scaled scores become tanh(s / softcap) * softcap before the mask and softmax.
+    # the scaled scores become tanh(s / softcap) * softcap before the mask and softmax. `ring` R:
+    # key t is read from row t % R (kv_rows); only keys in the window are unmasked, and a ring
+    # holds them all when R >= window + n - 1 (the step's rows are written before it reads).
     q, kc, vc = inputs
     heads, kv_heads, hd = attrs["heads"], attrs["kv_heads"], attrs["head_dim"]
     group = heads // kv_heads
     total = ctx.p + ctx.n
     qs = q.reshape(ctx.n, heads, hd).astype(np.float32)
-    ks = kc[:total].reshape(total, kv_heads, hd).astype(np.float32)
-    vs = vc[:total].reshape(total, kv_heads, hd).astype(np.float32)
+    rows = kv_rows(np.arange(total), attrs)
+    ks = kc[rows].reshape(total, kv_heads, hd).astype(np.float32)
+    vs = vc[rows].reshape(total, kv_heads, hd).astype(np.float32)
     ks = np.repeat(ks, group, axis=1)  # (total, heads, hd)
     vs = np.repeat(vs, group, axis=1)
     scores = np.einsum("nhd,thd->hnt", qs, ks) * np.float32(attrs["scale"])
@@ -228,6 +240,10 @@ def _attention_shape(shapes, attrs):
     q, kc, vc = shapes
     if attrs["heads"] % attrs["kv_heads"]:
         raise ValueError("attention: heads must be a multiple of kv_heads")
+    ring = attrs.get("ring") or 0
+    if ring and not 0 < attrs.get("window", 0) <= ring:
+        raise ValueError(f"attention: ring {ring} needs a sliding window of at most {ring} keys "
+                         f"(got window {attrs.get('window', 0)})")
     return (q[0], attrs["heads"] * attrs["head_dim"])
 
 
@@ -248,7 +264,7 @@ OPS: dict[str, OpDef] = {
         OpDef("linear", _linear_shape, _linear, "x @ W.T (+ bias)"),
         OpDef("rope", _rope_shape, _rope, "rotary embedding (rotate_half pairs over the first rotary_dim "
                                                  "features of each head) at positions p..p+n-1"),
-        OpDef("kv_write", _kv_write_shape, _kv_write, "cache[p:p+n] = x"),
+        OpDef("kv_write", _kv_write_shape, _kv_write, "cache[p:p+n] = x (a ring of R rows: cache[(p:p+n) % R])"),
         OpDef("attention", _attention_shape, _attention, "causal GQA softmax([softcap] q k^T * scale) v over cache rows 0..p+n-1 [last `window` rows]"),
         OpDef("silu_mul", _same_as_first, _silu_mul, "silu(gate) * up"),
         OpDef("gelu_mul", _same_as_first, _gelu_mul, "gelu_tanh(gate) * up (Gemma's GeGLU)"),

@@ -1,0 +1,205 @@
+"""Ring KV caches of sliding-window layers (issue 12): a cache of R = window + prefill_chunk - 1
+rows where position t lives in row t % R.
+
+Kernels (every cache writer and every attention kernel with `ring`) run on lavapipe (and two on
+SwiftShader) against ir/ops.py's references with the same `ring` attr; the ring cache a kernel
+sees is what writes in position order leave: row r holds the last position t < p + n with
+t % R == r, rows no query may read hold NaN (a kernel reading one fails). Each attention case
+also runs the same key without a ring over the whole position-indexed cache: the outputs must
+be the same bits (keys are summed in position order either way; that is what keeps KV-prefix
+reuse exact).
+
+| what                               | tol        | why                                                     |
+|------------------------------------|------------|---------------------------------------------------------|
+| attention, kv ""                   | 1e-4       | test_kernels.py's f32 attention tolerance (sum order, exp) |
+| attention, kv "f16x2"              | 2e-3       | test_gpu_attention_tiled.py: the reference gets f32 K/V, |
+|                                    |            | the kernel their f16 rounding                           |
+| ring vs no ring, same kernel       | exact      | same keys, same order: bit-identical                    |
+| kv_write / rope_kv v, kv ""        | exact      | a copy                                                  |
+| kv_write / rope_kv v, f16x2        | 1 f16 ulp  | pack2x16float's rounding (test_gpu_attention.py)        |
+| rope / rope_kv k                   | 1e-5, f16x2 2e-3 | test_kernels.py's elementwise rope; f16 store     |
+| rows a step does not write         | exact      | bytes unchanged (no write to another position's row)    |
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from test_gpu_attention import f16_close, run_flash
+from test_kernels import (  # noqa: F401  (runner: the module's lavapipe fixture)
+    EXTRA, NP, TOL, TOL_ELEMENTWISE, check, f, inv_freq_for, padded, rand, ref_op, rng_for, runner, same_bits,
+    sentinel,
+)
+
+from webllm_py.codegen import KvWriteKey, RopeKey, RopeKvKey, build
+from webllm_py.codegen.attention_gpu import attention_split_key
+from webllm_py.codegen.attention_tiled import AttentionTiledKey
+from webllm_py.codegen.kernels import AttentionKey
+from webllm_py.testing.browser_kernels import browser_kernel_runner  # noqa: F401  (the SwiftShader fixture)
+
+TOL_F16_KV = 2e-3
+W, C = 8, 4  # window, largest step: R = W + C - 1
+R = W + C - 1
+HEADS, KV_HEADS, HD = 4, 2, 16
+KVW = KV_HEADS * HD
+
+
+def ring_of(full: np.ndarray, p: int, n: int, ring: int, store: str) -> np.ndarray:
+    """The ring cache that writes of positions 0..p+n-1 in order leave (row r: the last position t
+    with t % ring == r), NaN in rows no query of the step reads (positions before p - W + 1)
+    and rows never written."""
+    out = sentinel((ring, full.shape[1]), store)
+    for t in range(max(0, p - W + 1), p + n):
+        out[t % ring] = full[t]
+    return out
+
+
+def _attention_key(family: str, kv: str, ring: int):
+    scale = 1.0 / math.sqrt(HD)
+    if family == "attention_split":
+        return attention_split_key("f32", kv, HEADS, KV_HEADS, HD, scale, window=W, ring=ring)
+    if family == "attention_tiled":
+        return AttentionTiledKey("f32", kv, HEADS, KV_HEADS, HD, scale, window=W, ring=ring)
+    return AttentionKey("f32", HEADS, KV_HEADS, HD, scale, form=family.split(":")[1], window=W, ring=ring)
+
+
+def _run_attention(r, key, q, kc, vc, n, p):
+    if key.family == "attention_split":
+        return run_flash(r, key, q, kc, vc, n, p)
+    out = sentinel((n + EXTRA, HEADS * HD), "f32")
+    got = r.run(build(key), {"q": padded(q, "f32"), "k_cache": kc, "v_cache": vc, "out": out}, n, p)["out"]
+    same_bits(got[n:], out[n:], "out rows past n")
+    return got[:n]
+
+
+def attention_case(r, family: str, kv: str, n: int, p: int) -> None:
+    rng = rng_for("ring_att", family, kv, n, p)
+    store = "f16" if kv == "f16x2" else "f32"
+    q = rand(rng, (n, HEADS * HD), "f32", 2.0)
+    kf, vf = rand(rng, (p + n, KVW), store, 2.0), rand(rng, (p + n, KVW), store)
+    kr, vr = ring_of(kf, p, n, R, store), ring_of(vf, p, n, R, store)
+    key = _attention_key(family, kv, R)
+    got = _run_attention(r, key, q, kr, vr, n, p)
+    # the reference reads the ring through ir/ops.py's row map; NaN rows (never in a window) as 0
+    ref = ref_op("attention", [q, np.nan_to_num(f(kr)), np.nan_to_num(f(vr))], n, p, heads=HEADS,
+                 kv_heads=KV_HEADS, head_dim=HD, scale=key.scale, window=W, ring=R)
+    check(got, ref, TOL_F16_KV if kv else TOL["f32"], key.name)
+    nan_tail = lambda a: np.concatenate([a, sentinel((EXTRA, KVW), store)])  # noqa: E731
+    plain = _run_attention(r, _attention_key(family, kv, 0), q, nan_tail(kf), nan_tail(vf), n, p)
+    same_bits(got, plain, f"{key.name} vs the same kernel without a ring")
+
+
+# p + n wraps the 11-row ring 3 times (p 30) or not yet (p 2: rows never written are NaN)
+@pytest.mark.parametrize("family,kv,n,p", [
+    ("attention:decode", "", 1, 30), ("attention:decode", "", 4, 2), ("attention:prefill", "", 4, 30),
+    ("attention_split", "", 1, 30), ("attention_split", "f16x2", 1, 41),
+    ("attention_tiled", "", 4, 30), ("attention_tiled", "f16x2", 4, 2), ("attention_tiled", "f16x2", 3, 37)])
+def test_attention_ring(runner, family, kv, n, p):
+    attention_case(runner, family, kv, n, p)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("family,kv,n,p", [("attention_tiled", "f16x2", 4, 30), ("attention_split", "f16x2", 1, 30)])
+def test_attention_ring_swiftshader(browser_kernel_runner, family, kv, n, p):  # noqa: F811
+    attention_case(browser_kernel_runner, family, kv, n, p)
+
+
+def _old_ring(rng, store: str) -> np.ndarray:
+    return rand(rng, (R, KVW), store)  # earlier positions' rows: only the step's rows may change
+
+
+def _check_rows(got, before, ref, p, n, kv, tol, what):
+    rows = [(p + i) % R for i in range(n)]
+    if kv:
+        if tol is None:
+            f16_close(got[rows], ref, what)
+        else:
+            check(got[rows], ref, tol, what)
+    elif tol is None:
+        same_bits(got[rows], ref.astype(np.float32), what)
+    else:
+        check(got[rows], ref, tol, what)
+    keep = [r for r in range(R) if r not in rows]
+    same_bits(got[keep], before[keep], f"{what}: rows the step does not write")
+
+
+# positions 19..23 of an 11-row ring: rows 8, 9, 10, 0, 1 (p + n wraps it twice)
+N_W, P_W = 5, 19
+
+
+@pytest.mark.parametrize("kv", ["", "f16x2"])
+def test_kv_write_ring(runner, kv):
+    rng = rng_for("ring_kvw", kv)
+    store = "f16" if kv else "f32"
+    x = rand(rng, (N_W, KVW), "f32")
+    cache = _old_ring(rng, store)
+    got = runner.run(build(KvWriteKey("f32", KVW, kv=kv, ring=R)), {"x": padded(x, "f32"), "cache": cache},
+                     N_W, P_W)["cache"]
+    ref = f(cache)
+    ref_op("kv_write", [x, ref], N_W, P_W, ring=R)
+    _check_rows(got, cache, ref[[(P_W + i) % R for i in range(N_W)]], P_W, N_W, kv, None, "kv_write ring")
+
+
+@pytest.mark.parametrize("kv", ["", "f16x2"])
+def test_rope_to_cache_ring(runner, kv):
+    rng = rng_for("ring_rope", kv)
+    store = "f16" if kv else "f32"
+    x, inv = rand(rng, (N_W, KVW), "f32"), inv_freq_for(HD)
+    cache = _old_ring(rng, store)
+    k = build(RopeKey("f32", KV_HEADS, HD, to_cache=True, kv=kv, ring=R))
+    got = runner.run(k, {"x": padded(x, "f32"), "inv_freq": inv, "cache": cache}, N_W, P_W)["cache"]
+    ref = ref_op("rope", [x, inv], N_W, P_W, heads=KV_HEADS, head_dim=HD)  # rotated at the positions, not rows
+    _check_rows(got, cache, ref, P_W, N_W, kv, TOL_F16_KV if kv else TOL_ELEMENTWISE["f32"], k.name)
+
+
+@pytest.mark.parametrize("kv", ["", "f16x2"])
+def test_rope_kv_ring(runner, kv):
+    rng = rng_for("ring_ropekv", kv)
+    store = "f16" if kv else "f32"
+    q, kk, v = rand(rng, (N_W, HEADS * HD), "f32"), rand(rng, (N_W, KVW), "f32"), rand(rng, (N_W, KVW), "f32")
+    inv = inv_freq_for(HD)
+    caches = {name: _old_ring(rng, store) for name in ("k_cache", "v_cache")}
+    k = build(RopeKvKey("f32", HEADS, KV_HEADS, HD, kv=kv, ring=R))
+    got = runner.run(k, {"q": padded(q, "f32"), "k": padded(kk, "f32"), "v": padded(v, "f32"), "inv_freq": inv,
+                         **caches}, N_W, P_W)
+    check(got["q"][:N_W], ref_op("rope", [q, inv], N_W, P_W, heads=HEADS, head_dim=HD), TOL_ELEMENTWISE["f32"],
+          "rope_kv q")
+    k_ref = ref_op("rope", [kk, inv], N_W, P_W, heads=KV_HEADS, head_dim=HD)
+    _check_rows(got["k_cache"], caches["k_cache"], k_ref, P_W, N_W, kv, TOL_F16_KV if kv else TOL_ELEMENTWISE["f32"],
+                "rope_kv k ring")
+    _check_rows(got["v_cache"], caches["v_cache"], v, P_W, N_W, kv, None, "rope_kv v ring")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_rope_kv_ring_swiftshader(browser_kernel_runner):  # noqa: F811
+    """Tint compiles the ring row map (kv_row) of a writer too."""
+    rng = rng_for("ring_ropekv_ss")
+    kk, v = rand(rng, (N_W, KVW), "f32"), rand(rng, (N_W, KVW), "f32")
+    q, inv = rand(rng, (N_W, HEADS * HD), "f32"), inv_freq_for(HD)
+    caches = {name: _old_ring(rng, "f16") for name in ("k_cache", "v_cache")}
+    k = build(RopeKvKey("f32", HEADS, KV_HEADS, HD, kv="f16x2", ring=R))
+    got = browser_kernel_runner.run(k, {"q": padded(q, "f32"), "k": padded(kk, "f32"), "v": padded(v, "f32"),
+                                        "inv_freq": inv, **caches}, N_W, P_W)
+    _check_rows(got["v_cache"], caches["v_cache"], v, P_W, N_W, "f16x2", None, "rope_kv v ring (SwiftShader)")
+
+
+def test_ring_zero_renders_todays_wgsl():
+    """ring 0 leaves a key and its WGSL as they were (the golden digests: tests/test_program_sets.py)."""
+    for key in (KvWriteKey("f32", KVW), AttentionTiledKey("f32", "f16x2", HEADS, KV_HEADS, HD, 0.25, window=W)):
+        assert "ring" not in key.name and "kv_row" not in build(key).wgsl and "RING" not in build(key).wgsl
+
+
+@pytest.mark.parametrize("key,msg", [
+    (lambda: AttentionKey("f32", HEADS, KV_HEADS, HD, 0.25, ring=R), "needs a sliding window"),
+    (lambda: AttentionTiledKey("f32", "", HEADS, KV_HEADS, HD, 0.25, window=12, ring=R), "needs a sliding window"),
+    (lambda: KvWriteKey("f32", KVW, ring=-1), "ring must be an integer >= 0"),
+    (lambda: RopeKey("f32", KV_HEADS, HD, ring=R), "to_cache=True only"),
+])
+def test_ring_key_errors(key, msg):
+    with pytest.raises(ValueError, match=msg) as e:
+        build(key())
+    assert "\n" not in str(e.value)
