@@ -256,3 +256,31 @@ def test_browser_idot_repeat_and_follow_up_match_a_fresh_engine(tiny_bundles) ->
         for k in ("text", "lp"):
             assert r["a"][k] == r["f"][k] and r["b"][k] == r["f"][k], (turn, k)
     assert out[1]["a"]["cached"] > 0 and out[0]["b"]["cached"] > 0, "reuse stayed on"
+
+
+@pytest.mark.parametrize("precision", ["f32", "gpu-sg"])
+def test_ring_cache_reuse_matches_a_fresh_engine(tmp_path_factory, precision) -> None:
+    """A Gemma 3 bundle whose sliding-window layers keep an 11-row ring (window 8, prefill_chunk 4;
+    tests/test_kv_ring.py): a prompt sharing a long prefix with a longer previous conversation
+    (its rows overwritten: the ledger re-prefills) and one sharing a recent prefix (rows intact:
+    reused) both give a fresh engine's tokens and logprobs, bit for bit."""
+    from test_kv_ring import ring_bundle
+
+    bundle, _, _ = ring_bundle(tmp_path_factory)
+    eng, oracle = Engine(bundle, backend="native", precision=precision), Engine(bundle, backend="native", precision=precision)
+    base = [int(t) for t in np.random.default_rng(5).integers(2, 300, size=60)]
+
+    def same(ids: list[int], max_tokens: int) -> None:
+        got = eng.completions.create(prompt=ids, max_tokens=max_tokens, logprobs=4, temperature=0)
+        oracle.reset()
+        want = oracle.completions.create(prompt=ids, max_tokens=max_tokens, logprobs=4, temperature=0)
+        assert (got.choices[0].text, got.choices[0].logprobs.token_logprobs) == \
+               (want.choices[0].text, want.choices[0].logprobs.token_logprobs), f"prompt of {len(ids)} tokens"
+
+    same(base[:40], 6)  # positions 0..44 written: the ring rows of positions < 34 are overwritten
+    overwritten = base[:30] + base[50:56]
+    assert eng._kv.plan(overwritten)[0] == 0  # the shared 30 rows are not all intact: re-prefill
+    same(overwritten, 2)
+    recent = overwritten + base[40:43]
+    assert eng._kv.plan(recent)[0] > 30  # the last prompt's rows are intact: reused
+    same(recent, 6)

@@ -24,6 +24,7 @@ reuse exact).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,3 +204,178 @@ def test_ring_key_errors(key, msg):
     with pytest.raises(ValueError, match=msg) as e:
         build(key())
     assert "\n" not in str(e.value)
+
+
+# -- a tiny seeded Gemma 3 with ring caches -------------------------------------------------
+# sliding_window 8, prefill_chunk 4: R = 11 rows < context_window 256 on the 5 local layers.
+# Tolerances: test_gemma.py's (2e-4 x max|logit| f32: summation order only; 5e-2 for the sets
+# storing activations or KV as f16). 37 prompt tokens + 20 greedy ones wrap the ring 5 times.
+
+GEN = 20
+
+
+@pytest.fixture(scope="module")
+def ring_model(tmp_path_factory):
+    """(bundle, transformers' logits of prompt + its greedy continuation, those ids)."""
+    return ring_bundle(tmp_path_factory)
+
+
+def ring_bundle(tmp_path_factory):
+    import torch
+    from conftest import make_tiny_model
+    from test_gemma import ARCHS, PROMPT
+    from transformers import AutoModelForCausalLM
+
+    import webllm_py
+
+    folder = make_tiny_model(tmp_path_factory.mktemp("hf-ring"), "gemma3_text", spec=ARCHS["gemma3_text"])
+    hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    with torch.no_grad():
+        full = hf.generate(torch.tensor([PROMPT]), max_new_tokens=GEN, do_sample=False, eos_token_id=1,
+                           pad_token_id=1)[0].tolist()
+        ref = hf(torch.tensor([full])).logits[0].numpy()
+    bundle = webllm_py.build(folder, tmp_path_factory.mktemp("b-ring") / "b", quantization="f32", progress=False,
+                             prefill_chunk=C)
+    return bundle, ref, full
+
+
+def _manifest(bundle):
+    import json
+
+    return json.loads((bundle / "manifest.json").read_text())
+
+
+def test_ring_bundle_manifest(ring_model):
+    bundle, _, _ = ring_model
+    m = _manifest(bundle)
+    states = {k: b for k, b in m["buffers"].items() if b["kind"] == "state"}
+    rings = {k for k, b in states.items() if "ring" in b}
+    assert rings == {f"cache.{i}.{kv}" for i in range(5) for kv in "kv"}  # the 5 local layers; layer 5 is global
+    for k, b in states.items():
+        assert b["elements"] == (R if k in rings else m["context_window"]) * KVW
+        assert k not in rings or b["window"] == W
+
+
+def test_ring_reference_matches_transformers(ring_model):
+    import webllm_py
+    from test_gemma import PROMPT, bound
+
+    bundle, ref, full = ring_model
+    model = webllm_py.load(bundle, backend="reference", precision="f32")
+    assert np.abs(model.logits(full) - ref).max() <= bound(ref, 2e-4)
+    assert model.generate(PROMPT, max_new_tokens=GEN) == full[len(PROMPT):]
+
+
+def test_ring_native_every_program_set_matches_transformers(ring_model):
+    import webllm_py
+    from test_gemma import F16_STORAGE_SETS, F16_TOL, F32_TOL, PROMPT, bound
+
+    from webllm_py.errors import DeviceError
+    from webllm_py.runtime.device import select_adapter
+
+    try:
+        adapter = select_adapter()
+    except DeviceError as e:
+        pytest.skip(str(e))
+    bundle, ref, full = ring_model
+    ran = []
+    for name in _manifest(bundle)["programs"]:
+        if name == "f16" and "shader-f16" not in adapter.features:
+            continue
+        model = webllm_py.load(bundle, backend="native", precision=name, adapter=adapter)
+        try:
+            tol = bound(ref, F16_TOL if name in F16_STORAGE_SETS else F32_TOL)
+            assert np.abs(model.logits(full) - ref).max() <= tol, name  # score: prefill forms, steps of 4
+            model.reset()
+            steps = np.stack([model.forward([t]) for t in full])  # decode, the ring wrapped 5 times
+            assert np.abs(steps - ref).max() <= tol, name
+            model.reset()
+            if name not in F16_STORAGE_SETS:
+                assert model.generate(PROMPT, max_new_tokens=GEN) == full[len(PROMPT):], name
+        finally:
+            model.close()
+        ran.append(name)
+    assert {"f32", "gpu"} <= set(ran)
+
+
+# -- sizing, memory estimate, validation ------------------------------------------------------
+
+@pytest.mark.parametrize("rows", [5, 11, 100])
+def test_kv_sizing_ring_buffers_hold_min_ring_rows(ring_model, rows):
+    from webllm_py.runtime.kv_sizing import memory_estimate, round16, sized_buffers
+
+    m = _manifest(ring_model[0])
+    sized = sized_buffers(m, rows)
+    kv = 0
+    for name, b in m["buffers"].items():
+        if b["kind"] == "state":
+            held = min(R, rows) if "ring" in b else rows
+            assert sized[name]["elements"] == held * KVW, name
+            kv += round16(held * KVW * 2)  # the gpu set: f16x2 KV, 2 bytes per element
+    assert memory_estimate(m, "gpu", rows).kv_cache_bytes == kv
+
+
+def _break(m, name, **change):
+    m["buffers"][name] = {k: v for k, v in {**m["buffers"][name], **change}.items() if v is not None}
+    return m
+
+
+@pytest.mark.parametrize("change,msg", [
+    (dict(ring=256, elements=256 * KVW), r'buffers\["cache.0.k"\].ring: .*'),  # ring >= context_window
+    (dict(window=None), r'buffers\["cache.0.k"\].window: missing'),  # ring without window
+    (dict(elements=R * KVW - 4), r'elements: .* is not ring x width'),
+    (dict(ring=None), r'buffers\["cache.0.k"\].ring: missing'),  # the graphs' ring without it
+])
+def test_bad_ring_manifests_are_one_line_errors(ring_model, change, msg):
+    from webllm_py.bundle.validate import validate_manifest
+    from webllm_py.errors import BundleError
+
+    m = _break(_manifest(ring_model[0]), "cache.0.k", **change)
+    with pytest.raises(BundleError, match=msg) as e:
+        validate_manifest(m, ring_model[0] / "manifest.json")
+    assert "\n" not in str(e.value)
+
+
+def test_window_on_a_full_cache_is_an_error(ring_model):
+    from webllm_py.bundle.validate import validate_manifest
+    from webllm_py.errors import BundleError
+
+    m = _break(_manifest(ring_model[0]), "cache.5.k", window=W)
+    with pytest.raises(BundleError, match=r'cache.5.k"\].window: .*not a ring'):
+        validate_manifest(m, ring_model[0] / "manifest.json")
+
+
+# -- the reuse ledger's ring rule (the same cases as web/test/kv_ring.test.js) -------------------
+
+LEDGER_CASES = Path(__file__).resolve().parents[1] / "web" / "test" / "fixtures" / "kv_ring_reuse.json"
+
+
+def run_ledger_case(case: dict) -> list:
+    """Apply a case's ops to a KVLedger; the plans' (keep, steps) in order."""
+    from webllm_py.runtime.kv_reuse import KVLedger
+
+    led, out = KVLedger(case["rule"], case["chunk"], [tuple(r) for r in case["rings"]]), []
+    for op, arg in case["ops"]:
+        if op == "wrote":
+            led.wrote(arg)
+        elif op == "truncate":
+            led.truncate(arg)
+        else:
+            keep, steps = led.plan(arg)
+            out.append([keep, [list(s) for s in steps]])
+    return out
+
+
+def test_ledger_ring_rule_shared_cases():
+    import json
+
+    cases = json.loads(LEDGER_CASES.read_text())
+    for case in cases:
+        assert run_ledger_case(case) == case["plans"], case["name"]
+    # the cases the rule is about, by hand: rows overwritten -> 0, a recent prefix intact -> kept
+    by_name = {c["name"]: c["plans"] for c in cases}
+    assert by_name["long shared prefix, rows overwritten"][0][0] == 0
+    assert by_name["same prefix without rings"][0][0] == 30
+    assert by_name["recent prefix intact"][0][0] == 38
+    assert by_name["truncate does not restore rows"][0][0] == 0
+    assert by_name["a fresh prefill resets the overwrites"][1][0] == 34

@@ -1,5 +1,7 @@
 """Manifest `graphs`: well-formed IR (ir/graph.py) whose params are the bundle's weights, whose
-nodes only read tensors that exist, and whose KV state has a row for every context position."""
+nodes only read tensors that exist, and whose KV state has a row for every context position, or
+is a sliding-window layer's ring: exactly `ring` rows (ring < context_window, >= window +
+prefill_chunk - 1), the `ring` attr of every kv_write / attention node using it."""
 
 from __future__ import annotations
 
@@ -81,9 +83,48 @@ def _check_nodes(g: dict, where: str, known: dict[str, list], values: dict[str, 
     return produced
 
 
+CACHE_INPUTS = {"kv_write": slice(1, 2), "attention": slice(1, 3)}  # op -> its inputs that are caches
+
+
+def _cache_users(g: dict) -> dict[str, list[tuple[int, str, dict]]]:
+    """state name -> (node index, op, attrs) of the kv_write / attention nodes using it (nodes checked)."""
+    users: dict[str, list[tuple[int, str, dict]]] = {}
+    for i, node in enumerate(g["nodes"]):
+        for name in node["inputs"][CACHE_INPUTS[node["op"]]] if node["op"] in CACHE_INPUTS else []:
+            users.setdefault(name, []).append((i, node["op"], node["attrs"]))
+    return users
+
+
+def _check_state_rows(g: dict, where: str, state: dict[str, list], limits: dict[str, int]) -> None:
+    """Every cache holds context_window rows, or is a ring: rows == the `ring` attr of each node using it,
+    < context_window and >= window + prefill_chunk - 1. A ring cache's state entry gains its window:
+    [rows, width, window]."""
+    ctx, chunk = limits.get("context_window"), limits.get("prefill_chunk", 1)
+    users = _cache_users(g)
+    for name, shape in state.items():
+        swhere = sub(sub(where, "state"), name)
+        rings = {(i, a.get("ring", 0)) for i, _, a in users.get(name, [])}
+        for i, ring in rings:
+            if ring != 0:
+                want(ring, "int", sub(sub(sub(sub(where, "nodes"), i), "attrs"), "ring"), lo=1)
+        ring_of = {r for _, r in rings}
+        if ring_of - {0} and (ring_of != {shape[0]} or (ctx is not None and shape[0] >= ctx)):
+            raise Invalid(swhere, f"a ring cache of {shape[0]} rows needs ring == {shape[0]} < context_window "
+                          f"({ctx}) on every node using it, got rings {sorted(ring_of)}")
+        if ctx is not None and not ring_of - {0} and shape[0] < ctx:
+            raise Invalid("context_window", f"{ctx} is more than the {shape[0]} rows of the KV cache {swhere}")
+        windows = {a.get("window", 0) for _, op, a in users.get(name, []) if op == "attention"}
+        if ring_of - {0}:
+            window = max(windows, default=0)
+            if shape[0] < window + chunk - 1:
+                raise Invalid(swhere, f"a ring of {shape[0]} rows cannot hold window {window} + prefill_chunk "
+                              f"{chunk} - 1 keys")
+            state[name] = [shape[0], shape[1], window]
+
+
 def check_graph(g: Any, where: str, weights: dict[str, dict], limits: dict[str, int],
                 out_width: int) -> dict[str, list]:
-    """One graph; returns its state: name -> [rows, width]."""
+    """One graph; returns its state: name -> [rows, width] ([rows, width, window] for a ring cache)."""
     want(g, "dict", where)
     params = _tensors(g, "params", where, ints=True)
     for name, shape in params.items():
@@ -93,16 +134,13 @@ def check_graph(g: Any, where: str, weights: dict[str, dict], limits: dict[str, 
             raise Invalid(sub(sub(sub(where, "params"), name), "shape"),
                           f"{shape}, but weights[{show(name)}] has {weights[name]['shape']}")
     state = _tensors(g, "state", where, ints=True)
-    ctx = limits.get("context_window")
     for name, shape in state.items():
         if len(shape) != 2:
             raise Invalid(sub(sub(sub(where, "state"), name), "shape"), f"{shape} is not [rows, width]")
-        if ctx is not None and shape[0] < ctx:
-            raise Invalid("context_window", f"{ctx} is more than the {shape[0]} rows of the KV cache "
-                          f"{sub(sub(where, 'state'), name)}")
     values = _tensors(g, "values", where, ints=False)
     known = {**STEP_INPUTS, **params, **state}
     produced = _check_nodes(g, where, known, values)
+    _check_state_rows(g, where, state, limits)
     out = field(g, "output", where, "str")
     if out not in produced:
         raise Invalid(sub(where, "output"), f"{show(out)} is not a value a node writes")

@@ -98,12 +98,16 @@ def _check_dispatch(d: Any, where: str, kernels: dict[str, dict], buffers: dict[
 
 def _check_sizes(buffers: dict[str, dict], state: dict[str, list], limits: dict[str, int],
                  step_buffers: StepBuffers, vocab: int) -> None:
-    """KV-cache buffers hold context_window rows; step buffers hold the largest step."""
+    """KV-cache buffers hold context_window rows (a ring cache: exactly `ring` rows and its
+    `window`, as the graphs have them); step buffers hold the largest step."""
     ctx = limits.get("context_window")
-    for name, (rows, width) in state.items():
+    for name, (rows, width, *window) in state.items():
         b = buffers.get(name)
         if b is None or b["kind"] != "state":
             raise Invalid(sub("buffers", name), "missing: the graphs' KV cache needs a state buffer")
+        _check_ring(b, sub("buffers", name), rows, width, window[0] if window else 0, ctx)
+        if window:
+            continue
         if ctx is not None and b["elements"] < ctx * width:
             raise Invalid("context_window", f"{ctx} is more than the {b['elements'] // width} rows "
                           f"{sub('buffers', name)} holds ({b['elements']} elements of width {width})")
@@ -114,6 +118,24 @@ def _check_sizes(buffers: dict[str, dict], state: dict[str, list], limits: dict[
         if b["elements"] < need(limits, vocab):
             raise Invalid(limit, f"{limits[limit]} needs {need(limits, vocab)} elements of "
                           f"{sub('buffers', name)}, which holds {b['elements']}")
+
+
+def _check_ring(b: dict, where: str, rows: int, width: int, window: int, ctx: int | None) -> None:
+    """A ring state buffer (docs/bundle-format.md "Ring KV caches"): `ring` = the graphs' rows, `window`
+    the attention's, elements = ring x width; a buffer of a cache without a ring has neither field."""
+    if not window:
+        for key in ("ring", "window"):
+            if key in b:
+                raise Invalid(sub(where, key), f"the graphs' cache {show(where)} is not a ring (it holds every "
+                              "position); remove the field")
+        return
+    ring = field(b, "ring", where, "int", lo=1, hi=None if ctx is None else ctx - 1)  # else not a ring
+    if ring != rows:
+        raise Invalid(sub(where, "ring"), f"{ring}, but the graphs' ring cache has {rows} rows")
+    if field(b, "window", where, "int", lo=1) != window:
+        raise Invalid(sub(where, "window"), f"{b['window']}, but the graphs' attention window is {window}")
+    if b["elements"] != ring * width:
+        raise Invalid(sub(where, "elements"), f"{b['elements']} is not ring x width = {ring} x {width}")
 
 
 # program_sets entries (passes/program_sets.py set_metadata): field -> allowed values

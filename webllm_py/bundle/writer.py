@@ -174,8 +174,8 @@ def write_bundle(
     ctx = resolve_context_window(context_window, cfg)
     prefill_chunk = min(check_prefill_chunk(prefill_chunk), ctx)
     decoder = architecture(cfg).builder  # the graph builder of this model_type (models/registry.py)
-    graph_all = decoder.build_graph(cfg, ctx, logits="all")
-    graph_last = decoder.build_graph(cfg, ctx, logits="last")
+    graph_all = decoder.build_graph(cfg, ctx, logits="all", prefill_chunk=prefill_chunk)  # sizes ring caches
+    graph_last = decoder.build_graph(cfg, ctx, logits="last", prefill_chunk=prefill_chunk)
     _check_weights(source, cfg, graph_all)  # against checkpoint names, before fusion renames them
     if fuse:
         # worst case per weight: the scheme's, or q8's when a GGUF keeps Q8_0 blocks

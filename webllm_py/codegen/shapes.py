@@ -41,6 +41,13 @@ class AttentionOp:
     subgroups: bool = False  # the program set may use subgroup builtins
     window: int = 0  # sliding window: query t sees keys t-window+1..t (0: all; Gemma's local layers)
     softcap: float = 0.0  # scores tanh(s / softcap) * softcap (0: none; Gemma 2)
+    ring: int = 0  # the caches are a ring of `ring` rows, position t in row t % ring (0: a row per position)
+
+    def __post_init__(self) -> None:
+        # a step writes its max_n rows before it reads keys from p - window + 1 on: all in the ring
+        if self.ring and self.ring < self.window + self.max_n - 1:
+            raise ValueError(f"attention: a ring of {self.ring} rows cannot hold window {self.window} + a step of "
+                             f"{self.max_n} - 1 keys; size it window + prefill_chunk - 1")
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,8 @@ def _cpu_linear(act: str, fmt: str, rows: int, cols: int, *, bias: bool, form: s
 def _cpu_attention(op: AttentionOp) -> list[AttentionStep]:
     _same_kv(op.act, op.kv, "attention")
     return [AttentionStep(K.AttentionKey(act=op.act, heads=op.heads, kv_heads=op.kv_heads, head_dim=op.head_dim,
-                                         scale=op.scale, form=op.form, window=op.window, softcap=op.softcap))]
+                                         scale=op.scale, form=op.form, window=op.window, softcap=op.softcap,
+                                         ring=op.ring))]
 
 
 def _cpu_rope_kv(act: str, kv: str, heads: int, kv_heads: int, head_dim: int) -> K.KernelKey:
@@ -125,10 +133,10 @@ def _gpu_attention(op: AttentionOp) -> list[AttentionStep]:
     kv = _kv_field(op.act, op.kv)
     if op.form == "prefill":
         tiled = AttentionTiledKey(act=op.act, kv=kv, heads=op.heads, kv_heads=op.kv_heads, head_dim=op.head_dim,
-                                  scale=op.scale, window=op.window, softcap=op.softcap)
+                                  scale=op.scale, window=op.window, softcap=op.softcap, ring=op.ring)
         return [AttentionStep(tiled)]
     split = attention_split_key(op.act, kv, op.heads, op.kv_heads, op.head_dim, op.scale, subgroups=op.subgroups,
-                                window=op.window, softcap=op.softcap)
+                                window=op.window, softcap=op.softcap, ring=op.ring)
     scratch = partial_elements(op.heads, op.head_dim, op.context_window, split.block, op.max_n)
     return [AttentionStep(split, scratch),
             AttentionStep(attention_combine_key(op.act, op.heads, op.head_dim, split.block), scratch)]

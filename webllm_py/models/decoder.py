@@ -44,11 +44,13 @@ def _linear(g: Graph, x: str, prefix: str, out_f: int, in_f: int, bias: bool, ou
     return g.add("linear", ins, out)
 
 
-def build_graph(cfg: DecoderConfig, context_window: int, logits: str = "all") -> Graph:
+def build_graph(cfg: DecoderConfig, context_window: int, logits: str = "all", prefill_chunk: int | None = None) -> Graph:
     """One step of the decoder: ids (n,) -> logits ((n or 1), vocab_size).
 
     logits="all" gives every position's logits (scoring, perplexity);
-    logits="last" only the last row's (generation)."""
+    logits="last" only the last row's (generation). prefill_chunk (the largest step) is the
+    builders' common signature: a builder with sliding-window layers sizes their ring caches
+    from it (models/gemma.py); every layer here keeps a KV row per position."""
     g = Graph()
     H, I, hd = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
     nh, nkv = cfg.num_attention_heads, cfg.num_key_value_heads

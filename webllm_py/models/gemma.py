@@ -15,7 +15,11 @@ What differs from the Llama-family graph (models/decoder.py), each as transforme
 - The attention scale is query_pre_attn_scalar ** -0.5.
 - Sliding-window layers (`layer_types`, or Gemma 2's every other layer / Gemma 3's
   sliding_window_pattern): attention attribute `window`, a query at t sees keys
-  max(0, t - window + 1)..t. The KV cache keeps every row (no ring buffer yet).
+  max(0, t - window + 1)..t. Their KV caches are rings of R = window + prefill_chunk - 1 rows
+  (position t in row t % R: a step writes its <= prefill_chunk rows before it reads, and its first
+  query needs keys from p - window + 1 on) when R < context_window; otherwise they keep every row.
+  For Gemma 3 270M (18 layers, 15 local, 1 kv head x 256) at the default prefill_chunk that is
+  RING_SAVINGS below.
 - Gemma 3: two rope bases, local layers rope_local_base_freq (no scaling), global layers
   rope_theta with its rope_scaling: two computed inv_freq params.
 - Gemma 2: attention logit soft-capping (attention attribute `softcap`: tanh(s / c) * c of the
@@ -40,7 +44,7 @@ import numpy as np
 from ..errors import BuildError
 from ..ir import Graph
 from . import config_fields as F
-from .config import DecoderConfig, parse_decoder_config, rope_settings
+from .config import TABLE_ONLY_ROPE_TYPES, DecoderConfig, parse_decoder_config, rope_settings
 from .decoder import EMBED, INV_FREQ, LM_HEAD, _linear
 
 INV_FREQ_LOCAL = "rope.inv_freq_local"  # Gemma 3's sliding-window layers (rope_local_base_freq)
@@ -116,7 +120,8 @@ def parse_gemma_config(cfg: dict[str, Any], path: Path) -> GemmaConfig:
         raise BuildError("field 'use_bidirectional_attention' true (an embedding model's attention) is not "
                          "supported; build a causal Gemma language model", path)
     merged = {**_DEFAULTS[model_type], **{k: v for k, v in cfg.items() if k != "hidden_act" and v is not None}}
-    base = parse_decoder_config(merged, path, qk_norm=model_type == "gemma3_text", o_proj_bias=True)
+    base = parse_decoder_config(merged, path, qk_norm=model_type == "gemma3_text", o_proj_bias=True,
+                                rope_types=TABLE_ONLY_ROPE_TYPES)  # these rope ops take no cos_scale (yarn's)
     layers = base.num_hidden_layers
     sliding = _sliding_layers(cfg, path, layers, model_type)
     window = F.integer(merged, "sliding_window", path) if any(sliding) else None
@@ -132,8 +137,19 @@ def parse_gemma_config(cfg: dict[str, Any], path: Path) -> GemmaConfig:
     return GemmaConfig(**{**dataclasses.asdict(base), **extra})
 
 
-def build_graph(cfg: GemmaConfig, context_window: int, logits: str = "all") -> Graph:
-    """One step of a Gemma 2/3 decoder: ids (n,) -> logits ((n or 1), vocab_size); see decoder.build_graph."""
+def ring_rows(cfg: GemmaConfig, context_window: int, prefill_chunk: int | None) -> int:
+    """Rows of a sliding-window layer's ring cache (module docstring), 0 where the layer keeps
+    every row: no window, no step limit (prefill_chunk None), or a ring no smaller than the cache."""
+    if not cfg.sliding_window or not prefill_chunk:
+        return 0
+    ring = cfg.sliding_window + prefill_chunk - 1
+    return ring if ring < context_window else 0
+
+
+def build_graph(cfg: GemmaConfig, context_window: int, logits: str = "all", prefill_chunk: int | None = None) -> Graph:
+    """One step of a Gemma 2/3 decoder: ids (n,) -> logits ((n or 1), vocab_size); see decoder.build_graph.
+    prefill_chunk: the largest step, which sizes the sliding-window layers' ring caches (None: steps
+    of any size, every layer keeps a row per position)."""
     g = Graph()
     H, I, hd = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
     nh, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
@@ -144,6 +160,7 @@ def build_graph(cfg: GemmaConfig, context_window: int, logits: str = "all") -> G
     # transformers: the scale is a tensor of the activations' dtype (f32 here: float32(sqrt(H)))
     x = g.add("embedding", ["ids", table], "x0", scale=float(np.float32(math.sqrt(H))))
     scale = float(cfg.query_pre_attn_scalar) ** -0.5
+    ring = ring_rows(cfg, context_window, prefill_chunk)
 
     def norm(x: str, param: str, width: int, out: str, group: int = 0) -> str:
         w = g.param(param, (width,), role="norm")
@@ -161,11 +178,13 @@ def build_graph(cfg: GemmaConfig, context_window: int, logits: str = "all") -> G
         inv = inv_local if local else inv_global
         q = g.add("rope", [q, inv], f"l{i}.q_rot", heads=nh, head_dim=hd)
         k = g.add("rope", [k, inv], f"l{i}.k_rot", heads=nkv, head_dim=hd)
-        kc = g.state_tensor(f"cache.{i}.k", (context_window, nkv * hd))
-        vc = g.state_tensor(f"cache.{i}.v", (context_window, nkv * hd))
-        g.add("kv_write", [k, kc], None)
-        g.add("kv_write", [v, vc], None)
-        extra = {"window": cfg.sliding_window} if local else {}
+        rows = ring if local and ring else context_window
+        ring_attr = {"ring": ring} if local and ring else {}
+        kc = g.state_tensor(f"cache.{i}.k", (rows, nkv * hd))
+        vc = g.state_tensor(f"cache.{i}.v", (rows, nkv * hd))
+        g.add("kv_write", [k, kc], None, **ring_attr)
+        g.add("kv_write", [v, vc], None, **ring_attr)
+        extra = {"window": cfg.sliding_window, **ring_attr} if local else {}
         if cfg.attn_softcap:
             extra["softcap"] = cfg.attn_softcap
         a = g.add("attention", [q, kc, vc], f"l{i}.attn", heads=nh, kv_heads=nkv, head_dim=hd, scale=scale, **extra)

@@ -102,15 +102,18 @@ def _rope(L, node, i):
 
 def _kv_write(L, node, i):
     x, cache = node.inputs
-    L.emit(L.shapes.kv_write(L.act, L.kv, L.graph.state[cache].shape[-1]), {"x": x, "cache": cache})
+    L.emit(K.with_ring(L.shapes.kv_write(L.act, L.kv, L.graph.state[cache].shape[-1]), node.attrs),
+           {"x": x, "cache": cache})
 
 
 def _attention(L, node, i):
     a = node.attrs
     q, kc, vc = node.inputs
+    # positions up to the context window (a ring cache has fewer rows: the split scratch grows with p)
+    positions = L.context_window if a.get("ring") else L.graph.state[kc].shape[0]
     steps = L.shapes.attention(AttentionOp(L.act, L.kv, a["heads"], a["kv_heads"], a["head_dim"], a["scale"], L.form,
-                                           L.graph.state[kc].shape[0], L.max_n, L.subgroups,
-                                           window=a.get("window", 0), softcap=a.get("softcap", 0.0)))
+                                           positions, L.max_n, L.subgroups, window=a.get("window", 0),
+                                           softcap=a.get("softcap", 0.0), ring=a.get("ring", 0)))
     tensors = {"q": q, "k_cache": kc, "v_cache": vc, "out": new_buffer(L, node.outputs[0]),
                "partial": node.outputs[0] + "#partial"}
     scratch = max(s.scratch for s in steps)
@@ -158,6 +161,12 @@ LOWER_OP: dict[str, Callable] = {
 
 # -- whole-bundle lowering ----------------------------------------------------------
 
+def ring_windows(g: Graph) -> dict[str, int]:
+    """state name -> the sliding window of the attention reading it, for every ring cache of `g`."""
+    return {cache: n.attrs["window"] for n in g.nodes if n.op == "attention" and n.attrs.get("ring")
+            for cache in n.inputs[1:]}
+
+
 PROGRAMS = {  # program -> (graph, kernel form)
     "decode": ("logits_last", "decode"),
     "prefill": ("logits_last", "prefill"),
@@ -185,7 +194,7 @@ def lower_bundle(graphs: dict[str, Graph], weights: dict[str, Any], prefill_chun
                 p.free = list(p.sizes)  # every program starts with the whole pool free
             L = Lowering(g, weights, s.act, form, 1 if prog == "decode" else prefill_chunk, max_binding_bytes,
                          kernels, pool, SHAPES[s.adapter_class], s.kv, s.subgroups, fuse=fuse, idot=s.idot,
-                         pack_pools=pack_pools)
+                         pack_pools=pack_pools, context_window=context_window)
             lowered = lower_program(L, g.output)
             if L.packed:
                 raise AssertionError(f"lowering {name}/{prog}: packed values never consumed: {sorted(L.packed)}")
@@ -199,9 +208,12 @@ def lower_bundle(graphs: dict[str, Graph], weights: dict[str, Any], prefill_chun
         "step": {"kind": "uniform", "bytes": 16},
         "logits": {"kind": "output", "elements": max(logits_rows.values()) * vocab, "dtype": "act"},
     }
+    rings = ring_windows(g)
     for name, v in g.state.items():
         rows, width = eval_shape(v.shape, {})
         buffers[name] = {"kind": "state", "elements": rows * width, "dtype": "act"}
+        if name in rings:  # a sliding-window layer's ring cache (docs/bundle-format.md "Ring KV caches")
+            buffers[name].update(ring=rows, window=rings[name])
     for name, size in pool.sizes.items():
         buffers[name] = {"kind": "activation", "elements": size, "dtype": "act"}
     for p, dtype in zip(pack_pools, ("u32", "f32")):  # packed activations (program set "idot")

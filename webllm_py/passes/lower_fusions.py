@@ -172,10 +172,12 @@ def _rope_kv(L: Lowering, i: int) -> int:
         return 0
     rq, rk, wk, wv = nodes[i : i + 4]
     if wk.inputs[0] != rk.outputs[0] or not U.only(rk.outputs[0], i + 2) or not U.only(rq.inputs[0], i) \
-            or {a: v for a, v in rq.attrs.items() if a != "heads"} != {a: v for a, v in rk.attrs.items() if a != "heads"}:
+            or {a: v for a, v in rq.attrs.items() if a != "heads"} != {a: v for a, v in rk.attrs.items() if a != "heads"} \
+            or wk.attrs != wv.attrs:  # one ring (or none) for both caches
         return 0
     new_buffer(L, rq.outputs[0], alias_of=rq.inputs[0])
-    L.emit(K.with_rope(L.shapes.rope_kv(L.act, L.kv, rq.attrs["heads"], rk.attrs["heads"], rq.attrs["head_dim"]), rq.attrs),
+    key = L.shapes.rope_kv(L.act, L.kv, rq.attrs["heads"], rk.attrs["heads"], rq.attrs["head_dim"])
+    L.emit(K.with_ring(K.with_rope(key, rq.attrs), wk.attrs),  # the cache writes' ring (a sliding-window layer)
            {"q": rq.outputs[0], "k": rk.inputs[0], "v": wv.inputs[0], "inv_freq": rq.inputs[1],
             "k_cache": wk.inputs[1], "v_cache": wv.inputs[1]})
     return 4
@@ -205,8 +207,8 @@ def _rope_to_cache(L: Lowering, i: int) -> int:
     if node.op != "rope" or nxt is None or nxt.op != "kv_write" or nxt.inputs[0] != node.outputs[0] \
             or not U.only(node.outputs[0], i + 1):
         return 0
-    L.emit(K.with_rope(L.shapes.rope(L.act, L.kv, node.attrs["heads"], node.attrs["head_dim"], True), node.attrs),
-           {"x": node.inputs[0], "inv_freq": node.inputs[1], "cache": nxt.inputs[1]})
+    key = K.with_rope(L.shapes.rope(L.act, L.kv, node.attrs["heads"], node.attrs["head_dim"], True), node.attrs)
+    L.emit(K.with_ring(key, nxt.attrs), {"x": node.inputs[0], "inv_freq": node.inputs[1], "cache": nxt.inputs[1]})
     return 2
 
 

@@ -79,6 +79,7 @@ class Lowering:
     idot: bool = False  # integer dot products on packed activations (decode form only)
     pack_pools: tuple["Pool", "Pool"] | None = None  # (u32 pairs, f32 scales) buffers of packed values
     packed: set[str] = field(default_factory=set)  # values that live packed (L.where[v + "#q" / "#s"])
+    context_window: int = 0  # KV positions (a ring cache's state has fewer rows: passes/lower.py _attention)
 
     def slices(self, param: str) -> list[tuple[int, int]]:
         return row_slices(self.weights[param], self.max_binding_bytes)

@@ -17,7 +17,7 @@ from ..bundle import Bundle
 from ..ir import Graph
 from ..ir.graph import eval_shape
 from ..ir.ops import OPS, StepContext
-from ..runtime.kv_sizing import resolve_context_window
+from ..runtime.kv_sizing import kv_rings, resolve_context_window
 from ..runtime.lm import CachedModel
 
 PRECISIONS = ("f32", "f16")
@@ -65,9 +65,11 @@ class ReferenceModel(CachedModel):
         self._params = {name: bundle.read_param(name) for name in m["weights"]}
         cache_dtype = np.float16 if precision == "f16" else np.float32
         g = self._graphs["logits_last"]
-        # (context_window, width) per cache in the graph; the chosen window's rows here
-        self._state = {k: np.zeros((self.context_window, eval_shape(v.shape, {})[1]), dtype=cache_dtype)
-                       for k, v in g.state.items()}
+        # (context_window, width) per cache in the graph, or a sliding-window layer's ring of R rows:
+        # the chosen window's rows here, at most R for a ring (positions < the window never pass row R - 1)
+        self._state = {k: np.zeros((min(rows, self.context_window), width), dtype=cache_dtype)
+                       for k, v in g.state.items() for rows, width in [eval_shape(v.shape, {})]}
+        self.kv_rings = kv_rings(m)  # which cached rows a ring overwrote (runtime/kv_reuse.py)
 
     def close(self) -> None:
         super().close()

@@ -22,6 +22,16 @@ declares it as `kv_reuse` (runtime/lm.py); the table `RULES` below holds one rul
   the longest common prefix, as before.
 
 Each rule keeps `exact`: how many leading cache rows are reusable under it.
+
+Ring caches (a sliding-window layer's R rows, position t in row t % R; `rings`: the model's
+(R, window) pairs) lose rows as later positions overwrite them. After writes up to position
+hi - 1 (hi: 1 + the highest position written since the last plan that kept 0 rows, i.e. since the
+last write at position 0, where such a plan starts; `plan` itself changes nothing) the row of
+position j is intact iff j >= hi - R. A plan keeping L > 0 rows forwards from position L, whose
+queries read keys from L - window + 1 on, so it needs max(0, L - window + 1) >= hi - R for every
+ring; otherwise it keeps 0 rows (a fresh prefill from the start, exact as ever). The check runs
+after the rule's own plan (which may lower L by one). `truncate` forgets ids, never the
+overwrites: hi stays.
 """
 
 from __future__ import annotations
@@ -100,10 +110,16 @@ class _Program(_Any):
 RULES: dict[str, type[_Any]] = {"any": _Any, "schedule": _Schedule, "program": _Program}
 
 
+def rings_intact(keep: int, hi: int, rings: Sequence[tuple[int, int]]) -> bool:
+    """Whether every ring still holds the rows a step forwarding from position `keep` reads (module
+    docstring): max(0, keep - window + 1) >= hi - R for each (R, window)."""
+    return all(max(0, keep - window + 1) >= hi - ring for ring, window in rings)
+
+
 class KVLedger:
     """The ids in a model's KV cache and how many leading rows a new prompt may reuse."""
 
-    def __init__(self, rule: str, chunk: int | None):
+    def __init__(self, rule: str, chunk: int | None, rings: Sequence[tuple[int, int]] = ()):
         if rule not in RULES:
             raise ValueError(f"kv_reuse must be one of {sorted(RULES)}, got {rule!r}")
         if rule != "any" and not (isinstance(chunk, int) and chunk >= 1):
@@ -111,16 +127,24 @@ class KVLedger:
         self.rule = RULES[rule](chunk)
         self.ids: list[int] = []
         self.exact = 0  # leading rows a fresh prefill would write bit for bit the same
+        self.rings = tuple((int(r), int(w)) for r, w in rings)  # (ring rows, window) of the ring caches
+        self.hi = 0  # 1 + the highest position written since the last write at position 0
 
     def plan(self, prompt: Sequence[int]) -> tuple[int, list[tuple[int, int]]]:
         """(rows to keep, [start, end) slices of `prompt` to forward in order, one model step each
         except under "any"). At least the last prompt token is forwarded, for its logits."""
         reusable = min(_common_prefix(self.ids, prompt), self.exact, len(prompt) - 1)
-        return self.rule.plan(max(reusable, 0), len(prompt))
+        keep, steps = self.rule.plan(max(reusable, 0), len(prompt))
+        if keep and not rings_intact(keep, self.hi, self.rings):
+            keep, steps = self.rule.plan(0, len(prompt))  # a ring overwrote rows the new steps read
+        return keep, steps
 
     def wrote(self, ids: Sequence[int]) -> None:
         """The model forwarded `ids` in one step at the end of the cache."""
         self.exact = self.rule.extend(self.exact, len(self.ids), len(ids))
+        # a write at position 0 starts the cache afresh (what a plan keeping 0 rows does): no
+        # overwrite before it matters any more
+        self.hi = max(self.hi if self.ids else 0, len(self.ids) + len(ids))
         self.ids.extend(int(t) for t in ids)
 
     def truncate(self, position: int) -> None:
@@ -128,9 +152,10 @@ class KVLedger:
         self.exact = self.rule.truncate(self.exact, position)
 
 
-def model_rule(model: object) -> tuple[str, int | None]:
-    """The model's (kv_reuse rule, prefill_chunk): declared by the backend, else "schedule"
-    for a chunked model (the safe choice) and "any" for one without a chunk."""
+def model_rule(model: object) -> tuple[str, int | None, tuple[tuple[int, int], ...]]:
+    """The model's (kv_reuse rule, prefill_chunk, ring caches): the rule declared by the backend,
+    else "schedule" for a chunked model (the safe choice) and "any" for one without a chunk;
+    `kv_rings` (R, window) pairs where the model has ring caches (KVLedger's arguments)."""
     chunk = getattr(model, "prefill_chunk", None)
     rule = getattr(model, "kv_reuse", None) or ("schedule" if chunk else "any")
-    return rule, (int(chunk) if chunk else None)
+    return rule, (int(chunk) if chunk else None), tuple(getattr(model, "kv_rings", ()))

@@ -1,10 +1,13 @@
 """The context window chosen at load, and what the runtime will allocate for it.
 
 A bundle's manifest sizes the KV-cache buffers (kind "state") for the context window it was
-built for (bundle/validate.py checks that they hold `context_window` rows). The kernels index
-the caches by row (`(p + t) * width`) and never read past row p+n, so a runtime may allocate
-fewer rows and run the same programs: `context_window_size` (WebLLM's ChatOptions name) picks
-that count, up to the bundle's (`resolve_context_window`). `memory_estimate` adds up the buffers before any is created.
+built for (bundle/validate.py checks that they hold `context_window` rows, or exactly `ring`
+rows for a sliding-window layer's ring cache). The kernels index the caches by row
+(`(p + t) * width`, a ring `((p + t) % ring) * width`) and never read past row p+n, so a runtime
+may allocate fewer rows and run the same programs: `context_window_size` (WebLLM's ChatOptions
+name) picks that count N, up to the bundle's (`resolve_context_window`); a ring buffer then holds
+min(ring, N) rows (positions < N map to rows < N). `memory_estimate` adds up the buffers before
+any is created.
 """
 
 from __future__ import annotations
@@ -36,14 +39,22 @@ def resolve_context_window(manifest: Mapping[str, Any], requested: Any = None) -
 
 
 def sized_buffers(manifest: Mapping[str, Any], rows: int) -> dict[str, dict[str, Any]]:
-    """manifest["buffers"] with every KV-cache buffer holding `rows` rows instead of the bundle's."""
+    """manifest["buffers"] with every KV-cache buffer holding `rows` rows instead of the bundle's
+    (a ring buffer min(ring, rows))."""
     built = int(manifest["context_window"])
     out = {}
     for name, b in manifest["buffers"].items():
         if b.get("kind") == "state":
-            b = {**b, "elements": b["elements"] // built * rows}  # (context_window, width), validated
+            held = b.get("ring") or built  # (context_window or ring, width), validated
+            b = {**b, "elements": b["elements"] // held * min(held, rows)}
         out[name] = b
     return out
+
+
+def kv_rings(manifest: Mapping[str, Any]) -> tuple[tuple[int, int], ...]:
+    """The (ring rows, window) pairs of the bundle's ring KV caches, for the reuse rule (runtime/kv_reuse.py)."""
+    return tuple(sorted({(int(b["ring"]), int(b["window"])) for b in manifest["buffers"].values()
+                         if b.get("kind") == "state" and b.get("ring")}))
 
 
 def set_bytes(manifest: Mapping[str, Any], precision: str) -> tuple[int, int]:

@@ -25,7 +25,7 @@ from .bundle_kernels import kernel_pipeline
 from .device import request_device, select_adapter
 from .encode_ahead import EncodeAhead
 from .gpu_sampling import GpuArgmax
-from .kv_sizing import buffer_bytes, memory_estimate, resolve_context_window, set_bytes, sized_buffers
+from .kv_sizing import buffer_bytes, kv_rings, memory_estimate, resolve_context_window, set_bytes, sized_buffers
 from .kv_sizing import ACT_BYTES, round16 as _round16  # noqa: F401  (runtime/encoder.py imports them from here)
 from .lm import CachedModel
 from .program_choice import adapter_class, choose_program_set
@@ -60,6 +60,7 @@ class NativeModel(CachedModel):
         self.vocab_size = int(m["model"]["config"]["vocab_size"])
         self.context_window = resolve_context_window(m, context_window_size)
         self.prefill_chunk = int(m["prefill_chunk"])
+        self.kv_rings = kv_rings(m)  # sliding-window ring caches: which cached rows were overwritten (kv_reuse.py)
         self.eos_token_ids = set(m["tokenizer"]["eos_token_ids"])
 
         self.adapter = adapter or select_adapter()
