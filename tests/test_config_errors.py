@@ -67,7 +67,7 @@ FIELD_CASES: list[tuple[str, Any, str]] = [
     ("rope_parameters.rope_theta", "10000", "v5"), ("rope_parameters", "llama3", "v5"),
     ("rope_scaling", "linear", "v4"), ("rope_scaling.factor", "8", "v4"), ("rope_scaling.factor", 0, "v4"),
     ("rope_scaling.high_freq_factor", 1.0, "v4"), ("rope_scaling.original_max_position_embeddings", 0, "v4"),
-    ("rope_scaling.rope_type", ["llama3"], "v4"), ("rope_scaling.rope_type", "yarn", "v4"),
+    ("rope_scaling.rope_type", ["llama3"], "v4"), ("rope_scaling.rope_type", "longrope", "v4"),
     ("rms_norm_eps", "1e-5", "v5"), ("rms_norm_eps", 0, "v5"), ("rms_norm_eps", -1e-5, "v5"),
     ("tie_word_embeddings", "false", "v5"), ("attention_bias", 1, "v5"), ("mlp_bias", "no", "v5"),
     ("hidden_act", "gelu", "v5"), ("hidden_act", 5, "v5"),

@@ -354,7 +354,8 @@ def test_legacy_gemma3_config_layout_reads_like_transformers(fields, tmp_path):
 # tensor names, norms stored as 1 + w, q/k not permuted, a SentencePiece vocab without a space
 # prefix), each linear in another block type that bundles keep bit for bit. transformers'
 # GGUF loader is the reference (it reads the metadata it knows and takes its config class's
-# defaults for the rest: query_pre_attn_scalar 256, the local rope base, the layer pattern).
+# defaults for the rest: the local rope base, the layer pattern; query_pre_attn_scalar is given it
+# as llama.cpp's rule sets it for the GGUF build, head_dim here: models/gguf_source.py).
 # Tolerance 2e-4 x max|logit|: both dequantize the same blocks; only f32 summation order differs.
 
 GGUF_TYPES = ["Q8_0", "Q5_0", "Q4_0", "Q5_1", "Q4_1"]
@@ -429,7 +430,8 @@ def test_gguf_matches_transformers_gguf_loader(arch, hf_arch, gemma_bundles, tmp
 
     folder = gemma_bundles(hf_arch)[0]
     path = write_gemma_gguf(folder, tmp_path / f"tiny-{arch}.gguf", arch)
-    hf = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=path.name, dtype=torch.float32)
+    hf = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=path.name, dtype=torch.float32,
+                                              query_pre_attn_scalar=COMMON["head_dim"])
     with torch.no_grad():
         ref = hf(torch.tensor([PROMPT])).logits[0].numpy()
     bundle = webllm_py.build(path, tmp_path / "b", progress=False, prefill_chunk=16)  # default quantization

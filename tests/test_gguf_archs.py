@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import gguf
 import numpy as np
@@ -61,13 +62,16 @@ def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def write_gguf(folder: Path, out: Path, arch: str, permuted: bool) -> Path:
-    """The HF model in `folder` as convert_hf_to_gguf.py lays it out for `arch`."""
+def write_gguf(folder: Path, out: Path, arch: str, permuted: bool, qtype: str = "Q8_0",
+               extra: Callable[[gguf.GGUFWriter], None] | None = None, split_max_tensors: int = 0) -> Path:
+    """The HF model in `folder` as convert_hf_to_gguf.py lays it out for `arch`: 2-D weights as `qtype`
+    (Q8_0 or F32), yarn rope scaling as Qwen2Model writes it; `extra` adds metadata, and
+    split_max_tensors > 0 makes gguf-split's files (the gguf package's writer adds the split keys)."""
     cfg = json.loads((folder / "config.json").read_text())
     sd = load_file(str(folder / "model.safetensors"))
     tok = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     heads, kv, V = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["vocab_size"]
-    w = gguf.GGUFWriter(str(out), arch)
+    w = gguf.GGUFWriter(str(out), arch, split_max_tensors=split_max_tensors)
     w.add_name("Mistral 7B tiny" if cfg["model_type"] == "mistral" else f"tiny-{arch}")
     w.add_context_length(cfg["max_position_embeddings"])
     w.add_embedding_length(cfg["hidden_size"])
@@ -79,7 +83,14 @@ def write_gguf(folder: Path, out: Path, arch: str, permuted: bool) -> Path:
         w.add_key_length(cfg["head_dim"])
         w.add_value_length(cfg["head_dim"])
     w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
-    w.add_rope_freq_base(cfg.get("rope_parameters", {}).get("rope_theta", cfg.get("rope_theta", 10000.0)))
+    rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
+    w.add_rope_freq_base(rope.get("rope_theta", cfg.get("rope_theta", 10000.0)))
+    if rope.get("rope_type", rope.get("type")) == "yarn":
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(rope["factor"])
+        w.add_rope_scaling_orig_ctx_len(rope["original_max_position_embeddings"])
+    if extra:
+        extra(w)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("qwen2")
     tokens, types = [f"[PAD{i}]" for i in range(V)], [gguf.TokenType.UNUSED] * V
@@ -100,7 +111,7 @@ def write_gguf(folder: Path, out: Path, arch: str, permuted: bool) -> Path:
         t = t.astype(np.float32)
         if permuted and g.endswith(("attn_q.weight", "attn_k.weight")):
             t = _permute(t, heads if ".attn_q." in g else kv)
-        if t.ndim == 2:
+        if t.ndim == 2 and qtype == "Q8_0":
             w.add_tensor(g, gguf.quants.quantize(t, gguf.GGMLQuantizationType.Q8_0), raw_dtype=gguf.GGMLQuantizationType.Q8_0)
         else:
             w.add_tensor(g, t)
@@ -164,3 +175,33 @@ def test_tokenizer_ids_match_transformers(case, gguf_file):
     theirs = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     for text in TEXTS:
         assert ours.encode(text, add_special_tokens=False).ids == theirs.encode(text, add_special_tokens=False), repr(text)
+
+
+# -- Gemma's attention scale: llama.cpp's rule (no GGUF key holds query_pre_attn_scalar) ---------------
+# llama-model.cpp: 1/sqrt(n_embd / n_head) for the 27B model, which it recognizes by its block count
+# (gemma2 46, gemma3 62), 1/sqrt(head_dim) otherwise. hidden 96 / 4 heads = 24 != head_dim 16, so the
+# two branches give different scales. A metadata-only GGUF: the config and graph need no tensors.
+@pytest.mark.parametrize("arch,layers,scalar", [("gemma2", 46, 24), ("gemma2", 42, 16), ("gemma3", 62, 24),
+                                                ("gemma3", 46, 16)])
+def test_gemma_attention_scale_follows_llama_cpp(arch, layers, scalar, tmp_path):
+    from webllm_py.models.registry import architecture, parse_config
+
+    w = gguf.GGUFWriter(str(tmp_path / "g.gguf"), arch)
+    for add, v in [(w.add_block_count, layers), (w.add_context_length, 128), (w.add_embedding_length, 96),
+                   (w.add_feed_forward_length, 128), (w.add_head_count, 4), (w.add_head_count_kv, 2),
+                   (w.add_key_length, 16), (w.add_value_length, 16), (w.add_sliding_window, 8)]:
+        add(v)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(["<pad>", "<eos>", "<bos>", "<unk>"] + [f"t{i}" for i in range(60)])
+    w.add_token_scores([0.0] * 64)
+    w.add_token_types([3, 3, 3, 2] + [1] * 60)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    src = GGUFSource(tmp_path / "g.gguf")
+    assert src.config["query_pre_attn_scalar"] == scalar
+    cfg = parse_config(src.config, src.path)
+    graph = architecture(cfg).builder.build_graph(cfg, 64)
+    scales = {n.attrs["scale"] for n in graph.nodes if n.op == "attention"}
+    assert scales == {scalar ** -0.5}  # the attrs the manifest's graphs carry

@@ -10,6 +10,7 @@ same way in the graph, the templates and the manifest.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,46 @@ _ROPE_SCALING_FIELDS: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {
     "linear": [("factor", F.number, {})],
     "llama3": [("factor", F.number, {}), ("low_freq_factor", F.number, {}), ("high_freq_factor", F.number, {}),
                ("original_max_position_embeddings", F.integer, {})],
-}
+    # dynamic NTK changes the base only once a call runs past max_position_embeddings, which a
+    # bundle's context window never does (build_limits.py): within it the table is plain RoPE
+    "dynamic": [("factor", F.number, {})],
+}  # + yarn, whose fields _yarn resolves
+# Types whose whole effect is the inv_freq table. yarn also scales cos and sin (its attention factor,
+# the rope attr cos_scale): only graphs whose rope ops carry rope_attrs take it (parse_decoder_config).
+TABLE_ONLY_ROPE_TYPES = ("linear", "llama3", "dynamic")
+ROPE_TYPES = (*TABLE_ONLY_ROPE_TYPES, "yarn")
 
 
-def rope_settings(cfg: dict[str, Any], path: Path) -> tuple[float, dict[str, Any] | None]:
+def _yarn(cfg: dict[str, Any], where: str, scaling: dict[str, Any], path: Path) -> dict[str, Any]:
+    """yarn's fields resolved as transformers' _compute_yarn_parameters (and standardize_rope_params)
+    read them, so models/rope.py only computes: original_max_position_embeddings (a top-level field
+    wins, else the rope dict's, else max_position_embeddings), factor (required, >= 1), attention_factor (absent: from mscale / mscale_all_dim when both are set, else
+    0.1 ln(factor) + 1), beta_fast 32 / beta_slow 1 when absent, truncate (default true)."""
+    key = "original_max_position_embeddings"
+    orig = F.integer(cfg, key, path, default=None) or F.integer(cfg, f"{where}.{key}", path, default=None) \
+        or F.integer(cfg, "max_position_embeddings", path, default=2048)
+    factor = F.number(cfg, f"{where}.factor", path, lo=1.0, lo_open=False)  # transformers requires it too
+
+    def mscale(scale: float, m: float = 1.0) -> float:
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    attention = F.number(cfg, f"{where}.attention_factor", path, default=None)
+    if attention is None:
+        m, m_all = (F.number(cfg, f"{where}.{k}", path, default=None, lo_open=False) for k in ("mscale", "mscale_all_dim"))
+        attention = mscale(factor, m) / mscale(factor, m_all) if m and m_all else mscale(factor)
+    beta_fast = F.number(cfg, f"{where}.beta_fast", path, default=32.0)
+    beta_slow = F.number(cfg, f"{where}.beta_slow", path, default=1.0)
+    if beta_fast < beta_slow:  # the ramp runs from beta_fast's dimension up to beta_slow's
+        raise BuildError(f"field '{where}.beta_fast' ({beta_fast:g}) must not be below '{where}.beta_slow' "
+                         f"({beta_slow:g})", path)
+    return {"rope_type": "yarn", "factor": float(factor), key: orig, "attention_factor": float(attention),
+            "beta_fast": beta_fast, "beta_slow": beta_slow, "truncate": F.flag(cfg, f"{where}.truncate", path, True)}
+
+
+def rope_settings(cfg: dict[str, Any], path: Path,
+                  kinds: tuple[str, ...] = TABLE_ONLY_ROPE_TYPES) -> tuple[float, dict[str, Any] | None]:
     """(rope_theta, rope_scaling) from either transformers 4 (rope_theta, rope_scaling)
-    or transformers 5 (rope_parameters) config layouts."""
+    or transformers 5 (rope_parameters) config layouts; rope types outside `kinds` are refused."""
     params = cfg.get("rope_parameters")
     if params is not None:
         if not isinstance(params, dict):
@@ -86,9 +121,11 @@ def rope_settings(cfg: dict[str, Any], path: Path) -> tuple[float, dict[str, Any
     kind = scaling.get("rope_type", scaling.get("type", "default"))
     if kind == "default":
         return theta, None
-    if not isinstance(kind, str) or kind not in _ROPE_SCALING_FIELDS:
+    if not isinstance(kind, str) or kind not in kinds:
         raise BuildError(f"field '{where}.rope_type' {kind!r} is not supported (supported: default, "
-                         f"{', '.join(_ROPE_SCALING_FIELDS)})", path)
+                         f"{', '.join(kinds)})", path)
+    if kind == "yarn":
+        return theta, _yarn(cfg, where, scaling, path)
     for name, read, kw in _ROPE_SCALING_FIELDS[kind]:
         read({where: scaling}, f"{where}.{name}", path, **kw)
     if kind == "llama3" and scaling["high_freq_factor"] <= scaling["low_freq_factor"]:
@@ -117,12 +154,14 @@ GRANITE_MULTIPLIERS = ("embedding_multiplier", "residual_multiplier", "attention
 
 def parse_decoder_config(cfg: dict[str, Any], path: Path, *, qkv_bias_default: bool = False, qk_norm: bool = False,
                          o_proj_bias: bool = False, qk_norm_scope: str = "head", post_norms: bool = False,
-                         nope_layers: bool = False, multipliers: bool = False) -> DecoderConfig:
+                         nope_layers: bool = False, multipliers: bool = False,
+                         rope_types: tuple[str, ...] = ROPE_TYPES) -> DecoderConfig:
     """Validate a Llama-family config.json into a DecoderConfig (errors name `path` and the field).
 
     The keyword arguments are the registry entry's (models/registry.py): o_proj_bias (the output
     projection has a bias when attention_bias is set), qk_norm + qk_norm_scope, post_norms,
-    nope_layers (read no_rope_layers), multipliers (read granite's four)."""
+    nope_layers (read no_rope_layers), multipliers (read granite's four); rope_types: the rope_scaling
+    types the builder's graph implements (models/decoder.py's rope ops carry yarn's cos_scale)."""
     F.require_object(cfg, path)
     model_type = F.text(cfg, "model_type", path)
     hidden = F.integer(cfg, "hidden_size", path)
@@ -141,7 +180,7 @@ def parse_decoder_config(cfg: dict[str, Any], path: Path, *, qkv_bias_default: b
     act = F.text(cfg, "hidden_act", path, default="silu")
     if act not in ("silu", "swish"):
         raise BuildError(f"field 'hidden_act' {act!r} is not supported (supported: silu)", path)
-    theta, scaling = rope_settings(cfg, path)
+    theta, scaling = rope_settings(cfg, path, rope_types)
     # Qwen2 configs carry a sliding_window that use_sliding_window false switches off: read it only when on
     sliding = F.integer(cfg, "sliding_window", path, default=None) if F.flag(cfg, "use_sliding_window", path, True) else None
     for key in ("bos_token_id", "eos_token_id"):  # read by the tokenizer metadata; checked here with the rest

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import math
 
+from ..errors import BuildError
 from ..ir import Graph
 from .config import DecoderConfig
 from .decoder import EMBED, INV_FREQ, LM_HEAD, _linear
+from .rope import rope_attrs
 
 DECODER_EMBEDDERS = ("qwen3",)  # model_types whose embedding use is tested (tests/test_decoder_embedding.py)
 BARE_PREFIX = "model."  # what a bare *Model checkpoint lacks
@@ -25,6 +27,10 @@ BARE_PREFIX = "model."  # what a bare *Model checkpoint lacks
 
 def build_decoder_embedding_graph(cfg: DecoderConfig, pooling: str, normalize: bool) -> Graph:
     """ids, rows (n,), offsets (b+1,) -> embeddings (b, hidden_size)."""
+    if rope_attrs(cfg):  # row_rope rotates whole heads with one table, unscaled
+        raise BuildError(f"rope {', '.join(sorted(rope_attrs(cfg)))} (rope_scaling {(cfg.rope_scaling or {}).get('rope_type')!r}) "
+                         "is not supported for embedding models; without rope_scaling in config.json they embed "
+                         "within the original context")
     g = Graph()
     H, I, hd = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
     nh, nkv, eps = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.rms_norm_eps

@@ -1,8 +1,9 @@
 """GGUFSource: a llama, gemma2, gemma3, phi3, qwen2 or qwen3 GGUF file presented as an HF model (a ModelSource).
 
 The file is read with llama.cpp's own `gguf` package (GGUFReader, which memory-
-maps it, and gguf.quants.dequantize); tensors are dequantized one at a time
-to float32 and renamed / re-laid-out to HF's LlamaForCausalLM conventions:
+maps it, and gguf.quants.dequantize); a model split by gguf-split (NAME-00001-of-0000N.gguf)
+is read from all its splits, given any one of them (gguf_split.py). Tensors are dequantized one
+at a time to float32 and renamed / re-laid-out to HF's LlamaForCausalLM conventions:
 
 - GGUF lists dims fastest-first (ggml `ne`); numpy shapes are the reverse.
 - convert_hf_to_gguf.py permutes q_proj / k_proj rows from HF's rotate_half
@@ -13,6 +14,10 @@ to float32 and renamed / re-laid-out to HF's LlamaForCausalLM conventions:
   rows were permuted (llama only; Gemma, phi3 and Qwen use NEOX-style rotate_half already), and Gemma's
   norms, which llama.cpp stores as 1 + w: `read` subtracts the 1 again, as transformers' GGUF
   loader does, so the tensors are the HF checkpoint's (the Gemma builder adds it back).
+- Rope scaling: llama3 from the rope_freqs tensor, linear and yarn from rope.scaling.* (yarn's
+  attention factor is transformers' default for its factor), phi3's longrope from its factor tensors.
+- Gemma's query_pre_attn_scalar is llama.cpp's rule, n_embd / n_head for the 27B models (block
+  count 46 / 62) and head_dim otherwise (`_gemma_config`).
 
 Quantized blocks are kept as they are (`stored_parts`) when a bundle format holds
 the GGUF type exactly: Q4_0 -> q4, Q4_1 -> q4a, Q8_0 -> q8 (re-laid-out here) and
@@ -34,6 +39,7 @@ import numpy as np
 
 from ..errors import BuildError
 from ..quant import kquant
+from .gguf_split import SPLIT_KEYS, open_splits
 from .gguf_tokenizer import build_tokenizer
 
 
@@ -66,19 +72,35 @@ _LOSSLESS = {"Q4_0": ("q4", 18), "Q4_1": ("q4a", 20), "Q8_0": ("q8", 34)}
 # float types: read() converts them without loss to f32; every other type is a quantization
 _FLOAT_TYPES = {"F32", "F16", "BF16", "F64"}
 _LAYER_RE = re.compile(r"blk\.(\d+)\.(.+)")
+# yarn (Qwen2.5 / Qwen3 long context): convert_hf_to_gguf.py writes rope.scaling.type "yarn", .factor and
+# .original_context_length; these keys map onto transformers' fields, the others it is refused with
+_YARN_BETAS = {"yarn_beta_fast": "beta_fast", "yarn_beta_slow": "beta_slow"}
+_YARN_UNSUPPORTED = ("attn_factor", "yarn_attn_factor", "yarn_log_multiplier", "yarn_ext_factor")
 
 
 def _llama_config(src: "GGUFSource") -> dict[str, Any]:
     return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu"}
 
 
+# The block count llama.cpp takes for the 27B model (llama-model.cpp's LLM_TYPE_27B per arch)
+_GEMMA_27B_LAYERS = {"gemma2": 46, "gemma3": 62}
+
+
 def _gemma_config(src: "GGUFSource") -> dict[str, Any]:
-    """Gemma 2/3 fields; the rest (query_pre_attn_scalar, the local rope base, the 2:1 / 6:1 layer
-    pattern) are the transformers config classes' defaults, as transformers' GGUF loader leaves them."""
+    """Gemma 2/3 fields. query_pre_attn_scalar, which no GGUF key holds, is llama.cpp's rule
+    (llama-model.cpp, LLM_ARCH_GEMMA2 / GEMMA3): n_embd / n_head (integer division) for the 27B
+    model, which llama.cpp recognizes by its block count (46 / 62), else head_dim; that is each real
+    model's config value (27B: 144 / 168, the others: head_dim 256), where transformers' GGUF loader
+    leaves its config class's 256. The local rope base (10000, which llama.cpp also fixes for
+    gemma3) and the 2:1 / 6:1 layer pattern are the config classes' defaults."""
     gemma2 = src.arch == "gemma2"
+    hidden, heads = src._int("embedding_length"), src._int("attention.head_count")
+    is_27b = src._int("block_count") == _GEMMA_27B_LAYERS[src.arch]
     cfg: dict[str, Any] = {"architectures": ["Gemma2ForCausalLM" if gemma2 else "Gemma3ForCausalLM"],
                            "model_type": "gemma2" if gemma2 else "gemma3_text",
                            "hidden_activation": "gelu_pytorch_tanh",
+                           "query_pre_attn_scalar": hidden // heads if is_27b else
+                           src._int("attention.key_length", max(1, hidden // heads)),
                            "sliding_window": src._int("attention.sliding_window", 4096)}
     for key in ("attn_logit_softcapping", "final_logit_softcapping"):  # llama.cpp writes gemma2's
         if f"{src.arch}.{key}" in src._meta:
@@ -202,8 +224,9 @@ class GGUFSource:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._reader = _open_reader(self.path)
-        self._meta = {k: _field_value(f) for k, f in self._reader.fields.items() if not k.startswith("GGUF.")}
+        # every split opened and checked first (gguf_split.py); the model's metadata is the first split's
+        parts = open_splits(self.path, _open_reader, _metadata)
+        self._meta = {k: v for k, v in parts[0][2].items() if k not in SPLIT_KEYS}
         arch = self._meta.get("general.architecture")
         if arch not in SUPPORTED_ARCHITECTURES:
             raise BuildError(
@@ -211,7 +234,8 @@ class GGUFSource:
                 self.path,
             )
         self.arch, self._arch = arch, GGUF_ARCHS[arch]
-        self._by_gguf = {t.name: t for t in self._reader.tensors}
+        self._by_gguf = {t.name: t for _, reader, _ in parts for t in reader.tensors}
+        self._file_of = {t.name: p for p, reader, _ in parts for t in reader.tensors}
         self._names = self._map_names()  # HF name -> GGUF name
         self.config = self._build_config()
         self.generation_config = {
@@ -300,7 +324,20 @@ class GGUFSource:
         scaling: dict[str, Any] = {"rope_type": kind, "factor": self._num("rope.scaling.factor", 1.0)}
         if self._key("rope.scaling.original_context_length", None) is not None:
             scaling["original_max_position_embeddings"] = self._int("rope.scaling.original_context_length")
-        return scaling  # types other than linear are rejected by config.parse_decoder_config
+        if kind == "yarn":
+            scaling.update(self._yarn_betas())
+        return scaling  # types the config parser does not know are refused there, naming rope_type
+
+    def _yarn_betas(self) -> dict[str, float]:
+        """yarn's optional beta_fast / beta_slow keys; a yarn key that changes its attention factor
+        (llama.cpp's own mscale variants) is refused rather than silently dropped."""
+        for key in _YARN_UNSUPPORTED:
+            if f"{self.arch}.rope.scaling.{key}" in self._meta:
+                raise BuildError(f"metadata key '{self.arch}.rope.scaling.{key}' (a llama.cpp yarn variant) is not "
+                                 "supported; only factor, original_context_length, yarn_beta_fast and yarn_beta_slow",
+                                 self.path)
+        return {hf: self._num(f"rope.scaling.{key}", 0.0) for key, hf in _YARN_BETAS.items()
+                if f"{self.arch}.rope.scaling.{key}" in self._meta}
 
     # ---- tensors
 
@@ -344,7 +381,7 @@ class GGUFSource:
         return np.ascontiguousarray(w, dtype=np.float32)
 
     def where(self, name: str) -> str:
-        return str(self.path)
+        return str(self._file_of.get(self._names.get(name, ""), self.path))
 
     def stored_parts(self, name: str) -> tuple[str, dict[str, np.ndarray]] | None:
         """The tensor's GGUF blocks re-laid-out losslessly into a bundle format, or None.
@@ -363,7 +400,7 @@ class GGUFSource:
             try:
                 parts = kquant.from_gguf(fmt, t.data, rows, cols)
             except ValueError as e:
-                raise BuildError(f"tensor '{self._names[name]}' ({kind}): {e}", self.path) from None
+                raise BuildError(f"tensor '{self._names[name]}' ({kind}): {e}", self.where(name)) from None
             return fmt, self._unpermute_rows(name, parts)
         fmt, block_bytes = _LOSSLESS[kind]
         blocks = np.asarray(t.data).reshape(-1).view(np.uint8).reshape(rows, cols // 32, block_bytes)
@@ -417,7 +454,8 @@ class GGUFSource:
         try:
             w = dequantize(t.data, t.tensor_type)
         except NotImplementedError:
-            raise BuildError(f"tensor '{gguf_name}' has type {t.tensor_type.name}, which the gguf package cannot dequantize", self.path) from None
+            raise BuildError(f"tensor '{gguf_name}' has type {t.tensor_type.name}, which the gguf package cannot dequantize",
+                             self._file_of[gguf_name]) from None
         return np.asarray(w, dtype=np.float32).reshape(shape)
 
 
@@ -441,6 +479,11 @@ def _open_reader(path: Path) -> Any:
         if t.data_offset + t.n_bytes > size or t.data.nbytes != t.n_bytes:
             raise BuildError(f"tensor '{t.name}' runs past the end of the file (truncated download?)", path)
     return reader
+
+
+def _metadata(reader: Any) -> dict[str, Any]:
+    """A reader's metadata keys (not the GGUF.* header fields) as Python values."""
+    return {k: _field_value(f) for k, f in reader.fields.items() if not k.startswith("GGUF.")}
 
 
 def _field_value(field: Any) -> Any:
