@@ -10,6 +10,11 @@
 //   token alone (decode) exactly when a fresh prefill's last step is 1 token (P % C == 1);
 // - "schedule": only whole steps of the fresh schedule (C tokens at a multiple of C);
 // - "any" (no chunk, e.g. test fakes whose logits depend on the ids only): the longest common prefix.
+// Ring caches (sliding-window layers' R rows, position t in row t % R; `rings`: [R, window] pairs):
+// after writes up to position hi - 1 (hi: 1 + the highest position written since the last write at
+// position 0) the row of position j is intact iff j >= hi - R; a plan keeping L > 0 rows needs
+// max(0, L - window + 1) >= hi - R for every ring, else it keeps 0 (after the rule's own plan);
+// truncate never restores an overwritten row.
 
 /** @typedef {[number, number]} Span [start, end) of the prompt, forwarded as one step */
 
@@ -61,10 +66,19 @@ export const RULES = {
   },
 };
 
+/**
+ * Whether every ring still holds the rows a step forwarding from position `keep` reads:
+ * max(0, keep - window + 1) >= hi - R for each [R, window].
+ * @param {number} keep @param {number} hi @param {[number, number][]} rings
+ */
+export function ringsIntact(keep, hi, rings) {
+  return rings.every(([ring, window]) => Math.max(0, keep - window + 1) >= hi - ring);
+}
+
 /** The ids in a model's KV cache and how many leading rows a new prompt may reuse. */
 export class KVLedger {
-  /** @param {string} rule @param {number|null} chunk */
-  constructor(rule, chunk) {
+  /** @param {string} rule @param {number|null} chunk @param {[number, number][]} [rings] */
+  constructor(rule, chunk, rings = []) {
     if (!(rule in RULES)) throw new RangeError(`kvReuse must be one of ${Object.keys(RULES).join(", ")}, got ${rule}`);
     if (rule !== "any" && !(Number.isInteger(chunk) && /** @type {number} */ (chunk) >= 1)) {
       throw new RangeError(`kvReuse "${rule}" needs the model's prefillChunk (an integer >= 1), got ${chunk}`);
@@ -74,6 +88,9 @@ export class KVLedger {
     /** @type {number[]} */
     this.ids = [];
     this.exact = 0; // leading rows a fresh prefill would write bit for bit the same
+    /** @type {[number, number][]} */
+    this.rings = rings.map(([r, w]) => [Number(r), Number(w)]); // [ring rows, window] of the ring caches
+    this.hi = 0; // 1 + the highest position written since the last write at position 0
   }
 
   /**
@@ -85,12 +102,16 @@ export class KVLedger {
     let common = 0;
     while (common < this.ids.length && common < prompt.length && this.ids[common] === prompt[common]) common++;
     const reusable = Math.max(0, Math.min(common, this.exact, prompt.length - 1));
-    return this.rule.plan(reusable, prompt.length, this.chunk);
+    let [keep, spans] = this.rule.plan(reusable, prompt.length, this.chunk);
+    if (keep && !ringsIntact(keep, this.hi, this.rings)) [keep, spans] = this.rule.plan(0, prompt.length, this.chunk);
+    return [keep, spans];
   }
 
   /** The model forwarded `ids` in one step at the end of the cache. @param {ArrayLike<number>} ids */
   wrote(ids) {
     this.exact = this.rule.extend(this.exact, this.ids.length, ids.length, this.chunk);
+    // a write at position 0 starts the cache afresh: no overwrite before it matters any more
+    this.hi = Math.max(this.ids.length ? this.hi : 0, this.ids.length + ids.length);
     this.ids.push(...Array.from(ids));
   }
 
@@ -102,11 +123,13 @@ export class KVLedger {
 }
 
 /**
- * The model's [kvReuse rule, prefill chunk]: declared by the runtime, else "schedule" for a
- * chunked model (the safe choice) and "any" for one without a chunk.
- * @param {{kvReuse?: string, prefillChunk?: number}} model @returns {[string, number|null]}
+ * The model's [kvReuse rule, prefill chunk, ring caches] (KVLedger's arguments): the rule
+ * declared by the runtime, else "schedule" for a chunked model (the safe choice) and "any" for
+ * one without a chunk; `kvRings` ([R, window] pairs) where the model has ring caches.
+ * @param {{kvReuse?: string, prefillChunk?: number, kvRings?: [number, number][]}} model
+ * @returns {[string, number|null, [number, number][]]}
  */
 export function modelRule(model) {
   const chunk = model.prefillChunk ? Number(model.prefillChunk) : null;
-  return [model.kvReuse ?? (chunk ? "schedule" : "any"), chunk];
+  return [model.kvReuse ?? (chunk ? "schedule" : "any"), chunk, model.kvRings ?? []];
 }

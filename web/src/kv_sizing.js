@@ -2,10 +2,12 @@
 // webllm_py/runtime/kv_sizing.py.
 //
 // A manifest sizes the KV-cache buffers (kind "state") for the context window the bundle was
-// built for (manifest_validate.js checks that they hold context_window rows). The kernels index
-// the caches by row ((p + t) * width) and never read past row p+n, so the runtime may allocate
-// fewer rows and run the same programs: `contextWindowSize` picks that count, up to the
-// bundle's. estimateMemory adds up the buffers before any is created.
+// built for (manifest_validate.js checks that they hold context_window rows, or exactly `ring`
+// rows for a sliding-window layer's ring cache). The kernels index the caches by row
+// ((p + t) * width, a ring ((p + t) % ring) * width) and never read past row p+n, so the runtime
+// may allocate fewer rows and run the same programs: `contextWindowSize` picks that count N, up
+// to the bundle's; a ring buffer then holds min(ring, N) rows. estimateMemory adds up the
+// buffers before any is created.
 
 /** One prompt token and one generated token. */
 export const MIN_CONTEXT = 2;
@@ -64,7 +66,8 @@ export function resolveContextWindow(manifest, requested) {
 }
 
 /**
- * manifest.buffers with every KV-cache buffer holding `rows` rows instead of the bundle's.
+ * manifest.buffers with every KV-cache buffer holding `rows` rows instead of the bundle's (a ring
+ * buffer min(ring, rows)).
  * @param {any} manifest @param {number} [rows] default: the bundle's context window
  * @returns {Record<string, any>}
  */
@@ -75,10 +78,24 @@ export function sizedBufferSpecs(manifest, rows) {
   const out = {};
   for (const [name, b] of Object.entries(manifest.buffers)) {
     const spec = /** @type {any} */ (b);
-    // (context_window, width), validated by manifest_validate.js
-    out[name] = spec.kind === "state" ? { ...spec, elements: (spec.elements / built) * rows } : spec;
+    // (context_window or ring, width), validated by manifest_validate.js
+    const held = spec.ring || built;
+    out[name] = spec.kind === "state" ? { ...spec, elements: (spec.elements / held) * Math.min(held, rows) } : spec;
   }
   return out;
+}
+
+/**
+ * The [ring rows, window] pairs of the bundle's ring KV caches, for the reuse rule (kv_reuse.js).
+ * @param {any} manifest @returns {[number, number][]}
+ */
+export function kvRings(manifest) {
+  const seen = new Map();
+  for (const b of Object.values(manifest.buffers ?? {})) {
+    const spec = /** @type {any} */ (b);
+    if (spec.kind === "state" && spec.ring) seen.set(`${spec.ring},${spec.window}`, [Number(spec.ring), Number(spec.window)]);
+  }
+  return [...seen.values()].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
 }
 
 /** @type {Record<string, "weightsBytes"|"kvCacheBytes">} every other kind counts as otherBytes */

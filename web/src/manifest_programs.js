@@ -84,16 +84,38 @@ function checkDispatch(d, where, kernels, buffers) {
 }
 
 /**
- * KV-cache buffers hold context_window rows; step buffers hold the largest step.
+ * A ring state buffer (docs/bundle-format.md "Ring KV caches"): `ring` = the graphs' rows (<
+ * context_window), `window` the attention's, elements = ring x width; a buffer of a cache without
+ * a ring has neither field. As bundle/validate_programs.py _check_ring.
+ * @param {any} b @param {string} where @param {number} rows @param {number} width @param {number} window
+ * @param {number|undefined} ctx
+ */
+function checkRing(b, where, rows, width, window, ctx) {
+  if (!window) {
+    for (const key of ["ring", "window"]) {
+      if (key in b) fail(sub(where, key), `the graphs' cache ${show(where)} is not a ring (it holds every position); remove the field`);
+    }
+    return;
+  }
+  const ring = field(b, "ring", where, "int", { lo: 1, hi: ctx == null ? undefined : ctx - 1 });
+  if (ring !== rows) fail(sub(where, "ring"), `${ring}, but the graphs' ring cache has ${rows} rows`);
+  if (field(b, "window", where, "int", { lo: 1 }) !== window) fail(sub(where, "window"), `${b.window}, but the graphs' attention window is ${window}`);
+  if (b.elements !== ring * width) fail(sub(where, "elements"), `${b.elements} is not ring x width = ${ring} x ${width}`);
+}
+
+/**
+ * KV-cache buffers hold context_window rows (a ring cache: exactly `ring` rows); step buffers hold the largest step.
  * @param {Record<string, any>} buffers @param {Record<string, number[]>} state @param {Record<string, number>} limits
  * @param {StepBuffers} stepBuffers @param {number} vocab
  */
 function checkSizes(buffers, state, limits, stepBuffers, vocab) {
   const ctx = limits.context_window;
-  for (const [name, [, width]] of Object.entries(state)) {
+  for (const [name, [rows, width, window]] of Object.entries(state)) {
     const b = buffers[name];
     if (!b || b.kind !== "state") fail(sub("buffers", name), "missing: the graphs' KV cache needs a state buffer");
     field(b, "elements", sub("buffers", name), "int"); // not `bytes`: its rows are counted in elements
+    checkRing(b, sub("buffers", name), rows, width, window ?? 0, ctx);
+    if (window) continue;
     if (ctx != null && b.elements < ctx * width) {
       fail("context_window", `${ctx} is more than the ${Math.floor(b.elements / width)} rows ${sub("buffers", name)} holds (${b.elements} elements of width ${width})`);
     }

@@ -119,8 +119,28 @@ const BUNDLE_KINDS = {
 };
 
 /**
+ * state name → [ring attrs, windows] of the kv_write / attention nodes of graph `g` using it.
+ * @param {any} g @returns {Map<string, {rings: Set<number>, windows: Set<number>}>}
+ */
+function cacheUsers(g) {
+  const out = new Map();
+  for (const node of Array.isArray(g.nodes) ? g.nodes : []) {
+    const inputs = Array.isArray(node?.inputs) ? node.inputs : []; // nodes' shapes are the Python reader's to check
+    const caches = node?.op === "kv_write" ? inputs.slice(1, 2) : node?.op === "attention" ? inputs.slice(1, 3) : [];
+    for (const name of caches) {
+      if (!out.has(name)) out.set(name, { rings: new Set(), windows: new Set() });
+      out.get(name).rings.add(node.attrs?.ring ?? 0);
+      if (node.op === "attention") out.get(name).windows.add(node.attrs?.window ?? 0);
+    }
+  }
+  return out;
+}
+
+/**
  * The graphs a kind of bundle needs: their params are weights of the same shape, their state
- * has a row per context position; returns every graph's state (name → [rows, width]).
+ * has a row per context position or is a ring (exactly `ring` rows, ring < context_window and
+ * >= window + prefill_chunk - 1, the `ring` attr of every node using it); returns every graph's
+ * state (name → [rows, width], a ring cache [rows, width, window]).
  * @param {any} m @param {string[]} names @param {Record<string, any>} weights @param {Record<string, number>} limits
  * @returns {Record<string, number[]>}
  */
@@ -139,13 +159,25 @@ function checkGraphs(m, names, weights, limits) {
       if (!Object.hasOwn(weights, p)) fail(pwhere, "is not in weights");
       if (show(weights[p].shape) !== show(shape)) fail(sub(pwhere, "shape"), `${show(shape)}, but weights[${show(p)}] has ${show(weights[p].shape)}`);
     }
+    const users = cacheUsers(g);
     for (const [s, t] of Object.entries(field(g, "state", where, "dict"))) {
       const swhere = sub(sub(where, "state"), s);
       const shape = ints(field(want(t, "dict", swhere), "shape", swhere, "list"), sub(swhere, "shape"));
       if (shape.length !== 2) fail(sub(swhere, "shape"), `${show(shape)} is not [rows, width]`);
       const ctx = limits.context_window;
-      if (ctx != null && shape[0] < ctx) fail("context_window", `${ctx} is more than the ${shape[0]} rows of the KV cache ${swhere}`);
+      const rings = [...(users.get(s)?.rings ?? [])];
+      const ringed = rings.some((r) => r !== 0);
+      if (ringed && (rings.length !== 1 || rings[0] !== shape[0] || (ctx != null && shape[0] >= ctx))) {
+        fail(swhere, `a ring cache of ${shape[0]} rows needs ring == ${shape[0]} < context_window (${ctx}) on every node using it, got rings ${show(rings)}`);
+      }
+      if (!ringed && ctx != null && shape[0] < ctx) fail("context_window", `${ctx} is more than the ${shape[0]} rows of the KV cache ${swhere}`);
       state[s] = shape;
+      if (ringed) {
+        const window = Math.max(0, ...(users.get(s)?.windows ?? []));
+        const chunk = limits.prefill_chunk ?? 1;
+        if (shape[0] < window + chunk - 1) fail(swhere, `a ring of ${shape[0]} rows cannot hold window ${window} + prefill_chunk ${chunk} - 1 keys`);
+        state[s] = [shape[0], shape[1], window];
+      }
     }
   }
   return state;

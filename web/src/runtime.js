@@ -18,7 +18,7 @@ import { BundleError, ContextWindowExceededError, DeviceLostError } from "./erro
 import { GpuArgmax } from "./gpu_sampling.js";
 import { acquireDevice } from "./gpu_device.js";
 import { halfsToFloats } from "./half.js";
-import { ACT_BYTES, bufferBytes, estimateMemory, resolveContextWindow, round16, sizedBufferSpecs } from "./kv_sizing.js";
+import { ACT_BYTES, bufferBytes, estimateMemory, kvRings, resolveContextWindow, round16, sizedBufferSpecs } from "./kv_sizing.js";
 import { RuntimeLoad } from "./runtime_load.js";
 import { argmax } from "./sampler.js";
 
@@ -187,6 +187,8 @@ export class WebGPURuntime {
     this.prefillChunk = Number(manifest.prefill_chunk ?? 1);
     /** @type {"program"} prefill-written KV rows do not depend on the step they were in (kv_reuse.js) */
     this.kvReuse = "program";
+    /** sliding-window ring caches' [rows, window]: which cached rows were overwritten (kv_reuse.js) */
+    this.kvRings = kvRings(manifest);
     this.eosTokenIds = new Set(manifest.tokenizer?.eos_token_ids ?? []);
     this.position = 0;
     // longrope (runtime/lm.py): calls ending past longAfter rotate with the long frequencies, and
