@@ -5,6 +5,7 @@
 | inv_freq + attention factor per variant | transformers' ROPE_INIT_FUNCTIONS["yarn"]        | rtol 1e-6 (same f32 ops; measured bit-equal) |
 | tiny qwen2 / qwen3 with yarn, llama     | the transformers model on the same HF folder     | 2e-4 x max|logit| (issue 12's f32 bound: f32 |
 |   with dynamic NTK                      |                                                  |   summation order only)      |
+| qwen2 yarn, every native program set    | the same                                         | f32 sets 2e-4, f16-storage sets 5e-2 (test_phi3's) |
 | qwen2 yarn GGUF                         | the HF-config build (inv_freq, cos_scale: equal) | exact; logits 2e-4 x max|logit| vs transformers |
 
 The tiny models' original_max_position_embeddings is 32 and the prompt 40 tokens, so positions cross
@@ -92,6 +93,31 @@ def test_models_match_transformers(case, models):
             assert np.abs(model.logits(PROMPT) - ref).max() <= bound(ref), backend
         finally:
             getattr(model, "close", lambda: None)()
+
+
+def test_every_program_set_scales_cos(models):
+    """yarn's cos_scale through every native program set (GPU sets forced on lavapipe); f16-storage
+    sets within test_phi3's f16 bound 5e-2 x max|logit| (f16 activations / KV), the others 2e-4."""
+    from webllm_py.errors import DeviceError
+    from webllm_py.runtime.device import select_adapter
+
+    try:
+        adapter = select_adapter()
+    except DeviceError as e:
+        pytest.skip(str(e))
+    _, bundle, ref = models("qwen2-yarn")
+    ran = []
+    for s in json.loads((bundle / "manifest.json").read_text())["programs"]:
+        if s == "f16" and "shader-f16" not in adapter.features:
+            continue
+        model = webllm_py.load(bundle, backend="native", precision=s, adapter=adapter)
+        try:
+            tol = 5e-2 if s in ("f16", "gpu", "gpu-sg") else TOL
+            assert np.abs(model.logits(PROMPT) - ref).max() <= tol * max(1.0, float(np.abs(ref).max())), s
+        finally:
+            model.close()
+        ran.append(s)
+    assert {"f32", "idot", "gpu", "gpu-sg"} <= set(ran), ran
 
 
 def _rope_attrs_in(bundle: Path) -> list[dict]:
