@@ -14,8 +14,8 @@ at a time to float32 and renamed / re-laid-out to HF's LlamaForCausalLM conventi
   rows were permuted (llama only; Gemma, phi3 and Qwen use NEOX-style rotate_half already), and Gemma's
   norms, which llama.cpp stores as 1 + w: `read` subtracts the 1 again, as transformers' GGUF
   loader does, so the tensors are the HF checkpoint's (the Gemma builder adds it back).
-- Rope scaling: llama3 from the rope_freqs tensor, linear and yarn from rope.scaling.* (yarn's
-  attention factor is transformers' default for its factor), phi3's longrope from its factor tensors.
+- Rope scaling (gguf_rope.py): llama3 from the rope_freqs tensor, linear and yarn from
+  rope.scaling.*; phi3's longrope from its factor tensors (`_phi3_config`).
 - Gemma's query_pre_attn_scalar is llama.cpp's rule, n_embd / n_head for the 27B models (block
   count 46 / 62) and head_dim otherwise (`_gemma_config`).
 
@@ -39,6 +39,7 @@ import numpy as np
 
 from ..errors import BuildError
 from ..quant import kquant
+from .gguf_rope import rope_scaling
 from .gguf_split import SPLIT_KEYS, open_splits
 from .gguf_tokenizer import build_tokenizer
 
@@ -72,10 +73,6 @@ _LOSSLESS = {"Q4_0": ("q4", 18), "Q4_1": ("q4a", 20), "Q8_0": ("q8", 34)}
 # float types: read() converts them without loss to f32; every other type is a quantization
 _FLOAT_TYPES = {"F32", "F16", "BF16", "F64"}
 _LAYER_RE = re.compile(r"blk\.(\d+)\.(.+)")
-# yarn (Qwen2.5 / Qwen3 long context): convert_hf_to_gguf.py writes rope.scaling.type "yarn", .factor and
-# .original_context_length; these keys map onto transformers' fields, the others it is refused with
-_YARN_BETAS = {"yarn_beta_fast": "beta_fast", "yarn_beta_slow": "beta_slow"}
-_YARN_UNSUPPORTED = ("attn_factor", "yarn_attn_factor", "yarn_log_multiplier", "yarn_ext_factor")
 
 
 def _llama_config(src: "GGUFSource") -> dict[str, Any]:
@@ -193,32 +190,6 @@ def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, dim, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def _llama3_scaling(factors: np.ndarray, theta: float, head_dim: int, path: Path) -> dict[str, Any]:
-    """Recover HF's llama3 rope_scaling from the rope_freqs tensor convert_hf_to_gguf.py writes.
-
-    The GGUF keeps only the per-frequency factors; the parameters are found by
-    recomputing the factors for the known Llama 3.x settings and matching.
-    """
-    freqs = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
-    factor = float(np.round(factors.max(), 4))
-    for old_ctx in (8192, 4096, 16384, 32768, 2048):
-        for low, high in ((1.0, 4.0), (1.0, 2.0), (1.0, 8.0), (2.0, 4.0)):
-            wavelen = 2 * math.pi / freqs
-            smooth = (old_ctx / wavelen - low) / (high - low)
-            want = np.where(
-                wavelen < old_ctx / high, 1.0, np.where(wavelen > old_ctx / low, factor, 1 / ((1 - smooth) / factor + smooth))
-            )
-            if factors.shape == want.shape and np.allclose(factors, want, rtol=1e-5, atol=1e-6):
-                return {
-                    "rope_type": "llama3",
-                    "factor": factor,
-                    "low_freq_factor": low,
-                    "high_freq_factor": high,
-                    "original_max_position_embeddings": old_ctx,
-                }
-    raise BuildError("rope_freqs.weight does not match any known llama3 rope scaling; cannot recover rope_scaling", path)
-
-
 class GGUFSource:
     """A .gguf file of one of GGUF_ARCHS as a ModelSource (config, tokenizer, HF-named float32 tensors)."""
 
@@ -299,7 +270,7 @@ class GGUFSource:
             "vocab_size": int(vocab),
             "rms_norm_eps": self._num("attention.layer_norm_rms_epsilon", 1e-5),
             "rope_theta": theta,
-            "rope_scaling": self._rope_scaling(theta, head_dim),
+            "rope_scaling": rope_scaling(self, theta, head_dim),
             "max_position_embeddings": self._int("context_length", 2048),
             "tie_word_embeddings": "output.weight" not in self._by_gguf,
             "attention_bias": "blk.0.attn_q.bias" in self._by_gguf,
@@ -313,31 +284,6 @@ class GGUFSource:
                     raise BuildError(f"metadata key 'tokenizer.ggml.{key}_token_id' must be a token id, got {v!r}", self.path)
                 cfg[hf] = v
         return cfg
-
-    def _rope_scaling(self, theta: float, head_dim: int) -> dict[str, Any] | None:
-        if "rope_freqs.weight" in self._by_gguf:
-            factors = self._dequantize("rope_freqs.weight").astype(np.float64).ravel()
-            return _llama3_scaling(factors, theta, head_dim, self.path)
-        kind = self._key("rope.scaling.type", "none")
-        if kind in ("none", None):
-            return None
-        scaling: dict[str, Any] = {"rope_type": kind, "factor": self._num("rope.scaling.factor", 1.0)}
-        if self._key("rope.scaling.original_context_length", None) is not None:
-            scaling["original_max_position_embeddings"] = self._int("rope.scaling.original_context_length")
-        if kind == "yarn":
-            scaling.update(self._yarn_betas())
-        return scaling  # types the config parser does not know are refused there, naming rope_type
-
-    def _yarn_betas(self) -> dict[str, float]:
-        """yarn's optional beta_fast / beta_slow keys; a yarn key that changes its attention factor
-        (llama.cpp's own mscale variants) is refused rather than silently dropped."""
-        for key in _YARN_UNSUPPORTED:
-            if f"{self.arch}.rope.scaling.{key}" in self._meta:
-                raise BuildError(f"metadata key '{self.arch}.rope.scaling.{key}' (a llama.cpp yarn variant) is not "
-                                 "supported; only factor, original_context_length, yarn_beta_fast and yarn_beta_slow",
-                                 self.path)
-        return {hf: self._num(f"rope.scaling.{key}", 0.0) for key, hf in _YARN_BETAS.items()
-                if f"{self.arch}.rope.scaling.{key}" in self._meta}
 
     # ---- tensors
 
