@@ -38,6 +38,7 @@ from webllm_py.codegen import KvWriteKey, RopeKey, RopeKvKey, build
 from webllm_py.codegen.attention_gpu import attention_split_key
 from webllm_py.codegen.attention_tiled import AttentionTiledKey
 from webllm_py.codegen.kernels import AttentionKey
+from webllm_py.testing.browser import webgpu_browser  # noqa: F401  (the Chromium fixture)
 from webllm_py.testing.browser_kernels import browser_kernel_runner  # noqa: F401  (the SwiftShader fixture)
 
 TOL_F16_KV = 2e-3
@@ -379,3 +380,60 @@ def test_ledger_ring_rule_shared_cases():
     assert by_name["recent prefix intact"][0][0] == 38
     assert by_name["truncate does not restore rows"][0][0] == 0
     assert by_name["a fresh prefill resets the overwrites"][1][0] == 34
+
+
+# -- Chromium: the JS runtime's ring sizing and reuse give native's tokens --------------------
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_chromium_ring_bundle_gives_natives_tokens(ring_model, webgpu_browser):  # noqa: F811
+    """The npm package in Chromium (SwiftShader, f32 programs) on the ring bundle, at the bundle's
+    context window and at contextWindowSize 64 (sized buffers, kv_sizing.js: rings keep 11 rows): greedy tokens
+    equal native's; then on one engine a long conversation, a prompt sharing its long prefix (rows
+    overwritten: kv_reuse.js re-prefills) and one sharing a recent prefix (reused) give native
+    fresh engines' completions (token ids only: two drivers' f32 rounding may move logprobs)."""
+    import webllm_py
+    from test_browser import _ensure_dist
+    from test_gemma import PROMPT
+
+    from conftest import REPO
+    from webllm_py.runtime.engine import Engine
+    from webllm_py.testing.browser import StaticServer
+
+    bundle, _, _ = ring_model
+    _ensure_dist()
+    native = webllm_py.load(bundle, backend="native", precision="f32")
+    tokens = native.generate(PROMPT, max_new_tokens=GEN)
+    native.close()
+    base = [int(t) for t in np.random.default_rng(5).integers(2, 300, size=60)]
+    prompts = [(base[:40], 6), (base[:30] + base[50:56], 2), (base[:30] + base[50:56] + base[40:43], 6)]
+    fresh = []
+    for ids, n in prompts:
+        eng = Engine(bundle, backend="native", precision="f32")
+        fresh.append(eng.completions.create(prompt=ids, max_tokens=n, temperature=0).choices[0].text)
+    routes = {"/dist/": REPO / "web" / "dist", "/test_pages/": REPO / "web" / "test_pages", "/b/": bundle}
+    with StaticServer(routes) as server:
+        page = webgpu_browser.new_page(server.url("/test_pages/engine.html"))
+        page.wait_for_function("window.webllmReady === true")
+        got = page.evaluate("""async ([url, prompt, gen, prompts]) => {
+          const out = { gen: [], texts: [], keeps: [], rings: null };
+          for (const contextWindowSize of [undefined, 64]) {
+            const engine = await webllm.CreateEngine(url, { precision: "f32", contextWindowSize });
+            out.gen.push(await engine.model.generate(prompt, gen));
+            out.rings = engine.model.kvRings;
+            await engine.unload();
+          }
+          const engine = await webllm.CreateEngine(url, { precision: "f32" });
+          for (const [ids, n] of prompts) {
+            out.keeps.push(engine._kv ? engine._kv.plan(ids)[0] : 0);  // rows the ledger will keep
+            const r = await engine.completions.create({ prompt: ids, max_tokens: n, temperature: 0 });
+            out.texts.push(r.choices[0].text);
+          }
+          await engine.unload();
+          return out;
+        }""", [server.url("/b/"), PROMPT, GEN, prompts])
+        page.context.close()
+    assert got["rings"] == [[R, W]]
+    assert got["gen"] == [tokens, tokens]
+    assert got["texts"] == fresh
+    assert got["keeps"][1] == 0 and got["keeps"][2] > 30  # overwritten: re-prefilled; recent: reused
