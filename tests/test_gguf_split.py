@@ -6,7 +6,7 @@ in the first split only), with tests/test_gguf_archs.py's convert_hf_to_gguf.py 
 | check                                      | reference                                      | tolerance                 |
 |--------------------------------------------|------------------------------------------------|---------------------------|
 | the bundles from the splits (first or a    | the bundle from the single file                | identical manifests (sha256 of every shard included), model id aside |
-|   later split's path)                      |                                                |                           |
+|   later split's path, or their folder)     |                                                |                           |
 | logits, reference and native              | transformers' GGUF loader on the single file   | 2e-3 x max|logit| (the GGUF bound of test_gguf_archs: same Q8_0 blocks both sides, f32 order only) |
 | bad splits                                 | -                                              | one line naming the file and problem; no bundle folder left |
 """
@@ -59,8 +59,8 @@ def test_splits_build_the_single_files_bundle(files, tmp_path):
 
     single, splits, _ = files
     want = webllm_py.build(single, tmp_path / "single", progress=False, prefill_chunk=16)
-    for i in (0, 2):  # the first split's path, or any other's
-        got = webllm_py.build(splits[i], tmp_path / f"split{i}", progress=False, prefill_chunk=16)
+    for i, start in enumerate([splits[0], splits[2], splits[0].parent]):  # the first split, another, the folder
+        got = webllm_py.build(start, tmp_path / f"split{i}", progress=False, prefill_chunk=16)
         assert _manifest(got) == _manifest(want)  # config, graphs, programs, every shard's sha256
     hf = AutoModelForCausalLM.from_pretrained(str(single.parent), gguf_file=single.name, dtype=torch.float32)
     with torch.no_grad():
@@ -141,7 +141,12 @@ def _renamed(d, s, tmp):
     return d / "model.gguf", "the name of split 1 of 3 must end in '-00001-of-00003.gguf'"
 
 
-BAD = {"missing": _missing, "count": _count, "twice": _twice, "order": _order, "other-model": _other,
+def _two_models(d, s, tmp):
+    shutil.copy(_other_model(tmp)[0], d / "other-00001-of-00003.gguf")
+    return d, "the folder holds 2 GGUF models (other-00001-of-00003.gguf, tiny-00001-of-00003.gguf)"
+
+
+BAD = {"two-models-in-the-folder": _two_models, "missing": _missing, "count": _count, "twice": _twice, "order": _order, "other-model": _other,
        "other-metadata": _other_metadata, "renamed": _renamed}
 
 
@@ -151,7 +156,7 @@ def test_bad_splits_are_one_line_errors(case, files, tmp_path):
     d.mkdir()
     splits = [Path(shutil.copy(p, d / p.name)) for p in files[1]]
     named, msg = BAD[case](d, splits, tmp_path)
-    start = named if case == "renamed" else splits[0]
+    start = named if case in ("renamed", "two-models-in-the-folder") else splits[0]
     with pytest.raises(BuildError) as e:
         webllm_py.build(start, tmp_path / "b", progress=False)
     text = str(e.value)

@@ -12,12 +12,14 @@ BACKENDS = ("reference", "native")
 
 
 def open_source(path: str | Path):
-    """A ModelSource for an HF model folder or a .gguf file."""
+    """A ModelSource for an HF model folder, a .gguf file (any split of one) or a folder of one GGUF model."""
     p = Path(path)
     if p.is_dir():
+        from .models.gguf_split import gguf_in_folder
         from .models.source import HFFolderSource
 
-        return HFFolderSource(p)
+        gguf_file = gguf_in_folder(p)  # a folder of one GGUF model (gguf-split's files) without config.json
+        return HFFolderSource(p) if gguf_file is None else open_source(gguf_file)
     if p.suffix == ".gguf" and p.is_file():
         from .models.gguf_source import GGUFSource
 

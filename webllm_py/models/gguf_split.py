@@ -5,7 +5,8 @@ the tensors of all splits together) in its metadata; the first split holds the m
 (later ones usually only the three split keys) and each split holds its own tensors. The other
 files are found the way llama.cpp's loader finds them (llama_split_prefix / llama_split_path):
 the path given, less its "-%05d-of-%05d.gguf" suffix for its own split.no and split.count, is the
-prefix of every split's name. Any split's path may be given; the model is read from the first.
+prefix of every split's name. Any split's path may be given, or the folder (`gguf_in_folder`) when it
+holds one model; the model is read from the first split.
 
 Every split is opened and checked before anything is read, so a bad set fails in one line
 naming the file and the problem (and the writer never starts): a missing file, split.no not
@@ -16,6 +17,7 @@ total not split.tensors.count. A file without split keys is a whole model on its
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,6 +25,7 @@ from ..errors import BuildError
 
 SPLIT_NO, SPLIT_COUNT, SPLIT_TENSORS = "split.no", "split.count", "split.tensors.count"
 SPLIT_KEYS = (SPLIT_NO, SPLIT_COUNT, SPLIT_TENSORS)
+_LATER_SPLIT = re.compile(r".+-(?!00001-)\d{5}-of-\d{5}\.gguf")  # a split other than the first, by its name
 
 
 def split_name(prefix: str, no: int, count: int) -> str:
@@ -96,3 +99,15 @@ def _check(parts: list[tuple[Path, Any, dict[str, Any]]], count: int) -> None:
     if len(seen) != total:
         raise BuildError(f"the {count} splits hold {len(seen)} tensors, but split.tensors.count is {total} "
                          "(a split of another model, or one cut short?)", first_path)
+
+
+def gguf_in_folder(folder: Path) -> Path | None:
+    """The one GGUF model in a folder that is not an HF model folder (no config.json): its single
+    .gguf file or its first split; None when the folder holds no .gguf (or is an HF folder)."""
+    if (folder / "config.json").exists():
+        return None
+    models = [p for p in sorted(folder.glob("*.gguf")) if not _LATER_SPLIT.fullmatch(p.name)]
+    if len(models) > 1:
+        raise BuildError(f"the folder holds {len(models)} GGUF models ({', '.join(p.name for p in models[:4])}); "
+                         "pass the file (or first split) to build", folder)
+    return models[0] if models else None
