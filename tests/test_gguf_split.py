@@ -5,7 +5,7 @@ in the first split only), with tests/test_gguf_archs.py's convert_hf_to_gguf.py 
 
 | check                                      | reference                                      | tolerance                 |
 |--------------------------------------------|------------------------------------------------|---------------------------|
-| the bundles from the splits (first or a    | the bundle from the single file                | identical manifests (sha256 of every shard included), model id aside |
+| the bundles from the splits (first or a    | the bundle from the single file                | identical manifests (sha256 of every shard included, model id "tiny" too) |
 |   later split's path, or their folder)     |                                                |                           |
 | logits, reference and native              | transformers' GGUF loader on the single file   | 2e-3 x max|logit| (the GGUF bound of test_gguf_archs: same Q8_0 blocks both sides, f32 order only) |
 | bad splits                                 | -                                              | one line naming the file and problem; no bundle folder left |
@@ -49,9 +49,7 @@ def files(tmp_path_factory):
 
 
 def _manifest(bundle: Path) -> dict:
-    m = json.loads((bundle / "manifest.json").read_text())
-    m["model"].pop("id")  # the source file's name
-    return m
+    return json.loads((bundle / "manifest.json").read_text())
 
 
 def test_splits_build_the_single_files_bundle(files, tmp_path):
@@ -61,7 +59,7 @@ def test_splits_build_the_single_files_bundle(files, tmp_path):
     want = webllm_py.build(single, tmp_path / "single", progress=False, prefill_chunk=16)
     for i, start in enumerate([splits[0], splits[2], splits[0].parent]):  # the first split, another, the folder
         got = webllm_py.build(start, tmp_path / f"split{i}", progress=False, prefill_chunk=16)
-        assert _manifest(got) == _manifest(want)  # config, graphs, programs, every shard's sha256
+        assert _manifest(got) == _manifest(want)  # model id, config, graphs, programs, every shard's sha256
     hf = AutoModelForCausalLM.from_pretrained(str(single.parent), gguf_file=single.name, dtype=torch.float32)
     with torch.no_grad():
         ref = hf(torch.tensor([PROMPT])).logits[0].numpy()

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import refuse_to_replace, replace_dir, temp_dir_beside
+from ..models.gguf_split import model_stem
 from ..build_limits import check_prefill_chunk, check_shard_bytes, resolve_context_window
 from ..errors import BuildError
 from ..models.config import DecoderConfig
@@ -241,7 +242,7 @@ def write_bundle(
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "model": {"id": model_id or source.path.stem, "architecture": cfg.model_type, "config": cfg.to_json()},
+            "model": {"id": model_id or model_stem(source.path), "architecture": cfg.model_type, "config": cfg.to_json()},
             "context_window": ctx,
             "prefill_chunk": prefill_chunk,
             "quantization": {

@@ -28,6 +28,14 @@ SPLIT_KEYS = (SPLIT_NO, SPLIT_COUNT, SPLIT_TENSORS)
 _LATER_SPLIT = re.compile(r".+-(?!00001-)\d{5}-of-\d{5}\.gguf")  # a split other than the first, by its name
 
 
+_SPLIT_SUFFIX = re.compile(r"-\d{5}-of-\d{5}$")
+
+
+def model_stem(path: Path) -> str:
+    """The model's name from one of its files: the stem less a split suffix ("m-00001-of-00003" -> "m")."""
+    return _SPLIT_SUFFIX.sub("", path.stem)
+
+
 def split_name(prefix: str, no: int, count: int) -> str:
     """llama_split_path: the file name of split `no` (from 0) of `count`."""
     return f"{prefix}-{no + 1:05d}-of-{count:05d}.gguf"
