@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 from test_gpu_attention import f16_close, run_flash
 from test_kernels import (  # noqa: F401  (runner: the module's lavapipe fixture)
-    EXTRA, NP, TOL, TOL_ELEMENTWISE, check, f, inv_freq_for, padded, rand, ref_op, rng_for, runner, same_bits,
+    EXTRA, TOL, TOL_ELEMENTWISE, check, f, inv_freq_for, padded, rand, ref_op, rng_for, runner, same_bits,
     sentinel,
 )
 

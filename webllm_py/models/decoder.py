@@ -44,7 +44,8 @@ def _linear(g: Graph, x: str, prefix: str, out_f: int, in_f: int, bias: bool, ou
     return g.add("linear", ins, out)
 
 
-def build_graph(cfg: DecoderConfig, context_window: int, logits: str = "all", prefill_chunk: int | None = None) -> Graph:
+def build_graph(cfg: DecoderConfig, context_window: int, logits: str = "all",
+                prefill_chunk: int | None = None) -> Graph:
     """One step of the decoder: ids (n,) -> logits ((n or 1), vocab_size).
 
     logits="all" gives every position's logits (scoring, perplexity);

@@ -52,8 +52,9 @@ def sized_buffers(manifest: Mapping[str, Any], rows: int) -> dict[str, dict[str,
 
 
 def kv_rings(manifest: Mapping[str, Any]) -> tuple[tuple[int, int], ...]:
-    """The (ring rows, window) pairs of the bundle's ring KV caches, for the reuse rule (runtime/kv_reuse.py)."""
-    return tuple(sorted({(int(b["ring"]), int(b["window"])) for b in manifest["buffers"].values()
+    """The (ring rows, window) pairs of the bundle's ring KV caches, for the reuse rule (runtime/kv_reuse.py);
+    none in a bundle without `buffers` (the first format, from before ring caches)."""
+    return tuple(sorted({(int(b["ring"]), int(b["window"])) for b in manifest.get("buffers", {}).values()
                          if b.get("kind") == "state" and b.get("ring")}))
 
 
