@@ -32,6 +32,43 @@ struct Step {
 {% endfor %}
 {%- endmacro %}
 
+{#- The opening of an elementwise template over an (n, cols) activation (_plan_elementwise: vec,
+    per_row): header() with the invocation unit appended, prelude(), PER_ROW. -#}
+{% macro elementwise_head(title) -%}
+{{ header(title ~ "; one invocation per " ~ ("vec4" if vec == 4 else "element")) }}
+{{ prelude() }}
+
+const PER_ROW: u32 = {{ per_row }}u;  // {{ "vec4s" if vec == 4 else "elements" }} per row
+{%- endmacro %}
+
+{#- main() of a kernel with one invocation per (column `col` < limit, token `t`): x is the column
+    (a vec4 or an element), y the token; the caller's body follows the bounds check. -#}
+{% macro column_main(limit) -%}
+@compute @workgroup_size({{ wg }}, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let col = gid.x;
+  let t = gid.y;
+  if (col >= {{ limit }} || t >= step.n) {
+    return;
+  }
+{{ caller() -}}
+}
+{% endmacro %}
+
+{#- main() of a kernel with one invocation per token row t of COLS columns, no barriers; the
+    caller's body follows `base`, the row's first index. -#}
+{% macro row_main() -%}
+@compute @workgroup_size({{ wg }}, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let t = gid.x;
+  if (t >= step.n) {
+    return;
+  }
+  let base = t * COLS;
+{{ caller() -}}
+}
+{% endmacro %}
+
 {#- f16 element i of a u32 word array `arr` (little-endian halves). -#}
 {% macro half_fn(fname, arr) -%}
 fn {{ fname }}(i: u32) -> f32 {

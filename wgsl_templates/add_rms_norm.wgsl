@@ -5,13 +5,7 @@
 const COLS: u32 = {{ cols }}u;
 const EPS: f32 = {{ eps_lit }};
 
-@compute @workgroup_size({{ wg }}, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let t = gid.x;
-  if (t >= step.n) {
-    return;
-  }
-  let base = t * COLS;
+{% call c.row_main() %}
   var ss = 0.0;
   for (var i = 0u; i < COLS; i = i + 1u) {
     // the residual is rounded to A before it is squared, so out = norm(stored r)
@@ -24,4 +18,4 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   for (var i = 0u; i < COLS; i = i + 1u) {
     out[base + i] = A(f32({{ r_name }}[base + i]) * inv * w[i]);
   }
-}
+{% endcall %}

@@ -22,13 +22,7 @@ fn w_at(r: u32, col: u32) -> f32 {
 {% endif %}
 }
 
-@compute @workgroup_size({{ wg }}, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let col = gid.x;
-  let t = gid.y;
-  if (col >= HIDDEN || t >= step.n) {
-    return;
-  }
+{% call c.column_main("HIDDEN") %}
 {% if sliced %}
   // this dispatch owns ids VOCAB_OFFSET .. VOCAB_OFFSET + VOCAB - 1 of a table split in slices
   let id = u32(ids[t]);
@@ -44,4 +38,4 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 {% else %}
   out[t * HIDDEN + col] = A(w_at(r, col));
 {% endif %}
-}
+{% endcall %}

@@ -1,8 +1,5 @@
 {% import "_common.wgsl" as c with context %}
-{{ c.header("out = gelu(x), " ~ ("tanh form" if approximate == "tanh" else "erf form (Abramowitz-Stegun 7.1.26, |erf error| <= 1.5e-7)") ~ "; one invocation per " ~ ("vec4" if vec == 4 else "element")) }}
-{{ c.prelude() }}
-
-const PER_ROW: u32 = {{ per_row }}u;  // {{ "vec4s" if vec == 4 else "elements" }} per row
+{{ c.elementwise_head("out = gelu(x), " ~ ("tanh form" if approximate == "tanh" else "erf form (Abramowitz-Stegun 7.1.26, |erf error| <= 1.5e-7)")) }}
 {% set F = "vec4<f32>" if vec == 4 else "f32" %}
 {% set T = "A4" if vec == 4 else "A" %}
 
@@ -21,13 +18,7 @@ fn gelu(x: {{ F }}) -> {{ F }} {
 {% endif %}
 }
 
-@compute @workgroup_size({{ wg }}, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let col = gid.x;
-  let t = gid.y;
-  if (col >= PER_ROW || t >= step.n) {
-    return;
-  }
+{% call c.column_main("PER_ROW") %}
   let i = t * PER_ROW + col;
   out[i] = {{ T }}(gelu({{ F }}(x[i])));
-}
+{% endcall %}

@@ -6,15 +6,9 @@ const HIDDEN: u32 = {{ hidden }}u;
 const POSITIONS: u32 = {{ positions }}u;  // rows of the position table
 const POSITION_OFFSET: u32 = {{ position_offset }}u;  // position id of a row's first token
 
-@compute @workgroup_size({{ wg }}, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let col = gid.x;
-  let t = gid.y;
-  if (col >= HIDDEN || t >= step.n) {
-    return;
-  }
+{% call c.column_main("HIDDEN") %}
   // the batch is packed: token t is at index t - offsets[rows[t]] of its row
   let pos = min(POSITION_OFFSET + t - u32(offsets[u32(rows[t])]), POSITIONS - 1u);
   let i = t * HIDDEN + col;
   x[i] = A((f32(x[i]) + token_type[col]) + position[pos * HIDDEN + col]);
-}
+{% endcall %}

@@ -1,19 +1,10 @@
 {% import "_common.wgsl" as c with context %}
-{{ c.header("out = silu(gate) * up = gate / (1 + exp(-gate)) * up; one invocation per " ~ ("vec4" if vec == 4 else "element")) }}
-{{ c.prelude() }}
-
-const PER_ROW: u32 = {{ per_row }}u;  // {{ "vec4s" if vec == 4 else "elements" }} per row
+{{ c.elementwise_head("out = silu(gate) * up = gate / (1 + exp(-gate)) * up") }}
 {% set F = "vec4<f32>" if vec == 4 else "f32" %}
 {% set T = "A4" if vec == 4 else "A" %}
 
-@compute @workgroup_size({{ wg }}, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let col = gid.x;
-  let t = gid.y;
-  if (col >= PER_ROW || t >= step.n) {
-    return;
-  }
+{% call c.column_main("PER_ROW") %}
   let i = t * PER_ROW + col;
   let g = {{ F }}(gate[i]);
   out[i] = {{ T }}(g / (1.0 + exp(-g)) * {{ F }}(up[i]));
-}
+{% endcall %}
