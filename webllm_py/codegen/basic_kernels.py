@@ -61,33 +61,34 @@ class AddRmsNormKey(KernelKey):
 
 
 @dataclass(frozen=True)
-class SiluMulKey(KernelKey):
+class ColsKey(KernelKey):
+    """Base of the keys whose only fields are an (n, cols) activation's dtype, cols and wg (the
+    fields, in this order, make the name: a family with more fields declares its own)."""
+
+    act: str
+    cols: int
+    wg: int = 64
+
+
+@dataclass(frozen=True)
+class SiluMulKey(ColsKey):
     """out = silu(gate) * up, (n, cols)."""
 
     family: ClassVar[str] = "silu_mul"
-    act: str
-    cols: int
-    wg: int = 64
 
 
 @dataclass(frozen=True)
-class AddKey(KernelKey):
+class AddKey(ColsKey):
     """out = a + b, (n, cols)."""
 
     family: ClassVar[str] = "add"
-    act: str
-    cols: int
-    wg: int = 64
 
 
 @dataclass(frozen=True)
-class LastRowKey(KernelKey):
+class LastRowKey(ColsKey):
     """out[0, :] = x[n-1, :]."""
 
     family: ClassVar[str] = "last_row"
-    act: str
-    cols: int
-    wg: int = 64
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,11 @@ def _plan_elementwise(k: Any, ins: list[str]) -> _Plan:
     return _Plan(decls, (k.wg, 1, 1), (str(-(-per_row // k.wg)), "n", "1"), dict(vec=vec, per_row=per_row))
 
 
+def _plan_gated(k: ColsKey) -> _Plan:
+    """An activation-gated pair (SiLU-gate, GeGLU): out = f(gate) * up."""
+    return _plan_elementwise(k, ["gate", "up"])
+
+
 def _plan_pack(k: PackKey) -> _Plan:
     k._check_act(), k._check_wg(k.wg)
     if k.cols % 8 or k.layout not in PACK_LAYOUTS.values():
@@ -180,7 +186,7 @@ def _plan_last_row(k: LastRowKey) -> _Plan:
 register_family(EmbeddingKey, _plan_embedding)
 register_family(RmsNormKey, _plan_rms_norm)
 register_family(AddRmsNormKey, _plan_add_rms_norm)
-register_family(SiluMulKey, lambda k: _plan_elementwise(k, ["gate", "up"]))
+register_family(SiluMulKey, _plan_gated)
 register_family(AddKey, lambda k: _plan_elementwise(k, ["a", "b"]))
 register_family(LastRowKey, _plan_last_row)
 register_family(PackKey, _plan_pack)

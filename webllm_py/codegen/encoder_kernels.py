@@ -166,8 +166,9 @@ def _plan_pool(k: PoolKey) -> _Plan:
     return _Plan(decls, (k.wg, 1, 1), ("b", "1", "1"), {})
 
 
-ENCODER_KEYS = [PositionAddKey, LayerNormKey, GeluKey, EncoderAttentionKey, PoolKey, RowRopeKey]
-K.KEY_TYPES.update({k.family: k for k in ENCODER_KEYS})
-K._PLANNERS.update({"position_add": _plan_position_add, "layer_norm": _plan_layer_norm, "gelu": _plan_gelu,
-                    "encoder_attention": _plan_encoder_attention, "pool": _plan_pool, "row_rope": _plan_row_rope})
-K._TEMPLATE["row_rope"] = lambda k: "rope.wgsl"  # the decoder's rope with packed positions
+K.register_family(PositionAddKey, _plan_position_add)
+K.register_family(LayerNormKey, _plan_layer_norm)
+K.register_family(GeluKey, _plan_gelu)
+K.register_family(EncoderAttentionKey, _plan_encoder_attention)
+K.register_family(PoolKey, _plan_pool)
+K.register_family(RowRopeKey, _plan_row_rope, lambda k: "rope.wgsl")  # the decoder's rope with packed positions

@@ -15,17 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from .basic_kernels import ColsKey, _plan_gated
 from .kernels import KernelKey, _plan_elementwise, _Plan, f32_literal, register_family
 
 
 @dataclass(frozen=True)
-class GeluMulKey(KernelKey):
+class GeluMulKey(ColsKey):
     """out = gelu_tanh(gate) * up, (n, cols)."""
 
     family: ClassVar[str] = "gelu_mul"
-    act: str
-    cols: int
-    wg: int = 64
 
 
 @dataclass(frozen=True)
@@ -47,5 +45,5 @@ def _plan_softcap(k: SoftcapKey) -> _Plan:
     return plan
 
 
-register_family(GeluMulKey, lambda k: _plan_elementwise(k, ["gate", "up"]))
+register_family(GeluMulKey, _plan_gated)
 register_family(SoftcapKey, _plan_softcap)
