@@ -258,15 +258,20 @@ def test_browser_idot_repeat_and_follow_up_match_a_fresh_engine(tiny_bundles) ->
     assert out[1]["a"]["cached"] > 0 and out[0]["b"]["cached"] > 0, "reuse stayed on"
 
 
+@pytest.fixture(scope="module")
+def ring_bundle_dir(tmp_path_factory) -> Path:
+    from test_kv_ring import ring_bundle
+
+    return ring_bundle(tmp_path_factory)[0]
+
+
 @pytest.mark.parametrize("precision", ["f32", "gpu-sg"])
-def test_ring_cache_reuse_matches_a_fresh_engine(tmp_path_factory, precision) -> None:
+def test_ring_cache_reuse_matches_a_fresh_engine(ring_bundle_dir, precision) -> None:
     """A Gemma 3 bundle whose sliding-window layers keep an 11-row ring (window 8, prefill_chunk 4;
     tests/test_kv_ring.py): a prompt sharing a long prefix with a longer previous conversation
     (its rows overwritten: the ledger re-prefills) and one sharing a recent prefix (rows intact:
     reused) both give a fresh engine's tokens and logprobs, bit for bit."""
-    from test_kv_ring import ring_bundle
-
-    bundle, _, _ = ring_bundle(tmp_path_factory)
+    bundle = ring_bundle_dir
     eng, oracle = Engine(bundle, backend="native", precision=precision), Engine(bundle, backend="native", precision=precision)
     base = [int(t) for t in np.random.default_rng(5).integers(2, 300, size=60)]
 
