@@ -3,7 +3,9 @@
 Named keyword parameters document OpenAI's fields (and the peers' extras: top_k, min_p,
 repetition_penalty, ignore_eos); `**other` takes everything else so that an unknown or
 unsupported field is a ValueError naming it (request_fields.py) instead of Python's bare
-TypeError. The engine does the work (engine.py).
+TypeError. The two signatures share most fields but are spelled out each: they are what
+help() and IDEs show, and Python 3.10 has no typing.Unpack to share a **kwargs TypedDict.
+The engine does the work (engine.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,14 @@ from . import openai_types as ot
 
 if TYPE_CHECKING:
     from .engine import Engine
+
+
+def _fields(scope: dict[str, Any], positional: str) -> dict[str, Any]:
+    """A create() call's fields for the engine, from its locals() taken first thing: every named
+    parameter but self and the positional one, with **other spread in. Forwarding them this way
+    means a parameter added to a signature cannot be left out of the call."""
+    named = {k: v for k, v in scope.items() if k not in ("self", positional, "other")}
+    return {**named, **scope["other"]}
 
 
 class ChatCompletions:
@@ -58,15 +68,7 @@ class ChatCompletions:
         {"enable_thinking": False}). Invalid values and unknown or unsupported fields raise
         ValueError naming the field; a prompt that does not fit raises
         ContextWindowExceededError. stream=True returns an iterator of chunks."""
-        return self._engine.create_chat_completion(
-            messages, model=model, stream=stream, stream_options=stream_options, max_tokens=max_tokens,
-            max_completion_tokens=max_completion_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-            min_p=min_p, n=n, seed=seed, stop=stop, frequency_penalty=frequency_penalty,
-            presence_penalty=presence_penalty, repetition_penalty=repetition_penalty, logit_bias=logit_bias,
-            logprobs=logprobs, top_logprobs=top_logprobs, ignore_eos=ignore_eos, response_format=response_format,
-            tools=tools, tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls,
-            chat_template_kwargs=chat_template_kwargs, **other,
-        )
+        return self._engine.create_chat_completion(messages, **_fields(locals(), "messages"))
 
 
 class Chat:
@@ -104,10 +106,4 @@ class Completions:
         """OpenAI (legacy) `completions.create` on a prompt string (tokenized with
         add_special_tokens=True) or a list of token ids. `logprobs` is the number of
         top alternatives per token (0..20). Same defaults and errors as chat."""
-        return self._engine.create_completion(
-            prompt, model=model, stream=stream, stream_options=stream_options, max_tokens=max_tokens,
-            temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, n=n, seed=seed, stop=stop,
-            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
-            repetition_penalty=repetition_penalty, logit_bias=logit_bias, logprobs=logprobs,
-            ignore_eos=ignore_eos, **other,
-        )
+        return self._engine.create_completion(prompt, **_fields(locals(), "prompt"))
