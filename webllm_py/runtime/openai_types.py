@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Generic, Literal, Optional, TypeVar
 
 FinishReason = Literal["stop", "length", "tool_calls", "abort"]  # abort: Engine.interrupt_generate()
 
@@ -54,6 +54,23 @@ class CompletionUsage(_Base):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+
+C = TypeVar("C")
+
+
+@dataclass
+class _Response(_Base, Generic[C]):
+    """The fields (in OpenAI's order) every response object has; a subclass sets the type of its
+    choices and the default of `object`."""
+
+    id: str
+    choices: list[C]
+    created: int
+    model: str
+    object: str
+    usage: Optional[CompletionUsage] = None
+    system_fingerprint: Optional[str] = None
 
 
 # ---- logprobs (chat) ---------------------------------------------------------
@@ -123,14 +140,8 @@ class Choice(_Base):
 
 
 @dataclass
-class ChatCompletion(_Base):
-    id: str
-    choices: list[Choice]
-    created: int
-    model: str
+class ChatCompletion(_Response[Choice]):
     object: str = "chat.completion"
-    usage: Optional[CompletionUsage] = None
-    system_fingerprint: Optional[str] = None
 
 
 # ---- chat completion stream --------------------------------------------------
@@ -167,17 +178,11 @@ class ChunkChoice(_Base):
 
 
 @dataclass
-class ChatCompletionChunk(_Base):
+class ChatCompletionChunk(_Response[ChunkChoice]):
     """One streamed event. With stream_options.include_usage, the last chunk has
     `choices == []` and `usage` set (OpenAI's shape); the others have usage None."""
 
-    id: str
-    choices: list[ChunkChoice]
-    created: int
-    model: str
     object: str = "chat.completion.chunk"
-    usage: Optional[CompletionUsage] = None
-    system_fingerprint: Optional[str] = None
 
 
 # ---- legacy text completion --------------------------------------------------
@@ -202,13 +207,7 @@ class CompletionChoice(_Base):
 
 
 @dataclass
-class Completion(_Base):
+class Completion(_Response[CompletionChoice]):
     """A text completion, or (stream=True) one streamed piece of it."""
 
-    id: str
-    choices: list[CompletionChoice]
-    created: int
-    model: str
     object: str = "text_completion"
-    usage: Optional[CompletionUsage] = None
-    system_fingerprint: Optional[str] = None
