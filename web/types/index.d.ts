@@ -103,28 +103,20 @@ export interface BundleCache {
   persistent?: boolean;
 }
 export const DEFAULT_CACHE_SCOPE: string;
-export class CacheStorageCache implements BundleCache {
+/** The built-in caches: BundleCache's methods (each class merges the interface), persistent always set. */
+export interface CacheStorageCache extends BundleCache {}
+export class CacheStorageCache {
   constructor(scope?: string, storage?: CacheStorage);
   scope: string;
   persistent: boolean;
-  match(url: string): Promise<Response | undefined>;
-  put(url: string, response: Response): Promise<void>;
-  delete(url: string): Promise<boolean>;
-  keys(): Promise<string[]>;
 }
-export class NoCache implements BundleCache {
+export interface NoCache extends BundleCache {}
+export class NoCache {
   persistent: boolean;
-  match(url: string): Promise<Response | undefined>;
-  put(url: string, response: Response): Promise<void>;
-  delete(url: string): Promise<boolean>;
-  keys(): Promise<string[]>;
 }
-export class MemoryCache implements BundleCache {
+export interface MemoryCache extends BundleCache {}
+export class MemoryCache {
   persistent: boolean;
-  match(url: string): Promise<Response | undefined>;
-  put(url: string, response: Response): Promise<void>;
-  delete(url: string): Promise<boolean>;
-  keys(): Promise<string[]>;
 }
 /** false → NoCache; true/undefined → Cache Storage if available; string → Cache Storage scope; object → itself. */
 export type CacheOption = BundleCache | boolean | string;
@@ -417,36 +409,35 @@ export interface ChatCompletionRequestBase {
   store?: boolean | null;
   service_tier?: string | null;
 }
-export interface ChatCompletion {
+/** The fields every response object has (webllm_py/runtime/openai_types.py _Response): `O` is its object, `C` a choice. */
+interface ResponseBase<O extends string, C> {
   id: string;
-  object: "chat.completion";
+  object: O;
   created: number;
   model: string;
-  choices: {
-    index: number;
-    /** content is null when the reply is only tool calls */
-    message: { role: "assistant"; content: string | null; refusal: null; tool_calls?: ChatCompletionMessageToolCall[] };
-    finish_reason: FinishReason;
-    logprobs: ChoiceLogprobs | null;
-  }[];
-  usage: CompletionUsage;
+  choices: C[];
   system_fingerprint: null;
 }
-export interface ChatCompletionChunk {
-  id: string;
-  object: "chat.completion.chunk";
-  created: number;
-  model: string;
-  /** empty in the final usage chunk (stream_options.include_usage) */
-  choices: {
-    index: number;
-    /** tool calls arrive at the end: per call an id/name delta (arguments ""), then its arguments */
-    delta: { role: "assistant" | null; content: string | null; refusal: null; tool_calls?: ChoiceDeltaToolCall[] };
-    finish_reason: FinishReason | null;
-    logprobs: ChoiceLogprobs | null;
-  }[];
+export interface ChatCompletionChoice {
+  index: number;
+  /** content is null when the reply is only tool calls */
+  message: { role: "assistant"; content: string | null; refusal: null; tool_calls?: ChatCompletionMessageToolCall[] };
+  finish_reason: FinishReason;
+  logprobs: ChoiceLogprobs | null;
+}
+export interface ChatCompletion extends ResponseBase<"chat.completion", ChatCompletionChoice> {
+  usage: CompletionUsage;
+}
+export interface ChatCompletionChunkChoice {
+  index: number;
+  /** tool calls arrive at the end: per call an id/name delta (arguments ""), then its arguments */
+  delta: { role: "assistant" | null; content: string | null; refusal: null; tool_calls?: ChoiceDeltaToolCall[] };
+  finish_reason: FinishReason | null;
+  logprobs: ChoiceLogprobs | null;
+}
+/** choices is empty in the final usage chunk (stream_options.include_usage). */
+export interface ChatCompletionChunk extends ResponseBase<"chat.completion.chunk", ChatCompletionChunkChoice> {
   usage: CompletionUsage | null;
-  system_fingerprint: null;
 }
 /** Every other field (and echo, suffix, best_of, audio, ...) is refused with an InvalidRequestError naming it. */
 export interface CompletionRequestBase extends Omit<ChatCompletionRequestBase, "messages" | "logprobs" | "top_logprobs" | "chat_template_kwargs" | "max_completion_tokens" | "response_format" | "tools" | "tool_choice" | "parallel_tool_calls"> {
@@ -455,19 +446,14 @@ export interface CompletionRequestBase extends Omit<ChatCompletionRequestBase, "
   /** number of top alternatives per token, 0..20 */
   logprobs?: number | null;
 }
-export interface Completion {
-  id: string;
-  object: "text_completion";
-  created: number;
-  model: string;
-  choices: {
-    index: number;
-    text: string;
-    finish_reason: FinishReason | null;
-    logprobs: { tokens: string[]; token_logprobs: number[]; top_logprobs: Record<string, number>[]; text_offset: number[] } | null;
-  }[];
+export interface CompletionChoice {
+  index: number;
+  text: string;
+  finish_reason: FinishReason | null;
+  logprobs: { tokens: string[]; token_logprobs: number[]; top_logprobs: Record<string, number>[]; text_offset: number[] } | null;
+}
+export interface Completion extends ResponseBase<"text_completion", CompletionChoice> {
   usage: CompletionUsage | null;
-  system_fingerprint: null;
 }
 type Streaming = { stream: true; stream_options?: { include_usage?: boolean } | null };
 type NotStreaming = { stream?: false | null; stream_options?: null };
@@ -494,40 +480,36 @@ export interface RuntimeStats {
   decode_tokens_per_s: number;
   [key: string]: number | undefined;
 }
-export interface EngineAPI {
+/** What Engine and WorkerEngine answer (declared once: each class merges it); `R` is reload()'s options. */
+export interface EngineAPI<R = object> {
   chat: { completions: ChatCompletionsAPI };
   completions: CompletionsAPI;
   /** Stop the running generation after the current token (finish_reason "abort"). */
   interruptGenerate(): void;
   /** Empty the KV cache and the stats. */
   resetChat(): Promise<void>;
+  /** the stats of the last finished request */
   runtimeStats(): RuntimeStats;
   runtimeStatsText(): Promise<string>;
-  /** Free the GPU buffers and the device. */
+  /** Free the GPU buffers and the device (a WorkerEngine: the worker's; the worker itself stays). */
   unload(): Promise<void>;
-  /** Serve another bundle (WebLLM's reload): see ./lifecycle LifecycleAPI. */
-  reload(bundleUrl: string | URL, options?: object): Promise<void>;
+  /**
+   * Serve another bundle (WebLLM's reload; see ./lifecycle LifecycleAPI): the running request
+   * ends ("abort"), the bundle loads, then the old one is freed; a failed load keeps the old one.
+   */
+  reload(bundleUrl: string | URL, options?: R): Promise<void>;
   /** The reply text of the last request's first choice, so far (WebLLM's getMessage). */
   getMessage(): Promise<string>;
 }
-export class Engine implements EngineAPI {
+export interface Engine extends EngineAPI<EngineOptions> {}
+export class Engine {
   constructor(model: LanguageModel, tokenizer: Tokenizer, options?: { manifest?: Manifest; modelName?: string });
   model: LanguageModel & Partial<WebGPURuntime>;
   tokenizer: Tokenizer;
   modelName: string;
   eosTokenIds: Set<number>;
-  chat: { completions: ChatCompletionsAPI };
-  completions: CompletionsAPI;
   /** a language model does not embed: create() rejects with ModelKindError */
   embeddings: import("./embeddings").Embeddings;
-  interruptGenerate(): void;
-  resetChat(): Promise<void>;
-  runtimeStats(): RuntimeStats;
-  runtimeStatsText(): Promise<string>;
-  unload(): Promise<void>;
-  /** the running request ends ("abort"), the bundle loads, then the old runtime is destroyed; a failed load keeps the old one */
-  reload(bundleUrl: string | URL, options?: EngineOptions): Promise<void>;
-  getMessage(): Promise<string>;
 }
 export interface EngineOptions {
   /** monotonic; downloads fill 0..0.9, GPU upload and kernel compilation the rest; exactly 1 once ready */
@@ -554,34 +536,17 @@ export function CreateEngine(bundleUrl: string | URL, options?: EngineOptions): 
 export * from "./embeddings";
 
 // ---- worker engine (src/worker.js, src/worker_handler.js) --------------------------------
-export interface WorkerEngineOptions {
-  initProgressCallback?: (report: ProgressReport) => void;
-  precision?: "auto" | Precision;
-  /** true / false / a Cache Storage scope (cache objects cannot cross to a worker) */
+/** EngineOptions less what cannot cross to a worker: fetch, gpu, adapter and a cache object. */
+export interface WorkerEngineOptions extends Omit<EngineOptions, "cache" | "fetch" | "gpu" | "adapter"> {
+  /** true / false / a Cache Storage scope */
   cache?: boolean | string;
-  /** see EngineOptions.verifyCache */
-  verifyCache?: boolean;
-  signal?: AbortSignal;
-  modelName?: string;
-  contextWindowSize?: number;
-  contextOverflow?: ContextOverflow;
 }
-export class WorkerEngine implements EngineAPI {
+/** The worker runs the Engine; reload() there loads the new bundle, then unloads the old one. */
+export interface WorkerEngine extends EngineAPI<WorkerEngineOptions> {}
+export class WorkerEngine {
   constructor(worker: Worker);
   worker: Worker;
   modelName: string;
-  chat: { completions: ChatCompletionsAPI };
-  completions: CompletionsAPI;
-  interruptGenerate(): void;
-  resetChat(): Promise<void>;
-  /** the stats of the last finished request */
-  runtimeStats(): RuntimeStats;
-  runtimeStatsText(): Promise<string>;
-  /** frees the worker's GPU resources; the worker itself stays */
-  unload(): Promise<void>;
-  /** the worker loads the new bundle, then unloads the old one (a failed load keeps it) */
-  reload(bundleUrl: string | URL, options?: WorkerEngineOptions): Promise<void>;
-  getMessage(): Promise<string>;
 }
 /** An engine inside `worker` (a module worker running WorkerEngineHandler, e.g. dist/worker.js). */
 export function CreateWorkerEngine(worker: Worker, bundleUrl: string | URL, options?: WorkerEngineOptions): Promise<WorkerEngine>;
