@@ -40,13 +40,11 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -57,6 +55,7 @@ BENCH = REPO / "bench" / "browser"
 WEB = REPO / "web"
 sys.path.insert(0, str(REPO))
 
+from machine import PssSampler, add_quiet_args, machine_env, quiet_run, write_json  # noqa: E402  (same folder)
 from webllm_py.testing.browser import StaticServer, WebGPUBrowser, browser_skip_reason  # noqa: E402
 
 ENGINES = ("webllm", "wllama-wasm", "wllama-webgpu", "wllama-wasm-mt")
@@ -71,17 +70,6 @@ FILLER = (
     "storms, wrecks and rescues. "
 )
 QUESTION = "Summarize the text above in a few sentences."
-
-
-def _git_state() -> str | None:
-    """HEAD and whether the files the bundle and web/dist come from have local changes."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "webllm_py", "wgsl_templates", "web/src"],
-                               cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + (" + local changes" if dirty else "")
 
 
 def find_gguf() -> Path:
@@ -156,128 +144,6 @@ class BenchServer(StaticServer):
 
             h.end_headers = end_headers  # type: ignore[method-assign]
         super()._handle(h)
-
-
-# ---- memory of the Chromium processes ----------------------------------------------------------
-
-
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{d}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        kids.setdefault(ppid, []).append(int(d))
-    return kids
-
-
-def _chromium_pids() -> list[int]:
-    """Descendants of this process whose command is Chromium."""
-    kids, out, todo = _children(), [], [os.getpid()]
-    while todo:
-        p = todo.pop()
-        for c in kids.get(p, []):
-            todo.append(c)
-            try:
-                exe = os.readlink(f"/proc/{c}/exe")
-            except OSError:
-                continue
-            if "chrom" in exe:
-                out.append(c)
-    return out
-
-
-def _pss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _cpu_ticks(pid: int | str) -> int:
-    try:
-        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(f[11]) + int(f[12])  # utime + stime
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def _total_busy_ticks() -> int:
-    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(f) - f[3] - (f[4] if len(f) > 4 else 0)
-
-
-class PssSampler:
-    """Peak of the summed PSS of this process's Chromium descendants, sampled every 0.2 s;
-    also the CPU cores that OTHER processes kept busy meanwhile (other_busy_cores)."""
-
-    def __init__(self, period: float = 0.2):
-        self.period, self.peak, self._stop = period, 0, threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._ticks: dict[int, int] = {}  # last CPU ticks seen per Chromium pid
-        self.other_busy_cores: float | None = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                pids = _chromium_pids()
-                self.peak = max(self.peak, sum(_pss_kib(p) for p in pids))
-                for p in pids:
-                    self._ticks[p] = max(self._ticks.get(p, 0), _cpu_ticks(p))
-            except Exception:  # a process vanishing mid-walk
-                pass
-            self._stop.wait(self.period)
-
-    def __enter__(self) -> "PssSampler":
-        if Path("/proc/self/smaps_rollup").exists():
-            self._t0, self._busy0, self._self0 = time.monotonic(), _total_busy_ticks(), _cpu_ticks("self")
-            self._t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._t.is_alive():
-            self._t.join()
-            hz = os.sysconf("SC_CLK_TCK")
-            mine = sum(self._ticks.values()) + _cpu_ticks("self") - self._self0  # children reaped late are missed
-            other = _total_busy_ticks() - self._busy0 - mine
-            self.other_busy_cores = max(0.0, other / hz / max(1e-9, time.monotonic() - self._t0))
-
-
-def busy_cores(seconds: float = 2.0) -> float:
-    """CPU cores busy over `seconds` (all processes; call it while this benchmark is idle)."""
-    def snap() -> tuple[int, int]:
-        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = f[3] + (f[4] if len(f) > 4 else 0)
-        return sum(f), idle
-    try:
-        t0, i0 = snap()
-        time.sleep(seconds)
-        t1, i1 = snap()
-    except OSError:
-        return 0.0
-    return (1 - (i1 - i0) / max(1, t1 - t0)) * (os.cpu_count() or 1)
-
-
-def wait_idle(limit_s: float, threshold: float = 0.3) -> float:
-    """Wait (at most limit_s) until other processes use < threshold cores; returns the last reading."""
-    deadline = time.monotonic() + limit_s
-    busy = busy_cores()
-    announced = False
-    while busy >= threshold and time.monotonic() < deadline:
-        if not announced:
-            print(f"  machine busy ({busy:.1f} cores used by other processes): waiting up to {limit_s:.0f} s", flush=True)
-            announced = True
-        time.sleep(3)
-        busy = busy_cores()
-    return busy
 
 
 # ---- runs ---------------------------------------------------------------------------------------
@@ -364,12 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                          "llama-1b) instead of SmolLM2-135M; both engines load the same file")
     ap.add_argument("--profile-steps", type=int, default=16, help="webllm-py decode breakdown steps (0: off)")
     ap.add_argument("--timeout", type=float, default=600, help="seconds per run")
-    ap.add_argument("--max-other-busy", type=float, default=0.3,
-                    help="a run during which other processes used more CPU cores than this is run again")
-    ap.add_argument("--retries", type=int, default=2, help="re-runs allowed per run (see --max-other-busy)")
-    ap.add_argument("--wait-idle", type=float, default=600,
-                    help="before each run, wait up to this many seconds for other processes to leave the CPUs idle "
-                         "(< 0.3 cores busy); every run records what it saw (busy_cores_before)")
+    add_quiet_args(ap, "run", wait_idle_s=600)
     a = ap.parse_args(argv)
     if a.quick:
         a.prompt_tokens, a.decode_tokens, a.repeats, a.profile_steps, a.wait_idle, a.retries = 48, 4, 1, 0, 0, 0
@@ -401,13 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     wllama_pkg = BENCH / "node_modules" / "@wllama" / "wllama"
     wllama_version = json.loads((wllama_pkg / "package.json").read_text())["version"]
     env: dict[str, Any] = {
-        "cpu_count": os.cpu_count(),
-        "cpu": next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                     if l.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor(),
-        "platform": platform.platform(),
+        **machine_env(),
         "wllama": wllama_version,
         "gguf": f"{gguf.name} ({gguf.stat().st_size / 2**20:.1f} MiB)",
-        "git": _git_state(),
         "bundle_mib": sum(f.stat().st_size for f in Path(bundle).rglob("*") if f.is_file()) / 2**20,
     }
     routes = {"/dist/": WEB / "dist", "/bundle/": bundle, "/gguf/": gguf.parent, "/wllama/": wllama_pkg, "/bench/": BENCH}
@@ -423,18 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prompt: {n_prompt} tokens (webllm-py tokenizer), {a.decode_tokens} new tokens, "
               f"{a.repeats} repeat(s), engines {engines}", flush=True)
         def measure(eng: str) -> dict[str, Any]:
-            """One run of `eng`; run again (at most --retries times) when other processes took
-            more than --max-other-busy cores meanwhile (the discarded runs stay in the JSON)."""
-            for attempt in range(1 + a.retries):
-                busy = wait_idle(a.wait_idle)
-                r = run_one(srv, eng, cfg, a.timeout, env)
-                r["busy_cores_before"] = busy
-                other = r.get("other_busy_cores") or 0.0
-                if other <= a.max_other_busy or attempt == a.retries:
-                    return r
-                results[eng].setdefault("discarded", []).append(r)
-                print(f"  [{eng}] other processes used {other:.2f} cores during the run: run again", flush=True)
-            raise AssertionError("unreachable")
+            """One run of `eng` other processes did not disturb (the discarded runs stay in the JSON)."""
+            return quiet_run(lambda: run_one(srv, eng, cfg, a.timeout, env), a,
+                             lambda r: results[eng].setdefault("discarded", []).append(r), f"the run of {eng}")
 
         for rep in range(a.repeats):
             for eng in engines:
@@ -498,13 +346,11 @@ def main(argv: list[str] | None = None) -> int:
         for e, t in texts.items():
             print(f"  {e}: {t[:100]!r}")
     if a.json:
-        a.json.write_text(json.dumps({
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        write_json(a.json, {
             "config": {"prompt_tokens": n_prompt, "decode_tokens": a.decode_tokens, "repeats": a.repeats,
                        "engines": engines, "ban_ids": ban, "prompt": prompt},
             "environment": env, "results": results, "table": tab, "wall_s": wall,
-        }, indent=1))
-        print(f"wrote {a.json}")
+        })
     tmp.cleanup()
     return 0
 

@@ -34,7 +34,7 @@ started (after sha256) and ended, and when the last (small) file arrived.
 Reported: medians over --repeats (>= 3) of MB/s (1 MB = 1e6 bytes) and seconds, and the
 ratios per repeat (cold loadBundle rate / raw rate, warm / cold time). As bench/browser_bench.py,
 each repeat waits for the CPUs to be idle first and is run again when other processes used
-more than --max-other-busy cores meanwhile.
+more than --max-other-busy cores meanwhile (bench/machine.py quiet_run).
 
     .venv/bin/python bench/load_bench.py [--repeats 6] [--json out.json] [--bundle DIR] [--dist DIR]
 
@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -62,7 +61,8 @@ WEB = REPO / "web"
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from browser_bench import PssSampler, _git_state, find_gguf, wait_idle  # noqa: E402
+from browser_bench import find_gguf  # noqa: E402
+from machine import PssSampler, add_quiet_args, machine_env, quiet_run, write_json  # noqa: E402
 from webllm_py.testing.browser import CHROMIUM_WEBGPU_FLAGS, StaticServer, browser_skip_reason, chromium_path  # noqa: E402
 
 ORDER_A = ["raw", "lb_cold", "lb_warm", "raw_stream", "lb_nocache", "ce_cold", "ce_warm", "parts", "gpu_parts"]
@@ -167,7 +167,7 @@ def table(runs: list[dict[str, Any]], conc: int) -> tuple[str, dict[str, Any]]:
     cr, wr, cwr = med["cold_over_raw_rate"], med["lb_warm_over_cold"], med["ce_warm_over_cold"]
     rows: list[tuple[str, str, str, str]] = [  # (quantity, median, min–max, target)
         (f"raw fetch ({conc} at a time, arrayBuffer, no-store), MB/s", "{:.0f}", "raw_MBps", ""),
-        (f"raw fetch, bodies streamed + copied as loader.js, MB/s", "{:.0f}", "raw_stream_MBps", ""),
+        ("raw fetch, bodies streamed + copied as loader.js, MB/s", "{:.0f}", "raw_stream_MBps", ""),
         ("loadBundle cache:false (fetch + sha256), MB/s", "{:.0f}", "lb_nocache_MBps", ""),
         ("**cold loadBundle** cache:true (fetch + sha256 + put), MB/s", "{:.0f}", "lb_cold_MBps", ""),
         ("cold loadBundle, s", "{:.2f}", "lb_cold_s", ""),
@@ -229,11 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--context", choices=("persistent", "incognito"), default="persistent",
                     help="persistent: fresh on-disk profile per repeat (default); incognito: in-memory storage")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per repeat")
-    ap.add_argument("--wait-idle", type=float, default=300,
-                    help="before each repeat, wait up to this many seconds for < 0.3 busy cores")
-    ap.add_argument("--max-other-busy", type=float, default=0.3,
-                    help="a repeat during which other processes used more cores than this is run again")
-    ap.add_argument("--retries", type=int, default=2, help="re-runs allowed per repeat (see --max-other-busy)")
+    add_quiet_args(ap, "repeat", wait_idle_s=300)
     a = ap.parse_args(argv)
     if a.repeats < 1:
         ap.error("--repeats must be >= 1")
@@ -262,11 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"built the webllm-py bundle in {time.perf_counter() - t:.1f} s", flush=True)
     manifest = json.loads((Path(bundle) / "manifest.json").read_text())
     env: dict[str, Any] = {
-        "cpu_count": os.cpu_count(),
-        "cpu": next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                     if l.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor(),
-        "platform": platform.platform(),
-        "git": _git_state(),
+        **machine_env(),
         "bundle_files": len(manifest["files"]),
         "bundle_bytes": sum(f["size"] for f in manifest["files"]),
         "context": a.context,
@@ -281,15 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(a.repeats):
             order = ORDER_A if rep % 2 == 0 else ORDER_B
             cfg = {**base_cfg, "phases": [ph for ph in order if ph in phases]}
-            for attempt in range(1 + a.retries):
-                busy = wait_idle(a.wait_idle)
-                r = run_repeat(srv, cfg, a.context, a.timeout, env)
-                r["busy_cores_before"] = busy
-                other = r.get("other_busy_cores") or 0.0
-                if other <= a.max_other_busy or attempt == a.retries:
-                    break
-                discarded.append(r)
-                print(f"  other processes used {other:.2f} cores during the repeat: run again", flush=True)
+            r = quiet_run(lambda: run_repeat(srv, cfg, a.context, a.timeout, env), a, discarded.append, "the repeat")
+            other = r.get("other_busy_cores") or 0.0
             runs.append(r)
             m = {k: (f"{v:.2f}" if isinstance(v, float) else "n/a") for k, v in r["metrics"].items()}  # n/a: phase not run
             print(f"[{rep + 1}/{a.repeats}] {' '.join(cfg['phases'][:2])}: raw {m['raw_MBps']} MB/s, "
@@ -308,13 +293,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{env['bundle_bytes'] / 2**20:.1f} MiB; {a.context} profile; medians of {len(runs)}; total {wall:.0f} s; "
           f"other processes used at most {max((r.get('other_busy_cores') or 0) for r in runs):.2f} cores during a repeat")
     if a.json:
-        a.json.write_text(json.dumps({
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        write_json(a.json, {
             "config": {"repeats": a.repeats, "concurrency": a.concurrency, "context": a.context, "phases": phases,
                        "orders": [ORDER_A, ORDER_B]},
             "environment": env, "runs": runs, "discarded": discarded, "median": med, "table": tab, "wall_s": wall,
-        }, indent=1))
-        print(f"wrote {a.json}")
+        })
     tmp.cleanup()
     return 0
 
