@@ -3,7 +3,9 @@
 Golden digests: sha256 of the canonical JSON (sort_keys) of the f32/f16/idot programs and the
 WGSL of every kernel they use, for the seeded tiny Llama (conftest TINY_ARCHS["llama"], seed 0,
 prefill_chunk 16), computed by the same `_cpu_digest` at commit 404cef5 (before program sets had
-adapter classes). The programs depend on shapes and formats only, not on weight values.
+adapter classes) and renewed once since, when rope's sin/cos became polynomials (_sincos.wgsl): the
+rope_kv kernels' WGSL was the only difference from 404cef5's (checked by rendering both template
+trees). The programs depend on shapes and formats only, not on weight values.
 
 Tolerances of the whole-model runs: as tests/test_native.py's f16 rows (the gpu sets keep f32
 activations; what they may round is the KV cache stored as f16): logits max |diff| <= 2e-2 of
@@ -22,9 +24,9 @@ from webllm_py.codegen.wgsl_compat import uses_subgroups
 from webllm_py.passes.program_sets import DEFAULT_SETS, PREFERENCE, PROGRAM_SETS, check_sets
 
 CPU_SETS = ("f32", "f16", "idot")
-GOLDEN = {  # quantization -> digest at 404cef5
-    "q4": "9c133946df58b1b8bf89f966493f94cf7ec577305f8275097b36f22bd4a96f12",
-    "q8": "15a61be93f25e97c555dafa310cba0c5a50dc94ca08653d9a091799b36d670f2",
+GOLDEN = {  # quantization -> digest at 404cef5 with _sincos.wgsl's rope_kv
+    "q4": "00049e183a9600318c6756762ed5428067fcdde51f784ae9edbd4c5ec1009ce0",
+    "q8": "2ff518f95a0637d90662561b97fe1f307d40f0351efa889436197b6213511b5e",
 }
 
 

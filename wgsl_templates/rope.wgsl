@@ -1,5 +1,6 @@
 {% import "_common.wgsl" as c with context %}
 {% import "_kv.wgsl" as kvs with context %}
+{% import "_sincos.wgsl" as trig %}
 {% set f16x2 = kv is defined and kv == "f16x2" %}
 {# partial rotary / longrope (RopeKey rotary_dim, long_after, cos_scale; row_rope has neither) #}
 {% set partial = rotary_dim is defined and rotary_dim != 0 and rotary_dim != head_dim %}
@@ -32,6 +33,8 @@ const COS_SCALE: f32 = {{ cos_scale_lit }};  // longrope's attention factor on c
 const TWO_PI_HI: f32 = 6.28125;
 const TWO_PI_LO: f32 = 0.0019353071795864769;
 const INV_TWO_PI: f32 = 0.15915494309189535;
+
+{{ trig.sincos_fn("vec2<f32>", "vec2<i32>") if f16x2 else trig.sincos_fn("f32", "i32") }}
 {% if ring is defined and ring %}
 
 {{ kvs.ring_fn() }}
@@ -65,8 +68,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let ang = f32(step.p + t) * vec2<f32>(inv_freq[{{ tbl }}i], inv_freq[{{ tbl }}i + 1u]);
   let k = round(ang * INV_TWO_PI);
   let red = (ang - k * TWO_PI_HI) - k * TWO_PI_LO;
-  let cs = cos(red){{ sc }};
-  let sn = sin(red){{ sc }};
+  let sc2 = sincos_c(red);  // not the builtins: see _sincos.wgsl
+  let cs = sc2.c{{ sc }};
+  let sn = sc2.s{{ sc }};
   let src = t * WIDTH + head * HD + i;
   let x1 = vec2<f32>(f32(x[src]), f32(x[src + 1u]));
   let x2 = vec2<f32>(f32(x[src + HALF]), f32(x[src + HALF + 1u]));
@@ -108,8 +112,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 {% endif %}
   let k = round(ang * INV_TWO_PI);
   let red = (ang - k * TWO_PI_HI) - k * TWO_PI_LO;
-  let cs = cos(red){{ sc }};
-  let sn = sin(red){{ sc }};
+  let sc2 = sincos_c(red);  // not the builtins: see _sincos.wgsl
+  let cs = sc2.c{{ sc }};
+  let sn = sc2.s{{ sc }};
   let src = t * WIDTH + head * HD + i;
   let x1 = f32(x[src]);
   let x2 = f32(x[src + HALF]);

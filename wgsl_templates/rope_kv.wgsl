@@ -1,5 +1,6 @@
 {% import "_common.wgsl" as c with context %}
 {% import "_kv.wgsl" as kvs with context %}
+{% import "_sincos.wgsl" as trig %}
 {# partial rotary / longrope (RopeKvKey rotary_dim, long_after, cos_scale) #}
 {% set partial = rotary_dim != 0 and rotary_dim != head_dim %}
 {% set long = long_after != 0 %}
@@ -38,6 +39,8 @@ const COS_SCALE: f32 = {{ cos_scale_lit }};  // longrope's attention factor on c
 const TWO_PI_HI: f32 = 6.28125;
 const TWO_PI_LO: f32 = 0.0019353071795864769;
 const INV_TWO_PI: f32 = 0.15915494309189535;
+
+{{ trig.sincos_fn("vec2<f32>", "vec2<i32>") if kv == "f16x2" else trig.sincos_fn("f32", "i32") }}
 {% if ring %}
 
 {{ kvs.ring_fn() }}
@@ -80,8 +83,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let ang = f32(pos) * vec2<f32>(inv_freq[{{ tbl }}i], inv_freq[{{ tbl }}i + 1u]);
   let m = round(ang * INV_TWO_PI);
   let red = (ang - m * TWO_PI_HI) - m * TWO_PI_LO;
-  let cs = cos(red){{ sc }};
-  let sn = sin(red){{ sc }};
+  let sc2 = sincos_c(red);  // not the builtins: see _sincos.wgsl
+  let cs = sc2.c{{ sc }};
+  let sn = sc2.s{{ sc }};
   if (is_q) {
     let src = t * QW + head * HD + i;
     let x1 = vec2<f32>(f32(q[src]), f32(q[src + 1u]));
@@ -136,8 +140,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let ang = f32(pos) * inv_freq[{{ tbl }}i];
   let m = round(ang * INV_TWO_PI);
   let red = (ang - m * TWO_PI_HI) - m * TWO_PI_LO;
-  let cs = cos(red){{ sc }};
-  let sn = sin(red){{ sc }};
+  let sc2 = sincos_c(red);  // not the builtins: see _sincos.wgsl
+  let cs = sc2.c{{ sc }};
+  let sn = sc2.s{{ sc }};
   if (is_q) {
     let src = t * QW + head * HD + i;
     let x1 = f32(q[src]);
