@@ -32,7 +32,7 @@ from ..quant import FORMATS
 from .manifest import DEFAULT_SHARD_BYTES, FORMAT, FORMAT_VERSION
 from .ownership import why_not_a_bundle
 from .shards import ShardWriter
-from .writer import BYTES_PER_WEIGHT, _quantize_blocked, kernel_entries, _sha256, _weight_format, _write_json, _write_kernels
+from .writer import BYTES_PER_WEIGHT, _quantize_blocked, _weight_format, _write_json, write_kernels_and_tokenizer
 
 # q8 by default: with q4 linears all-MiniLM-L6-v2's embeddings keep only cosine 0.90-0.96 with
 # sentence-transformers' (q8: >= 0.9996, f32: 1.0; five texts, short to 256 tokens)
@@ -141,13 +141,7 @@ def write_encoder_bundle(
         from ..passes.lower_encoder import lower_encoder
 
         lowered = lower_encoder(graph, weights, max_batch_tokens, max_batch_rows, max_binding_bytes=max_binding_bytes)
-        kernel_files = _write_kernels(tmp, lowered["kernels"])
-        (tmp / "tokenizer.json").write_text(tok_text, encoding="utf-8")
-        _write_json(tmp / "tokenizer_config.json", source.tokenizer_config)
-        files = []
-        for rel in sorted(shards.files) + sorted(set(kernel_files.values())) + ["tokenizer.json", "tokenizer_config.json"]:
-            f = tmp / rel
-            files.append({"path": rel, "size": f.stat().st_size, "sha256": _sha256(f)})
+        files, kernels = write_kernels_and_tokenizer(tmp, shards.files, lowered["kernels"], tok_text, source.tokenizer_config)
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -163,7 +157,7 @@ def write_encoder_bundle(
             "buffers": lowered["buffers"],
             "programs": lowered["programs"],
             "wgsl_language_features": lowered["wgsl_language_features"],
-            "kernels": kernel_entries(lowered["kernels"], kernel_files),
+            "kernels": kernels,
             "files": files,
         }
         _write_json(tmp / "manifest.json", manifest)

@@ -231,13 +231,8 @@ def write_bundle(
 
         lowered = lower_bundle({"logits_all": graph_all, "logits_last": graph_last}, weights, prefill_chunk, ctx,
                                max_binding_bytes=max_binding_bytes, fuse=fuse)
-        kernel_files = _write_kernels(tmp, lowered["kernels"])
-        (tmp / "tokenizer.json").write_text(source.tokenizer_json, encoding="utf-8")
-        _write_json(tmp / "tokenizer_config.json", source.tokenizer_config)
-        files = []
-        for rel in sorted(shards.files) + sorted(set(kernel_files.values())) + ["tokenizer.json", "tokenizer_config.json"]:
-            f = tmp / rel
-            files.append({"path": rel, "size": f.stat().st_size, "sha256": _sha256(f)})
+        files, kernels = write_kernels_and_tokenizer(tmp, shards.files, lowered["kernels"], source.tokenizer_json,
+                                                     source.tokenizer_config)
         gen = source.generation_config
         manifest = {
             "format": FORMAT,
@@ -263,7 +258,7 @@ def write_bundle(
             "programs": lowered["programs"],
             "program_sets": lowered["program_sets"],
             "wgsl_language_features": lowered["wgsl_language_features"],
-            "kernels": kernel_entries(lowered["kernels"], kernel_files),
+            "kernels": kernels,
             "files": files,
         }
         _write_json(tmp / "manifest.json", manifest)
@@ -272,6 +267,21 @@ def write_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def write_kernels_and_tokenizer(tmp: Path, shard_files: list[str], kernels: dict[str, Any], tokenizer_json: str,
+                                tokenizer_config: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Write the kernels and the tokenizer files into `tmp` (the shards are there already): the
+    manifest's `files` (shards, kernels, tokenizer; each path, size, sha256) and `kernels`.
+    Shared by both bundle writers (encoder_writer.py)."""
+    kernel_files = _write_kernels(tmp, kernels)
+    (tmp / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
+    _write_json(tmp / "tokenizer_config.json", tokenizer_config)
+    files = []
+    for rel in sorted(shard_files) + sorted(set(kernel_files.values())) + ["tokenizer.json", "tokenizer_config.json"]:
+        f = tmp / rel
+        files.append({"path": rel, "size": f.stat().st_size, "sha256": _sha256(f)})
+    return files, kernel_entries(kernels, kernel_files)
 
 
 def kernel_entries(kernels: dict[str, Any], kernel_files: dict[str, str]) -> dict[str, Any]:
