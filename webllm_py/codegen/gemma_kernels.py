@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .basic_kernels import ColsKey, _plan_gated
-from .kernels import KernelKey, _plan_elementwise, _Plan, f32_literal, register_family
+from .basic_kernels import ColsKey, _plan_elementwise, _plan_gated
+from .kernels import KernelKey, _Plan, f32_literal, register_family
 
 
 @dataclass(frozen=True)
