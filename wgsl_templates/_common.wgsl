@@ -1,4 +1,4 @@
-{#- Shared macros: every template opens with header(), then prelude(). -#}
+{#- Shared macros: every template opens with header(), then prelude() (elementwise_head() does both for the (n, cols) elementwise templates). -#}
 {% macro header(title) -%}
 // {{ name }}
 // {{ title }}
