@@ -219,3 +219,20 @@ def test_gelu_tanh_form_matches_torch():
     for approx in ("none", "tanh"):
         ref = torch.nn.functional.gelu(torch.from_numpy(x), approximate=approx).numpy()
         assert np.abs(OPS["gelu"].reference([x], {"approximate": approx}, None) - ref).max() <= 1e-6
+
+
+def test_a_build_is_the_same_under_any_hash_seed(tiny_encoders, tmp_path):
+    """Two builds of one model in processes with different PYTHONHASHSEED give byte-identical
+    files (a lowering that walked a set once gave the programs other activation buffers)."""
+    import subprocess
+    import sys
+
+    code = "import sys, webllm_py; webllm_py.build(sys.argv[1], sys.argv[2], progress=False)"
+    out = []
+    for seed in ("1", "2"):
+        dest = tmp_path / f"seed{seed}"
+        subprocess.run([sys.executable, "-c", code, str(tiny_encoders["bert"]), str(dest)], check=True,
+                       env={**__import__("os").environ, "PYTHONHASHSEED": seed})
+        out.append({p.relative_to(dest).as_posix(): p.read_bytes() for p in sorted(dest.rglob("*")) if p.is_file()})
+    assert out[0].keys() == out[1].keys()
+    assert [k for k in out[0] if out[0][k] != out[1][k]] == []

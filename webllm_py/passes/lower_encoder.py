@@ -88,7 +88,7 @@ class _Enc:
         return self.weights[param]["format"]
 
     def release_dead(self, i: int) -> None:
-        for t in set(self.graph.nodes[i].inputs):
+        for t in dict.fromkeys(self.graph.nodes[i].inputs):  # ordered: set order varies with PYTHONHASHSEED
             if self.last.get(t) == i and t in self.where:
                 buf = self.where[t]
                 if all(self.last.get(o, -1) <= i for o, b in self.where.items() if b == buf and o != t) \

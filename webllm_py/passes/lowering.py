@@ -164,7 +164,7 @@ class Uses:
 
 def release_dead(L: Lowering, i: int) -> None:
     # a buffer is free once every tensor living in it (in-place aliases included) is dead
-    for t in set(L.graph.nodes[i].inputs):
+    for t in dict.fromkeys(L.graph.nodes[i].inputs):  # ordered: set order varies with PYTHONHASHSEED
         if L.uses.last.get(t) == i and t in L.where and t != L.logits_value:
             buf = L.where[t]
             if all(L.uses.last.get(o, -1) <= i for o, b in L.where.items() if b == buf):
