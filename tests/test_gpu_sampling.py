@@ -158,17 +158,6 @@ def test_table_covers_every_sampling_input():
 PROMPT = [(5 * i + 7) % 280 + 2 for i in range(21)]  # crosses the 16-token prefill chunk
 
 
-@pytest.fixture(scope="module")
-def adapter():
-    from webllm_py.errors import DeviceError
-    from webllm_py.runtime.device import select_adapter
-
-    try:
-        return select_adapter()
-    except DeviceError as e:
-        pytest.skip(str(e))
-
-
 @pytest.mark.parametrize("precision", ["f32", "f16"])
 def test_greedy_generation_with_gpu_argmax_equals_cpu_path(precision, tiny_bundles, adapter, monkeypatch):
     """The engine's greedy completion with tokens argmax'd on the GPU equals the CPU sampler's

@@ -20,17 +20,6 @@ BUILT = 256  # the tiny bundles' context window
 
 
 @pytest.fixture(scope="module")
-def adapter():
-    from webllm_py.errors import DeviceError
-    from webllm_py.runtime.device import select_adapter
-
-    try:
-        return select_adapter()
-    except DeviceError as e:
-        pytest.skip(str(e))
-
-
-@pytest.fixture(scope="module")
 def bundle(tiny_bundles):
     return tiny_bundles("llama", "f32")
 

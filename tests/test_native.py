@@ -18,17 +18,6 @@ from conftest import TINY_ARCHS
 PROMPT = [(5 * i + 7) % 280 + 2 for i in range(37)]  # crosses the 16-token prefill chunk twice
 
 
-@pytest.fixture(scope="module")
-def adapter():
-    from webllm_py.errors import DeviceError
-    from webllm_py.runtime.device import select_adapter
-
-    try:
-        return select_adapter()
-    except DeviceError as e:
-        pytest.skip(str(e))
-
-
 def load_native(bundle, precision, adapter):
     return webllm_py.load(bundle, backend="native", precision=precision, adapter=adapter)
 

@@ -92,17 +92,6 @@ def test_choice_golden_cases(case):
 LONG_PROMPT = [(7 * i + 3) % 280 + 2 for i in range(150)]  # 10 prefill chunks of 16, past one key block
 
 
-@pytest.fixture(scope="module")
-def adapter():
-    from webllm_py.errors import DeviceError
-    from webllm_py.runtime.device import select_adapter
-
-    try:
-        return select_adapter()
-    except DeviceError as e:
-        pytest.skip(str(e))
-
-
 @pytest.mark.parametrize("precision", ["gpu", "gpu-sg"])
 def test_gpu_sets_match_reference_natively(precision, tiny_bundles, adapter):
     """Forced gpu sets on lavapipe: score, prefill + decode vs the f32 reference (f16-KV tolerance,
