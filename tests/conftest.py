@@ -256,19 +256,3 @@ def adapter():
         if os.environ.get("CI"):
             pytest.fail(f"CI is set and no native adapter was found: {e}")
         pytest.skip(str(e))
-
-
-@pytest.fixture(scope="session")
-def adapter():
-    """The native wgpu adapter (lavapipe on CI) that every native-backend test runs on. Without
-    one, off CI the tests skip with the reason; with the env var CI set they fail instead: a CI
-    run must never skip the native tests silently."""
-    from webllm_py.errors import DeviceError
-    from webllm_py.runtime.device import select_adapter
-
-    try:
-        return select_adapter()
-    except DeviceError as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set and no native adapter was found: {e}")
-        pytest.skip(str(e))
