@@ -26,6 +26,7 @@ import webllm_py
 from webllm_py.testing.browser import webgpu_browser  # noqa: F401  (the Chromium fixture)
 
 from conftest import hf_reference_bundle, make_tiny_model
+from parity import F16_STORAGE_SETS, F32_TOL, bound, native_program_sets, set_tol
 
 PROMPT = [(5 * i + 7) % 280 + 2 for i in range(37)]
 COMMON = dict(hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2,
@@ -38,8 +39,6 @@ ARCHS: dict[str, tuple[str, dict]] = {
                                       embedding_multiplier=12.0, residual_multiplier=0.22,
                                       attention_multiplier=1 / 64, logits_scaling=8.0)),
 }
-F32_TOL, F16_TOL = 2e-4, 5e-2
-F16_STORAGE_SETS = {"f16", "gpu", "gpu-sg"}
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +54,6 @@ def arch_bundles(tmp_path_factory):
     return get
 
 
-def bound(ref: np.ndarray, tol: float) -> float:
-    return tol * max(1.0, float(np.abs(ref).max()))
-
-
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_reference_matches_transformers(arch, arch_bundles):
     bundle, ref, greedy = arch_bundles(arch)
@@ -70,33 +65,13 @@ def test_reference_matches_transformers(arch, arch_bundles):
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
-def test_native_every_program_set_matches_transformers(arch, arch_bundles):
-    from webllm_py.errors import DeviceError
-    from webllm_py.runtime.device import select_adapter
-
-    try:
-        adapter = select_adapter()
-    except DeviceError as e:
-        pytest.skip(str(e))
+def test_native_every_program_set_matches_transformers(arch, arch_bundles, adapter):
     bundle, ref, greedy = arch_bundles(arch)
-    sets = list(json.loads((bundle / "manifest.json").read_text())["programs"])
-    ran = []
-    for name in sets:
-        if name == "f16" and "shader-f16" not in adapter.features:
-            continue  # the f16 set needs shader-f16 (lavapipe has it; said here so a skip is visible below)
-        model = webllm_py.load(bundle, backend="native", precision=name, adapter=adapter)
-        try:
-            ours = model.logits(PROMPT)
-            tol = F16_TOL if name in F16_STORAGE_SETS else F32_TOL
-            assert np.abs(ours - ref).max() <= bound(ref, tol), name
-            if name not in F16_STORAGE_SETS:
-                assert model.generate(PROMPT[:10], max_new_tokens=12) == greedy, name
-        finally:
-            model.close()
-        ran.append(name)
-    # every set the bundle has ran (f16 only where the adapter has shader-f16), the GPU class included
-    assert set(ran) == set(sets) - ({"f16"} if "shader-f16" not in adapter.features else set()), ran
-    assert {"f32", "idot", "gpu", "gpu-sg"} <= set(ran), ran
+    for name, model in native_program_sets(bundle, adapter, {"f32", "idot", "gpu", "gpu-sg"}):
+        ours = model.logits(PROMPT)
+        assert np.abs(ours - ref).max() <= bound(ref, set_tol(name)), name
+        if name not in F16_STORAGE_SETS:
+            assert model.generate(PROMPT[:10], max_new_tokens=12) == greedy, name
 
 
 @pytest.mark.parametrize("field,value,msg", [

@@ -35,6 +35,7 @@ import torch
 
 import webllm_py
 from conftest import GEMMA3_IDS, GEMMA3_NEW_TOKENS, hf_reference_bundle, make_tiny_model, perplexity
+from parity import F16_STORAGE_SETS, F16_TOL, F32_TOL, bound, native_program_sets, set_tol
 from webllm_py.codegen import AttentionKey, EmbeddingKey, build
 from webllm_py.codegen.attention_gpu import AttentionSplitKey
 from webllm_py.codegen.attention_tiled import AttentionTiledKey
@@ -72,12 +73,6 @@ ARCHS: dict[str, tuple[str, dict]] = {
         "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4},
         "sliding_attention": {"rope_type": "default", "rope_theta": 100.0}})),
 }
-F32_TOL, F16_TOL = 2e-4, 5e-2
-F16_STORAGE_SETS = {"f16", "gpu", "gpu-sg"}
-
-
-def bound(ref: np.ndarray, tol: float) -> float:
-    return tol * max(1.0, float(np.abs(ref).max()))
 
 
 def _hf_logits(folder, **overrides) -> np.ndarray:
@@ -124,33 +119,16 @@ def test_reference_matches_transformers(arch, gemma_bundles):
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
-def test_native_every_program_set_matches_transformers(arch, gemma_bundles):
-    from webllm_py.errors import DeviceError
-    from webllm_py.runtime.device import select_adapter
-
-    try:
-        adapter = select_adapter()
-    except DeviceError as e:
-        pytest.skip(str(e))
+def test_native_every_program_set_matches_transformers(arch, gemma_bundles, adapter):
     _, bundle, ref, greedy = gemma_bundles(arch)
-    sets = list(json.loads((bundle / "manifest.json").read_text())["programs"])
-    ran = []
-    for name in sets:
-        if name == "f16" and "shader-f16" not in adapter.features:
-            continue  # the f16 set needs shader-f16 (lavapipe has it)
-        model = webllm_py.load(bundle, backend="native", precision=name, adapter=adapter)
-        try:
-            tol = bound(ref, F16_TOL if name in F16_STORAGE_SETS else F32_TOL)
-            assert np.abs(model.logits(PROMPT) - ref).max() <= tol, name  # score program (prefill forms)
-            model.reset()
-            steps = np.stack([model.forward([t]) for t in PROMPT])  # decode program, past the window
-            assert np.abs(steps - ref).max() <= tol, name
-            if name not in F16_STORAGE_SETS:
-                assert model.generate(PROMPT[:10], max_new_tokens=12) == greedy, name
-        finally:
-            model.close()
-        ran.append(name)
-    assert {"f32", "idot", "gpu"} <= set(ran), ran
+    for name, model in native_program_sets(bundle, adapter, {"f32", "idot", "gpu"}):
+        tol = bound(ref, set_tol(name))
+        assert np.abs(model.logits(PROMPT) - ref).max() <= tol, name  # score program (prefill forms)
+        model.reset()
+        steps = np.stack([model.forward([t]) for t in PROMPT])  # decode program, past the window
+        assert np.abs(steps - ref).max() <= tol, name
+        if name not in F16_STORAGE_SETS:
+            assert model.generate(PROMPT[:10], max_new_tokens=12) == greedy, name
 
 
 # -- kernels ------------------------------------------------------------------------------

@@ -267,36 +267,20 @@ def test_ring_reference_matches_transformers(ring_model):
     assert model.generate(PROMPT, max_new_tokens=GEN) == full[len(PROMPT):]
 
 
-def test_ring_native_every_program_set_matches_transformers(ring_model):
-    import webllm_py
-    from test_gemma import F16_STORAGE_SETS, F16_TOL, F32_TOL, PROMPT, bound
+def test_ring_native_every_program_set_matches_transformers(ring_model, adapter):
+    from parity import F16_STORAGE_SETS, bound, native_program_sets, set_tol
+    from test_gemma import PROMPT
 
-    from webllm_py.errors import DeviceError
-    from webllm_py.runtime.device import select_adapter
-
-    try:
-        adapter = select_adapter()
-    except DeviceError as e:
-        pytest.skip(str(e))
     bundle, ref, full = ring_model
-    ran = []
-    for name in _manifest(bundle)["programs"]:
-        if name == "f16" and "shader-f16" not in adapter.features:
-            continue
-        model = webllm_py.load(bundle, backend="native", precision=name, adapter=adapter)
-        try:
-            tol = bound(ref, F16_TOL if name in F16_STORAGE_SETS else F32_TOL)
-            assert np.abs(model.logits(full) - ref).max() <= tol, name  # score: prefill forms, steps of 4
-            model.reset()
-            steps = np.stack([model.forward([t]) for t in full])  # decode, the ring wrapped 5 times
-            assert np.abs(steps - ref).max() <= tol, name
-            model.reset()
-            if name not in F16_STORAGE_SETS:
-                assert model.generate(PROMPT, max_new_tokens=GEN) == full[len(PROMPT):], name
-        finally:
-            model.close()
-        ran.append(name)
-    assert {"f32", "gpu"} <= set(ran)
+    for name, model in native_program_sets(bundle, adapter, {"f32", "gpu"}):
+        tol = bound(ref, set_tol(name))
+        assert np.abs(model.logits(full) - ref).max() <= tol, name  # score: prefill forms, steps of 4
+        model.reset()
+        steps = np.stack([model.forward([t]) for t in full])  # decode, the ring wrapped 5 times
+        assert np.abs(steps - ref).max() <= tol, name
+        model.reset()
+        if name not in F16_STORAGE_SETS:
+            assert model.generate(PROMPT, max_new_tokens=GEN) == full[len(PROMPT):], name
 
 
 # -- sizing, memory estimate, validation ------------------------------------------------------

@@ -31,6 +31,7 @@ import torch
 
 import webllm_py
 from conftest import make_tiny_model
+from parity import F32_TOL, bound, native_program_sets, set_tol
 from test_kernels import EXTRA, check, padded, rand, rng_for, runner, same_bits, sentinel  # noqa: F401
 from webllm_py.codegen import RopeKey, build
 from webllm_py.codegen.kernels import RopeKvKey
@@ -51,8 +52,6 @@ MODELS: dict[str, tuple[str, dict]] = {
 }
 PROMPTS = {n: [(5 * i + 7) % 280 + 2 for i in range(n)] for n in (12, 40)}
 DECODE_PROMPT, DECODE_STEPS = 12, 10  # positions 12..21: the switch at 16
-F32_TOL, F16_TOL = 2e-4, 5e-2
-F16_STORAGE_SETS = {"f16", "gpu", "gpu-sg"}
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +76,6 @@ def phi3(tmp_path_factory):
         return cache[name]
 
     return get
-
-
-def bound(ref: np.ndarray, tol: float) -> float:
-    return tol * max(1.0, float(np.abs(ref).max()))
 
 
 def decode_rows(model, tokens: list[int]) -> list[np.ndarray]:
@@ -142,32 +137,15 @@ def test_reference_rotates_with_the_call_end(phi3):
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_native_every_program_set_matches_transformers(phi3, name):
-    from webllm_py.errors import DeviceError
-    from webllm_py.runtime.device import select_adapter
-
-    try:
-        adapter = select_adapter()
-    except DeviceError as e:
-        pytest.skip(str(e))
+def test_native_every_program_set_matches_transformers(phi3, name, adapter):
     ref = phi3(name)
-    sets = list(json.loads((ref["bundle"] / "manifest.json").read_text())["programs"])
-    ran = []
-    for s in sets:
-        if s == "f16" and "shader-f16" not in adapter.features:
-            continue  # the f16 set needs shader-f16 (lavapipe has it)
-        model = webllm_py.load(ref["bundle"], backend="native", precision=s, adapter=adapter)
-        try:
-            assert_matches(model, ref, F16_TOL if s in F16_STORAGE_SETS else F32_TOL, s)
-            if s == "f32":  # greedy through the GPU argmax, which must also run the prefix again at the switch
-                model.reset()
-                toks = [int(np.argmax(model.forward(PROMPTS[DECODE_PROMPT])))]
-                toks += [model.forward_argmax([t]) for t in ref["tokens"][:-1]]
-                assert toks == ref["tokens"]
-        finally:
-            model.close()
-        ran.append(s)
-    assert {"f32", "idot", "gpu", "gpu-sg"} <= set(ran), ran
+    for s, model in native_program_sets(ref["bundle"], adapter, {"f32", "idot", "gpu", "gpu-sg"}):
+        assert_matches(model, ref, set_tol(s), s)
+        if s == "f32":  # greedy through the GPU argmax, which must also run the prefix again at the switch
+            model.reset()
+            toks = [int(np.argmax(model.forward(PROMPTS[DECODE_PROMPT])))]
+            toks += [model.forward_argmax([t]) for t in ref["tokens"][:-1]]
+            assert toks == ref["tokens"]
 
 
 # -- the rope kernels' rotary_dim / long_after / cos_scale -------------------------------------

@@ -18,10 +18,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import gguf
 import numpy as np
 import pytest
-import torch
 
 import webllm_py
 from conftest import TINY_ARCHS, hf_reference_bundle
@@ -95,29 +93,14 @@ def test_models_match_transformers(case, models):
             getattr(model, "close", lambda: None)()
 
 
-def test_every_program_set_scales_cos(models):
+def test_every_program_set_scales_cos(models, adapter):
     """yarn's cos_scale through every native program set (GPU sets forced on lavapipe); f16-storage
     sets within test_phi3's f16 bound 5e-2 x max|logit| (f16 activations / KV), the others 2e-4."""
-    from webllm_py.errors import DeviceError
-    from webllm_py.runtime.device import select_adapter
+    from parity import native_program_sets, set_tol
 
-    try:
-        adapter = select_adapter()
-    except DeviceError as e:
-        pytest.skip(str(e))
     _, bundle, ref = models("qwen2-yarn")
-    ran = []
-    for s in json.loads((bundle / "manifest.json").read_text())["programs"]:
-        if s == "f16" and "shader-f16" not in adapter.features:
-            continue
-        model = webllm_py.load(bundle, backend="native", precision=s, adapter=adapter)
-        try:
-            tol = 5e-2 if s in ("f16", "gpu", "gpu-sg") else TOL
-            assert np.abs(model.logits(PROMPT) - ref).max() <= tol * max(1.0, float(np.abs(ref).max())), s
-        finally:
-            model.close()
-        ran.append(s)
-    assert {"f32", "idot", "gpu", "gpu-sg"} <= set(ran), ran
+    for s, model in native_program_sets(bundle, adapter, {"f32", "idot", "gpu", "gpu-sg"}):
+        assert np.abs(model.logits(PROMPT) - ref).max() <= set_tol(s) * max(1.0, float(np.abs(ref).max())), s
 
 
 def _rope_attrs_in(bundle: Path) -> list[dict]:
