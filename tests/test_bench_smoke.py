@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from conftest import REPO, smollm2_gguf
+from gguf_files import finish_gguf
 
 pytestmark = pytest.mark.slow
 
@@ -75,10 +76,7 @@ def small_vocab_source(tmp_path_factory):
             continue  # the writer's own
         sub = field.types[1] if len(field.types) > 1 else None
         w.add_key_value(key, cut.get(key, field.contents()), field.types[0], sub)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish_gguf(w)
     assert len(merges) > SMALL_VOCAB // 2  # BPE's early merges make the early tokens
     return out
 

@@ -35,6 +35,7 @@ import torch
 
 import webllm_py
 from conftest import GEMMA3_IDS, GEMMA3_NEW_TOKENS, hf_reference_bundle, make_tiny_model, perplexity
+from gguf_files import add_tensor, finish_gguf
 from parity import F16_STORAGE_SETS, F16_TOL, F32_TOL, bound, native_program_sets, set_tol
 from webllm_py.codegen import AttentionKey, EmbeddingKey, build
 from webllm_py.codegen.attention_gpu import AttentionSplitKey
@@ -390,15 +391,11 @@ def write_gemma_gguf(hf_folder, path, arch: str):
             g = f"blk.{i}.{_GGUF_LAYER[rest.rsplit('.', 1)[0]]}.weight"
         t = t.astype(np.float32) + (1.0 if name.endswith("norm.weight") else 0.0)  # the converter's 1 + w
         if t.ndim == 2:
-            qtype = gguf.GGMLQuantizationType[GGUF_TYPES[k % len(GGUF_TYPES)]]
+            add_tensor(w, g, t, GGUF_TYPES[k % len(GGUF_TYPES)])
             k += 1
-            w.add_tensor(g, gguf.quants.quantize(t, qtype), raw_dtype=qtype)
         else:
-            w.add_tensor(g, t)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+            add_tensor(w, g, t)
+    finish_gguf(w)
     return path
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gguf_files import finish_gguf
 from webllm_py.errors import BuildError
 from webllm_py.models.gguf_source import GGUFSource, tokenizer_from_gguf
 
@@ -382,10 +383,7 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
         put(f"blk.{i}.ffn_gate.weight", (I, H))
         put(f"blk.{i}.ffn_up.weight", (I, H))
         put(f"blk.{i}.ffn_down.weight", (H, I))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish_gguf(w)
     return path
 
 
@@ -442,10 +440,7 @@ def test_llama3_rope_scaling_recovered_from_rope_freqs(tmp_path: Path) -> None:
     w.add_token_merges(["a b"])
     w.add_tensor("rope_freqs.weight", np.array(rf, dtype=np.float32))
     w.add_tensor("output_norm.weight", np.ones(hd, dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish_gguf(w)
     src = GGUFSource(tmp_path / "r.gguf")
     assert src.config["rope_scaling"] == {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
                                           "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}

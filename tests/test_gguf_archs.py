@@ -38,6 +38,7 @@ from tokenizers import Tokenizer
 
 import webllm_py
 from conftest import make_tiny_model
+from gguf_files import add_tensor, finish_gguf
 from webllm_py.models.gguf_source import GGUFSource
 
 TOL = 2e-3
@@ -111,14 +112,8 @@ def write_gguf(folder: Path, out: Path, arch: str, permuted: bool, qtype: str = 
         t = t.astype(np.float32)
         if permuted and g.endswith(("attn_q.weight", "attn_k.weight")):
             t = _permute(t, heads if ".attn_q." in g else kv)
-        if t.ndim == 2 and qtype == "Q8_0":
-            w.add_tensor(g, gguf.quants.quantize(t, gguf.GGMLQuantizationType.Q8_0), raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-        else:
-            w.add_tensor(g, t)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+        add_tensor(w, g, t, qtype if t.ndim == 2 else None)
+    finish_gguf(w)
     return out
 
 
@@ -195,10 +190,7 @@ def test_gemma_attention_scale_follows_llama_cpp(arch, layers, scalar, tmp_path)
     w.add_token_list(["<pad>", "<eos>", "<bos>", "<unk>"] + [f"t{i}" for i in range(60)])
     w.add_token_scores([0.0] * 64)
     w.add_token_types([3, 3, 3, 2] + [1] * 60)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish_gguf(w)
     src = GGUFSource(tmp_path / "g.gguf")
     assert src.config["query_pre_attn_scalar"] == scalar
     cfg = parse_config(src.config, src.path)

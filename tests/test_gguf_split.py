@@ -24,6 +24,7 @@ import torch
 
 import webllm_py
 from conftest import make_tiny_model
+from gguf_files import finish_gguf
 from test_gguf_archs import write_gguf
 from webllm_py.errors import BuildError
 
@@ -85,10 +86,7 @@ def _rewrite(src: Path, dst: Path, arch: str = "qwen2", kv: dict | None = None, 
     w.add_int32("split.tensors.count", keys["split.tensors.count"])
     for t in tensors:
         w.add_tensor(t.name, np.array(t.data), raw_dtype=t.tensor_type)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish_gguf(w)
     del r
     tmp.replace(dst)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gguf_files import finish_gguf
 from test_kernels import EXTRA, check, padded, rand, ref_op, rng_for, runner, same_bits, sentinel  # noqa: F401
 from webllm_py.codegen import dequant
 from webllm_py.codegen.kernels import STEP, EmbeddingKey, Kernel, MatmulKey, _env, build
@@ -262,10 +263,7 @@ def tiny_kquant_gguf(tmp_path_factory):
                      raw_dtype=gguf.GGMLQuantizationType[qtype])
     for name in ["output_norm"] + [f"blk.{i}.{n}" for i in range(2) for n in ("attn_norm", "ffn_norm")]:
         w.add_tensor(f"{name}.weight", (1 + 0.1 * rng.standard_normal(H)).astype(np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish_gguf(w)
     return path
 
 

@@ -31,6 +31,7 @@ import torch
 
 import webllm_py
 from conftest import make_tiny_model
+from gguf_files import add_tensor, finish_gguf
 from parity import F32_TOL, bound, native_program_sets, set_tol
 from test_kernels import EXTRA, check, padded, rand, rng_for, runner, same_bits, sentinel  # noqa: F401
 from webllm_py.codegen import RopeKey, build
@@ -345,15 +346,8 @@ def write_phi3_gguf(folder, out, qtype: str = "F32"):
         parts = hf.split(".")
         g = names.get(hf) or f"blk.{parts[2]}.{layer['.'.join(parts[3:])]}"
         t = t.astype(np.float32)
-        if t.ndim == 2 and qtype != "F32":
-            qt = gguf.GGMLQuantizationType[qtype]
-            w.add_tensor(g, gguf.quants.quantize(t, qt), raw_dtype=qt)
-        else:
-            w.add_tensor(g, t)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+        add_tensor(w, g, t, qtype if t.ndim == 2 else None)
+    finish_gguf(w)
     return out
 
 
