@@ -144,13 +144,15 @@ def smol_engine(smollm2_q4: Path) -> Any:
 @pytest.mark.parametrize("schema,question", [(PERSON, "Describe a fictional person as JSON."),
                                              (CITY, "Tell me about Paris as JSON.")], ids=["person", "city"])
 def test_smollm2_json_schema_replies_validate(smol_engine: Any, schema: dict, question: str) -> None:
-    """Seeds x temperatures: every reply that ends with "stop" validates; at least half stop
-    (the rest hit max_tokens in a long string, which is allowed to be cut)."""
+    """Greedy once (it ignores the seed) and seeds x temperatures 0.7 / 1.0: every reply that ends
+    with "stop" validates; at least half stop (the rest hit max_tokens in a long string, which is
+    allowed to be cut). Measured: person's greedy reply runs to 96 tokens, its sampled ones stop
+    after 32-74; city's all stop after 26-40."""
     import jsonschema
 
     rf = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
     stopped = 0
-    runs = [(seed, t) for seed in (1, 2, 3) for t in (0.0, 0.7, 1.0)]
+    runs = [(1, 0.0)] + [(seed, t) for seed in (1, 2, 3) for t in (0.7, 1.0)]
     for seed, t in runs:
         r = smol_engine.chat.completions.create(messages=[{"role": "user", "content": question}], response_format=rf,
                                                 max_tokens=96, seed=seed, temperature=t)
