@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_kernels import EXTRA, TOL, check, f, need, padded, rand, ref_op, rng_for, runner, same_bits  # noqa: F401
-from test_kernels import sentinel, weight_parts
+from test_kernels import EXTRA, TOL, check, f, need, padded, rand, rng_for, runner, same_bits  # noqa: F401
+from test_kernels import fused_matmul_case, sentinel, weight_parts
 
 from webllm_py.codegen import MatmulKey, build
 from webllm_py.codegen.gemm import GemmKey, _plan_gemm, gemm_key
@@ -40,25 +40,8 @@ FORMATS = ["f32", "f16", "q8", "q4", "q4a"]
 def _run(runner, key: GemmKey, n: int, rng, x_scale: float = 2.0, weights=weight_parts) -> None:
     """Run `key` on fresh data with NaN sentinels; check it against the ir/ops.py composition.
     weights(rng, fmt, rows, cols) -> (kernel arrays, reference f32 weights)."""
-    act, silu = key.act, key.epilogue == "silu_mul"
-    wrows = 2 * key.rows if silu else key.rows
-    arrays, wd = weights(rng, key.fmt, wrows, key.cols)
-    x = rand(rng, (n, key.cols), act, x_scale)
-    xin = f(x)
-    if key.norm:
-        arrays["norm_w"] = (rng.standard_normal(key.cols) * 0.5 + 1.0).astype(np.float32)
-        xin = ref_op("rms_norm", [xin, arrays["norm_w"]], n, eps=key.norm_eps)
-    bias = None
-    if key.bias:  # a row slice indexes the full weight's bias (out_rows entries)
-        full = wrows if silu or not key.out_rows else key.out_rows
-        arrays["bias"] = rng.standard_normal(full).astype(np.float32)
-        bias = arrays["bias"] if full == wrows else arrays["bias"][key.row_offset:key.row_offset + key.rows]
-    if silu:
-        gate = ref_op("linear", [xin, wd[:key.rows]] + ([bias[:key.rows]] if key.bias else []), n)
-        up = ref_op("linear", [xin, wd[key.rows:]] + ([bias[key.rows:]] if key.bias else []), n)
-        ref = ref_op("silu_mul", [gate, up], n)
-    else:
-        ref = ref_op("linear", [xin, wd] + ([bias] if key.bias else []), n)
+    act = key.act
+    arrays, x, ref = fused_matmul_case(key, n, rng, x_scale, weights)
     kernel = build(key)
     if key.splits:
         outs = {f"out{i}": sentinel((n + EXTRA, s), act) for i, s in enumerate(key.splits)}

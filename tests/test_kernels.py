@@ -261,13 +261,15 @@ def test_matmul_tuning_knobs(runner, tn, wg, rpi):
 
 # -- fused matmul: RMSNorm prologue, residual / silu_mul epilogues, split outputs ----
 
-def _run_fused(runner, key: MatmulKey, n: int, rng, x_scale: float = 2.0):
-    """Run a fused matmul variant on fresh data; check it against the ir/ops.py composition."""
-    act = key.act
+def fused_matmul_case(key, n: int, rng, x_scale: float = 2.0, weights=weight_parts):
+    """(kernel arrays, x, reference) of a fused matmul or GEMM `key` on fresh data: its weights
+    (weights(rng, fmt, rows, cols) -> (arrays, f32 weights)), RMSNorm prologue and bias as the key
+    asks, and the ir/ops.py composition of rms_norm, linear and silu_mul as the reference (all n rows,
+    before any residual / split / last-row epilogue)."""
     silu = key.epilogue == "silu_mul"
     wrows = 2 * key.rows if silu else key.rows
-    arrays, wd = weight_parts(rng, key.fmt, wrows, key.cols)
-    x = rand(rng, (n, key.cols), act, x_scale)
+    arrays, wd = weights(rng, key.fmt, wrows, key.cols)
+    x = rand(rng, (n, key.cols), key.act, x_scale)
     xin = f(x)
     if key.norm:
         arrays["norm_w"] = (rng.standard_normal(key.cols) * 0.5 + 1.0).astype(np.float32)
@@ -280,9 +282,14 @@ def _run_fused(runner, key: MatmulKey, n: int, rng, x_scale: float = 2.0):
     if silu:
         gate = ref_op("linear", [xin, wd[:key.rows]] + ([bias[:key.rows]] if key.bias else []), n)
         up = ref_op("linear", [xin, wd[key.rows:]] + ([bias[key.rows:]] if key.bias else []), n)
-        ref = ref_op("silu_mul", [gate, up], n)
-    else:
-        ref = ref_op("linear", [xin, wd] + ([bias] if key.bias else []), n)
+        return arrays, x, ref_op("silu_mul", [gate, up], n)
+    return arrays, x, ref_op("linear", [xin, wd] + ([bias] if key.bias else []), n)
+
+
+def _run_fused(runner, key: MatmulKey, n: int, rng, x_scale: float = 2.0):
+    """Run a fused matmul variant on fresh data; check it against the ir/ops.py composition."""
+    act = key.act
+    arrays, x, ref = fused_matmul_case(key, n, rng, x_scale)
     m = 1 if key.last_row else n  # output rows written
     if key.last_row:
         ref = ref[-1:]
