@@ -26,3 +26,16 @@ def finish_gguf(w: Any) -> None:
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+
+
+def add_spelled_vocab(w: Any, vocab: int) -> None:
+    """A gpt2-model vocabulary of `vocab` tokens for a tiny GGUF: the printable ASCII characters
+    (so any ASCII text spells), filler tokens, one merge, and <s> / </s> as the last two (bos, eos)."""
+    spell = [chr(c) for c in range(ord("!"), ord("~") + 1)]
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")
+    w.add_token_list(spell + [f"t{i}" for i in range(vocab - len(spell) - 2)] + ["<s>", "</s>"])
+    w.add_token_types([1] * (vocab - 2) + [3, 3])
+    w.add_token_merges(["t 0"])
+    w.add_bos_token_id(vocab - 2)
+    w.add_eos_token_id(vocab - 1)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gguf_files import finish_gguf
+from gguf_files import add_spelled_vocab, finish_gguf
 from test_kernels import EXTRA, check, padded, rand, ref_op, rng_for, runner, same_bits, sentinel  # noqa: F401
 from webllm_py.codegen import dequant
 from webllm_py.codegen.kernels import STEP, EmbeddingKey, Kernel, MatmulKey, _env, build
@@ -246,14 +246,7 @@ def tiny_kquant_gguf(tmp_path_factory):
                    ("head_count", NH), ("head_count_kv", NKV), ("rope_dimension_count", HD),
                    ("layer_norm_rms_eps", 1e-6), ("vocab_size", V)]:
         getattr(w, f"add_{add}")(v)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt-2")
-    spell = [chr(c) for c in range(ord("!"), ord("~") + 1)]
-    w.add_token_list(spell + [f"t{i}" for i in range(V - len(spell) - 2)] + ["<s>", "</s>"])
-    w.add_token_types([1] * (V - 2) + [3, 3])
-    w.add_token_merges(["t 0"])
-    w.add_bos_token_id(V - 2)
-    w.add_eos_token_id(V - 1)
+    add_spelled_vocab(w, V)
     shapes = {"token_embd": (V, H), "output": (V, H), "attn_q": (NH * HD, H), "attn_k": (NKV * HD, H),
               "attn_v": (NKV * HD, H), "attn_output": (H, NH * HD), "ffn_gate": (I, H), "ffn_up": (I, H),
               "ffn_down": (H, I)}

@@ -31,7 +31,7 @@ import torch
 
 import webllm_py
 from conftest import make_tiny_model
-from gguf_files import add_tensor, finish_gguf
+from gguf_files import add_spelled_vocab, add_tensor, finish_gguf
 from parity import F32_TOL, bound, native_program_sets, set_tol
 from test_kernels import EXTRA, check, padded, rand, rng_for, runner, same_bits, sentinel  # noqa: F401
 from webllm_py.codegen import RopeKey, build
@@ -323,14 +323,7 @@ def write_phi3_gguf(folder, out, qtype: str = "F32"):
     w.add_rope_dimension_count(int(rope.get("partial_rotary_factor", 1.0) * H) // heads)
     w.add_rope_freq_base(rope["rope_theta"])
     w.add_sliding_window(0)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt-2")
-    spell = [chr(c) for c in range(ord("!"), ord("~") + 1)]
-    w.add_token_list(spell + [f"t{i}" for i in range(V - len(spell) - 2)] + ["<s>", "</s>"])
-    w.add_token_types([1] * (V - 2) + [3, 3])
-    w.add_token_merges(["t 0"])
-    w.add_bos_token_id(V - 2)
-    w.add_eos_token_id(V - 1)
+    add_spelled_vocab(w, V)
     w.add_pad_token_id(V - 1)  # transformers' loader keeps Phi3Config's pad id 32000 otherwise, past this vocab
     if rope.get("rope_type") == "longrope":
         scale = cfg["max_position_embeddings"] / cfg["original_max_position_embeddings"]
