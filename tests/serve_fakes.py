@@ -81,3 +81,22 @@ class FakeEngine:
                        "choices": [{"index": 0, "delta": {"content": f"{i} "}, "finish_reason": None}]}
         finally:
             self.closed.set()
+
+
+def slowed_tiny_engine(bundle, delay: float = 0.05):
+    """The real Engine on `bundle` (reference backend, served as model "tiny") whose every model step
+    first sleeps `delay` s, so that a long request outlasts what a test waits for; returns (engine,
+    steps: a one-item list counting the steps, the unslowed forward to put back)."""
+    import webllm_py
+    from webllm_py import Engine
+
+    eng = Engine(webllm_py.load(bundle, backend="reference"), model_name="tiny")
+    fwd, steps = eng.model.forward, [0]
+
+    def slow_forward(ids):
+        steps[0] += 1
+        time.sleep(delay)
+        return fwd(ids)
+
+    eng.model.forward = slow_forward
+    return eng, steps, fwd

@@ -27,7 +27,7 @@ from webllm_py.serve import make_app, start_in_thread
 from webllm_py.serve.api import WORKERS_KEY
 from webllm_py.serve.static import parse_request_path
 
-from serve_fakes import FakeEngine, post_json, request
+from serve_fakes import FakeEngine, post_json, request, slowed_tiny_engine
 from serve_fakes import wait_until as _wait_until
 
 SECRET = "TOP-SECRET-CONTENT-1234"
@@ -403,17 +403,7 @@ def test_disconnect_stops_generation_and_frees_engine():
 
 
 def test_disconnect_frees_real_engine(tiny_bundles):
-    import webllm_py
-    from webllm_py import Engine
-
-    eng = Engine(webllm_py.load(tiny_bundles("llama", "q4"), backend="reference"), model_name="tiny")
-    fwd = eng.model.forward
-
-    def slow_forward(ids):  # about 10 s for the whole context: the test must not wait for it
-        time.sleep(0.05)
-        return fwd(ids)
-
-    eng.model.forward = slow_forward
+    eng, _, fwd = slowed_tiny_engine(tiny_bundles("llama", "q4"))  # ~10 s for the whole context: not waited for
     eos = sorted(eng.eos_token_ids)
     app = make_app(None, api_models={"tiny": eng}, queue_size=0)
     with start_in_thread(app) as srv:
@@ -542,18 +532,13 @@ def test_cli_serve_end_to_end(tiny_bundles, tmp_path):
         p.stderr.close()
 
 
-def test_native_backend_behind_the_api(tiny_bundles):
+def test_native_backend_behind_the_api(tiny_bundles, adapter):
     """The native (wgpu) runtime, loaded on this thread and run on the worker thread
     (numerical agreement with the reference backend is test_native's business)."""
     import webllm_py
     from webllm_py import Engine
-    from webllm_py.errors import DeviceError
 
-    bundle = tiny_bundles("llama", "q4")
-    try:
-        eng = Engine(webllm_py.load(bundle, backend="native"), model_name="tiny")
-    except DeviceError as e:
-        pytest.skip(str(e))
+    eng = Engine(webllm_py.load(tiny_bundles("llama", "q4"), backend="native", adapter=adapter), model_name="tiny")
     body = {"model": "tiny", "messages": MSGS, "max_tokens": 8, "temperature": 0}
     with start_in_thread(make_app(None, api_models={"tiny": eng})) as srv:
         s, _, r = post_json(srv.port, "/v1/chat/completions", body)

@@ -24,7 +24,7 @@ import pytest
 from webllm_py.serve import make_app, start_in_thread
 from webllm_py.serve.api import WORKERS_KEY
 
-from serve_fakes import FakeEngine, post_json, request, send_raw, wait_until
+from serve_fakes import FakeEngine, post_json, request, send_raw, slowed_tiny_engine, wait_until
 
 MSGS = [{"role": "user", "content": "Once upon a time"}]
 # An absolute POSIX path of two or more components ("/tmp/x", "/home/u/b/tokenizer.json"):
@@ -169,19 +169,7 @@ def test_non_stream_disconnect_cancels_the_job(tiny_bundles, path, extra):
     """A client sends a long non-streamed request and hangs up: the worker stops, the
     next request is answered. Without cancellation the first job runs ~12 s (240 tokens
     x 0.05 s, times n), far past the 6 s this test waits."""
-    import webllm_py
-    from webllm_py import Engine
-
-    eng = Engine(webllm_py.load(tiny_bundles("llama", "q4"), backend="reference"), model_name="tiny")
-    fwd = eng.model.forward
-    calls = [0]
-
-    def slow_forward(ids):
-        calls[0] += 1
-        time.sleep(0.05)
-        return fwd(ids)
-
-    eng.model.forward = slow_forward
+    eng, calls, fwd = slowed_tiny_engine(tiny_bundles("llama", "q4"))
     eos = sorted(eng.eos_token_ids)
     app = make_app(None, api_models={"tiny": eng}, queue_size=0)
     with start_in_thread(app) as srv:
@@ -263,19 +251,7 @@ def test_stop_interrupts_a_running_non_streamed_request(tiny_bundles):
     """Shutting down no longer waits for a long non-streamed request: it ends at its next
     model step and its client gets a 503 server_shutting_down (it used to run to the end,
     ~12 s here, past aiohttp's 5 s shutdown grace)."""
-    import webllm_py
-    from webllm_py import Engine
-
-    eng = Engine(webllm_py.load(tiny_bundles("llama", "q4"), backend="reference"), model_name="tiny")
-    fwd = eng.model.forward
-    calls = [0]
-
-    def slow_forward(ids):
-        calls[0] += 1
-        time.sleep(0.05)
-        return fwd(ids)
-
-    eng.model.forward = slow_forward
+    eng, calls, _ = slowed_tiny_engine(tiny_bundles("llama", "q4"))
     app = make_app(None, api_models={"tiny": eng})
     srv = start_in_thread(app)
     sock = send_raw(srv.port, "/v1/completions", {"model": "tiny", "prompt": "x", "max_tokens": 240,
