@@ -142,6 +142,22 @@ def hf_reference_bundle(tmp_path_factory, arch: str, spec: tuple[str, dict], pro
     return folder, bundle, ref, greedy
 
 
+def assert_config_field_refused(folder: Path, field: str, value, msg: str, out: Path) -> None:
+    """With config.json's `field` set to `value`, building the HF folder raises a one-line
+    BuildError that matches `msg` and names config.json."""
+    import json
+
+    import webllm_py
+    from webllm_py.errors import BuildError
+
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg[field] = value
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(BuildError, match=msg) as e:
+        webllm_py.build(folder, out, quantization="f32", progress=False)
+    assert "config.json" in str(e.value) and "\n" not in str(e.value)
+
+
 def shared_model(rel: str) -> Path:
     """A file/folder under ../shared/models, or a skip that says what is missing."""
     p = SHARED_MODELS / rel
@@ -182,11 +198,11 @@ GEMMA3_CONTEXT = 64  # KV rows: the tests' longest call (a short completion prom
 
 
 @contextlib.contextmanager
-def _gguf_parsed_once() -> Iterator[None]:
+def gguf_parsed_once() -> Iterator[None]:
     """gguf.GGUFReader memoized by file while the block runs. transformers' model loader parses the
     file twice (config, then tensors), its tokenizer loader once more, and our build once: each parse
-    walks the 262,144 token strings, scores and types one field part at a time (~30 s a time on this
-    machine). The readers are read-only memmaps, so one parse serves every caller."""
+    walks the token strings, scores and types one field part at a time (Gemma 3's 262,144: ~30 s a
+    time on this machine). The readers are read-only memmaps, so one parse serves every caller."""
     import gguf
 
     real, readers = gguf.GGUFReader, {}
@@ -217,7 +233,7 @@ def gemma3_270m(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("gemma3-270m")
     path = pkg.assemble(folder / pkg.MODEL_NAME)
-    with _gguf_parsed_once():
+    with gguf_parsed_once():
         hf = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=path.name, dtype=torch.float32)
         with torch.no_grad():
             ids = torch.tensor([GEMMA3_IDS])

@@ -34,7 +34,8 @@ import pytest
 import torch
 
 import webllm_py
-from conftest import GEMMA3_IDS, GEMMA3_NEW_TOKENS, hf_reference_bundle, make_tiny_model, perplexity
+from conftest import (GEMMA3_IDS, GEMMA3_NEW_TOKENS, assert_config_field_refused, hf_reference_bundle, make_tiny_model,
+                      perplexity)
 from gguf_files import add_tensor, finish_gguf
 from parity import F16_STORAGE_SETS, F16_TOL, F32_TOL, bound, native_program_sets, set_tol
 from webllm_py.codegen import AttentionKey, EmbeddingKey, build
@@ -288,12 +289,7 @@ def test_kernel_key_errors(key):
 ])
 def test_bad_gemma_fields_are_one_line_errors(field, value, msg, tmp_path):
     folder = make_tiny_model(tmp_path / "m", "gemma2", spec=ARCHS["gemma2"])
-    cfg = json.loads((folder / "config.json").read_text())
-    cfg[field] = value
-    (folder / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(BuildError, match=msg) as e:
-        webllm_py.build(folder, tmp_path / "b", quantization="f32", progress=False)
-    assert "config.json" in str(e.value) and "\n" not in str(e.value)
+    assert_config_field_refused(folder, field, value, msg, tmp_path / "b")
 
 
 def test_gemma3_vision_language_checkpoint_is_refused(tmp_path):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import webllm_py
-from conftest import shared_model, smollm2_gguf
+from conftest import gguf_parsed_once, shared_model, smollm2_gguf
 
 QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?", "Say hello in Spanish."]
 
@@ -48,8 +48,9 @@ def hf_smollm2(smollm2):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     g = smollm2["gguf"]
-    tok = AutoTokenizer.from_pretrained(g.parent, gguf_file=g.name)
-    model = AutoModelForCausalLM.from_pretrained(g.parent, gguf_file=g.name, dtype=torch.float32)
+    with gguf_parsed_once():  # transformers parses the file three times otherwise (conftest)
+        tok = AutoTokenizer.from_pretrained(g.parent, gguf_file=g.name)
+        model = AutoModelForCausalLM.from_pretrained(g.parent, gguf_file=g.name, dtype=torch.float32)
     return tok, model
 
 
