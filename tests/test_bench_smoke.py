@@ -6,10 +6,12 @@ These check that every engine loads, runs and reports a positive rate.
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import subprocess
 import sys
+from types import ModuleType
 
 import pytest
 
@@ -17,6 +19,16 @@ from conftest import REPO, smollm2_gguf
 from gguf_files import finish_gguf
 
 pytestmark = pytest.mark.slow
+
+
+def bench_module(name: str) -> ModuleType:
+    """A script of bench/ (a folder, not a package) imported as a module, with bench/ on sys.path
+    only while it imports (its own imports of the scripts beside it)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(REPO / "bench"))
 
 
 @pytest.mark.browser
@@ -89,11 +101,8 @@ def test_shape_gguf_is_a_llama_gguf_that_transformers_reads_alike(tmp_path, smal
 
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        from shapes import Shape, write_shape_gguf
-    finally:
-        sys.path.remove(str(REPO / "bench"))
+    shapes = bench_module("shapes")
+    Shape, write_shape_gguf = shapes.Shape, shapes.write_shape_gguf
     import webllm_py
 
     g = write_shape_gguf(Shape(hidden=64, layers=2, ffn=96, heads=4, kv_heads=2), tmp_path / "tiny.gguf",
@@ -113,11 +122,8 @@ def test_shape_gguf_failure_leaves_no_file(tmp_path, monkeypatch, small_vocab_so
     .partial behind, so the benchmark's cache never holds a truncated model."""
     import gguf
 
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        from shapes import Shape, write_shape_gguf
-    finally:
-        sys.path.remove(str(REPO / "bench"))
+    shapes = bench_module("shapes")
+    Shape, write_shape_gguf = shapes.Shape, shapes.write_shape_gguf
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
@@ -159,12 +165,7 @@ def test_gpu_bench_random_llama_is_a_llama(tmp_path):
 
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        from gpu_cases import ModelShape
-        from gpu_decode import write_random_llama
-    finally:
-        sys.path.remove(str(REPO / "bench"))
+    ModelShape, write_random_llama = bench_module("gpu_cases").ModelShape, bench_module("gpu_decode").write_random_llama
     import webllm_py
 
     s = ModelShape(hidden=64, ffn=96, heads=4, kv_heads=2, vocab=320, layers=2, tied=False)
