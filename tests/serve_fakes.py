@@ -3,12 +3,17 @@ and a fake engine whose timing the test controls."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from types import SimpleNamespace
+from typing import Iterator
 
 
 def request(port: int, method: str, target: str, body: bytes | str | None = None,
@@ -100,3 +105,23 @@ def slowed_tiny_engine(bundle, delay: float = 0.05):
 
     eng.model.forward = slow_forward
     return eng, steps, fwd
+
+
+@contextlib.contextmanager
+def cli_serve(folder, *extra: str) -> Iterator[int]:
+    """`python -m webllm_py.cli serve FOLDER --api --backend reference --port 0 EXTRA...` in a
+    subprocess: yields its port once it has printed its URL; after the block it must exit 0 on
+    SIGTERM (it is killed if it did not stop)."""
+    p = subprocess.Popen([sys.executable, "-m", "webllm_py.cli", "serve", str(folder), "--api", "--backend", "reference",
+                          "--port", "0", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        assert line.startswith("webllm-py serve: http://127.0.0.1:"), line + p.stderr.read()
+        yield int(line.strip().rstrip("/").rsplit(":", 1)[1])
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(15) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.stdout.close()
+        p.stderr.close()

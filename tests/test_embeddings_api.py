@@ -204,23 +204,10 @@ def test_cli_inspect_an_embedding_bundle(bundle):
 def test_cli_serve_an_embedding_bundle(bundle, tmp_path):
     """`webllm-py serve DIR --api` loads an embedding bundle as an embeddings-only engine (load() refuses it)."""
     import shutil
-    import signal
 
-    from serve_fakes import post_json
+    from serve_fakes import cli_serve, post_json
 
     shutil.copytree(bundle, tmp_path / "bundles" / "emb")
-    p = subprocess.Popen([sys.executable, "-m", "webllm_py.cli", "serve", str(tmp_path / "bundles"), "--api",
-                          "--backend", "reference", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = p.stdout.readline()
-        assert line.startswith("webllm-py serve: http://127.0.0.1:"), line + p.stderr.read()
-        port = int(line.strip().rstrip("/").rsplit(":", 1)[1])
+    with cli_serve(tmp_path / "bundles") as port:
         status, _, body = post_json(port, "/v1/embeddings", {"model": "emb", "input": ["a", "b"]})
         assert status == 200 and [d["index"] for d in body["data"]] == [0, 1] and len(body["data"][0]["embedding"]) == 64
-        p.send_signal(signal.SIGTERM)
-        assert p.wait(15) == 0
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.stdout.close()
-        p.stderr.close()

@@ -27,7 +27,7 @@ from webllm_py.serve import make_app, start_in_thread
 from webllm_py.serve.api import WORKERS_KEY
 from webllm_py.serve.static import parse_request_path
 
-from serve_fakes import FakeEngine, post_json, request, slowed_tiny_engine
+from serve_fakes import FakeEngine, cli_serve, post_json, request, slowed_tiny_engine
 from serve_fakes import wait_until as _wait_until
 
 SECRET = "TOP-SECRET-CONTENT-1234"
@@ -507,29 +507,13 @@ def test_stop_during_stream_is_prompt_and_joins_worker():
 
 def test_cli_serve_end_to_end(tiny_bundles, tmp_path):
     """`webllm-py serve --api --port 0` prints its URL, answers, and exits 0 on SIGTERM."""
-    import signal
-    import subprocess
-    import sys
-
     b = tmp_path / "bundles"
     shutil.copytree(tiny_bundles("llama", "q4"), b / "tiny")
-    p = subprocess.Popen([sys.executable, "-m", "webllm_py.cli", "serve", str(b), "--api", "--backend", "reference",
-                          "--port", "0", "--cors", "*"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = p.stdout.readline()
-        assert line.startswith("webllm-py serve: http://127.0.0.1:"), line + p.stderr.read()
-        port = int(line.strip().rstrip("/").rsplit(":", 1)[1])
+    with cli_serve(b, "--cors", "*") as port:
         s, _, body = get(port, "/v1/models")
         assert s == 200 and json.loads(body)["data"][0]["id"] == "tiny"
         s, _, body = post_json(port, "/v1/chat/completions", {"model": "tiny", "messages": MSGS, "max_tokens": 4})
         assert s == 200 and body["choices"][0]["message"]["role"] == "assistant"
-        p.send_signal(signal.SIGTERM)
-        assert p.wait(15) == 0
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.stdout.close()
-        p.stderr.close()
 
 
 def test_native_backend_behind_the_api(tiny_bundles, adapter):
