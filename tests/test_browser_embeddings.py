@@ -18,10 +18,9 @@ import base64
 import numpy as np
 import pytest
 
-from webllm_py.testing.browser import StaticServer, browser_skip_reason, webgpu_browser  # noqa: F401
+from webllm_py.testing.browser import webgpu_browser  # noqa: F401  (the Chromium fixture)
 
-from test_browser import _ensure_dist, _eval, _open  # the same page and dist as the chat tests
-from conftest import REPO
+from test_browser import _eval, _open, page_server  # the same page and dist as the chat tests
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -32,13 +31,7 @@ ARCHS = ["bert", "xlm-roberta", "qwen3"]
 
 @pytest.fixture(scope="module")
 def server(tiny_encoder_bundles):
-    reason = browser_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    _ensure_dist()
-    routes = {"/dist/": REPO / "web" / "dist", "/test_pages/": REPO / "web" / "test_pages"}
-    routes.update({f"/e/{a}/": tiny_encoder_bundles(a, "f32") for a in ARCHS})
-    with StaticServer(routes) as s:
+    with page_server({f"/e/{a}/": tiny_encoder_bundles(a, "f32") for a in ARCHS}) as s:
         yield s
 
 
@@ -94,8 +87,7 @@ def test_minilm_browser_equals_native(webgpu_browser, tmp_path_factory):
     bundle = build(minilm_folder(), tmp_path_factory.mktemp("minilm-browser") / "b", progress=False)  # default q8
     texts = MINILM_TEXTS + [QUERY] + DOCS
     want = Engine(bundle, backend="native", precision="f32").embeddings.create(input=texts)
-    _ensure_dist()
-    with StaticServer({"/dist/": REPO / "web" / "dist", "/test_pages/": REPO / "web" / "test_pages", "/m/": bundle}) as srv:
+    with page_server({"/m/": bundle}) as srv:
         page = _open(webgpu_browser, srv)
         got = _eval(webgpu_browser, page, """async ([url, texts]) => {
           const engine = await webllm.CreateEngine(url, { precision: "f32" });

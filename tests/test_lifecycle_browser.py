@@ -13,14 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from webllm_py.testing.browser import StaticServer, browser_skip_reason, webgpu_browser  # noqa: F401
+from webllm_py.testing.browser import webgpu_browser  # noqa: F401  (the Chromium fixture)
 
-from conftest import REPO
-from test_browser import _ensure_dist, _eval
+from test_browser import _eval, page_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-WEB = REPO / "web"
 HI = [{"role": "user", "content": "Once upon a time"}]
 GREEDY = {"max_tokens": 6, "temperature": 0, "logit_bias": {"1": -100}}
 
@@ -32,13 +30,7 @@ def bundles(tiny_bundles) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def server(bundles):
-    reason = browser_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    _ensure_dist()
-    routes = {"/dist/": WEB / "dist", "/test_pages/": WEB / "test_pages"}
-    routes.update({f"/b/{name}/": path for name, path in bundles.items()})
-    with StaticServer(routes) as s:
+    with page_server({f"/b/{name}/": path for name, path in bundles.items()}) as s:
         yield s
 
 
