@@ -10,6 +10,7 @@ screenshot lands in test-artifacts/demo.png.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import json
@@ -243,59 +244,71 @@ READY_OR_ERROR = ("() => !document.querySelector('[data-testid=send]').disabled"
 IDLE = "() => !document.querySelector('[data-testid=send]').disabled"
 
 
+@contextlib.contextmanager
+def chromium_page(args: list[str] = CHROMIUM_ARGS, **page_options) -> Iterator:
+    """A new page of a headless Chromium launched with `args` (playwright's page_options); the
+    browser closes after the block."""
+    sync_api = _browser()
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            yield browser.new_page(**page_options)
+        finally:
+            browser.close()
+
+
+def open_demo(page, url: str) -> None:
+    """Load the demo site into `page` and wait until it takes a prompt; its error panel stays hidden."""
+    page.goto(url)
+    page.wait_for_function(READY_OR_ERROR, timeout=240_000)
+    assert page.is_hidden("[data-testid=error]"), page.text_content("[data-testid=error]")
+
+
 @pytest.mark.slow
 @pytest.mark.browser
 def test_chat_in_the_browser_from_a_static_host(static_site):
-    sync_api = _browser()
     ARTIFACTS.mkdir(exist_ok=True)
     problems: list[str] = []
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1000, "height": 720})
-            page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
-            page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
-            page.goto(static_site)
-            page.wait_for_function(READY_OR_ERROR, timeout=240_000)
-            assert page.is_hidden("[data-testid=error]"), page.text_content("[data-testid=error]")
-            # The download finished and was verified: the bar is full.
-            assert page.eval_on_selector("[data-testid=progress]", "e => e.value") == 1
-            assert page.get_attribute("[data-testid=progress]", "aria-valuenow") == "100"
-            assert "Ready" in page.text_content("[data-testid=status]")
+    with chromium_page(viewport={"width": 1000, "height": 720}) as page:
+        page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+        page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+        open_demo(page, static_site)
+        # The download finished and was verified: the bar is full.
+        assert page.eval_on_selector("[data-testid=progress]", "e => e.value") == 1
+        assert page.get_attribute("[data-testid=progress]", "aria-valuenow") == "100"
+        assert "Ready" in page.text_content("[data-testid=status]")
 
-            # Turn 1. Greedy so that the run is reproducible; the tiny model's text is gibberish.
-            page.click("summary")
-            page.fill("#temperature", "0")
-            page.fill("#max-tokens", "24")
-            page.fill("[data-testid=prompt]", "hello there, little model")
-            page.click("[data-testid=send]")
-            page.wait_for_function(IDLE, timeout=240_000)
-            answers = page.locator("[data-testid=answer]")
-            assert answers.count() == 1
-            first = answers.nth(0).text_content()
-            notes = page.locator(".note").all_text_contents()
-            assert first.strip() or notes, "empty answer without a note"
-            assert first.strip(), f"the tiny model answered nothing (notes: {notes})"
-            assert "tokens/s" in page.text_content("[data-testid=stats]")
+        # Turn 1. Greedy so that the run is reproducible; the tiny model's text is gibberish.
+        page.click("summary")
+        page.fill("#temperature", "0")
+        page.fill("#max-tokens", "24")
+        page.fill("[data-testid=prompt]", "hello there, little model")
+        page.click("[data-testid=send]")
+        page.wait_for_function(IDLE, timeout=240_000)
+        answers = page.locator("[data-testid=answer]")
+        assert answers.count() == 1
+        first = answers.nth(0).text_content()
+        notes = page.locator(".note").all_text_contents()
+        assert first.strip() or notes, "empty answer without a note"
+        assert first.strip(), f"the tiny model answered nothing (notes: {notes})"
+        assert "tokens/s" in page.text_content("[data-testid=stats]")
 
-            # Turn 2 (multi-turn: history kept on screen and in the request), via the Enter key.
-            page.fill("[data-testid=prompt]", "once upon a time")
-            page.press("[data-testid=prompt]", "Enter")
-            page.wait_for_function(IDLE, timeout=240_000)
-            assert answers.count() == 2
-            history = page.evaluate("() => window.webllmDemo.messages.map(m => m.role)")
-            assert history == ["user", "assistant", "user", "assistant"]
-            page.click("summary")  # fold the settings again for the screenshot
-            page.screenshot(path=str(ARTIFACTS / "demo.png"))
+        # Turn 2 (multi-turn: history kept on screen and in the request), via the Enter key.
+        page.fill("[data-testid=prompt]", "once upon a time")
+        page.press("[data-testid=prompt]", "Enter")
+        page.wait_for_function(IDLE, timeout=240_000)
+        assert answers.count() == 2
+        history = page.evaluate("() => window.webllmDemo.messages.map(m => m.role)")
+        assert history == ["user", "assistant", "user", "assistant"]
+        page.click("summary")  # fold the settings again for the screenshot
+        page.screenshot(path=str(ARTIFACTS / "demo.png"))
 
-            # New chat empties the conversation.
-            page.click("[data-testid=new-chat]")
-            page.wait_for_function("() => document.querySelectorAll('[data-testid=answer]').length === 0")
-            assert page.evaluate("() => window.webllmDemo.messages.length") == 0
-            assert page.is_disabled("[data-testid=stop]")
-            assert page.is_hidden("[data-testid=error]")
-        finally:
-            browser.close()
+        # New chat empties the conversation.
+        page.click("[data-testid=new-chat]")
+        page.wait_for_function("() => document.querySelectorAll('[data-testid=answer]').length === 0")
+        assert page.evaluate("() => window.webllmDemo.messages.length") == 0
+        assert page.is_disabled("[data-testid=stop]")
+        assert page.is_hidden("[data-testid=error]")
     assert not problems, problems
 
 
@@ -316,52 +329,38 @@ _STOP_ON_FIRST_TEXT = """() => {
 @pytest.mark.slow
 @pytest.mark.browser
 def test_stop_button_interrupts_generation(static_site):
-    sync_api = _browser()
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(static_site)
-            page.wait_for_function(READY_OR_ERROR, timeout=240_000)
-            assert page.is_hidden("[data-testid=error]"), page.text_content("[data-testid=error]")
-            # Many tokens at temperature 1: long enough to be stopped once the first text shows.
-            page.click("summary")
-            page.fill("#max-tokens", "200")
-            page.fill("#temperature", "1")
-            page.fill("[data-testid=prompt]", "tell me a long story")
-            # The tiny model decodes hundreds of tokens/s: press Stop from inside the page the moment
-            # the first text shows (a round trip from Python could come after the last token).
-            page.evaluate(_STOP_ON_FIRST_TEXT)
-            # Stop's state is read inside the page when the first text shows: from Python it races
-            # the tiny model, which can finish (and disable Stop again) before the round trip.
-            page.click("[data-testid=send]")
-            page.wait_for_function(IDLE, timeout=240_000)
-            assert page.evaluate("() => window.stopClicked") is True
-            notes = page.locator(".note").all_text_contents()
-            stats = page.evaluate("() => window.webllmDemo.engine.runtimeStats()")
-            assert notes == ["stopped"], (notes, stats)
-            assert 0 < stats["decode_tokens"] < 200, stats
-            assert page.locator("[data-testid=answer]").text_content()
-            assert page.is_disabled("[data-testid=stop]")
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        open_demo(page, static_site)
+        # Many tokens at temperature 1: long enough to be stopped once the first text shows.
+        page.click("summary")
+        page.fill("#max-tokens", "200")
+        page.fill("#temperature", "1")
+        page.fill("[data-testid=prompt]", "tell me a long story")
+        # The tiny model decodes hundreds of tokens/s: press Stop from inside the page the moment
+        # the first text shows (a round trip from Python could come after the last token).
+        page.evaluate(_STOP_ON_FIRST_TEXT)
+        # Stop's state is read inside the page when the first text shows: from Python it races
+        # the tiny model, which can finish (and disable Stop again) before the round trip.
+        page.click("[data-testid=send]")
+        page.wait_for_function(IDLE, timeout=240_000)
+        assert page.evaluate("() => window.stopClicked") is True
+        notes = page.locator(".note").all_text_contents()
+        stats = page.evaluate("() => window.webllmDemo.engine.runtimeStats()")
+        assert notes == ["stopped"], (notes, stats)
+        assert 0 < stats["decode_tokens"] < 200, stats
+        assert page.locator("[data-testid=answer]").text_content()
+        assert page.is_disabled("[data-testid=stop]")
 
 
 @pytest.mark.slow
 @pytest.mark.browser
 def test_missing_webgpu_shows_the_error_panel(static_site):
-    sync_api = _browser()
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS_NO_WEBGPU)
-        try:
-            page = browser.new_page()
-            page.goto(static_site)
-            page.wait_for_selector("[data-testid=error]", state="visible", timeout=60_000)
-            text = page.text_content("[data-testid=error]")
-            assert "WebGPU is not available" in text
-            assert "--enable-unsafe-webgpu --enable-features=Vulkan" in text
-            assert "Chrome or Edge 113" in text and "http://localhost" in text and "https://" in text
-            assert page.is_disabled("[data-testid=send]")
-            assert page.eval_on_selector("[data-testid=progress]", "e => e.value") == 0
-        finally:
-            browser.close()
+    with chromium_page(CHROMIUM_ARGS_NO_WEBGPU) as page:
+        page.goto(static_site)
+        page.wait_for_selector("[data-testid=error]", state="visible", timeout=60_000)
+        text = page.text_content("[data-testid=error]")
+        assert "WebGPU is not available" in text
+        assert "--enable-unsafe-webgpu --enable-features=Vulkan" in text
+        assert "Chrome or Edge 113" in text and "http://localhost" in text and "https://" in text
+        assert page.is_disabled("[data-testid=send]")
+        assert page.eval_on_selector("[data-testid=progress]", "e => e.value") == 0

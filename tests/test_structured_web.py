@@ -167,25 +167,17 @@ def test_browser_json_schema_and_tool_calls_equal_native(smollm2_q4: Path) -> No
 def test_demo_json_mode_toggle(static_site) -> None:  # noqa: F811 (test_demo's fixture)
     """The demo page's JSON-mode toggle sends response_format json_object: the tiny model's
     reply then starts as a JSON object (24 tokens: it may be cut inside a string)."""
-    from test_demo import CHROMIUM, CHROMIUM_ARGS, IDLE, READY_OR_ERROR, _browser
+    from test_demo import IDLE, chromium_page, open_demo
 
-    sync_api = _browser()
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(static_site)
-            page.wait_for_function(READY_OR_ERROR, timeout=240_000)
-            assert page.is_hidden("[data-testid=error]"), page.text_content("[data-testid=error]")
-            page.click("summary")
-            page.check("[data-testid=json-mode]")
-            page.fill("#temperature", "0")
-            page.fill("#max-tokens", "24")
-            page.fill("[data-testid=prompt]", "hello there")
-            page.click("[data-testid=send]")
-            page.wait_for_function(IDLE, timeout=240_000)
-            assert page.is_hidden("[data-testid=error]"), page.text_content("[data-testid=error]")
-            answer = page.locator("[data-testid=answer]").last.text_content() or ""
-            assert answer.lstrip().startswith("{"), answer
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        open_demo(page, static_site)
+        page.click("summary")
+        page.check("[data-testid=json-mode]")
+        page.fill("#temperature", "0")
+        page.fill("#max-tokens", "24")
+        page.fill("[data-testid=prompt]", "hello there")
+        page.click("[data-testid=send]")
+        page.wait_for_function(IDLE, timeout=240_000)
+        assert page.is_hidden("[data-testid=error]"), page.text_content("[data-testid=error]")
+        answer = page.locator("[data-testid=answer]").last.text_content() or ""
+        assert answer.lstrip().startswith("{"), answer
