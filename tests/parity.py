@@ -50,3 +50,15 @@ def native_program_sets(bundle: Path, adapter: Any, required: Iterable[str]) -> 
             model.close()
         ran.append(name)
     assert set(required) <= set(ran), ran
+
+
+def assert_reference_matches(bundle: Path, prompt: list[int], ref: np.ndarray, greedy: list[int]) -> None:
+    """The numpy reference backend (f32) on `bundle`: the logits of every position of `prompt` within
+    F32_TOL of transformers' `ref`, and the 12 greedy tokens after prompt[:10] are transformers'."""
+    import webllm_py
+
+    model = webllm_py.load(bundle, backend="reference", precision="f32")
+    ours = model.logits(prompt)
+    assert ours.shape == ref.shape
+    assert np.abs(ours - ref).max() <= bound(ref, F32_TOL)
+    assert model.generate(prompt[:10], max_new_tokens=12) == greedy

@@ -24,7 +24,7 @@ import webllm_py
 from webllm_py.testing.browser import webgpu_browser  # noqa: F401  (the Chromium fixture)
 
 from conftest import assert_config_field_refused, hf_reference_bundle, make_tiny_model
-from parity import F16_STORAGE_SETS, F32_TOL, bound, native_program_sets, set_tol
+from parity import F16_STORAGE_SETS, assert_reference_matches, bound, native_program_sets, set_tol
 
 PROMPT = [(5 * i + 7) % 280 + 2 for i in range(37)]
 COMMON = dict(hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2,
@@ -55,11 +55,7 @@ def arch_bundles(tmp_path_factory):
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_reference_matches_transformers(arch, arch_bundles):
     bundle, ref, greedy = arch_bundles(arch)
-    model = webllm_py.load(bundle, backend="reference", precision="f32")
-    ours = model.logits(PROMPT)
-    assert ours.shape == ref.shape
-    assert np.abs(ours - ref).max() <= bound(ref, F32_TOL)
-    assert model.generate(PROMPT[:10], max_new_tokens=12) == greedy
+    assert_reference_matches(bundle, PROMPT, ref, greedy)
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))

@@ -37,7 +37,7 @@ import webllm_py
 from conftest import (GEMMA3_IDS, GEMMA3_NEW_TOKENS, assert_config_field_refused, hf_reference_bundle, make_tiny_model,
                       perplexity)
 from gguf_files import add_tensor, finish_gguf
-from parity import F16_STORAGE_SETS, F16_TOL, F32_TOL, bound, native_program_sets, set_tol
+from parity import F16_STORAGE_SETS, F16_TOL, F32_TOL, assert_reference_matches, bound, native_program_sets, set_tol
 from webllm_py.codegen import AttentionKey, EmbeddingKey, build
 from webllm_py.codegen.attention_gpu import AttentionSplitKey
 from webllm_py.codegen.attention_tiled import AttentionTiledKey
@@ -113,11 +113,7 @@ def test_reference_matches_transformers(arch, gemma_bundles):
     _, bundle, ref, greedy = gemma_bundles(arch)
     # the default context window is not cut to the sliding window: the kernels implement it
     assert json.loads((bundle / "manifest.json").read_text())["context_window"] == 256 > WINDOW
-    model = webllm_py.load(bundle, backend="reference", precision="f32")
-    ours = model.logits(PROMPT)
-    assert ours.shape == ref.shape
-    assert np.abs(ours - ref).max() <= bound(ref, F32_TOL)
-    assert model.generate(PROMPT[:10], max_new_tokens=12) == greedy
+    assert_reference_matches(bundle, PROMPT, ref, greedy)
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
