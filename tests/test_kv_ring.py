@@ -300,6 +300,26 @@ def test_kv_sizing_ring_buffers_hold_min_ring_rows(ring_model, rows):
     assert memory_estimate(m, "gpu", rows).kv_cache_bytes == kv
 
 
+def test_inspect_reports_rings_and_memory(ring_model):
+    """`webllm-py inspect` names the ring caches and each set's KV bytes: the rows computed here
+    (5 rings of R rows and 1 full layer of context_window rows, K and V) x the set's KV bytes."""
+    import subprocess
+    import sys
+
+    from webllm_py.bundle_summary import inspect_summary
+
+    m = _manifest(ring_model[0])
+    s = inspect_summary(ring_model[0])
+    assert s["ring_kv_caches"] == {"caches": 12, "rings": 10, "rows": [R], "windows": [W]}
+    elements = 2 * (5 * R + m["context_window"]) * KVW
+    assert s["memory"]["f32"]["kv_cache_bytes"] == elements * 4
+    assert s["memory"]["gpu"]["kv_cache_bytes"] == elements * 2  # f16x2
+    out = subprocess.run([sys.executable, "-m", "webllm_py.cli", "inspect", str(ring_model[0])],
+                         capture_output=True, text=True, check=True).stdout
+    assert f"ring KV caches: 10 of 12 (sliding-window layers: {R} rows for a window of {W})" in out
+    assert f"GPU memory at context {m['context_window']}" in out
+
+
 def _break(m, name, **change):
     m["buffers"][name] = {k: v for k, v in {**m["buffers"][name], **change}.items() if v is not None}
     return m

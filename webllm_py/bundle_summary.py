@@ -1,4 +1,5 @@
-"""`webllm-py inspect`: a bundle's summary (config, sizes, quantization error), as a dict and as text.
+"""`webllm-py inspect`: a bundle's summary (config, sizes, quantization error, GPU memory per
+program set at the built context window, ring KV caches), as a dict and as text.
 
 It reads only what the manifest validator (bundle/validate.py) guarantees; the
 fields it leaves optional (a weight's error stats, model.config sizes, the
@@ -47,6 +48,31 @@ def _by_format(weights: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return acc
 
 
+def _memory(m: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Per program set: what a language-model runtime allocates at the bundle's context window
+    (runtime/kv_sizing.memory_estimate); none for an embedding model or a bundle without programs."""
+    from .runtime.kv_sizing import memory_estimate
+
+    if m.get("embedding") or "context_window" not in m or "buffers" not in m:
+        return {}
+    out = {}
+    for name in m.get("programs", {}):
+        e = memory_estimate(m, name)
+        out[name] = {"weights_bytes": e.weights_bytes, "kv_cache_bytes": e.kv_cache_bytes,
+                     "other_bytes": e.other_bytes, "total_bytes": e.total_bytes}
+    return out
+
+
+def _rings(m: dict[str, Any]) -> dict[str, Any] | None:
+    """The ring KV caches (sliding-window layers): how many of the caches, their rows and window."""
+    caches = [b for b in m.get("buffers", {}).values() if b.get("kind") == "state"]
+    rings = [b for b in caches if b.get("ring")]
+    if not rings:
+        return None
+    return {"caches": len(caches), "rings": len(rings), "rows": sorted({b["ring"] for b in rings}),
+            "windows": sorted({b["window"] for b in rings})}
+
+
 def inspect_summary(bundle_dir: str | Path) -> dict[str, Any]:
     from .bundle import Bundle
 
@@ -63,6 +89,7 @@ def inspect_summary(bundle_dir: str | Path) -> dict[str, Any]:
         "eos_token_ids": (m.get("tokenizer") or {}).get("eos_token_ids", []),
         "weights_by_format": _by_format(m["weights"]),
         "worst_relative_error": dict(sorted(rel.items(), key=lambda kv: -kv[1])[:5]),
+        "memory": _memory(m), "ring_kv_caches": _rings(m),
     }
 
 
@@ -92,4 +119,15 @@ def format_summary(s: dict[str, Any]) -> str:
                      f"{_g(f['rms_err'], '10.4g', 10)} {_g(f['relative_rms_err'], '8.2%', 8)}")
     lines.append("  largest relative rms error:")
     lines += [f"    {v:8.2%}  {k}" for k, v in s["worst_relative_error"].items()]
+    if s["memory"]:
+        lines.append(f"  GPU memory at context {s['context_window']} (MiB; a smaller context_window_size allocates less KV):")
+        lines.append(f"    {'set':7} {'weights':>9} {'KV cache':>9} {'other':>8} {'total':>9}")
+        mib = 2.0 ** 20
+        for name, e in s["memory"].items():
+            lines.append(f"    {name:7} {e['weights_bytes'] / mib:9.1f} {e['kv_cache_bytes'] / mib:9.1f} "
+                         f"{e['other_bytes'] / mib:8.1f} {e['total_bytes'] / mib:9.1f}")
+    r = s["ring_kv_caches"]
+    if r:
+        lines.append(f"  ring KV caches: {r['rings']} of {r['caches']} (sliding-window layers: "
+                     f"{'/'.join(map(str, r['rows']))} rows for a window of {'/'.join(map(str, r['windows']))})")
     return "\n".join(lines)
