@@ -16,6 +16,21 @@ from types import SimpleNamespace
 from typing import Iterator
 
 
+LOAD_VALID = {"model": "tiny", "messages": [{"role": "user", "content": "Once upon a time"}], "max_tokens": 8}
+INVALID_CHAT_BODIES = [  # (raw body, the param its 400 names): what each value is checked against
+    (json.dumps({**LOAD_VALID, "temperature": -1}), "temperature"),
+    (json.dumps({"model": "tiny"}), "messages"),
+    (json.dumps({**LOAD_VALID, "n": 129}), "n"),
+    (json.dumps({**LOAD_VALID, "tools": [{}]}), "tools[0]"),  # an invalid tool (issue 13 implements tools)
+    ('{"model": "tiny", "messages": [', None),
+    ('{"model": "tiny", "messages": [{"role": "user", "content": "\\ud800"}]}', "messages[0].content"),
+    (json.dumps({**LOAD_VALID, "stream": True, "n": 2}), "n"),
+    (json.dumps({**LOAD_VALID, "chat_template_kwargs": {"messages": []}}), "chat_template_kwargs.messages"),
+    (json.dumps({**LOAD_VALID, "response_format": {"type": "yaml"}}), "response_format.type"),
+    (json.dumps({**LOAD_VALID, "top_p": 2}), "top_p"),
+]
+
+
 def request(port: int, method: str, target: str, body: bytes | str | None = None,
             headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
     """One request with the target sent verbatim; (status, headers, raw body)."""

@@ -27,7 +27,7 @@ from webllm_py.serve import make_app, start_in_thread
 from webllm_py.serve.api import WORKERS_KEY
 from webllm_py.serve.static import parse_request_path
 
-from serve_fakes import FakeEngine, cli_serve, post_json, request, slowed_tiny_engine
+from serve_fakes import INVALID_CHAT_BODIES, FakeEngine, cli_serve, post_json, request, send_raw, slowed_tiny_engine
 from serve_fakes import wait_until as _wait_until
 
 SECRET = "TOP-SECRET-CONTENT-1234"
@@ -370,6 +370,30 @@ def test_full_queue_gives_503_with_retry_after():
             t.join(20)
         assert results == [200, 200]
         assert post_json(srv.port, "/v1/chat/completions", body)[0] == 200
+
+
+def test_invalid_requests_are_400_with_the_queue_full(tiny_bundles):
+    """The values are checked before a request takes a queue slot (Engine.check_request): with the
+    one slot held by a long request (queue size 0), each invalid body is still a 400 naming its
+    field, not a 503 queue_full (CI once met that in the load test), and a valid one is the 503."""
+    eng, _, fwd = slowed_tiny_engine(tiny_bundles("llama", "q4"))
+    eos = sorted(eng.eos_token_ids)
+    app = make_app(None, api_models={"tiny": eng}, queue_size=0)
+    with start_in_thread(app) as srv:
+        worker = app[WORKERS_KEY]["tiny"]
+        sock = send_raw(srv.port, "/v1/chat/completions", {"model": "tiny", "messages": MSGS, "stream": True,
+                                                             "max_tokens": 200, "logit_bias": {str(t): -100 for t in eos}})
+        try:
+            _wait_until(lambda: worker.inflight == 1, 10)
+            for raw, param in INVALID_CHAT_BODIES:
+                s, _, err = post_json(srv.port, "/v1/chat/completions", raw)
+                assert s == 400 and err["error"]["param"] == param, (raw, s, err)
+            s, h, err = post_json(srv.port, "/v1/chat/completions", {"model": "tiny", "messages": MSGS})
+            assert s == 503 and err["error"]["code"] == "queue_full" and int(h["Retry-After"]) >= 1
+        finally:
+            sock.close()
+        _wait_until(lambda: worker.inflight == 0, 10)
+        eng.model.forward = fwd
 
 
 def _stream_then_hang_up(port: int, body: dict) -> bytes:

@@ -27,21 +27,11 @@ import pytest
 from webllm_py.serve import make_app, start_in_thread
 from webllm_py.serve.api import WORKERS_KEY
 
+from serve_fakes import INVALID_CHAT_BODIES as INVALID
+from serve_fakes import LOAD_VALID as VALID
 from serve_fakes import wait_until
 
 CLIENTS, PER_CLIENT = 8, 20
-MSGS = [{"role": "user", "content": "Once upon a time"}]
-VALID = {"model": "tiny", "messages": MSGS, "max_tokens": 8}
-INVALID = [  # (raw body, what makes it a 400)
-    (json.dumps({**VALID, "temperature": -1}), "temperature"),
-    (json.dumps({"model": "tiny"}), "messages"),
-    (json.dumps({**VALID, "n": 129}), "n"),
-    (json.dumps({**VALID, "tools": [{}]}), "tools[0]"),  # an invalid tool (issue 13 implements tools)
-    ('{"model": "tiny", "messages": [', None),
-    ('{"model": "tiny", "messages": [{"role": "user", "content": "\\ud800"}]}', "messages[0].content"),
-    (json.dumps({**VALID, "stream": True, "n": 2}), "n"),
-    (json.dumps({**VALID, "chat_template_kwargs": {"messages": []}}), "chat_template_kwargs.messages"),
-]
 KINDS = ["stream", "stream_usage", "slow_stream", "nonstream", "text", "invalid", "hangup_stream",
          "hangup_nonstream"]
 

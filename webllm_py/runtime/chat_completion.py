@@ -64,9 +64,9 @@ class ChatCompletionMixin(GenerationMixin):
             ]
         )
 
-    def create_chat_completion(self, messages: Any, **params: Any) -> ot.ChatCompletion | Iterator[ot.ChatCompletionChunk]:
-        """See `create_api.ChatCompletions.create`."""
-        check_fields(["messages", *given(params)], chat=True)
+    def _chat_options(self, params: dict[str, Any]) -> tuple[GrammarSpec | None, ToolMode | None]:
+        """Pop and check response_format and the tool fields: the reply's grammar spec and the
+        tool mode (ValueError naming the field)."""
         spec = response_format_spec(params.pop("response_format", None))
         plan = tool_plan(params.pop("tools", None), params.pop("tool_choice", None), params.pop("parallel_tool_calls", None))
         tpl = self.tokenizer.chat_template
@@ -74,6 +74,12 @@ class ChatCompletionMixin(GenerationMixin):
         if spec is not None and mode is not None and mode.constrained:
             raise ValueError('response_format cannot be combined with tool_choice "required" or a named function '
                              "(the reply is then the call)")
+        return spec, mode
+
+    def create_chat_completion(self, messages: Any, **params: Any) -> ot.ChatCompletion | Iterator[ot.ChatCompletionChunk]:
+        """See `create_api.ChatCompletions.create`."""
+        check_fields(["messages", *given(params)], chat=True)
+        spec, mode = self._chat_options(params)
         kwargs = params.pop("chat_template_kwargs", None)
         prompt = self._context.fit_chat(self.model, messages, lambda m: self._chat_prompt(m, kwargs, mode),
                                         params.get("max_tokens") or params.get("max_completion_tokens"))

@@ -43,7 +43,7 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from .chat_completion import ChatCompletionMixin
 from .context_policy import ContextPolicy
@@ -53,6 +53,7 @@ from .grammar import Grammars
 from .kv_reuse import KVLedger, model_rule
 from .lifecycle import get_message, load_options, reload_engine
 from .lm import LanguageModel
+from .request_fields import check_fields, given
 from .text_completion import TextCompletionMixin
 from .tokenizer import Tokenizer
 
@@ -131,6 +132,20 @@ class Engine(ChatCompletionMixin, TextCompletionMixin):
         remaining choices too), as the JS engine's interruptGenerate and WebLLM's. Thread-safe,
         for a server whose client went away; a request that starts later is not affected."""
         self._interrupt.set()
+
+    def check_request(self, params: Mapping[str, Any], chat: bool) -> None:
+        """Raise what create() would raise for `params`' fields and values alone (ValueError
+        naming the field), without rendering or tokenizing the prompt: the REST server checks
+        a request with this before it queues it, so an invalid request is a 400 however busy
+        the model is. The prompt itself (and whether it fits the context window) is checked
+        by create()."""
+        prompt_field = "messages" if chat else "prompt"
+        p = {k: v for k, v in params.items() if k != prompt_field}
+        check_fields([prompt_field, *given(p)], chat=chat)
+        if chat:
+            self._chat_options(p)
+            p.pop("chat_template_kwargs", None)
+        self._validate(None, p, chat=chat)
 
     def runtime_stats(self) -> dict[str, float]:
         """Prefill and decode throughput of the last request.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -68,7 +68,7 @@ class GenerationMixin:
     _grammars: Grammars | None
     _exclusive: Callable[[], ContextManager[None]]  # Engine's request lock
 
-    def _validate(self, prompt_ids: list[int], p: dict[str, Any], chat: bool) -> Request:
+    def _validate(self, prompt_ids: list[int] | None, p: Mapping[str, Any], chat: bool) -> Request:
         return validate_request(prompt_ids, p, chat=chat, generation=self.generation_defaults,
                                 vocab_size=int(self.model.vocab_size), context_window=int(self.model.context_window),
                                 model_name=self.model_name)

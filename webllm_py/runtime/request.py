@@ -162,8 +162,22 @@ def _include_usage(so: Any, stream: bool) -> bool:
     return _opt_bool("stream_options.include_usage", so.get("include_usage")) or False
 
 
+def _check_room(prompt_ids: list[int], C: int, n: int, max_tokens: int | None) -> None:
+    """The prompt fits the context window C, and n choices of what is left fit the cap."""
+    if len(prompt_ids) >= C:
+        raise ContextWindowExceededError(
+            f"the prompt has {len(prompt_ids)} tokens but the context window is {C} tokens "
+            f"(prompt + completion must fit, so the prompt may have at most {C - 1})"
+        )
+    room = C - len(prompt_ids) if max_tokens is None else min(max_tokens, C - len(prompt_ids))
+    if n > 1 and n * room > MAX_GENERATED_TOKENS:
+        what = "max_tokens" if max_tokens is not None else "the room left in the context window (no max_tokens)"
+        raise ValueError(f"n x max_tokens must be <= {MAX_GENERATED_TOKENS} tokens per request, got n={n} x {room} "
+                         f"({what}); lower n or set a smaller max_tokens")
+
+
 def validate_request(
-    prompt_ids: list[int],
+    prompt_ids: list[int] | None,
     p: Mapping[str, Any],
     *,
     chat: bool,
@@ -172,7 +186,10 @@ def validate_request(
     context_window: int,
     model_name: str,
 ) -> Request:
-    """Validate create() parameters `p` for a prompt; `generation` is the bundle's defaults."""
+    """Validate create() parameters `p` for a prompt; `generation` is the bundle's defaults.
+    `prompt_ids` None checks the values alone (the REST layer's check before it queues a
+    request: an invalid one is a 400 however busy the model is); the checks that need the
+    prompt's length (the context window, n x the room left) are then skipped."""
     gen = generation
     stream = _opt_bool("stream", p.get("stream")) or False
     n = _opt_int("n", p.get("n"), lo=1, hi=MAX_N)
@@ -219,16 +236,8 @@ def validate_request(
     include_usage = _include_usage(p.get("stream_options"), stream)
 
     C = int(context_window)
-    if len(prompt_ids) >= C:
-        raise ContextWindowExceededError(
-            f"the prompt has {len(prompt_ids)} tokens but the context window is {C} tokens "
-            f"(prompt + completion must fit, so the prompt may have at most {C - 1})"
-        )
-    room = C - len(prompt_ids) if max_tokens is None else min(max_tokens, C - len(prompt_ids))
-    if n > 1 and n * room > MAX_GENERATED_TOKENS:
-        what = "max_tokens" if max_tokens is not None else "the room left in the context window (no max_tokens)"
-        raise ValueError(f"n x max_tokens must be <= {MAX_GENERATED_TOKENS} tokens per request, got n={n} x {room} "
-                         f"({what}); lower n or set a smaller max_tokens")
+    if prompt_ids is not None:
+        _check_room(prompt_ids, C, n, max_tokens)
     sampling = SamplingParams(
         temperature=1.0 if temperature is None else temperature,
         top_p=1.0 if top_p is None else top_p,
@@ -241,7 +250,7 @@ def validate_request(
     )
     name = p.get("model")
     return Request(
-        prompt_ids=prompt_ids,
+        prompt_ids=prompt_ids or [],
         sampling=sampling,
         max_tokens=max_tokens,
         stop=stops,

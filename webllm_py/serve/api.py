@@ -142,6 +142,14 @@ async def _completion(request: web.Request, chat: bool) -> web.StreamResponse:
     prompt = body[required]
     stream = kw.get("stream") is True
     fields = set(allowed) | {required}
+    # The values too, before the request takes a queue slot: a 400 is a 400 however busy
+    # the model is (an engine without check_request is checked on the worker thread alone).
+    check = getattr(sample_engine, "check_request", None)
+    if check is not None:
+        try:
+            check({required: prompt, **kw}, chat)
+        except ValueError as e:
+            raise error_from_exception(e, fields, required) from None
 
     def run(engine: Any) -> Any:  # on the worker thread
         if chat:
