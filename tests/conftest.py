@@ -23,6 +23,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from encoder_fixtures import tiny_encoder_bundles, tiny_encoders  # noqa: E402,F401  (embedding models)
 
+pytest_plugins = ["ci_skips"]  # with CI set, a skip fails (tests/ci_skips.py)
+
 TINY_VOCAB = 300  # tokenizer size; models pad to more (padded vocab)
 
 # One entry per architecture: transformers config class name and the config overrides that
