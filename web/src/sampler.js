@@ -94,10 +94,15 @@ export function applyPenalties(logits, p = {}) {
   return x;
 }
 
-/** Lowest id among the maxima. @param {ArrayLike<number>} x */
+/** Lowest id among the maxima; a NaN wins (the first NaN's id), as numpy's argmax, the Python
+ * engine's and the GPU argmax kernel's (docs/sampling.md step 4). @param {ArrayLike<number>} x */
 export function argmax(x) {
   let best = 0;
-  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+  if (Number.isNaN(x[0])) return 0;
+  for (let i = 1; i < x.length; i++) {
+    if (Number.isNaN(x[i])) return i;
+    if (x[i] > x[best]) best = i;
+  }
   return best;
 }
 

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import {
-  applyPenalties, logSoftmax, mix32, randomSeed, randomU32, sampleToken, sortDescending, uniform,
+  applyPenalties, argmax, logSoftmax, mix32, randomSeed, randomU32, sampleToken, sortDescending, uniform,
 } from "../src/sampler.js";
 
 const golden = JSON.parse(readFileSync(new URL("./fixtures/sampler_golden.json", import.meta.url), "utf8"));
@@ -108,4 +108,11 @@ test("sortDescending equals the native sort, for short and long arrays with ties
     const v = Float64Array.from({ length: n }, (_, i) => (i % 11 === 0 ? 0 : Math.exp(-((i * 7919) % 1000) / 17)));
     assert.deepEqual(sortDescending(v), Float64Array.from(v).sort().reverse(), `n=${n}`);
   }
+});
+
+test("argmax is numpy's: lowest id on ties, -0 equals +0, the first NaN wins", () => {
+  // expected ids printed by np.argmax(np.array(row, dtype=np.float64)) for each row
+  const rows = [[1, 3, 3, 2], [1, NaN, 5, NaN], [NaN, 1], [-Infinity, -Infinity], [0, -0], [-0, 0, 0], [2, Infinity, NaN]];
+  const numpy = [1, 1, 0, 0, 0, 0, 2];
+  assert.deepEqual(rows.map((r) => argmax(Float32Array.from(r))), numpy);
 });
