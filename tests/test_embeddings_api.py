@@ -163,11 +163,36 @@ def test_rest_errors_are_400_naming_the_field(api):
     assert status == 400 and body["error"]["param"] == "dimensions"
     with pytest.raises(openai.BadRequestError, match="is a language model, not an embedding model"):
         api.client.embeddings.create(model="tiny-chat", input="hi")
-    with pytest.raises(openai.BadRequestError, match="is an embedding model: it cannot chat"):
+    with pytest.raises(openai.BadRequestError, match=r"is an embedding model: it cannot chat.*\(POST /v1/embeddings\)"):
         api.client.chat.completions.create(model="tiny-embed", messages=[{"role": "user", "content": "hi"}])
     status, _, body = post_json(api.port, "/v1/embeddings", {"model": "nope", "input": "a"})
     assert status == 400 and body["error"]["code"] == "model_not_found"
     assert len(api.client.embeddings.create(model="tiny-embed", input="still up").data) == 1
+
+
+def test_rest_errors_are_400_with_the_queue_full(api, monkeypatch):
+    """The fields and the model's kind are checked before a request takes a queue slot: with every
+    submit() answering queue_full, the requests above are still 400s, and a valid one is the 503."""
+    from serve_fakes import post_json
+
+    from webllm_py.serve.errors import APIError
+    from webllm_py.serve.worker import ModelWorker
+
+    def full(self, fn, stream):
+        raise APIError(503, "busy", "server_error", code="queue_full", headers={"Retry-After": "1"})
+
+    monkeypatch.setattr(ModelWorker, "submit", full)
+    bad = [("/v1/embeddings", {"model": "tiny-embed", "input": "a", "foo": 1}, None),
+           ("/v1/embeddings", {"model": "tiny-embed", "input": "a", "dimensions": 0}, "dimensions"),
+           ("/v1/embeddings", {"model": "tiny-embed", "input": []}, "input"),
+           ("/v1/embeddings", {"model": "tiny-chat", "input": "hi"}, "model"),
+           ("/v1/chat/completions", {"model": "tiny-embed", "messages": [{"role": "user", "content": "hi"}]}, "model"),
+           ("/v1/completions", {"model": "tiny-embed", "prompt": "hi"}, "model")]
+    for path, body, param in bad:
+        status, _, err = post_json(api.port, path, body)
+        assert status == 400 and err["error"]["param"] == param, (path, body, err)
+    status, _, err = post_json(api.port, "/v1/embeddings", {"model": "tiny-embed", "input": "a"})
+    assert status == 503 and err["error"]["code"] == "queue_full"
 
 
 # ---- CLI ------------------------------------------------------------------------------------

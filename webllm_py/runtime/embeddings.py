@@ -161,6 +161,13 @@ class Embeddings:
         texts = [self._prefix + (t.lower() if self._lowercase else t) for t in req.texts or []]
         return [e.ids for e in self._tok.encode_batch(texts)]
 
+    def check(self, params: Mapping[str, Any]) -> None:
+        """Raise what create_from_dict would for `params`' fields and values (ModelKindError for a
+        language model), without tokenizing: the REST server's check before it queues a request."""
+        if self._encoder is None:
+            raise ModelKindError(self._unavailable)
+        self._check(params)
+
     def create_from_dict(self, params: Mapping[str, Any]) -> CreateEmbeddingResponse:
         """create() from a request body (REST); unknown fields are refused."""
         if self._encoder is None:
@@ -195,7 +202,7 @@ class ModelKindError(ValueError):
     """A request the loaded model cannot serve: chat with an embedding model, embed with a language model."""
 
 
-class _Refusing:
+class Refusing:
     """engine.chat.completions / engine.completions of an embedding-model engine."""
 
     def __init__(self, message: str):
@@ -215,8 +222,8 @@ def init_embedding_engine(engine: Any, path: str | Path, backend: str, precision
     engine.model_name = engine.embeddings.model_name
     why = (f"model {engine.model_name!r} is an embedding model: it cannot chat or complete text; "
            "use embeddings.create (POST /v1/embeddings)")
-    engine.chat = _Refusing(why)
-    engine.completions = _Refusing(why)
+    engine.chat = Refusing(why)
+    engine.completions = Refusing(why)
 
 
 def is_embedding_bundle_dir(path: str | Path) -> bool:

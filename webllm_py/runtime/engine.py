@@ -48,7 +48,7 @@ from typing import Any, Iterator, Mapping
 from .chat_completion import ChatCompletionMixin
 from .context_policy import ContextPolicy
 from .create_api import Chat, Completions
-from .embeddings import Embeddings, init_embedding_engine, is_embedding_bundle_dir
+from .embeddings import Embeddings, Refusing, init_embedding_engine, is_embedding_bundle_dir
 from .grammar import Grammars
 from .kv_reuse import KVLedger, model_rule
 from .lifecycle import get_message, load_options, reload_engine
@@ -139,6 +139,8 @@ class Engine(ChatCompletionMixin, TextCompletionMixin):
         a request with this before it queues it, so an invalid request is a 400 however busy
         the model is. The prompt itself (and whether it fits the context window) is checked
         by create()."""
+        if isinstance(self.chat, Refusing):  # an embedding model: say so, as create() would
+            self.chat.completions.create()
         prompt_field = "messages" if chat else "prompt"
         p = {k: v for k, v in params.items() if k != prompt_field}
         check_fields([prompt_field, *given(p)], chat=chat)

@@ -26,6 +26,12 @@ async def embeddings(request: web.Request) -> web.Response:
     body = await read_body(request, request.app.get(BODY_TIMEOUT_KEY, BODY_TIMEOUT_S))
     worker = _pick_worker(request, body)
     params = {k: v for k, v in body.items() if k != "model" and v is not None}  # null means "not given"
+    check = getattr(getattr(worker.engine, "embeddings", None), "check", None)
+    if check is not None:  # the values before a queue slot: a 400 however busy the model is
+        try:
+            check(params)
+        except ValueError as e:
+            raise error_from_exception(e, FIELDS, "input") from None
 
     def run(engine: Any) -> Any:  # on the worker thread
         return engine.embeddings.create_from_dict(params)

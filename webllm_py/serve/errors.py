@@ -38,8 +38,9 @@ class Cancelled(Exception):
     """The job was dropped or stopped (client gone, or the server is stopping)."""
 
 
-# An absolute path: POSIX (two or more components, so "/v1" or "a/b" stay) or Windows (C:\..., \\server\...).
-_ABS_PATH = re.compile(r"(?<![\w.~/\\-])(?:/[^\s/'\"(),:;]+(?:/[^\s/'\"(),:;]*)+|[A-Za-z]:\\[^\s'\"(),;]*"
+# An absolute path: POSIX (two or more components, so "/v1" or "a/b" stay; the API's own "/v1/..."
+# routes too) or Windows (C:\..., \\server\...).
+_ABS_PATH = re.compile(r"(?<![\w.~/\\-])(?:(?!/v1/)/[^\s/'\"(),:;]+(?:/[^\s/'\"(),:;]*)+|[A-Za-z]:\\[^\s'\"(),;]*"
                        r"|\\\\[^\s'\"(),;]+)")
 _MAX_MESSAGE = 300
 
