@@ -187,6 +187,111 @@ export function sortDescending(values) {
   return a;
 }
 
+const TAIL = 2 ** -54; // below half an ulp of any running sum >= 0.5: such values move no sum
+
+/**
+ * Steps 6-7. Equivalent to ordering all ids (prob desc, lower id first), keeping the
+ * shortest of the top_p, top_k and min_p prefixes and walking it (docs/sampling.md), with
+ * the rule of webllm_py/runtime/sampler.py: the values >= t precede every value < t, so the
+ * row is taken in bands [t, previous t) (t from pmax / 256 down, 256x lower each), each band
+ * sorted and the running sum carried across them, until the kept prefix is decided. Values
+ * < 2^-54 cannot move a running sum >= 0.5, so the bands stop there. Equal values are
+ * interchangeable in every sum, so only values are sorted and the one chosen position is
+ * mapped back to its id among the bands' ids. top_p >= 1 alone sorts every value at once.
+ * @param {Float64Array} probs @param {number} topP @param {number} u01 uniform draw in [0, 1)
+ * @param {number} [topK] 0: no limit @param {number} [minP] 0: no limit
+ * @returns {number}
+ */
+export function sampleFromProbs(probs, topP, u01, topK = 0, minP = 0) {
+  if (!(topP < 1 || topK > 0 || minP > 0)) return sampleFullSort(probs, topP, u01, topK, minP);
+  const V = probs.length;
+  let pmax = -Infinity;
+  let proper = true;
+  for (let i = 0; i < V; i++) {
+    const v = probs[i];
+    if (v > pmax) pmax = v;
+    else if (!(v >= 0)) proper = false; // NaN or negative
+  }
+  if (!proper || !(pmax >= TAIL && pmax < Infinity)) return sampleFullSort(probs, topP, u01, topK, minP);
+  const thr = minP > 0 ? minP * pmax : Infinity;
+  const floor = Math.min(TAIL, thr);
+  /** @type {number[]} */
+  const ids = []; // the bands' ids: ascending within a band; equal values share a band
+  let vals = new Float64Array(0);
+  let cum = new Float64Array(0);
+  let k = -1;
+  // the first band: down to pmax / 256, or only to min_p's threshold, which decides min_p
+  for (let hi = Infinity, t = Math.max(pmax / 256, thr < Infinity ? thr : 0); ; hi = t, t /= 256) {
+    t = Math.max(t, floor);
+    const c0 = ids.length;
+    for (let i = 0; i < V; i++) {
+      const v = probs[i];
+      if (v >= t && v < hi) ids.push(i);
+    }
+    const band = new Float64Array(ids.length - c0);
+    for (let j = c0; j < ids.length; j++) band[j - c0] = probs[ids[j]];
+    const nv = new Float64Array(ids.length);
+    nv.set(vals);
+    nv.set(sortDescending(band), c0);
+    const nc = new Float64Array(ids.length);
+    nc.set(cum);
+    let run = c0 ? cum[c0 - 1] : 0; // the running sum goes on (0 + vals[0] is vals[0])
+    for (let j = c0; j < ids.length; j++) nc[j] = run += nv[j];
+    vals = nv;
+    cum = nc;
+    const last = t <= floor;
+    if (last && !(run >= 0.5)) return sampleFullSort(probs, topP, u01, topK, minP);
+    k = keptLength(vals, cum, V, last, t <= thr, topP, topK, thr);
+    if (k >= 0) break;
+  }
+  const c = vals.length;
+  // k == 0: minP > 1, the full sort's own clamp. k > c: the prefix runs into the tail, whose
+  // running sums all equal cum[c - 1]; the walk stops inside when u < cum[c - 1].
+  if (k === 0 || (k > c && !(u01 * cum[c - 1] < cum[c - 1]))) return sampleFullSort(probs, topP, u01, topK, minP);
+  const kc = Math.min(k, c);
+  // Step 7: u = u01 * kept sum; the first position whose running sum exceeds u.
+  const u = u01 * cum[kc - 1];
+  let pos = kc - 1;
+  for (let j = 0; j < kc; j++) {
+    if (cum[j] > u) {
+      pos = j;
+      break;
+    }
+  }
+  // The id: those with p > v come first, then those with p == v, by id (one band's, ascending).
+  const v = vals[pos];
+  let rank = pos;
+  for (let j = 0; j < c; j++) if (probs[ids[j]] > v) rank--;
+  for (let j = 0; j < c; j++) if (probs[ids[j]] === v && rank-- === 0) return ids[j];
+  throw new Error("unreachable: value not found");
+}
+
+/**
+ * Length of the kept prefix given the first c sorted values and running sums, or -1 when
+ * they do not decide it yet (an undecided bound is >= c, every decided one <= c).
+ * @param {Float64Array} vals @param {Float64Array} cum @param {number} n
+ * @param {boolean} complete every value that can move a running sum is among the c
+ * @param {boolean} thrReached every value >= thr is among the c
+ * @param {number} topP @param {number} topK @param {number} thr
+ */
+function keptLength(vals, cum, n, complete, thrReached, topP, topK, thr) {
+  const c = vals.length;
+  let k = Infinity;
+  if (topP < 1) {
+    let j = 0;
+    while (j < c && !(cum[j] >= topP)) j++;
+    if (j < c) k = j + 1;
+    else if (complete) k = n;
+  } else if (complete) k = n;
+  if (topK > 0 && (topK <= c || complete)) k = Math.min(k, topK);
+  if (thr < Infinity) {
+    let m = 0;
+    while (m < c && vals[m] >= thr) m++;
+    if (m < c || thrReached) k = Math.min(k, m);
+  }
+  return k === Infinity ? -1 : k;
+}
+
 /**
  * The id at position `pos` of the full order (probability descending, lower id
  * first), given that position's value v: ids with p > v come first, then those
@@ -201,15 +306,13 @@ function idAtPosition(probs, v, pos) {
 }
 
 /**
- * Steps 6-7. Equivalent to ordering all ids (prob desc, lower id first), keeping the
- * shortest of the top_p, top_k and min_p prefixes and walking it; equal values are
- * interchangeable in every sum, so only values are sorted and the one chosen position is
- * mapped back to its id.
- * @param {Float64Array} probs @param {number} topP @param {number} u01 uniform draw in [0, 1)
- * @param {number} [topK] 0: no limit @param {number} [minP] 0: no limit
+ * Steps 6-7 over sorted values (the candidate-ladder reading it had before the bands): for
+ * rows that are no distribution (NaN, inf, negative values, a sum below 0.5), as before.
+ * @param {Float64Array} probs @param {number} topP @param {number} u01
+ * @param {number} topK @param {number} minP
  * @returns {number}
  */
-export function sampleFromProbs(probs, topP, u01, topK = 0, minP = 0) {
+function sampleFullSort(probs, topP, u01, topK, minP) {
   const V = probs.length;
   /** @type {Float64Array|null} */
   let kept = null;
