@@ -264,3 +264,13 @@ def test_sample_token_buffer_per_thread_and_shape() -> None:
         t.join()
     assert got == want
     assert math.isclose(sum(softmax_probs(rows[0], 1.0)), 1.0)
+
+
+def test_bench_quick_runs() -> None:
+    """bench/sampler_bench.py --quick (under a second): the table, with old and new agreeing."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(REPO / "bench/sampler_bench.py"), "--quick"], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    assert "ids identical" in out and len([ln for ln in out.splitlines() if ln.strip().startswith("49152")]) == 8
