@@ -33,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from webllm_py.runtime.sampler import sample_token, uniform  # noqa: E402
+from webllm_py.runtime.sampler import _sample_sorted, sample_token, uniform  # noqa: E402
 
 VOCABS = (49152, 151936, 262144)  # SmolLM2, Qwen2.5/3, Gemma 3
 SETTINGS = (  # (label, top_p, top_k) as generation_configs give them
@@ -47,31 +47,13 @@ SHAPES = ("confident", "open")
 
 def old_sample_token(x: np.ndarray, temperature: float, top_p: float, seed: int, counter: int,
                      top_k: int = 0, min_p: float = 0.0) -> int:
-    """The full-sort reading (sampler.py before the candidate bands), the baseline."""
+    """The full-sort reading (sampler.py before the candidate bands), the baseline: softmax with
+    fresh temporaries, every probability sorted, then steps 6-7 over the whole row (the
+    sampler's own full-sort path, which it keeps for rows that are no distribution)."""
     z = x / float(temperature)
     e = np.exp(z - np.max(z))
     probs = e / np.cumsum(e)[-1]
-    u01 = uniform(seed, counter)
-    sorted_vals = -np.sort(-probs)
-    cum = np.cumsum(sorted_vals)
-    n = len(sorted_vals)
-    if top_p >= 1.0:
-        k = n
-    else:
-        hit = np.flatnonzero(cum >= top_p)
-        k = int(hit[0]) + 1 if len(hit) else n
-    if top_k > 0:
-        k = min(k, int(top_k))
-    if min_p > 0:
-        k = int(np.count_nonzero(sorted_vals[:k] >= min_p * sorted_vals[0]))
-    u = u01 * float(cum[k - 1])
-    i = int(np.searchsorted(cum[:k], u, side="right"))
-    if i >= k:
-        i = k - 1
-    v = sorted_vals[i]
-    cand = np.flatnonzero(probs >= v)
-    order = cand[np.argsort(-probs[cand], kind="stable")]
-    return int(order[i])
+    return _sample_sorted(probs, -np.sort(-probs), top_p, uniform(seed, counter), top_k, min_p)
 
 
 def logits_row(vocab: int, shape: str, seed: int = 0) -> np.ndarray:
