@@ -1,40 +1,17 @@
 {% import "_common.wgsl" as c with context %}
 {% import "_kv.wgsl" as kvs with context %}
-{% import "_sincos.wgsl" as trig %}
+{% import "_rope.wgsl" as rope with context %}
 {% set f16x2 = kv is defined and kv == "f16x2" %}
-{# partial rotary / longrope (RopeKey rotary_dim, long_after, cos_scale; row_rope has neither) #}
-{% set partial = rotary_dim is defined and rotary_dim != 0 and rotary_dim != head_dim %}
-{% set long = long_after is defined and long_after != 0 %}
+{% set partial, long, tbl = rope.partial, rope.long, rope.tbl %}
 {% set per_head = "SLOTS" if partial else "HALF" %}
-{% set tbl = "tbl + " if long else "" %}
-{% set sc = " * COS_SCALE" if cos_scale is defined and cos_scale != 1.0 else "" %}
-{% set rope_extra = ("; the first " ~ rotary_dim ~ " features of each head rotate, the rest pass through (partial rotary)" if partial else "") ~ ("; longrope: inv_freq holds the short then the long frequencies, the long ones for a forward call ending past " ~ long_after ~ " (step._pad0)" if long else "") ~ ("; cos and sin times the attention factor" if sc else "") %}
-{{ c.header("rotate_half rotary embedding at positions " ~ ("index in row" if packed is defined and packed else "p..p+n-1") ~ ("; rotated rows go to cache rows p..p+n-1" if to_cache else "") ~ ("; the cache holds f16 pairs in u32 words (kv f16x2): one invocation per (token, head, two adjacent pairs i, i+1), so it writes whole words" if f16x2 else "; one invocation per (token, head, pair)") ~ rope_extra) }}
+{{ c.header("rotate_half rotary embedding at positions " ~ ("index in row" if packed is defined and packed else "p..p+n-1") ~ ("; rotated rows go to cache rows p..p+n-1" if to_cache else "") ~ ("; the cache holds f16 pairs in u32 words (kv f16x2): one invocation per (token, head, two adjacent pairs i, i+1), so it writes whole words" if f16x2 else "; one invocation per (token, head, pair)") ~ rope.extra) }}
 {{ c.prelude() }}
 
 const HEADS: u32 = {{ heads }}u;
 const HD: u32 = {{ head_dim }}u;
 const HALF: u32 = {{ half }}u;  // pairs (i, i + HALF) within each head
 const WIDTH: u32 = {{ width }}u;
-{% if partial %}
-const ROT: u32 = {{ rotary_dim }}u;  // features of each head that rotate; ROT..HD-1 are copied
-const SLOTS: u32 = {{ slots }}u;  // pair slots per head: HALF rotate, the rest copy 2 features each
-{% endif %}
-{% if long %}
-const LONG_AFTER: u32 = {{ long_after }}u;  // longrope: a call ending past it uses inv_freq[HALF..2 HALF)
-{% endif %}
-{% if sc %}
-const COS_SCALE: f32 = {{ cos_scale_lit }};  // longrope's attention factor on cos and sin
-{% endif %}
-
-// cos/sin of a large angle: reduce by 2*pi in two parts (Cody-Waite) first, so
-// that drivers whose sin/cos are only accurate on [-pi, pi] still match the
-// reference at long positions. 6.28125 has 8 significant bits: k * C1 is exact.
-const TWO_PI_HI: f32 = 6.28125;
-const TWO_PI_LO: f32 = 0.0019353071795864769;
-const INV_TWO_PI: f32 = 0.15915494309189535;
-
-{{ trig.sincos_fn("vec2<f32>", "vec2<i32>") if f16x2 else trig.sincos_fn("f32", "i32") }}
+{{ rope.consts("are copied", "k", f16x2) }}
 {% if ring is defined and ring %}
 
 {{ kvs.ring_fn() }}
@@ -66,11 +43,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let tbl = select(0u, HALF, step._pad0 > LONG_AFTER);  // _pad0: the forward call's end position
 {% endif %}
   let ang = f32(step.p + t) * vec2<f32>(inv_freq[{{ tbl }}i], inv_freq[{{ tbl }}i + 1u]);
-  let k = round(ang * INV_TWO_PI);
-  let red = (ang - k * TWO_PI_HI) - k * TWO_PI_LO;
-  let sc2 = sincos_c(red);  // not the builtins: see _sincos.wgsl
-  let cs = sc2.c{{ sc }};
-  let sn = sc2.s{{ sc }};
+{{ rope.cos_sin("k") }}
   let src = t * WIDTH + head * HD + i;
   let x1 = vec2<f32>(f32(x[src]), f32(x[src + 1u]));
   let x2 = vec2<f32>(f32(x[src + HALF]), f32(x[src + HALF + 1u]));
@@ -110,11 +83,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 {% else %}
   let ang = f32(step.p + t) * inv_freq[{{ tbl }}i];
 {% endif %}
-  let k = round(ang * INV_TWO_PI);
-  let red = (ang - k * TWO_PI_HI) - k * TWO_PI_LO;
-  let sc2 = sincos_c(red);  // not the builtins: see _sincos.wgsl
-  let cs = sc2.c{{ sc }};
-  let sn = sc2.s{{ sc }};
+{{ rope.cos_sin("k") }}
   let src = t * WIDTH + head * HD + i;
   let x1 = f32(x[src]);
   let x2 = f32(x[src + HALF]);

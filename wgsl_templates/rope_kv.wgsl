@@ -1,16 +1,11 @@
 {% import "_common.wgsl" as c with context %}
 {% import "_kv.wgsl" as kvs with context %}
-{% import "_sincos.wgsl" as trig %}
-{# partial rotary / longrope (RopeKvKey rotary_dim, long_after, cos_scale) #}
-{% set partial = rotary_dim != 0 and rotary_dim != head_dim %}
-{% set long = long_after != 0 %}
-{% set tbl = "tbl + " if long else "" %}
-{% set sc = " * COS_SCALE" if cos_scale != 1.0 else "" %}
-{% set rope_extra = ("; the first " ~ rotary_dim ~ " features of each head rotate, the rest pass through (partial rotary)" if partial else "") ~ ("; longrope: inv_freq holds the short then the long frequencies, the long ones for a forward call ending past " ~ long_after ~ " (step._pad0)" if long else "") ~ ("; cos and sin times the attention factor" if sc else "") %}
+{% import "_rope.wgsl" as rope with context %}
+{% set partial, long, tbl = rope.partial, rope.long, rope.tbl %}
 {% if kv == "f16x2" %}
-{{ c.header("rotary embedding at positions p..p+n-1: q rotated in place, rope(k) -> k_cache and v -> v_cache rows p..p+n-1, the caches as f16 pairs in u32 words (kv f16x2); one invocation per (token, two adjacent rotation pairs i, i+1), so every cache store is a whole word; no barriers" ~ rope_extra) }}
+{{ c.header("rotary embedding at positions p..p+n-1: q rotated in place, rope(k) -> k_cache and v -> v_cache rows p..p+n-1, the caches as f16 pairs in u32 words (kv f16x2); one invocation per (token, two adjacent rotation pairs i, i+1), so every cache store is a whole word; no barriers" ~ rope.extra) }}
 {% else %}
-{{ c.header("rotary embedding at positions p..p+n-1: q rotated in place, rope(k) -> k_cache and v -> v_cache rows p..p+n-1; one invocation per (token, rotation pair), no barriers" ~ rope_extra) }}
+{{ c.header("rotary embedding at positions p..p+n-1: q rotated in place, rope(k) -> k_cache and v -> v_cache rows p..p+n-1; one invocation per (token, rotation pair), no barriers" ~ rope.extra) }}
 {% endif %}
 {{ c.prelude() }}
 
@@ -22,25 +17,7 @@ const QW: u32 = {{ qw }}u;  // q row width
 const KVW: u32 = {{ kvw }}u;  // k, v and cache row width
 const QPAIRS: u32 = {{ qpairs }}u;  // invocations 0..QPAIRS-1 of a token rotate q, the next KVPAIRS k (+ copy v)
 const KVPAIRS: u32 = {{ kvpairs }}u;
-{% if partial %}
-const ROT: u32 = {{ rotary_dim }}u;  // features of each head that rotate; ROT..HD-1 pass through
-const SLOTS: u32 = {{ slots }}u;  // pair slots per head: HALF rotate, the rest copy 2 features each
-{% endif %}
-{% if long %}
-const LONG_AFTER: u32 = {{ long_after }}u;  // longrope: a call ending past it uses inv_freq[HALF..2 HALF)
-{% endif %}
-{% if sc %}
-const COS_SCALE: f32 = {{ cos_scale_lit }};  // longrope's attention factor on cos and sin
-{% endif %}
-
-// cos/sin of a large angle: reduce by 2*pi in two parts (Cody-Waite) first, so
-// that drivers whose sin/cos are only accurate on [-pi, pi] still match the
-// reference at long positions. 6.28125 has 8 significant bits: m * C1 is exact.
-const TWO_PI_HI: f32 = 6.28125;
-const TWO_PI_LO: f32 = 0.0019353071795864769;
-const INV_TWO_PI: f32 = 0.15915494309189535;
-
-{{ trig.sincos_fn("vec2<f32>", "vec2<i32>") if kv == "f16x2" else trig.sincos_fn("f32", "i32") }}
+{{ rope.consts("pass through", "m", kv == "f16x2") }}
 {% if ring %}
 
 {{ kvs.ring_fn() }}
@@ -81,11 +58,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let tbl = select(0u, HALF, step._pad0 > LONG_AFTER);  // _pad0: the forward call's end position
 {% endif %}
   let ang = f32(pos) * vec2<f32>(inv_freq[{{ tbl }}i], inv_freq[{{ tbl }}i + 1u]);
-  let m = round(ang * INV_TWO_PI);
-  let red = (ang - m * TWO_PI_HI) - m * TWO_PI_LO;
-  let sc2 = sincos_c(red);  // not the builtins: see _sincos.wgsl
-  let cs = sc2.c{{ sc }};
-  let sn = sc2.s{{ sc }};
+{{ rope.cos_sin("m") }}
   if (is_q) {
     let src = t * QW + head * HD + i;
     let x1 = vec2<f32>(f32(q[src]), f32(q[src + 1u]));
@@ -138,11 +111,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let tbl = select(0u, HALF, step._pad0 > LONG_AFTER);  // _pad0: the forward call's end position
 {% endif %}
   let ang = f32(pos) * inv_freq[{{ tbl }}i];
-  let m = round(ang * INV_TWO_PI);
-  let red = (ang - m * TWO_PI_HI) - m * TWO_PI_LO;
-  let sc2 = sincos_c(red);  // not the builtins: see _sincos.wgsl
-  let cs = sc2.c{{ sc }};
-  let sn = sc2.s{{ sc }};
+{{ rope.cos_sin("m") }}
   if (is_q) {
     let src = t * QW + head * HD + i;
     let x1 = f32(q[src]);
