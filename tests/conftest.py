@@ -196,7 +196,18 @@ GEMMA3_NEW_TOKENS = 8
 # the fixed text of the perplexity check (about 40 tokens: it fits GEMMA3_CONTEXT)
 GEMMA3_PPL_TEXT = ("The capital of France is Paris. It is known for the Eiffel Tower, the Louvre museum and the "
                    "cafes along the river Seine, which flows through the city from east to west.")
-GEMMA3_CONTEXT = 64  # KV rows: the tests' longest call (a short completion prompt + 8 tokens) with room to spare
+# the long prompt of the sliding-window check (test_gemma.test_gemma3_270m_past_the_sliding_window):
+# ten numbered copies of one paragraph, 673 ids with <bos>. Its first GEMMA3_LONG_SPLIT ids are past
+# the 512-token window; all of them are past the local layers' 639-row ring (512 + prefill_chunk 128 - 1)
+GEMMA3_LONG_PARAGRAPH = ("The river Seine flows through Paris from east to west. Along its banks stand bookstalls, old "
+                         "bridges and cafes where people read the morning papers. In spring the chestnut trees bloom, "
+                         "tourists crowd the quays, and boats carry visitors past the cathedral of Notre-Dame, the "
+                         "Louvre museum and the Eiffel Tower. ")
+GEMMA3_LONG_TEXT = "".join(f"Day {i + 1}. {GEMMA3_LONG_PARAGRAPH}" for i in range(10))
+GEMMA3_LONG_SPLIT = 520
+# KV rows: the long prompt's 673 with room to spare, and more than the 639-row ring, so that the
+# builder gives the 15 local layers ring caches (it makes one only where ring < context_window)
+GEMMA3_CONTEXT = 1024
 
 
 @contextlib.contextmanager
@@ -223,7 +234,8 @@ def gguf_parsed_once() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def gemma3_270m(tmp_path_factory):
     """(bundle, transformers' logits of GEMMA3_IDS, its 8 greedy ids, transformers' GGUF tokenizer,
-    (GEMMA3_PPL_TEXT's ids, transformers' perplexity of them)):
+    (GEMMA3_PPL_TEXT's ids, transformers' perplexity of them), (GEMMA3_LONG_TEXT's ids, the positions
+    GEMMA3_LONG_SPLIT - 1, GEMMA3_LONG_SPLIT and the last, transformers' logits at those 3 positions)):
     the real Gemma 3 270M Q4_K_M file built once per session with the default quantization, and
     transformers loading the same file (it dequantizes every block to f32), the reference, run once.
     test_gemma.py (reference, native) and test_gemma_browser.py (Chromium) share it."""
@@ -245,9 +257,13 @@ def gemma3_270m(tmp_path_factory):
         text_ids = hf_tok(GEMMA3_PPL_TEXT)["input_ids"]
         with torch.no_grad():
             text_ppl = perplexity(hf(torch.tensor([text_ids])).logits[0].numpy(), text_ids)
+            long_ids = hf_tok(GEMMA3_LONG_TEXT)["input_ids"]
+            rows = [GEMMA3_LONG_SPLIT - 1, GEMMA3_LONG_SPLIT, len(long_ids) - 1]
+            # only the 3 rows' lm head (262,144 x 640): 1.3 s here, all 673 rows' ~13 s
+            long_ref = hf(torch.tensor([long_ids]), logits_to_keep=torch.tensor(rows)).logits[0].numpy()
         del hf
         bundle = webllm_py.build(path, folder / "b", progress=False, context_window=GEMMA3_CONTEXT)  # default quantization
-    return bundle, ref, greedy, hf_tok, (text_ids, text_ppl)
+    return bundle, ref, greedy, hf_tok, (text_ids, text_ppl), (long_ids, rows, long_ref)
 
 
 def perplexity(logits, ids) -> float:
