@@ -1,4 +1,5 @@
-{#- Online-softmax pieces shared by attention_decode and attention_prefill.
+{#- Online-softmax pieces shared by attention_decode, attention_prefill and encoder_attention
+    (options() also by attention_tiled; the opening of the cache forms is _attention_head.wgsl).
     Registers: q0..q{HD4-1} (the query, pre-scaled), acc0.. (sum of e * v), m (running max), l (running sum).
     Key options (no text when unset, so other kernels are unchanged): window (options() declares
     WINDOW, first_key gives the window's first key), softcap (options() declares CAP and tanh_c,
@@ -23,6 +24,29 @@ const CAP: f32 = {{ cap_lit }};  // score soft-capping: tanh(s / CAP) * CAP
 
 {{ th.tanh_fn("f32") }}
 {% endif %}
+{%- endmacro %}
+
+{#- main of the per-query forms (prefill, encoder): one invocation per (query qi, head h) -#}
+{% macro query_main() -%}
+@compute @workgroup_size({{ lanes }}, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let qi = gid.x;
+  let h = gid.y;
+  if (qi >= step.n) {
+    return;
+  }
+{%- endmacro %}
+
+{#- the per-query forms' output row: acc / l. Trimmed: the call, indented on its own line, gives the
+    first line's indent and the last newline. -#}
+{% macro write_out() -%}
+{% filter trim %}
+  let ob = qi * QW4 + h * HD4;
+  let inv = 1.0 / l;
+{% for d in range(hd4) %}
+  out[ob + {{ d }}u] = A4(acc{{ d }} * inv);
+{% endfor %}
+{% endfilter %}
 {%- endmacro %}
 
 {#- the first key a query with `total` visible keys (0..total-1) attends to -#}

@@ -1,17 +1,7 @@
-{% import "_common.wgsl" as c with context %}
 {% import "_attention.wgsl" as att with context %}
 {% import "_kv.wgsl" as kvs with context %}
-{{ c.header("causal GQA attention over cache rows 0..p+n-1, decode form: one workgroup per (head, query); lanes split the keys (online softmax each), one combine through workgroup memory") }}
-{{ c.prelude() }}
-
-{{ att.consts() }}
-{% if window or softcap %}
-{{ att.options() }}
-{% endif %}
-{% if ring %}
-
-{{ kvs.ring_fn() }}
-{% endif %}
+{% set title = "causal GQA attention over cache rows 0..p+n-1, decode form: one workgroup per (head, query); lanes split the keys (online softmax each), one combine through workgroup memory" %}
+{% include "_attention_head.wgsl" %}
 const LANES: u32 = {{ lanes }}u;
 
 var<workgroup> part_m: array<f32, {{ lanes }}>;

@@ -1,6 +1,6 @@
 {% import "_common.wgsl" as c with context %}
 {% import "_kv.wgsl" as kvs with context %}
-{% import "_tanh.wgsl" as th %}
+{% import "_attention.wgsl" as att with context %}
 {{ c.header("causal GQA prefill attention, FlashAttention-2 tiles: one workgroup per (tile of " ~ tq ~ " (query, q head) rows, kv head); K/V tiles of " ~ tk ~ " keys in workgroup memory, online softmax per row in registers") }}
 // Shape assumptions: head_dim % 4 == 0; row r of tile x is global row x*TQ + r = (query row / GROUP,
 // q head kv_head*GROUP + row % GROUP). {{ lpr }} lanes per row each own {{ chunks }} vec4 chunks
@@ -22,13 +22,8 @@ const WG: u32 = {{ wg }}u;      // TQ * LPR
 const PAD4: u32 = HD4 + 1u;     // padded row stride (vec4s) of the Q and K tiles: lanes reading different
                                 // rows of one column fall in different banks
 
-{% if window %}
-const WINDOW: u32 = {{ window }}u;  // sliding window: the query at t sees keys t-WINDOW+1..t
-{% endif %}
-{% if softcap %}
-const CAP: f32 = {{ cap_lit }};  // score soft-capping: tanh(s / CAP) * CAP
-
-{{ th.tanh_fn("f32") }}
+{% if window or softcap %}
+{{ att.options() -}}  {#- its lines end in a newline; no blank line follows here #}
 {% endif %}
 var<workgroup> q_tile: array<vec4<f32>, {{ tq * (hd4 + 1) }}>;  // (TQ, PAD4): q * SCALE
 var<workgroup> k_tile: array<vec4<f32>, {{ tk * (hd4 + 1) }}>;  // (TK, PAD4)

@@ -5,13 +5,7 @@
 
 {{ att.consts() }}
 
-@compute @workgroup_size({{ lanes }}, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let qi = gid.x;
-  let h = gid.y;
-  if (qi >= step.n) {
-    return;
-  }
+{{ att.query_main() }}
   let r = u32(rows[qi]);
   let first = u32(offsets[r]);
 {% if causal %}
@@ -25,9 +19,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let kb = t * KVW4 + kvh * HD4;
 {{ att.key_step("kb") }}
   }
-  let ob = qi * QW4 + h * HD4;
-  let inv = 1.0 / l;
-{% for d in range(hd4) %}
-  out[ob + {{ d }}u] = A4(acc{{ d }} * inv);
-{% endfor %}
+  {{ att.write_out() }}
 }
