@@ -14,13 +14,12 @@ ids a row needs.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..atomic import refuse_to_replace, replace_dir, temp_dir_beside
+from ..atomic import refuse_to_replace
 from ..build_limits import check_shard_bytes
 from ..errors import BuildError
 from ..models.embedding_models import EmbeddingModel, embedding_model
@@ -32,7 +31,8 @@ from ..quant import FORMATS
 from .manifest import DEFAULT_SHARD_BYTES, FORMAT, FORMAT_VERSION
 from .ownership import why_not_a_bundle
 from .shards import ShardWriter
-from .writer import BYTES_PER_WEIGHT, _quantize_blocked, _weight_format, _write_json, write_kernels_and_tokenizer
+from .writer import (BYTES_PER_WEIGHT, _quantize_blocked, _weight_format, _write_json, compiled_entries, staged_folder,
+                     write_kernels_and_tokenizer)
 
 # q8 by default: with q4 linears all-MiniLM-L6-v2's embeddings keep only cosine 0.90-0.96 with
 # sentence-transformers' (q8: >= 0.9996, f32: 1.0; five texts, short to 256 tokens)
@@ -115,8 +115,7 @@ def write_encoder_bundle(
 
     out = Path(out).absolute()
     refuse_to_replace(out, why_not_a_bundle, "webllm-py bundle")  # holding a manifest.json is not enough
-    tmp = temp_dir_beside(out)
-    try:
+    with staged_folder(out) as tmp:
         shards = ShardWriter(tmp / "params", shard_bytes)
         weights: dict[str, Any] = {}
         total = sum(int(np.prod(p.shape)) for p in graph.params.values())
@@ -153,18 +152,9 @@ def write_encoder_bundle(
                              "embedding": _weight_format("embedding", quantization, embedding_format)},
             "tokenizer": tok_meta,
             "graphs": {"embed": graph.to_json()},
-            "weights": weights,
-            "buffers": lowered["buffers"],
-            "programs": lowered["programs"],
-            "wgsl_language_features": lowered["wgsl_language_features"],
-            "kernels": kernels,
-            "files": files,
+            **compiled_entries(weights, lowered, kernels, files),
         }
         _write_json(tmp / "manifest.json", manifest)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -14,8 +14,9 @@ import hashlib
 import json
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -189,8 +190,7 @@ def write_bundle(
     out = Path(out).absolute()
     refuse_to_replace(out, why_not_a_bundle, "webllm-py bundle")  # holding a manifest.json is not enough
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir_beside(out)
-    try:
+    with staged_folder(out) as tmp:
         shards = ShardWriter(tmp / "params", shard_bytes)
         weights: dict[str, Any] = {}
         params = graph_all.params
@@ -253,20 +253,32 @@ def write_bundle(
                 "eos_token_ids": tok_meta["eos_token_ids"],
             },
             "graphs": {"logits_all": graph_all.to_json(), "logits_last": graph_last.to_json()},
-            "weights": weights,
-            "buffers": lowered["buffers"],
-            "programs": lowered["programs"],
             "program_sets": lowered["program_sets"],
-            "wgsl_language_features": lowered["wgsl_language_features"],
-            "kernels": kernels,
-            "files": files,
+            **compiled_entries(weights, lowered, kernels, files),
         }
         _write_json(tmp / "manifest.json", manifest)
+    return out
+
+
+@contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """A temp folder beside `out` to write a bundle into: it replaces `out` when the block ends,
+    and is removed instead when the block raises (a failed build leaves `out` as it was)."""
+    tmp = temp_dir_beside(out)
+    try:
+        yield tmp
         replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
+
+
+def compiled_entries(weights: dict[str, Any], lowered: dict[str, Any], kernels: dict[str, Any],
+                     files: list[dict[str, Any]]) -> dict[str, Any]:
+    """The manifest entries both writers fill alike (encoder_writer.py too): weights, the lowered
+    buffers / programs / WGSL language features, kernels and files."""
+    return {"weights": weights, "buffers": lowered["buffers"], "programs": lowered["programs"],
+            "wgsl_language_features": lowered["wgsl_language_features"], "kernels": kernels, "files": files}
 
 
 def write_kernels_and_tokenizer(tmp: Path, shard_files: list[str], kernels: dict[str, Any], tokenizer_json: str,
