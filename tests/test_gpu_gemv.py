@@ -34,13 +34,16 @@ FORMATS = ["f32", "f16", "q8", "q4", "q4a"]
 
 # -- the dequantization library -------------------------------------------------------
 
-_PROBE = """\
+# a probe kernel's bindings (decls) and _dequant.wgsl's functions for (fmt, cols); tests/test_kquant.py too
+DQ_PROBE_HEAD = """\
 {% import "_dequant.wgsl" as dq %}
 {% for d in decls %}
 @group(0) @binding({{ loop.index0 }}) var<{{ "uniform" if d[1] == "uniform" else "storage, " ~ d[1] }}> {{ d[0] }}: {{ d[2] }};
 {% endfor %}
 struct Step { n: u32, p: u32, _pad0: u32, _pad1: u32 }
 {{ dq.fns(fmt, cols) }}
+"""
+_PROBE = DQ_PROBE_HEAD + """\
 const C8: u32 = {{ c8 }}u;
 const NB: u32 = {{ nb }}u;
 

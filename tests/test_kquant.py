@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from gguf_files import add_spelled_vocab, finish_gguf
+from test_gpu_gemv import DQ_PROBE_HEAD
 from test_kernels import EXTRA, check, padded, rand, ref_op, rng_for, runner, same_bits, sentinel  # noqa: F401
 from webllm_py.codegen import dequant
 from webllm_py.codegen.kernels import STEP, EmbeddingKey, Kernel, MatmulKey, _env, build
@@ -118,13 +119,7 @@ def test_bytes_per_weight_is_the_gguf_size_rounded_to_words():
 
 # -- WGSL: _dequant.wgsl's dq8 / dq_dot ------------------------------------------------
 
-_PROBE = """\
-{% import "_dequant.wgsl" as dq %}
-{% for d in decls %}
-@group(0) @binding({{ loop.index0 }}) var<{{ "uniform" if d[1] == "uniform" else "storage, " ~ d[1] }}> {{ d[0] }}: {{ d[2] }};
-{% endfor %}
-struct Step { n: u32, p: u32, _pad0: u32, _pad1: u32 }
-{{ dq.fns(fmt, cols) }}
+_PROBE = DQ_PROBE_HEAD + """\
 
 // row gid.y, chunk gid.x: dq8 and dq_dot of columns 8i .. 8i+7
 @compute @workgroup_size(64, 1, 1)
