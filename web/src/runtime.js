@@ -299,9 +299,11 @@ export class WebGPURuntime {
     const enc = this.device.createCommandEncoder();
     const pass = enc.beginComputePass();
     for (const s of prog.steps) {
+      const x = s.workgroups[0](n, p), y = s.workgroups[1](n, p), z = s.workgroups[2](n, p);
+      if (!x || !y || !z) continue; // a dispatch gated off at this n (codegen/shapes.py): skip it
       pass.setPipeline(s.pipeline);
       pass.setBindGroup(0, s.bindGroup);
-      pass.dispatchWorkgroups(s.workgroups[0](n, p), s.workgroups[1](n, p), s.workgroups[2](n, p));
+      pass.dispatchWorkgroups(x, y, z);
     }
     pass.end();
     if (pick === "1") /** @type {GpuArgmax} */ (this._argmax).encode(enc);

@@ -28,8 +28,9 @@ pair and the GROUP q heads of a query are adjacent rows):
 - Parallelism: ceil(n * GROUP / tq) * kv_heads workgroups of tq * lanes_per_row lanes, whatever
   p is (16 heads / 4 kv heads, head_dim 64, n = 128: 64 x 128 lanes); each walks
   ceil((p + its last query + 1) / tk) tile rounds. A short chunk over a long cache (small n,
-  large p) therefore has few, long workgroups; splitting the keys across workgroups with a
-  combine (as attention_split does for decode) would fix that and is not done here.
+  large p) therefore has few, long workgroups: the gpu shapes (codegen/shapes.py
+  SPLIT_PREFILL_MAX_N) give chunks of at most 16 tokens to attention_split + combine instead,
+  this kernel gated to zero workgroups for them.
 """
 
 from __future__ import annotations

@@ -6,10 +6,13 @@ row slices); this table decides the kernel SHAPE that computes it, per adapter c
   class  linear (decode / prefill, score)        attention (decode / prefill, score)       norm prologue
   cpu    matmul decode form / tiled matmul       attention decode / prefill forms           decode
   gpu    gemv / gemm (last-row LM head: gemv)    attention_split + combine / attention_tiled decode, prefill
+                                                (prefill n <= 16: split + combine)
 
 The cpu entries are the choices tuned on lavapipe/SwiftShader (moved here from the lowering,
 unchanged: tests/test_program_sets.py holds their programs and WGSL to a golden digest).
-A shape is one entry of `SHAPES`; adding a class or a kernel family for one is an entry here,
+The gpu prefill form holds both attention shapes, each gated to zero workgroups when the other
+runs (`SPLIT_PREFILL_MAX_N`): short chunks over a long cache take the split, whose parallelism
+grows with p. A shape is one entry of `SHAPES`; adding a class or a kernel family for one is an entry here,
 no branch in the lowering's rules.
 """
 
@@ -57,6 +60,9 @@ class AttentionStep:
 
     key: K.KernelKey
     scratch: int = 0
+    # an expression of n that is 1 for the steps' n that run this dispatch and 0 for the others: the
+    # lowering multiplies the dispatch's workgroup count by it ("" : always runs)
+    gate: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,19 +133,40 @@ def _gpu_linear(act: str, fmt: str, rows: int, cols: int, *, bias: bool, form: s
     return gemm_key(act, fmt, rows, cols, bias=bias, row_offset=row_offset, out_rows=out_rows, **fusions)
 
 
+# Prefill chunks of at most this many tokens take flash-decoding's split + combine, longer ones the
+# tiled kernel. At n <= 16 the tiled form is at most one 32-row q tile per kv head at GROUP 2 (a
+# handful of workgroups at GROUP 4-8), each walking all p + n keys: a follow-up chat turn over a
+# long cache leaves a big GPU idle. The split has ceil((p + n) / block) x kv_heads x n workgroups,
+# but reads the K/V once per query instead of once per tile, so past a few tiles' worth of queries
+# the tiled form wins. Not tuned on a real GPU (docs/performance.md).
+SPLIT_PREFILL_MAX_N = 16
+
+
+def _gates(t: int, c: int) -> tuple[str, str]:
+    """[n <= t] and [n > t] for 1 <= n <= c (c > t) in the manifest's dim grammar (integers, n,
+    + - * //): (t + c - n) // c and (n - t - 1 + c) // c, both in 0..1 over that range."""
+    return f"({t + c} - n) // {c}", f"(n + {c - t - 1}) // {c}"
+
+
 def _gpu_attention(op: AttentionOp) -> list[AttentionStep]:
     """Decode: flash-decoding (split over key blocks into an f32 scratch, then combine); prefill /
-    score: FlashAttention-2 tiles in workgroup memory."""
+    score: FlashAttention-2 tiles in workgroup memory for chunks of more than SPLIT_PREFILL_MAX_N
+    tokens, the split + combine for shorter ones (both emitted, each gated by n)."""
     kv = _kv_field(op.act, op.kv)
-    if op.form == "prefill":
-        tiled = AttentionTiledKey(act=op.act, kv=kv, heads=op.heads, kv_heads=op.kv_heads, head_dim=op.head_dim,
-                                  scale=op.scale, window=op.window, softcap=op.softcap, ring=op.ring)
-        return [AttentionStep(tiled)]
     split = attention_split_key(op.act, kv, op.heads, op.kv_heads, op.head_dim, op.scale, subgroups=op.subgroups,
                                 window=op.window, softcap=op.softcap, ring=op.ring)
+    combine = attention_combine_key(op.act, op.heads, op.head_dim, split.block)
+    if op.form == "prefill" and op.max_n > SPLIT_PREFILL_MAX_N:
+        short, long = _gates(SPLIT_PREFILL_MAX_N, op.max_n)
+        # the split only ever sees n <= SPLIT_PREFILL_MAX_N here: its scratch holds that many queries
+        scratch = partial_elements(op.heads, op.head_dim, op.context_window, split.block, SPLIT_PREFILL_MAX_N)
+        tiled = AttentionTiledKey(act=op.act, kv=kv, heads=op.heads, kv_heads=op.kv_heads, head_dim=op.head_dim,
+                                  scale=op.scale, window=op.window, softcap=op.softcap, ring=op.ring)
+        return [AttentionStep(tiled, gate=long), AttentionStep(split, scratch, gate=short),
+                AttentionStep(combine, scratch, gate=short)]
+    # decode, and a prefill form whose every chunk is short: the split alone
     scratch = partial_elements(op.heads, op.head_dim, op.context_window, split.block, op.max_n)
-    return [AttentionStep(split, scratch),
-            AttentionStep(attention_combine_key(op.act, op.heads, op.head_dim, split.block), scratch)]
+    return [AttentionStep(split, scratch), AttentionStep(combine, scratch)]
 
 
 def _gpu_rope_kv(act: str, kv: str, heads: int, kv_heads: int, head_dim: int) -> K.KernelKey:

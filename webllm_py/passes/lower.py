@@ -123,6 +123,9 @@ def _attention(L, node, i):
         L.where[tensors["partial"]] = L.pool.take(scratch)
     for s in steps:
         L.emit(s.key, tensors)
+        if s.gate:  # runs only for the n its gate is 1 at (codegen/shapes.py AttentionStep): 0 workgroups else
+            wg = L.dispatches[-1].workgroups
+            wg[0] = f"({wg[0]}) * ({s.gate})"
     if scratch:
         L.pool.release(L.where.pop(tensors["partial"]))
 

@@ -146,9 +146,12 @@ class NativeModel(CachedModel):
         enc = self.device.create_command_encoder()
         cp = enc.begin_compute_pass()
         for pipe, bg, wg, _ in prog["steps"]:
+            x, y, z = wg[0](n, p), wg[1](n, p), wg[2](n, p)
+            if not x or not y or not z:  # a dispatch gated off at this n (codegen/shapes.py): skip it
+                continue
             cp.set_pipeline(pipe)
             cp.set_bind_group(0, bg)
-            cp.dispatch_workgroups(wg[0](n, p), wg[1](n, p), wg[2](n, p))
+            cp.dispatch_workgroups(x, y, z)
         cp.end()
         if pick:
             self._argmax.encode(enc)
