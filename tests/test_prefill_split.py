@@ -191,3 +191,21 @@ def test_chromium_gpu_set_short_and_long_chunks(llama, webgpu_browser):  # noqa:
     tol = bound(ref, F16_TOL)
     assert np.abs(np.array(got[0]) - ref[HEAD + T - 1]).max() <= tol
     assert np.abs(np.array(got[1]) - ref[HEAD + 2 * T]).max() <= tol
+
+
+def test_profile_times_only_the_dispatches_that_run(llama, adapter):
+    """`webllm-py profile` (runtime/profile.py) on the gpu set's prefill program: the gated-off
+    attention shape is not dispatched, so the dispatch counts differ by the shapes' steps per layer
+    (tiled 1, split + combine 2) and the tiled kernel appears only above T."""
+    import webllm_py
+    from webllm_py.runtime.profile import profile_step
+
+    model = webllm_py.load(llama[0], backend="native", precision="gpu", profile=True)
+    try:
+        short, long = (profile_step(model, "prefill", n=n, p=HEAD, repeats=1) for n in (T, T + 1))
+    finally:
+        model.close()
+    layers = long["families"]["attention_tiled"]["dispatches"]  # one per layer
+    assert layers >= 2 and short["dispatches"] - long["dispatches"] == layers
+    assert short["families"]["attention_split"]["dispatches"] == short["families"]["attention_combine"]["dispatches"] == layers
+    assert "attention_tiled" not in short["families"] and "attention_split" not in long["families"]
