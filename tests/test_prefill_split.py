@@ -3,8 +3,8 @@ SPLIT_PREFILL_MAX_N = T): the gpu prefill / score programs hold attention_tiled 
 attention_split + attention_combine, each dispatch's workgroup count multiplied by an indicator
 of n, so exactly one of them runs for every 1 <= n <= prefill_chunk.
 
-Whole models (seeded tiny Llama, and a tiny Gemma 3 whose sliding-window layers keep ring
-caches) forced to the gpu sets on lavapipe, against transformers' logits: after a 140-token
+Whole models (seeded tiny Llama, a tiny Gemma 3 whose sliding-window layers keep ring caches,
+and a tiny Gemma 2 whose attention soft-capping changes its logits) forced to the gpu sets on lavapipe, against transformers' logits: after a 140-token
 prompt (past the split's 128-key block), chunks of n in {1, T-1, T, T+1, C} through the prefill
 program (last row) and the score program (every row). Tolerance: tests/parity.py F16_TOL, 5e-2 x
 max(1, max|logit|): the gpu sets store the KV cache as f16 (f16x2), rounding every layer's K/V.
@@ -31,34 +31,50 @@ RING_WINDOW = 40  # > the chunks, and the window straddles the 128-key block bou
 
 
 def _reference_bundle(tmp_path_factory, arch: str, **overrides):
-    """(bundle of a seeded tiny `arch` at prefill_chunk C, transformers' f32 logits of IDS)."""
+    """(bundle of a seeded tiny `arch` at prefill_chunk C, transformers' f32 logits of IDS, the HF folder)."""
     import torch
     from conftest import make_tiny_model
     from transformers import AutoModelForCausalLM
 
     import webllm_py
 
-    spec = None
-    if arch == "gemma3_text":
-        from test_gemma import ARCHS
-        spec = ARCHS[arch]
+    from test_gemma import ARCHS
+
+    spec = ARCHS.get(arch)
     folder = make_tiny_model(tmp_path_factory.mktemp(f"hf-{arch}"), arch, spec=spec, **overrides)
     hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     with torch.no_grad():
         ref = hf(torch.tensor([IDS])).logits[0].numpy()
     bundle = webllm_py.build(folder, tmp_path_factory.mktemp(f"b-{arch}") / "b", quantization="f32",
                              progress=False, prefill_chunk=C)
-    return bundle, ref
+    return bundle, ref, folder
 
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
-    return _reference_bundle(tmp_path_factory, "llama")
+    return _reference_bundle(tmp_path_factory, "llama")[:2]
 
 
 @pytest.fixture(scope="module")
 def ring_gemma(tmp_path_factory):
-    return _reference_bundle(tmp_path_factory, "gemma3_text", sliding_window=RING_WINDOW)
+    return _reference_bundle(tmp_path_factory, "gemma3_text", sliding_window=RING_WINDOW)[:2]
+
+
+@pytest.fixture(scope="module")
+def softcap_gemma(tmp_path_factory):
+    """Gemma 2: attention and final soft-capping (test_gemma's caps) with alternating windows, so
+    the tiled kernel's softcap runs at model level too (the tiny bundles' chunk is T: split only)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    bundle, ref, folder = _reference_bundle(tmp_path_factory, "gemma2", sliding_window=RING_WINDOW)
+    # the attention cap must matter on these ids, or the kernels' cap would go unchecked
+    cfg = AutoConfig.from_pretrained(folder, attn_logit_softcapping=None)
+    with torch.no_grad():
+        uncapped = AutoModelForCausalLM.from_pretrained(folder, config=cfg, dtype=torch.float32)(
+            torch.tensor([IDS])).logits[0].numpy()
+    assert np.abs(uncapped[HEAD:] - ref[HEAD:]).max() > 10 * bound(ref, F16_TOL)
+    return bundle, ref
 
 
 def _family(kernel: str) -> str:
@@ -75,7 +91,7 @@ def _count(d: dict, n: int, p: int) -> int:
     return x * y * z
 
 
-@pytest.mark.parametrize("bundle_name", ["llama", "ring_gemma"])
+@pytest.mark.parametrize("bundle_name", ["llama", "ring_gemma", "softcap_gemma"])
 def test_prefill_programs_gate_both_shapes(bundle_name, request):
     """The gpu sets' prefill and score programs: per layer tiled, split, combine, gated by the
     indicators; at every n exactly one shape runs (split iff n <= T). Decode keeps the ungated
@@ -140,7 +156,7 @@ def _run_chunks(model) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("precision", GPU_SETS)
-@pytest.mark.parametrize("bundle_name", ["llama", "ring_gemma"])
+@pytest.mark.parametrize("bundle_name", ["llama", "ring_gemma", "softcap_gemma"])
 def test_gpu_chunks_match_transformers(bundle_name, precision, request, adapter):
     import webllm_py
 
