@@ -1,4 +1,4 @@
-"""The decode kernels bench/gpu_bench.py times: model shapes, their kernel keys, buffer sizes.
+"""The kernels bench/gpu_bench.py times: model shapes, their kernel keys, buffer sizes.
 
 Keys come from `webllm_py.codegen` as the GPU program sets would use them: `gemv.gemv_key` for
 the decode linears (subgroups off = set "gpu", on = set "gpu-sg") and attention_gpu's
@@ -6,6 +6,11 @@ the decode linears (subgroups off = set "gpu", on = set "gpu-sg") and attention_
 checkout yet, today's `matmul_key` / decode `AttentionKey` are timed instead, and the case says
 so ("family"). Each case is one kernel: its key, the byte size of every binding, which bindings
 hold the data rotated over copies (weights, K/V cache) and the bytes one dispatch must move.
+
+`prefill_attention_cases`: the two attention shapes of the gpu sets' prefill form
+(codegen/shapes.py `_gpu_attention`, gated at SPLIT_PREFILL_MAX_N) at the same (n, p): the
+tiled kernel alone against the split + combine pair, so gpu_bench can say where the split stops
+winning.
 """
 
 from __future__ import annotations
@@ -156,4 +161,67 @@ def decode_cases(shape_names: list[str], formats: list[str], contexts: list[int]
                     out.extend(attention_cases(f"{name} {tag} p={p}", s, p, sg))
                 except (ValueError, KeyError) as e:
                     out.append({"label": f"{name} {tag} p={p} attention", "error": f"{type(e).__name__}: {e}"})
+    return out
+
+
+@dataclass
+class PrefillCase:
+    """One (shape, p, n) of prefill attention: the tiled kernel and the split + combine pair that
+    the gpu sets' prefill form chooses between by n (codegen/shapes.py SPLIT_PREFILL_MAX_N)."""
+
+    shape: str
+    p: int
+    n: int
+    tiled: Case
+    split: Case
+    combine: Case
+
+
+def prefill_attention_case(name: str, s: ModelShape, n: int, p: int, subgroups: bool) -> PrefillCase:
+    """The n new queries at cache length p (K/V rows 0..p+n-1 present), f32 activations, f16x2
+    KV as the gpu sets store it; keys from the same constructors `_gpu_attention` calls (default
+    tiles, default split block), workgroup counts from each kernel's plan at (n, p) (run_case:
+    `dispatch_for(n, p)`). The split's scratch holds exactly n queries' partials."""
+    from webllm_py.codegen import build
+    from webllm_py.codegen.attention_gpu import attention_combine_key, attention_split_key, partial_elements
+    from webllm_py.codegen.attention_tiled import AttentionTiledKey
+
+    hd, qw, kvw = s.head_dim, s.heads * s.head_dim, s.kv_heads * s.head_dim
+    ctx, scale = p + n, 1.0 / math.sqrt(hd)
+    kv = ctx * kvw * 2  # f16 pairs in u32 words
+    q, out = n * qw * 4, n * qw * 4
+    tag = f"{name} n={n} p={p}"
+    tiled = AttentionTiledKey(act="f32", kv="f16x2", heads=s.heads, kv_heads=s.kv_heads, head_dim=hd, scale=scale)
+    split = attention_split_key("f32", "f16x2", s.heads, s.kv_heads, hd, scale, subgroups=subgroups)
+    combine = attention_combine_key("f32", s.heads, hd, split.block)
+    partial = partial_elements(s.heads, hd, ctx, split.block, n) * 4
+    written = partial  # an upper bound: every (query, head, block) record
+    extra = {"shape": name, "kv_bytes": 2 * kv}
+    return PrefillCase(
+        name, p, n,
+        Case(f"{tag} attention_tiled", build(tiled), "attention_tiled",
+             {"q": q, "k_cache": kv, "v_cache": kv, "out": out, "step": 16}, ("k_cache", "v_cache"),
+             2 * kv + q + out, n=n, p=p, extra=extra),
+        Case(f"{tag} attention_split", build(split), "attention_split",
+             {"q": q, "k_cache": kv, "v_cache": kv, "partial": partial, "step": 16}, ("k_cache", "v_cache"),
+             2 * kv + q + written, n=n, p=p, extra={**extra, "subgroups": subgroups}),
+        Case(f"{tag} attention_combine", build(combine), "attention_combine",
+             {"partial": partial, "out": out, "step": 16}, (), written + out, n=n, p=p, extra=extra),
+    )
+
+
+def prefill_attention_cases(shape_names: list[str], ns: list[int], contexts: list[int],
+                            subgroups: bool) -> list[PrefillCase | dict[str, Any]]:
+    """Every (shape, p, n) of the prefill_attention section, smallest n first over all (shape, p)
+    (a run cut short by its budget loses the large n, where the tiled kernel is expected to win,
+    and keeps every crossover's neighbourhood); one whose keys cannot be built is a dict with
+    its error (shape, p, n and the message)."""
+    out: list[PrefillCase | dict[str, Any]] = []
+    for n in sorted(ns):
+        for name in shape_names:
+            for p in contexts:
+                try:
+                    out.append(prefill_attention_case(name, SHAPES[name], n, p, subgroups))
+                except (ValueError, KeyError) as e:
+                    out.append({"shape": name, "p": p, "n": n, "error": f"{type(e).__name__}: {e}"})
     return out

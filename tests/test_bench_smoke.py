@@ -137,7 +137,8 @@ def test_shape_gguf_failure_leaves_no_file(tmp_path, monkeypatch, small_vocab_so
 
 def test_gpu_bench_smoke(tmp_path):
     """bench/gpu_bench.py --smoke on lavapipe: every section reports, every kernel case ran (the
-    GPU-class families, or their fallbacks before they land) at a positive time, and the decode
+    GPU-class families, or their fallbacks before they land) at a positive time, the
+    prefill_attention section timed both prefill shapes at each n, and the decode
     of the random-weight bundle ran on a program set of the bundle."""
     pytest.importorskip("wgpu")
     out = tmp_path / "gpu.json"
@@ -152,6 +153,15 @@ def test_gpu_bench_smoke(tmp_path):
     fams = {k["family"] for k in r["kernels"]}
     assert fams & {"gemv", "matmul (fallback)"} and fams & {"attention_split", "attention (fallback)"}, fams
     assert all(k["us"] > 0 and k["copies"] >= 1 for k in r["kernels"])
+    pa = r["prefill_attention"]
+    assert "error" not in pa, pa.get("error")
+    assert [(x["n"], x["p"]) for x in pa["rows"]] == [(1, 300), (16, 300), (17, 300)], pa["rows"]
+    for x in pa["rows"]:  # every kernel of both shapes ran, at positive times, and the ratio is theirs
+        assert all(x[k]["family"] == "attention_" + k and x[k]["us"] > 0 for k in ("tiled", "split", "combine")), x
+        assert x["us_split_combine"] == x["split"]["us"] + x["combine"]["us"]
+        assert x["ratio"] == x["us_tiled"] / x["us_split_combine"] > 0
+    (cross,) = pa["crossover"]
+    assert cross["measured_n"] == [1, 16, 17] and cross["crossover_n"] in (None, *cross["split_wins_at"])
     d = r["decode"]
     assert "error" not in d, d
     assert d["precision"] in d["program_sets"] and d["decode_tok_s"] > 0 and d["weight_bytes_per_token"] > 0
