@@ -209,8 +209,8 @@ export function sampleFromProbs(probs, topP, u01, topK = 0, minP = 0) {
   let proper = true;
   for (let i = 0; i < V; i++) {
     const v = probs[i];
-    if (v > pmax) pmax = v;
-    else if (!(v >= 0)) proper = false; // NaN or negative
+    if (!(v >= 0)) proper = false; // NaN or negative (also where it would be the running max)
+    else if (v > pmax) pmax = v;
   }
   if (!proper || !(pmax >= TAIL && pmax < Infinity)) return sampleFullSort(probs, topP, u01, topK, minP);
   const thr = minP > 0 ? minP * pmax : Infinity;

@@ -73,8 +73,8 @@ test("bands equal the literal reading at V = 262144 (Gemma 3) with the generatio
   }
 });
 
-test("a 4-id row and rows that are no distribution (sums 0.35, ~0) give the literal reading's id", () => {
-  for (const probs of [[0.2, 0.1, 0.3, 0.4], [0.1, 0.2, 0.05, 0], [1e-300, 2e-300, 3e-300]]) {
+test("a 4-id row and rows that are no distribution (sums 0.35, ~0, a negative first value) give the literal reading's id", () => {
+  for (const probs of [[0.2, 0.1, 0.3, 0.4], [0.1, 0.2, 0.05, 0], [1e-300, 2e-300, 3e-300], [-0.25, 0.3, 0.2]]) {
     const p = Float64Array.from(probs);
     for (const [topP, topK, minP] of [[0.9, 0, 0], [1, 2, 0], [0.5, 0, 0.5]]) {
       for (const u of [0, 0.3, 1 - 2 ** -24]) assert.equal(sampleFromProbs(p, topP, u, topK, minP), literal(p, topP, u, topK, minP));
