@@ -235,9 +235,8 @@ def validate_request(
         logprobs = top is not None
     include_usage = _include_usage(p.get("stream_options"), stream)
 
-    C = int(context_window)
     if prompt_ids is not None:
-        _check_room(prompt_ids, C, n, max_tokens)
+        _check_room(prompt_ids, int(context_window), n, max_tokens)
     sampling = SamplingParams(
         temperature=1.0 if temperature is None else temperature,
         top_p=1.0 if top_p is None else top_p,
